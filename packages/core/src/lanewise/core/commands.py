@@ -1,0 +1,121 @@
+"""Core CLI commands: ``serve``, ``doctor``, ``demo``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from lanewise.core.errors import ConfigError
+from lanewise.core.settings import Settings, config_path, load_settings
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
+    config = (ctx.obj or {}).get("config")
+    return load_settings(config, **overrides)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--host", default=None, help="Interface to bind (default: gateway.host).")
+@click.option("--port", type=int, default=None, help="Port (default: gateway.port).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the gateway (or, with a subcommand, another lane's server)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    settings = settings_from(ctx)
+    from lanewise.core.gateway.app import create_app
+
+    create_app(settings)  # fail fast on bad config before forking workers
+    config = (ctx.obj or {}).get("config")
+    if config:
+        os.environ["LANEWISE_CONFIG"] = str(Path(config).resolve())
+    gw = settings.gateway
+    uvicorn.run(
+        "lanewise.core.gateway.app:create_app_from_env",
+        factory=True,
+        host=host or gw.host,
+        port=port if port is not None else gw.port,
+        workers=workers or gw.workers,
+        timeout_graceful_shutdown=int(gw.shutdown_timeout_s),
+        log_level="info",
+        access_log=False,
+    )
+
+
+@click.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Check the configuration, the loaded plugins and every configured service."""
+    from lanewise.core.container import build_container
+    from lanewise.core.gateway.health import readiness_checks, run_checks
+    from lanewise.core.plugins import get_plugin_manager, installed_plugins, loaded_plugin_names
+    from lanewise.core.versions import installed_distributions
+
+    problems = 0
+    source = config_path((ctx.obj or {}).get("config"))
+    console.print(f"config file: {source or '(none; defaults and LANEWISE_* only)'}")
+    try:
+        settings = settings_from(ctx)
+        console.print("[green]✓[/] configuration is valid")
+    except ConfigError as exc:
+        console.print(f"[red]✗[/] {exc.detail}")
+        sys.exit(1)
+    for name, version in installed_distributions().items():
+        console.print(f"  {name} {version}")
+    try:
+        pm = get_plugin_manager(settings.plugins)
+    except ConfigError as exc:
+        console.print(f"[red]✗[/] {exc.detail}")
+        sys.exit(1)
+    loaded = loaded_plugin_names(pm)
+    console.print(f"plugins loaded: {', '.join(loaded)}")
+    skipped = sorted(set(installed_plugins()) - set(loaded))
+    if skipped:
+        console.print(
+            f"plugins installed but not allowed by LANEWISE_PLUGINS: {', '.join(skipped)}"
+        )
+    try:
+        container = build_container(settings, pm)
+    except ConfigError as exc:
+        console.print(f"[red]✗[/] {exc.detail}")
+        sys.exit(1)
+    models = container.pipeline().model_names()
+    console.print(f"models: {', '.join(models) or '(none: install lanewise-inference)'}")
+    results = asyncio.run(run_checks(readiness_checks(container)))
+    table = Table("service", "status")
+    for name, why in results.items():
+        table.add_row(name, "[green]ok[/]" if why is None else f"[red]{why}[/]")
+        problems += why is not None
+    if results:
+        console.print(table)
+    else:
+        console.print("no services to check")
+    if problems:
+        console.print(f"[red]{problems} problem(s) found[/]")
+        sys.exit(1)
+    console.print("[green]all checks passed[/]")
+
+
+@click.command()
+@click.option("--question", default="What is lanewise and how are its lanes deployed?")
+@click.option(
+    "--docs", "docs_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("docs")
+)
+@click.pass_context
+def demo(ctx: click.Context, question: str, docs_dir: Path) -> None:
+    """Run the main job on embedded defaults: index docs, then ask through the gateway."""
+    from lanewise.core.demo import run_demo
+
+    settings = settings_from(ctx)
+    sys.exit(run_demo(settings, question=question, docs_dir=docs_dir, console=console))

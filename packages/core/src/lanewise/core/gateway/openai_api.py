@@ -1,0 +1,235 @@
+"""OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models`` over the core pipeline.
+
+They live in core because the pipeline they front composes every lane: the
+inference lane supplies backends, the retrieval lane a retriever, and neither
+owns the HTTP surface. Bodies are msgspec Structs, so Litestar validates them
+and names the offending field in a 400.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import msgspec
+from lanewise.core.errors import InvalidRequest, LanewiseError
+from lanewise.core.pipeline import Pipeline, citations_for
+from lanewise.core.types import (
+    ANONYMOUS,
+    ChatChunk,
+    ChatCompletion,
+    ChatRequest,
+    Message,
+    Principal,
+    SamplingParams,
+)
+from litestar import Request, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+from litestar.response import Stream
+
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0, le=2.0)]
+
+
+class ContentPart(msgspec.Struct, kw_only=True):
+    type: str
+    text: str | None = None
+
+
+class ChatMessageIn(msgspec.Struct, kw_only=True):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text or "" for p in self.content if p.type == "text")
+
+
+class StreamOptions(msgspec.Struct, kw_only=True):
+    include_usage: bool = False
+
+
+class RetrievalOptions(msgspec.Struct, kw_only=True):
+    k: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    filter: dict[str, Any] | None = None
+
+
+class LanewiseExtension(msgspec.Struct, kw_only=True):
+    retrieval: RetrievalOptions | bool | None = None
+
+
+class ChatCompletionsBody(msgspec.Struct, kw_only=True):
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    messages: Annotated[list[ChatMessageIn], msgspec.Meta(min_length=1)]
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    temperature: NonNegFloat | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
+    n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+    lanewise: LanewiseExtension | None = None
+
+
+def principal_of(request: Request[Any, Any, Any]) -> Principal:
+    principal = request.scope.get("state", {}).get("principal")
+    return principal if isinstance(principal, Principal) else ANONYMOUS
+
+
+def to_chat_request(body: ChatCompletionsBody, request: Request[Any, Any, Any]) -> ChatRequest:
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    extra: dict[str, Any] = {}
+    if body.lanewise is not None and body.lanewise.retrieval:
+        retrieval = body.lanewise.retrieval
+        extra["retrieval"] = (
+            msgspec.structs.asdict(retrieval) if isinstance(retrieval, RetrievalOptions) else {}
+        )
+    messages = [
+        Message(role="system" if m.role == "developer" else m.role, content=m.text(), name=m.name)
+        for m in body.messages
+    ]
+    return ChatRequest(
+        model=body.model,
+        messages=messages,
+        sampling=SamplingParams(
+            max_tokens=body.max_completion_tokens or body.max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+            stop=stop,
+        ),
+        stream=body.stream,
+        request_id=str(request.scope.get("state", {}).get("request_id", "")),
+        principal=principal_of(request),
+        extra=extra,
+    )
+
+
+def completion_json(completion: ChatCompletion, completion_id: str, created: int) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": completion.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": completion.text},
+                "finish_reason": completion.finish_reason,
+            }
+        ],
+        "usage": usage_json(completion.usage),
+    }
+    if completion.citations:
+        body["lanewise"] = {"citations": [msgspec.structs.asdict(c) for c in completion.citations]}
+    return body
+
+
+def usage_json(usage: Any) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _sse(payload: Any) -> bytes:
+    return b"data: " + msgspec.json.encode(payload) + b"\n\n"
+
+
+async def sse_events(
+    chunks: AsyncIterator[ChatChunk],
+    *,
+    model: str,
+    completion_id: str,
+    created: int,
+    include_usage: bool,
+    citations: list[dict[str, Any]],
+) -> AsyncIterator[bytes]:
+    """OpenAI's chat.completion.chunk stream; an error mid-stream ends with an error event."""
+    base = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+    }
+    yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+    usage = None
+    try:
+        async for chunk in chunks:
+            if chunk.usage is not None:
+                usage = chunk.usage
+            if chunk.delta or chunk.finish_reason is not None:
+                delta = {"content": chunk.delta} if chunk.delta else {}
+                choice = {"index": 0, "delta": delta, "finish_reason": chunk.finish_reason}
+                event: dict[str, Any] = {**base, "choices": [choice]}
+                if chunk.finish_reason is not None and citations:
+                    event["lanewise"] = {"citations": citations}
+                yield _sse(event)
+    except LanewiseError as exc:
+        yield _sse({"error": {"type": exc.type_uri, "message": exc.detail, "code": exc.status}})
+        return
+    except Exception:
+        yield _sse({"error": {"type": "internal", "message": "generation failed", "code": 500}})
+        raise
+    if include_usage and usage is not None:
+        yield _sse({**base, "choices": [], "usage": usage_json(usage)})
+    yield b"data: [DONE]\n\n"
+
+
+@post("/v1/chat/completions", tags=["openai"], status_code=200)
+async def chat_completions(
+    data: JSONBody[ChatCompletionsBody],
+    request: Request[Any, Any, Any],
+    pipeline: NamedDependency[Pipeline],
+) -> Any:
+    """Create a chat completion (OpenAI-compatible; ``stream: true`` for SSE)."""
+    chat = to_chat_request(data, request)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if not data.stream:
+        completion = await pipeline.complete(chat)
+        return completion_json(completion, completion_id, created)
+    if data.n != 1:
+        raise InvalidRequest("n > 1 is not supported", field="n")
+    prepared, chunks = await pipeline.stream(chat)
+    return Stream(
+        sse_events(
+            chunks,
+            model=data.model,
+            completion_id=completion_id,
+            created=created,
+            include_usage=bool(data.stream_options and data.stream_options.include_usage),
+            citations=[msgspec.structs.asdict(c) for c in citations_for(prepared.context)],
+        ),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@get("/v1/models", tags=["openai"], sync_to_thread=False)
+def list_models(pipeline: NamedDependency[Pipeline]) -> dict[str, Any]:
+    """Models this gateway serves."""
+    data = []
+    for name in pipeline.model_names():
+        backend = pipeline.backends[name]
+        entry: dict[str, Any] = {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "lanewise",
+        }
+        describe = getattr(backend, "describe", None)
+        if callable(describe):
+            entry.update(describe())
+        data.append(entry)
+    return {"object": "list", "data": data}

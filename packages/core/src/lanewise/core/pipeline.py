@@ -1,0 +1,224 @@
+"""The request pipeline: retrieve → prompt → generate.
+
+Each stage emits one ``lanewise_on_stage`` event with its timing; each model
+call emits one ``lanewise_on_usage`` event. A stage whose lane is not
+installed (no retriever) is skipped and emits nothing. Every upstream call
+runs under the gateway's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import msgspec
+import pluggy
+from lanewise.core.errors import InvalidRequest, NotFound, UpstreamTimeout
+from lanewise.core.protocols import ChatBackend, Retriever
+from lanewise.core.settings import Settings
+from lanewise.core.types import (
+    ChatChunk,
+    ChatCompletion,
+    ChatRequest,
+    Citation,
+    Hit,
+    Message,
+    StageTiming,
+    Usage,
+    UsageEvent,
+)
+
+PROMPT_TEMPLATE_NAME = "builtin/rag"
+PROMPT_TEMPLATE_VERSION = "1"
+RAG_SYSTEM_PROMPT = (
+    "Answer the question using only the numbered sources below. "
+    "Cite sources with their markers, e.g. [1]. If the sources do not contain "
+    "the answer, say so.\n\n{sources}"
+)
+
+
+def render_sources(hits: list[Hit]) -> str:
+    return "\n\n".join(
+        f"[{i}] ({hit.source or hit.id})\n{hit.text}" for i, hit in enumerate(hits, 1)
+    )
+
+
+def citations_for(hits: list[Hit]) -> list[Citation]:
+    return [Citation(marker=f"[{i}]", id=h.id, source=h.source) for i, h in enumerate(hits, 1)]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        backends: Mapping[str, ChatBackend],
+        retriever: Retriever | None,
+        plugin_manager: pluggy.PluginManager,
+        settings: Settings,
+    ) -> None:
+        self.backends = dict(backends)
+        self.retriever = retriever
+        self._hook = plugin_manager.hook
+        self.settings = settings
+
+    # -- lookup -------------------------------------------------------------
+    def model_names(self) -> list[str]:
+        return sorted(self.backends)
+
+    def backend_for(self, model: str) -> ChatBackend:
+        backend = self.backends.get(model)
+        if backend is None:
+            raise NotFound(
+                f"model {model!r} does not exist; use one of: {', '.join(self.model_names())}",
+                model=model,
+                available_models=self.model_names(),
+            )
+        return backend
+
+    # -- stages ---------------------------------------------------------------
+    @contextmanager
+    def stage(self, request: ChatRequest, name: str, **attributes: Any) -> Iterator[dict[str, Any]]:
+        started = time.time()
+        t0 = time.perf_counter()
+        ok = False
+        try:
+            yield attributes
+            ok = True
+        finally:
+            self._hook.lanewise_on_stage(
+                event=StageTiming(
+                    request_id=request.request_id,
+                    stage=name,
+                    started_at=started,
+                    duration_s=time.perf_counter() - t0,
+                    ok=ok,
+                    attributes=attributes,
+                )
+            )
+
+    async def retrieve(self, request: ChatRequest) -> ChatRequest:
+        options = request.extra.get("retrieval")
+        if self.retriever is None or not options:
+            return request
+        if not isinstance(options, Mapping):
+            options = {}
+        query = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        if not query.strip():
+            raise InvalidRequest("retrieval needs a non-empty user message", field="messages")
+        k = int(options.get("k", self.settings.retrieval.default_k))
+        with self.stage(request, "retrieve", k=k) as attrs:
+            hits = await self._deadline(
+                self.retriever.retrieve(
+                    principal=request.principal, query=query, k=k, filter=options.get("filter")
+                )
+            )
+            attrs["hits"] = len(hits)
+        return msgspec.structs.replace(request, context=hits)
+
+    def prompt(self, request: ChatRequest) -> ChatRequest:
+        if not request.context:
+            return request
+        with self.stage(
+            request,
+            "prompt",
+            **{
+                "lanewise.prompt.template": PROMPT_TEMPLATE_NAME,
+                "lanewise.prompt.version": PROMPT_TEMPLATE_VERSION,
+            },
+        ):
+            system = Message(
+                role="system",
+                content=RAG_SYSTEM_PROMPT.format(sources=render_sources(request.context)),
+            )
+            return msgspec.structs.replace(request, messages=[system, *request.messages])
+
+    async def prepare(self, request: ChatRequest) -> ChatRequest:
+        self.backend_for(request.model)
+        return self.prompt(await self.retrieve(request))
+
+    # -- generation -----------------------------------------------------------
+    async def complete(self, request: ChatRequest) -> ChatCompletion:
+        """Run the whole pipeline and return one completion."""
+        text: list[str] = []
+        finish = "stop"
+        usage = Usage()
+        prepared = await self.prepare(request)
+        async for chunk in self._generate(prepared):
+            text.append(chunk.delta)
+            if chunk.finish_reason is not None:
+                finish = chunk.finish_reason
+            if chunk.usage is not None:
+                usage = chunk.usage
+        return ChatCompletion(
+            model=request.model,
+            text="".join(text),
+            finish_reason=finish,  # type: ignore[arg-type]
+            usage=usage,
+            citations=citations_for(prepared.context),
+        )
+
+    async def stream(self, request: ChatRequest) -> tuple[ChatRequest, AsyncIterator[ChatChunk]]:
+        """Prepare (retrieve, prompt) now, so errors surface before the stream starts."""
+        prepared = await self.prepare(request)
+        return prepared, self._generate(prepared)
+
+    async def _generate(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        backend = self.backend_for(request.model)
+        t0 = time.perf_counter()
+        ttft: float | None = None
+        usage = Usage()
+        deadline = request.deadline_s or self.settings.gateway.request_timeout_s
+        with self.stage(request, "generate", **{"gen_ai.request.model": request.model}) as attrs:
+            # The deadline applies only while we wait on the backend, never while the
+            # consumer holds a chunk, so it cannot cancel the caller's unrelated work.
+            chunks = backend.stream(request)
+            end = asyncio.get_running_loop().time() + deadline
+            try:
+                while True:
+                    try:
+                        async with asyncio.timeout_at(end):
+                            chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
+                    if ttft is None:
+                        ttft = time.perf_counter() - t0
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    yield chunk
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"model {request.model!r} did not finish within {deadline:g}s; "
+                    "retry, or raise gateway.request_timeout_s",
+                    deadline_s=deadline,
+                ) from None
+            finally:
+                closer = getattr(chunks, "aclose", None)
+                if closer is not None:
+                    await closer()
+                attrs["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+                attrs["gen_ai.usage.output_tokens"] = usage.completion_tokens
+                self._hook.lanewise_on_usage(
+                    event=UsageEvent(
+                        request_id=request.request_id,
+                        principal=request.principal,
+                        model=request.model,
+                        operation="chat",
+                        usage=usage,
+                        ttft_s=ttft,
+                        duration_s=time.perf_counter() - t0,
+                        backend=backend.name,
+                    )
+                )
+
+    async def _deadline(self, awaitable: Any) -> Any:
+        deadline = self.settings.gateway.request_timeout_s
+        try:
+            async with asyncio.timeout(deadline):
+                return await awaitable
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"retrieval did not finish within {deadline:g}s", deadline_s=deadline
+            ) from None

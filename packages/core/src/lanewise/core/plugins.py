@@ -1,0 +1,82 @@
+"""The plugin manager: entry points in group ``lanewise``, filtered by an allowlist."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from types import ModuleType
+
+import pluggy
+from lanewise.core import hookspecs
+from lanewise.core.errors import ConfigError
+from lanewise.core.registry import Register
+
+ENTRY_POINT_GROUP = "lanewise"
+ALWAYS_LOADED = frozenset({"core"})
+REGISTRY_HOOKS = {
+    "backend": "lanewise_register_backends",
+    "embedder": "lanewise_register_embedders",
+    "vector store": "lanewise_register_vector_stores",
+    "loader": "lanewise_register_loaders",
+    "chunker": "lanewise_register_chunkers",
+    "reranker": "lanewise_register_rerankers",
+    "evaluator": "lanewise_register_evaluators",
+    "health check": "lanewise_register_health_checks",
+}
+
+
+def allowlist_from_env() -> frozenset[str] | None:
+    raw = os.environ.get("LANEWISE_PLUGINS", "").strip()
+    if not raw:
+        return None
+    return frozenset(p.strip() for p in raw.split(",") if p.strip())
+
+
+def installed_plugins() -> dict[str, str]:
+    """Entry-point name -> module path of every installed lanewise plugin."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def get_plugin_manager(
+    allowlist: Iterable[str] | None = None,
+    *,
+    extra: Iterable[ModuleType | object] = (),
+) -> pluggy.PluginManager:
+    """Build a manager with every installed plugin the allowlist admits.
+
+    ``allowlist`` defaults to ``LANEWISE_PLUGINS`` (comma-separated entry-point
+    names); ``core`` is always loaded. ``extra`` registers objects directly,
+    as tests and embedding applications do.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    allowed = frozenset(allowlist) if allowlist is not None else allowlist_from_env()
+    available = installed_plugins()
+    if allowed is not None:
+        unknown = sorted(allowed - set(available))
+        if unknown:
+            raise ConfigError(
+                f"LANEWISE_PLUGINS names {', '.join(unknown)}, which are not installed; "
+                f"installed: {', '.join(sorted(available))}"
+            )
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if allowed is not None and ep.name not in allowed and ep.name not in ALWAYS_LOADED:
+            continue
+        if pm.get_plugin(ep.name) is None:
+            pm.register(ep.load(), name=ep.name)
+    for plugin in extra:
+        pm.register(plugin)
+    pm.check_pending()
+    return pm
+
+
+def collect(pm: pluggy.PluginManager, kind: str, **kwargs: object) -> Register:
+    """Run one ``register_*`` hook and return what the plugins registered."""
+    register = Register(kind)
+    getattr(pm.hook, REGISTRY_HOOKS[kind])(register=register, **kwargs)
+    return register
+
+
+def loaded_plugin_names(pm: pluggy.PluginManager) -> list[str]:
+    return sorted(name for name, _ in pm.list_name_plugin())

@@ -1,0 +1,157 @@
+"""The lane contracts.
+
+Each lane implements some of these and registers factories for them through
+hooks; the gateway, the pipeline and other lanes only ever see the Protocol.
+All I/O-bound methods are async; CPU-bound ones (tokenising, chunking) are
+sync and cheap to call from a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from lanewise.core.types import (
+    ChatChunk,
+    ChatCompletion,
+    ChatRequest,
+    Chunk,
+    Document,
+    Hit,
+    Principal,
+    UsageEvent,
+)
+
+Filter = Mapping[str, Any]
+"""A metadata filter in lanewise's filter language (see the retrieval docs)."""
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class HealthCheck(Protocol):
+    """Anything that can say whether its dependency is reachable right now."""
+
+    name: str
+
+    async def check(self) -> str | None:
+        """Return None when healthy, else a short reason."""
+        ...
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """Generates text for a chat request: whole, or as a stream of chunks."""
+
+    name: str
+
+    async def generate(self, request: ChatRequest) -> ChatCompletion: ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    id: str
+    version: str
+    dimension: int
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    async def upsert(
+        self,
+        *,
+        tenant: str,
+        ids: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        texts: Sequence[str],
+        metadata: Sequence[Mapping[str, Any]],
+    ) -> int: ...
+
+    async def delete(
+        self, *, tenant: str, ids: Sequence[str] | None = None, filter: Filter | None = None
+    ) -> int: ...
+
+    async def search(
+        self, *, tenant: str, vector: Sequence[float], k: int, filter: Filter | None = None
+    ) -> list[Hit]: ...
+
+    async def count(self, *, tenant: str, filter: Filter | None = None) -> int: ...
+
+    async def index_version(self, *, tenant: str) -> int: ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Query text in, ranked hits out (embed + search + rerank behind it)."""
+
+    async def retrieve(
+        self, *, principal: Principal, query: str, k: int, filter: Filter | None = None
+    ) -> list[Hit]: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    name: str
+
+    async def rerank(self, *, query: str, hits: Sequence[Hit], k: int) -> list[Hit]: ...
+
+
+@runtime_checkable
+class DocumentLoader(Protocol):
+    name: str
+    suffixes: tuple[str, ...]
+
+    def load(self, source: str, data: bytes) -> Iterable[Document]: ...
+
+
+@runtime_checkable
+class Chunker(Protocol):
+    name: str
+
+    def chunk(self, document: Document) -> list[Chunk]: ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    def count(self, text: str) -> int: ...
+
+    def count_messages(self, request: ChatRequest) -> int: ...
+
+
+@runtime_checkable
+class BudgetLedger(Protocol):
+    """Reserve before a call, settle after it with what was really used."""
+
+    async def reserve(self, *, principal: Principal, tokens: int) -> str: ...
+
+    async def settle(self, *, reservation: str, tokens: int) -> None: ...
+
+    async def remaining(self, *, principal: Principal) -> int | None: ...
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    async def acquire(self, *, principal: Principal, cost: int = 1) -> float | None:
+        """Return None when admitted, else seconds until a retry may succeed."""
+        ...
+
+
+@runtime_checkable
+class UsageSink(Protocol):
+    async def record(self, event: UsageEvent) -> None: ...
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    name: str
+
+    async def evaluate(
+        self, *, request: ChatRequest, completion: ChatCompletion
+    ) -> Mapping[str, float]: ...

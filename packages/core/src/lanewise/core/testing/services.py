@@ -1,0 +1,233 @@
+"""Throwaway real servers on free ports in temp dirs: never shared, killable, restartable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lanewise.core.server import free_port
+
+POSTGRES_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+
+
+class ServiceUnavailable(RuntimeError):
+    """The system lacks a server binary; the message says how to install it."""
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} during start-up")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{what} did not accept connections on port {port} within {timeout:g}s")
+
+
+@dataclass
+class RedisServer:
+    """A real ``redis-server`` with its own port and directory."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServiceUnavailable("redis-server is not installed: apt-get install redis-server")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for_port(self.port, self.process, 10, "redis-server")
+        return self
+
+    def kill(self) -> None:
+        """Kill -9: simulates a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> RedisServer:
+        self.stop()
+        return self.start()
+
+
+def _postgres_bin(name: str) -> str:
+    for directory in POSTGRES_BIN_DIRS:
+        candidate = directory / name
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise ServiceUnavailable(f"{name} is not installed: apt-get install postgresql")
+    return found
+
+
+def _as_postgres_user() -> list[str]:
+    # initdb refuses to run as root; the cluster belongs to the unprivileged postgres user.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--"]
+    return []
+
+
+@dataclass
+class PostgresServer:
+    """A real PostgreSQL cluster made by ``initdb`` in a temp dir, served on a free port."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    user: str = "lanewise"
+    database: str = "lanewise"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    def start(self) -> PostgresServer:
+        data = self.directory / "data"
+        sudo = _as_postgres_user()
+        if not data.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if sudo:
+                shutil.chown(self.directory, "postgres", "postgres")
+                os.chmod(self.directory, 0o700)
+                parent = self.directory.parent
+                while parent != parent.parent:  # the postgres user must reach the dir
+                    os.chmod(parent, os.stat(parent).st_mode | 0o011)
+                    parent = parent.parent
+            subprocess.run(
+                [
+                    *sudo,
+                    _postgres_bin("initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],
+                check=True,
+                capture_output=True,
+            )
+        self.process = subprocess.Popen(
+            [
+                *sudo,
+                _postgres_bin("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.directory),
+                "-c",
+                "fsync=off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for_port(self.port, self.process, 30, "postgres")
+        self._wait_accepting()
+        return self
+
+    def _wait_accepting(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            result = subprocess.run(
+                [
+                    _postgres_bin("psql"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    self.user,
+                    "-d",
+                    "postgres",
+                    "-Atc",
+                    f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
+                ],
+                capture_output=True,
+                text=True,
+            )
+            if result.returncode == 0:
+                if result.stdout.strip() != "1":
+                    subprocess.run(
+                        [
+                            _postgres_bin("createdb"),
+                            "-h",
+                            "127.0.0.1",
+                            "-p",
+                            str(self.port),
+                            "-U",
+                            self.user,
+                            self.database,
+                        ],
+                        check=True,
+                        capture_output=True,
+                    )
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"postgres did not accept queries: {result.stderr.strip()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            # runuser forwards signals to postgres
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+            subprocess.run(["pkill", "-9", "-f", f"-p {self.port}"], check=False)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> PostgresServer:
+        self.stop()
+        return self.start()

@@ -1,0 +1,138 @@
+"""Domain types exchanged between lanes.
+
+msgspec Structs: cheap to build, validated when decoded from the wire, and
+serialisable without a schema layer in between. Lanes exchange these, never
+each other's classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "error", "cancelled"]
+Priority = Literal["interactive", "batch"]
+Metadata = dict[str, Any]
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is calling: every stored or logged thing is scoped by ``tenant``."""
+
+    tenant: str
+    user: str | None = None
+    key_id: str | None = None
+    workflow: str | None = None
+    priority: Priority = "interactive"
+
+
+ANONYMOUS = Principal(tenant="default")
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    role: Role
+    content: str
+    name: str | None = None
+
+
+class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+class ChatRequest(msgspec.Struct, kw_only=True):
+    """A model call as the lanes see it (already validated at the edge)."""
+
+    model: str
+    messages: list[Message]
+    sampling: SamplingParams = msgspec.field(default_factory=SamplingParams)
+    stream: bool = False
+    context: list[Hit] = msgspec.field(default_factory=list)
+    request_id: str = ""
+    principal: Principal = ANONYMOUS
+    deadline_s: float | None = None
+    extra: Metadata = msgspec.field(default_factory=dict)
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class ChatChunk(msgspec.Struct, frozen=True, kw_only=True):
+    """One streamed piece of a completion. The last chunk carries ``finish_reason``."""
+
+    delta: str = ""
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+class ChatCompletion(msgspec.Struct, frozen=True, kw_only=True):
+    model: str
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    citations: list[Citation] = msgspec.field(default_factory=list)
+
+
+class Document(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    text: str
+    source: str = ""
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class Chunk(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    document_id: str
+    text: str
+    index: int = 0
+    source: str = ""
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class Hit(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    score: float
+    text: str = ""
+    source: str = ""
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class Citation(msgspec.Struct, frozen=True, kw_only=True):
+    marker: str
+    id: str
+    source: str
+
+
+class StageTiming(msgspec.Struct, frozen=True, kw_only=True):
+    """How long one pipeline stage took (``lanewise.stage`` in telemetry)."""
+
+    request_id: str
+    stage: str
+    started_at: float
+    duration_s: float
+    ok: bool = True
+    attributes: Metadata = msgspec.field(default_factory=dict)
+
+
+class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One model call's consumption (OpenTelemetry GenAI names in telemetry)."""
+
+    request_id: str
+    principal: Principal
+    model: str
+    operation: Literal["chat", "completion", "embedding"]
+    usage: Usage
+    ttft_s: float | None = None
+    duration_s: float = 0.0
+    backend: str = ""

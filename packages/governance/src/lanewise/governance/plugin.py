@@ -1,0 +1,1 @@
+"""Hook implementations of lanewise-governance (entry point group `lanewise`)."""

@@ -1,0 +1,1 @@
+"""Hook implementations of lanewise-inference (entry point group `lanewise`)."""

@@ -1,0 +1,1 @@
+"""Hook implementations of lanewise-ingest (entry point group `lanewise`)."""

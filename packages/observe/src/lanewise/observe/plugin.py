@@ -1,0 +1,1 @@
+"""Hook implementations of lanewise-observe (entry point group `lanewise`)."""

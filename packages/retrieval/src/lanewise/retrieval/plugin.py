@@ -1,0 +1,1 @@
+"""Hook implementations of lanewise-retrieval (entry point group `lanewise`)."""
