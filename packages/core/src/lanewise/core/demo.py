@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ from rich.console import Console
 
 
 def run_demo(settings: Settings, *, question: str, docs_dir: Path, console: Console) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo prints its own progress
     app = create_app(settings)
     container = app.state["container"]
     pm = container.plugin_manager()
