@@ -1,0 +1,395 @@
+"""The shared vector-store contract suite every store must pass.
+
+Use it from a store's tests by subclassing :class:`VectorStoreContract` and
+overriding the ``store`` fixture so it yields a fresh, empty store of
+dimension ``DIM`` (8)::
+
+    from lanewise.retrieval.contract import VectorStoreContract
+
+    class TestPgvectorContract(VectorStoreContract):
+        @pytest.fixture
+        async def store(self, postgres_url):
+            s = PgvectorStore(postgres_url, table=f"t_{uuid4().hex}", dimension=self.DIM)
+            yield s
+            await s.aclose()
+
+The contract (what a caller may rely on, whatever the store):
+
+- ``upsert`` validates the whole batch before writing anything: ids, vectors,
+  texts and metadata of equal length; unique non-empty ids; every vector of the
+  store's dimension, finite and non-zero. A bad batch raises
+  :class:`~lanewise.core.errors.InvalidRequest` and changes nothing (count and
+  index version included). Upserting an existing id replaces it. It returns the
+  number of rows written.
+- ``search`` returns at most ``k`` hits of the caller's tenant matching the
+  filter, best first; ``score`` is the cosine similarity (higher is better,
+  within 1e-2 of the exact value); ``text`` and ``metadata`` are as upserted.
+  ``k < 1`` raises InvalidRequest. On small data (here: at most a few hundred
+  rows) results equal exact brute force.
+- ``delete`` by ids, by filter, or both (the ids that match the filter);
+  neither is an InvalidRequest (no accidental "delete everything"). Returns the
+  number of rows deleted; unknown ids are ignored.
+- ``count`` counts the tenant's rows matching the filter.
+- ``index_version`` never decreases and strictly increases on every upsert and
+  on every delete that deleted something.
+- Filters follow ``docs/retrieval-filters.md``; a malformed one raises
+  InvalidRequest. Results equal :func:`lanewise.retrieval.filters.matches`.
+- Tenants are isolated: the same id may exist in two tenants with different
+  contents, and nothing done or asked in one tenant sees or changes another.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lanewise.core.errors import InvalidRequest
+from lanewise.core.protocols import VectorStore
+from lanewise.core.types import Hit
+from lanewise.retrieval.filters import Node, matches, to_json
+from lanewise.retrieval.strategies import filters, metadata
+
+Row = tuple[str, list[float], str, dict[str, Any]]
+"""(id, vector, text, metadata) as a test upserts it."""
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+def brute_force(
+    rows: Sequence[Row], query: Sequence[float], k: int, filter: Node | Mapping[str, Any] | None
+) -> list[tuple[str, float]]:
+    """Exact top-k (id, cosine) over rows matching the filter: the oracle."""
+    scored = [(rid, cosine(vec, query)) for rid, vec, _, meta in rows if matches(filter, meta)]
+    scored.sort(key=lambda pair: -pair[1])
+    return scored[:k]
+
+
+def random_vector(rng: random.Random, dim: int) -> list[float]:
+    return [rng.uniform(-1.0, 1.0) for _ in range(dim)]
+
+
+def random_rows(
+    rng: random.Random, n: int, dim: int, *, prefix: str = "d", metas: Sequence[dict[str, Any]] = ()
+) -> list[Row]:
+    return [
+        (
+            f"{prefix}{i}",
+            random_vector(rng, dim),
+            f"text of {prefix}{i}",
+            dict(metas[i]) if i < len(metas) else {"i": i, "even": i % 2 == 0},
+        )
+        for i in range(n)
+    ]
+
+
+async def put(store: VectorStore, tenant: str, rows: Sequence[Row]) -> int:
+    return await store.upsert(
+        tenant=tenant,
+        ids=[r[0] for r in rows],
+        vectors=[r[1] for r in rows],
+        texts=[r[2] for r in rows],
+        metadata=[r[3] for r in rows],
+    )
+
+
+def new_tenant() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+def _assert_ranked(hits: Sequence[Hit], expected: Sequence[tuple[str, float]], k: int) -> None:
+    """Hits equal the oracle's top k; rows tied (within 1e-3) at the k-th score may swap."""
+    ids = [h.id for h in hits]
+    assert len(hits) == len(expected), (ids, expected)
+    assert len(set(ids)) == len(ids), ids
+    scores = [h.score for h in hits]
+    assert all(a >= b - 1e-6 for a, b in itertools.pairwise(scores)), scores
+    for hit, (_, want) in zip(hits, expected, strict=True):
+        assert abs(hit.score - want) < 1e-2, (hit.id, hit.score, want)
+    if len(expected) < k:
+        assert set(ids) == {rid for rid, _ in expected}, (ids, expected)
+    elif expected:
+        sure = {rid for rid, s in expected if s > expected[-1][1] + 1e-3}
+        assert sure <= set(ids), (sure - set(ids), expected)
+
+
+_PROPERTY = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+class VectorStoreContract:
+    """Subclass and override ``store`` (a fresh, empty store of dimension ``DIM``)."""
+
+    DIM: ClassVar[int] = 8
+
+    @pytest.fixture
+    def store(self) -> AsyncIterator[VectorStore]:
+        raise NotImplementedError("override the `store` fixture in the subclass")
+
+    # -- upsert -----------------------------------------------------------------
+
+    async def test_upsert_then_search_returns_the_row(self, store: VectorStore) -> None:
+        rng = random.Random(1)
+        tenant = new_tenant()
+        rows = random_rows(rng, 20, self.DIM)
+        rows[3][3].update({"lang": "en", "year": 2021, "score": 0.5, "draft": False, "n": None})
+        assert await put(store, tenant, rows) == 20
+        assert await store.count(tenant=tenant) == 20
+        hits = await store.search(tenant=tenant, vector=rows[3][1], k=3)
+        assert hits[0].id == "d3"
+        assert abs(hits[0].score - 1.0) < 1e-2
+        assert hits[0].text == "text of d3"
+        want = {k: v for k, v in rows[3][3].items() if v is not None}
+        assert {k: v for k, v in hits[0].metadata.items() if v is not None} == want
+        _assert_ranked(hits, brute_force(rows, rows[3][1], 3, None), 3)
+
+    async def test_upsert_existing_id_replaces_it(self, store: VectorStore) -> None:
+        rng = random.Random(2)
+        tenant = new_tenant()
+        rows = random_rows(rng, 5, self.DIM)
+        await put(store, tenant, rows)
+        new_vec = random_vector(rng, self.DIM)
+        await put(store, tenant, [("d2", new_vec, "replaced", {"v": 2})])
+        assert await store.count(tenant=tenant) == 5
+        hits = await store.search(tenant=tenant, vector=new_vec, k=1)
+        assert (hits[0].id, hits[0].text, hits[0].metadata) == ("d2", "replaced", {"v": 2})
+        old = await store.search(tenant=tenant, vector=rows[2][1], k=5)
+        assert all(h.text != "text of d2" for h in old)
+        assert await store.count(tenant=tenant, filter={"field": "i", "exists": True}) == 4
+
+    @pytest.mark.parametrize(
+        "bad",
+        ["short_vector", "long_vector", "nan", "zero", "lengths", "duplicate_id", "empty_id"],
+    )
+    async def test_bad_batch_is_rejected_and_writes_nothing(
+        self, store: VectorStore, bad: str
+    ) -> None:
+        rng = random.Random(3)
+        tenant = new_tenant()
+        await put(store, tenant, random_rows(rng, 3, self.DIM, prefix="old"))
+        version = await store.index_version(tenant=tenant)
+        rows = random_rows(rng, 6, self.DIM)
+        ids = [r[0] for r in rows]
+        vectors = [r[1] for r in rows]
+        texts = [r[2] for r in rows]
+        metas: list[Mapping[str, Any]] = [r[3] for r in rows]
+        if bad == "short_vector":
+            vectors[4] = vectors[4][:-1]
+        elif bad == "long_vector":
+            vectors[4] = [*vectors[4], 0.5]
+        elif bad == "nan":
+            vectors[4] = [math.nan] * self.DIM
+        elif bad == "zero":
+            vectors[4] = [0.0] * self.DIM
+        elif bad == "lengths":
+            texts = texts[:-1]
+        elif bad == "duplicate_id":
+            ids[5] = ids[0]
+        elif bad == "empty_id":
+            ids[5] = ""
+        with pytest.raises(InvalidRequest) as caught:
+            await store.upsert(tenant=tenant, ids=ids, vectors=vectors, texts=texts, metadata=metas)
+        if bad.endswith("_vector"):
+            assert str(self.DIM) in caught.value.detail
+        assert await store.count(tenant=tenant) == 3
+        assert await store.index_version(tenant=tenant) == version
+        hits = await store.search(tenant=tenant, vector=vectors[0], k=10)
+        assert sorted(h.id for h in hits) == ["old0", "old1", "old2"]
+
+    async def test_empty_upsert_is_a_no_op(self, store: VectorStore) -> None:
+        tenant = new_tenant()
+        assert await store.upsert(tenant=tenant, ids=[], vectors=[], texts=[], metadata=[]) == 0
+        assert await store.count(tenant=tenant) == 0
+
+    # -- search -----------------------------------------------------------------
+
+    async def test_search_empty_tenant_and_bad_k(self, store: VectorStore) -> None:
+        tenant = new_tenant()
+        assert await store.search(tenant=tenant, vector=[1.0] * self.DIM, k=5) == []
+        assert await store.count(tenant=tenant) == 0
+        with pytest.raises(InvalidRequest):
+            await store.search(tenant=tenant, vector=[1.0] * self.DIM, k=0)
+        with pytest.raises(InvalidRequest):
+            await store.search(tenant=tenant, vector=[1.0] * (self.DIM + 1), k=1)
+
+    async def test_k_larger_than_the_data_returns_everything(self, store: VectorStore) -> None:
+        rng = random.Random(4)
+        tenant = new_tenant()
+        rows = random_rows(rng, 7, self.DIM)
+        await put(store, tenant, rows)
+        query = random_vector(rng, self.DIM)
+        hits = await store.search(tenant=tenant, vector=query, k=50)
+        _assert_ranked(hits, brute_force(rows, query, 50, None), 50)
+
+    async def test_malformed_filter_is_invalid_request(self, store: VectorStore) -> None:
+        tenant = new_tenant()
+        await put(store, tenant, random_rows(random.Random(5), 3, self.DIM))
+        with pytest.raises(InvalidRequest, match="between"):
+            await store.search(
+                tenant=tenant, vector=[1.0] * self.DIM, k=1, filter={"field": "i", "between": 1}
+            )
+        with pytest.raises(InvalidRequest):
+            await store.count(tenant=tenant, filter={"and": []})
+        with pytest.raises(InvalidRequest):
+            await store.delete(tenant=tenant, filter={"field": "i"})
+
+    async def test_filtered_search_examples(self, store: VectorStore) -> None:
+        rng = random.Random(6)
+        tenant = new_tenant()
+        metas = [
+            {"lang": ["en", "de", "fr"][i % 3], "year": 2015 + i % 10, "draft": i % 4 == 0}
+            for i in range(60)
+        ]
+        rows = random_rows(rng, 60, self.DIM, metas=metas)
+        await put(store, tenant, rows)
+        query = random_vector(rng, self.DIM)
+        for flt in (
+            {"field": "lang", "eq": "en"},
+            {"and": [{"field": "lang", "in": ["en", "de"]}, {"field": "year", "gte": 2020}]},
+            {"not": {"field": "draft", "eq": True}},
+            {"or": [{"field": "year", "lt": 2016}, {"field": "lang", "ne": "fr"}]},
+            {"field": "missing", "exists": False},
+            {"field": "year", "eq": 1999},
+        ):
+            hits = await store.search(tenant=tenant, vector=query, k=10, filter=flt)
+            _assert_ranked(hits, brute_force(rows, query, 10, flt), 10)
+            assert await store.count(tenant=tenant, filter=flt) == sum(
+                matches(flt, r[3]) for r in rows
+            )
+
+    @_PROPERTY
+    @given(
+        metas=st.lists(metadata(), min_size=1, max_size=40),
+        flt=filters(max_leaves=6),
+        seed=st.integers(0, 2**32 - 1),
+        k=st.integers(1, 12),
+    )
+    async def test_filtered_search_equals_brute_force(
+        self, store: VectorStore, metas: list[dict[str, Any]], flt: Node, seed: int, k: int
+    ) -> None:
+        rng = random.Random(seed)
+        tenant = new_tenant()
+        rows = random_rows(rng, len(metas), self.DIM, metas=metas)
+        await put(store, tenant, rows)
+        query = random_vector(rng, self.DIM)
+        raw = to_json(flt)
+        hits = await store.search(tenant=tenant, vector=query, k=k, filter=raw)
+        _assert_ranked(hits, brute_force(rows, query, k, flt), k)
+        assert await store.count(tenant=tenant, filter=raw) == sum(matches(flt, m) for m in metas)
+
+    # -- delete -----------------------------------------------------------------
+
+    async def test_delete_by_ids(self, store: VectorStore) -> None:
+        rng = random.Random(7)
+        tenant = new_tenant()
+        rows = random_rows(rng, 10, self.DIM)
+        await put(store, tenant, rows)
+        assert await store.delete(tenant=tenant, ids=["d1", "d4", "nope"]) == 2
+        assert await store.count(tenant=tenant) == 8
+        hits = await store.search(tenant=tenant, vector=rows[1][1], k=10)
+        assert {h.id for h in hits} == {r[0] for r in rows} - {"d1", "d4"}
+        assert await store.delete(tenant=tenant, ids=[]) == 0
+
+    async def test_delete_by_filter_and_by_both(self, store: VectorStore) -> None:
+        rng = random.Random(8)
+        tenant = new_tenant()
+        rows = random_rows(rng, 10, self.DIM)
+        await put(store, tenant, rows)
+        assert await store.delete(tenant=tenant, filter={"field": "even", "eq": True}) == 5
+        assert await store.count(tenant=tenant) == 5
+        assert (
+            await store.delete(
+                tenant=tenant, ids=["d1", "d3", "d5"], filter={"field": "i", "gte": 3}
+            )
+            == 2
+        )
+        assert {h.id for h in await store.search(tenant=tenant, vector=rows[0][1], k=10)} == {
+            "d1",
+            "d7",
+            "d9",
+        }
+        with pytest.raises(InvalidRequest):
+            await store.delete(tenant=tenant)
+
+    # -- index version ----------------------------------------------------------
+
+    async def test_index_version_bumps_on_every_write(self, store: VectorStore) -> None:
+        rng = random.Random(9)
+        tenant = new_tenant()
+        versions = [await store.index_version(tenant=tenant)]
+        await put(store, tenant, random_rows(rng, 3, self.DIM))
+        versions.append(await store.index_version(tenant=tenant))
+        await put(store, tenant, random_rows(rng, 1, self.DIM))
+        versions.append(await store.index_version(tenant=tenant))
+        await store.delete(tenant=tenant, ids=["d0"])
+        versions.append(await store.index_version(tenant=tenant))
+        await store.delete(tenant=tenant, filter={"field": "i", "exists": True})
+        versions.append(await store.index_version(tenant=tenant))
+        assert versions == sorted(set(versions)), versions
+        await store.delete(tenant=tenant, ids=["never-there"])
+        assert await store.index_version(tenant=tenant) >= versions[-1]
+
+    # -- tenants ----------------------------------------------------------------
+
+    async def test_same_id_in_two_tenants_is_two_rows(self, store: VectorStore) -> None:
+        rng = random.Random(10)
+        a, b = new_tenant(), new_tenant()
+        vec = random_vector(rng, self.DIM)
+        await put(store, a, [("x", vec, "a's", {"owner": "a"})])
+        await put(store, b, [("x", vec, "b's", {"owner": "b"})])
+        version_b = await store.index_version(tenant=b)
+        assert [h.text for h in await store.search(tenant=a, vector=vec, k=5)] == ["a's"]
+        assert await store.delete(tenant=a, ids=["x"]) == 1
+        assert [h.text for h in await store.search(tenant=b, vector=vec, k=5)] == ["b's"]
+        assert await store.count(tenant=b) == 1
+        assert await store.index_version(tenant=b) == version_b
+
+    @_PROPERTY
+    @given(
+        metas_a=st.lists(metadata(), min_size=0, max_size=25),
+        metas_b=st.lists(metadata(), min_size=1, max_size=25),
+        flt=st.one_of(st.none(), filters(max_leaves=5)),
+        seed=st.integers(0, 2**32 - 1),
+    )
+    async def test_tenant_isolation_property(
+        self,
+        store: VectorStore,
+        metas_a: list[dict[str, Any]],
+        metas_b: list[dict[str, Any]],
+        flt: Node | None,
+        seed: int,
+    ) -> None:
+        """No query by tenant A returns tenant B's rows, under any filter."""
+        rng = random.Random(seed)
+        a, b = new_tenant(), new_tenant()
+        # Overlapping ids ("s*") with different texts, plus ids only B has ("b*").
+        rows_a = random_rows(rng, len(metas_a), self.DIM, prefix="s", metas=metas_a)
+        rows_b = random_rows(rng, len(metas_b), self.DIM, prefix="s", metas=metas_b)
+        rows_b += random_rows(rng, len(metas_b), self.DIM, prefix="b", metas=metas_b)
+        rows_b = [(rid, vec, f"B:{rid}", meta) for rid, vec, _, meta in rows_b]
+        if rows_a:
+            await put(store, a, rows_a)
+        await put(store, b, rows_b)
+        raw = to_json(flt) if flt is not None else None
+        own = {r[0]: r[2] for r in rows_a}
+        for _, vec, _, _ in rows_b[:5]:
+            hits = await store.search(tenant=a, vector=vec, k=50, filter=raw)
+            for hit in hits:
+                assert hit.id in own, hit
+                assert hit.text == own[hit.id], hit
+        assert await store.count(tenant=a, filter=raw) == sum(matches(flt, m) for m in metas_a)
+        if raw is not None:
+            await store.delete(tenant=a, filter=raw)
+            assert await store.count(tenant=b) == len(rows_b)
