@@ -1,0 +1,64 @@
+"""Factories behind ``[retrieval.embedder] kind = "minilm" | "openai"``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lanewise.core.settings import ComponentConfig, Settings
+from lanewise.retrieval.embedders.minilm import MiniLMEmbedder
+from lanewise.retrieval.embedders.openai import OpenAIEmbedder, api_key_from
+from lanewise.retrieval.options import Options
+
+KEY = "retrieval.embedder"
+
+
+def build_minilm(config: ComponentConfig, settings: Settings, container: Any) -> MiniLMEmbedder:
+    opts = Options(
+        KEY,
+        config.options,
+        {"batch_size", "intra_op_threads", "max_concurrency", "max_length", "model_path"},
+    )
+    model_path = opts.text("model_path")
+    return MiniLMEmbedder(
+        model_path=Path(model_path) if model_path else None,
+        batch_size=opts.integer("batch_size", 32),
+        intra_op_threads=opts.integer("intra_op_threads", 1),
+        max_concurrency=opts.integer("max_concurrency", 1),
+        max_length=opts.integer("max_length", 256),
+    )
+
+
+def build_openai(config: ComponentConfig, settings: Settings, container: Any) -> OpenAIEmbedder:
+    opts = Options(
+        KEY,
+        config.options,
+        {
+            "base_url",
+            "model",
+            "dimension",
+            "api_key",
+            "api_key_env",
+            "id",
+            "version",
+            "batch_size",
+            "timeout_s",
+            "normalise",
+        },
+    )
+    normalise = config.options.get("normalise", True)
+    if not isinstance(normalise, bool):
+        from lanewise.core.errors import ConfigError
+
+        raise ConfigError(f"{KEY}.normalise must be true or false (got {normalise!r})")
+    return OpenAIEmbedder(
+        base_url=opts.required_str("base_url"),
+        model=opts.required_str("model"),
+        dimension=opts.integer("dimension", 0),
+        api_key=api_key_from(config.options),
+        id=opts.text("id"),
+        version=opts.text("version", "1") or "1",
+        batch_size=opts.integer("batch_size", 64),
+        timeout_s=opts.number("timeout_s", min(30.0, settings.gateway.request_timeout_s)),
+        normalise=normalise,
+    )
