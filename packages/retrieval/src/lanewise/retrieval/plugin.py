@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.registry import Register
+from lanewise.core.settings import Settings
+from lanewise.retrieval.api import ROUTES
 from lanewise.retrieval.embedders.factories import build_minilm, build_openai
+
+if TYPE_CHECKING:
+    from lanewise.core.container import Container
+    from litestar.config.app import AppConfig
 
 
 @hookimpl
@@ -16,3 +24,10 @@ def lanewise_register_embedders(register: Register) -> None:
         default=True,
     )
     register("openai", build_openai, description="any OpenAI-compatible /v1/embeddings server")
+
+
+@hookimpl
+def lanewise_configure_gateway(
+    app_config: AppConfig, settings: Settings, container: Container
+) -> None:
+    app_config.route_handlers.extend(ROUTES)

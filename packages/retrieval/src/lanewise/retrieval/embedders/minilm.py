@@ -130,6 +130,10 @@ class MiniLMEmbedder:
         (states,) = self._session.run(["last_hidden_state"], feeds)
         return mean_pool_normalise(states, mask)
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens the model sees (after truncation), for usage reporting."""
+        return sum(sum(e.attention_mask) for e in self._tokenizer.encode_batch(list(texts)))
+
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []

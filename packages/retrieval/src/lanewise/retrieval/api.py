@@ -1,0 +1,120 @@
+"""HTTP routes of the retrieval lane, added to the gateway by ``lanewise_configure_gateway``.
+
+``/v1/embeddings`` is OpenAI-compatible (the official SDK asks for base64 by
+default, so both encodings are served). Like every ``/v1`` route it is
+authenticated by the gateway before the handler runs; embeddings are
+tenant-agnostic, but usage is still metered per principal.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Annotated, Any, Literal
+
+import msgspec
+import numpy as np
+from lanewise.core.errors import InvalidRequest, NotFound, Unavailable
+from lanewise.core.types import ANONYMOUS, Principal, Usage, UsageEvent
+from litestar import Request, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+
+MAX_EMBEDDING_INPUTS = 2048
+
+
+class EmbeddingsBody(msgspec.Struct, kw_only=True):
+    # str, list[str], or token ids (rejected with a 400): msgspec allows one array type.
+    input: str | list[Any]
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    user: str | None = None
+
+
+def principal_of(request: Request[Any, Any, Any]) -> Principal:
+    principal = request.scope.get("state", {}).get("principal")
+    return principal if isinstance(principal, Principal) else ANONYMOUS
+
+
+def embedder_names(embedder: Any, kind: str) -> set[str]:
+    """What callers may send as ``model``: the id, its last segment, or the kind."""
+    return {embedder.id, embedder.id.rsplit("/", 1)[-1], kind}
+
+
+def texts_of(body: EmbeddingsBody) -> list[str]:
+    raw = [body.input] if isinstance(body.input, str) else body.input
+    if not raw:
+        raise InvalidRequest("input must not be empty", field="input")
+    if not all(isinstance(t, str) for t in raw):
+        raise InvalidRequest("token-id arrays are not supported; send strings", field="input")
+    if len(raw) > MAX_EMBEDDING_INPUTS:
+        raise InvalidRequest(
+            f"at most {MAX_EMBEDDING_INPUTS} inputs per request (got {len(raw)})",
+            field="input",
+            limit=MAX_EMBEDDING_INPUTS,
+        )
+    texts = [str(t) for t in raw]
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise InvalidRequest(f"input[{i}] is empty", field=f"input[{i}]")
+    return texts
+
+
+def encode(vector: list[float], encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+    return vector
+
+
+@post("/v1/embeddings", tags=["openai"], status_code=200)
+async def embeddings(
+    data: JSONBody[EmbeddingsBody],
+    request: Request[Any, Any, Any],
+    container: NamedDependency[Any],
+) -> dict[str, Any]:
+    """Create embeddings (OpenAI-compatible) with the configured embedder."""
+    embedder = container.embedder()
+    if embedder is None:
+        raise Unavailable("no embedder is configured; set [retrieval.embedder]")
+    spec = container.settings().retrieval.embedder
+    names = embedder_names(embedder, spec.kind if spec is not None else "minilm")
+    if data.model not in names:
+        raise NotFound(
+            f"embedding model {data.model!r} does not exist; "
+            f"use one of: {', '.join(sorted(names))}",
+            model=data.model,
+            available_models=sorted(names),
+        )
+    if data.dimensions is not None and data.dimensions != embedder.dimension:
+        raise InvalidRequest(
+            f"dimensions must be {embedder.dimension} for {embedder.id}", field="dimensions"
+        )
+    texts = texts_of(data)
+    t0 = time.perf_counter()
+    vectors = await embedder.embed(texts)
+    counter = getattr(embedder, "count_tokens", None)
+    tokens = int(counter(texts)) if callable(counter) else sum(len(t.split()) for t in texts)
+    container.plugin_manager().hook.lanewise_on_usage(
+        event=UsageEvent(
+            request_id=str(request.scope.get("state", {}).get("request_id", "")),
+            principal=principal_of(request),
+            model=embedder.id,
+            operation="embedding",
+            usage=Usage(prompt_tokens=tokens),
+            duration_s=time.perf_counter() - t0,
+            backend=f"{embedder.id}@{embedder.version}",
+        )
+    )
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encode(v, data.encoding_format)}
+            for i, v in enumerate(vectors)
+        ],
+        "model": embedder.id,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+ROUTES = [embeddings]
