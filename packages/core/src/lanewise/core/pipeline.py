@@ -50,6 +50,19 @@ def citations_for(hits: list[Hit]) -> list[Citation]:
     return [Citation(marker=f"[{i}]", id=h.id, source=h.source) for i, h in enumerate(hits, 1)]
 
 
+def check_max_tokens(request: ChatRequest, backend: ChatBackend) -> None:
+    """Reject ``max_tokens`` above the model's limit (a backend's ``max_output_tokens``)."""
+    limit = getattr(backend, "max_output_tokens", None)
+    asked = request.sampling.max_tokens
+    if isinstance(limit, int) and asked is not None and asked > limit:
+        raise InvalidRequest(
+            f"max_tokens = {asked} is above the limit of model {request.model!r}; "
+            f"ask for at most {limit}",
+            field="max_tokens",
+            limit=limit,
+        )
+
+
 class Pipeline:
     def __init__(
         self,
@@ -136,7 +149,7 @@ class Pipeline:
             return msgspec.structs.replace(request, messages=[system, *request.messages])
 
     async def prepare(self, request: ChatRequest) -> ChatRequest:
-        self.backend_for(request.model)
+        check_max_tokens(request, self.backend_for(request.model))
         return self.prompt(await self.retrieve(request))
 
     # -- generation -----------------------------------------------------------
@@ -205,7 +218,7 @@ class Pipeline:
                         request_id=request.request_id,
                         principal=request.principal,
                         model=request.model,
-                        operation="chat",
+                        operation=request.extra.get("operation", "chat"),
                         usage=usage,
                         ttft_s=ttft,
                         duration_s=time.perf_counter() - t0,

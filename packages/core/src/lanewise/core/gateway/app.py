@@ -12,7 +12,7 @@ from lanewise.core.container import build_container, close_container
 from lanewise.core.errors import Unauthorized
 from lanewise.core.gateway.health import healthz, readyz
 from lanewise.core.gateway.middleware import RequestIdMiddleware
-from lanewise.core.gateway.openai_api import chat_completions, list_models
+from lanewise.core.gateway.openai_api import chat_completions, completions, list_models
 from lanewise.core.gateway.problems import EXCEPTION_HANDLERS
 from lanewise.core.plugins import get_plugin_manager
 from lanewise.core.settings import Settings, load_settings
@@ -37,7 +37,9 @@ class LanewiseInitPlugin(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         container = self.container
         gateway = self.settings.gateway
-        app_config.route_handlers.extend([healthz, readyz, chat_completions, list_models])
+        app_config.route_handlers.extend(
+            [healthz, readyz, chat_completions, completions, list_models]
+        )
         app_config.dependencies.update(
             {
                 "container": Provide(lambda: container, sync_to_thread=False),

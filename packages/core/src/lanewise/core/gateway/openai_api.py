@@ -15,7 +15,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from lanewise.core.errors import InvalidRequest, LanewiseError
+from lanewise.core.gateway.streaming import KEEPALIVE_COMMENT, with_keepalive
 from lanewise.core.pipeline import Pipeline, citations_for
+from lanewise.core.settings import Settings
 from lanewise.core.types import (
     ANONYMOUS,
     ChatChunk,
@@ -23,7 +25,9 @@ from lanewise.core.types import (
     ChatRequest,
     Message,
     Principal,
+    Priority,
     SamplingParams,
+    Usage,
 )
 from litestar import Request, get, post
 from litestar.di import NamedDependency
@@ -80,9 +84,38 @@ class ChatCompletionsBody(msgspec.Struct, kw_only=True):
     lanewise: LanewiseExtension | None = None
 
 
+PRIORITY_HEADER = "x-lanewise-priority"
+_PRIORITY_RANK: dict[str, int] = {"batch": 0, "interactive": 1}
+
+
 def principal_of(request: Request[Any, Any, Any]) -> Principal:
+    """The caller, with the priority asked for in ``x-lanewise-priority`` when the key allows it.
+
+    A key's priority is a ceiling: an interactive key may send batch work, a
+    batch key can never jump the queue.
+    """
     principal = request.scope.get("state", {}).get("principal")
-    return principal if isinstance(principal, Principal) else ANONYMOUS
+    principal = principal if isinstance(principal, Principal) else ANONYMOUS
+    asked = request.headers.get(PRIORITY_HEADER)
+    if asked is None:
+        return principal
+    asked = asked.strip().lower()
+    if asked not in _PRIORITY_RANK:
+        raise InvalidRequest(
+            f"{PRIORITY_HEADER} must be one of: {', '.join(_PRIORITY_RANK)}",
+            field=PRIORITY_HEADER,
+        )
+    if _PRIORITY_RANK[asked] > _PRIORITY_RANK[principal.priority]:
+        raise InvalidRequest(
+            f"{PRIORITY_HEADER}: {asked!r} is above what this API key allows "
+            f"({principal.priority!r}); send {principal.priority!r} or omit the header",
+            field=PRIORITY_HEADER,
+            allowed=[
+                p for p, r in _PRIORITY_RANK.items() if r <= _PRIORITY_RANK[principal.priority]
+            ],
+        )
+    priority: Priority = "batch" if asked == "batch" else "interactive"
+    return msgspec.structs.replace(principal, priority=priority)
 
 
 def to_chat_request(body: ChatCompletionsBody, request: Request[Any, Any, Any]) -> ChatRequest:
@@ -146,6 +179,18 @@ def _sse(payload: Any) -> bytes:
     return b"data: " + msgspec.json.encode(payload) + b"\n\n"
 
 
+def _chat_choice(delta: str, finish_reason: str | None) -> dict[str, Any]:
+    return {
+        "index": 0,
+        "delta": {"content": delta} if delta else {},
+        "finish_reason": finish_reason,
+    }
+
+
+def _text_choice(delta: str, finish_reason: str | None) -> dict[str, Any]:
+    return {"index": 0, "text": delta, "logprobs": None, "finish_reason": finish_reason}
+
+
 async def sse_events(
     chunks: AsyncIterator[ChatChunk],
     *,
@@ -154,26 +199,47 @@ async def sse_events(
     created: int,
     include_usage: bool,
     citations: list[dict[str, Any]],
+    keepalive_s: float | None = None,
+    object_name: str = "chat.completion.chunk",
 ) -> AsyncIterator[bytes]:
-    """OpenAI's chat.completion.chunk stream; an error mid-stream ends with an error event."""
-    base = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-    }
-    yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+    """OpenAI's chunk stream (chat or legacy text); an error mid-stream ends with an error event.
+
+    Every stream ends with exactly one chunk carrying ``finish_reason`` (``stop``
+    when the backend ended without saying why), then the usage chunk when
+    ``include_usage`` asked for it, then ``[DONE]``. A comment line goes out
+    every ``keepalive_s`` without a chunk so idle proxies keep the stream open.
+    """
+    chat = object_name == "chat.completion.chunk"
+    choice = _chat_choice if chat else _text_choice
+    base = {"id": completion_id, "object": object_name, "created": created, "model": model}
+    if include_usage:
+        base["usage"] = None
+    if chat:
+        first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        yield _sse({**base, "choices": [first]})
     usage = None
+    finished = False
+    stream: AsyncIterator[ChatChunk | None] = (
+        with_keepalive(chunks, keepalive_s) if keepalive_s else chunks
+    )
     try:
-        async for chunk in chunks:
+        async for chunk in stream:
+            if chunk is None:
+                yield KEEPALIVE_COMMENT
+                continue
             if chunk.usage is not None:
                 usage = chunk.usage
+            if finished:
+                continue
             if chunk.delta or chunk.finish_reason is not None:
-                delta = {"content": chunk.delta} if chunk.delta else {}
-                choice = {"index": 0, "delta": delta, "finish_reason": chunk.finish_reason}
-                event: dict[str, Any] = {**base, "choices": [choice]}
-                if chunk.finish_reason is not None and citations:
-                    event["lanewise"] = {"citations": citations}
+                event: dict[str, Any] = {
+                    **base,
+                    "choices": [choice(chunk.delta, chunk.finish_reason)],
+                }
+                if chunk.finish_reason is not None:
+                    finished = True
+                    if citations:
+                        event["lanewise"] = {"citations": citations}
                 yield _sse(event)
     except LanewiseError as exc:
         yield _sse({"error": {"type": exc.type_uri, "message": exc.detail, "code": exc.status}})
@@ -181,8 +247,13 @@ async def sse_events(
     except Exception:
         yield _sse({"error": {"type": "internal", "message": "generation failed", "code": 500}})
         raise
-    if include_usage and usage is not None:
-        yield _sse({**base, "choices": [], "usage": usage_json(usage)})
+    if not finished:
+        event = {**base, "choices": [choice("", "stop")]}
+        if citations:
+            event["lanewise"] = {"citations": citations}
+        yield _sse(event)
+    if include_usage:
+        yield _sse({**base, "choices": [], "usage": usage_json(usage or Usage())})
     yield b"data: [DONE]\n\n"
 
 
@@ -191,6 +262,7 @@ async def chat_completions(
     data: JSONBody[ChatCompletionsBody],
     request: Request[Any, Any, Any],
     pipeline: NamedDependency[Pipeline],
+    settings: NamedDependency[Settings],
 ) -> Any:
     """Create a chat completion (OpenAI-compatible; ``stream: true`` for SSE)."""
     chat = to_chat_request(data, request)
@@ -210,9 +282,16 @@ async def chat_completions(
             created=created,
             include_usage=bool(data.stream_options and data.stream_options.include_usage),
             citations=[msgspec.structs.asdict(c) for c in citations_for(prepared.context)],
+            keepalive_s=settings.gateway.sse_keepalive_s,
         ),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        # Litestar 2.x lets the handler's default media type (JSON) override the
+        # Stream's own; an explicit header is kept (ASGIResponse uses setdefault).
+        headers={
+            "content-type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        },
     )
 
 
@@ -233,3 +312,102 @@ def list_models(pipeline: NamedDependency[Pipeline]) -> dict[str, Any]:
             entry.update(describe())
         data.append(entry)
     return {"object": "list", "data": data}
+
+
+class CompletionsBody(msgspec.Struct, kw_only=True):
+    """Legacy ``/v1/completions``: one prompt in, text out."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    prompt: str | Annotated[list[str], msgspec.Meta(min_length=1, max_length=1)]
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    temperature: NonNegFloat | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
+    n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    echo: bool = False
+    user: str | None = None
+
+
+def completions_to_chat_request(
+    body: CompletionsBody, request: Request[Any, Any, Any]
+) -> ChatRequest:
+    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    return ChatRequest(
+        model=body.model,
+        messages=[Message(role="user", content=prompt)],
+        sampling=SamplingParams(
+            max_tokens=body.max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+            stop=stop,
+        ),
+        stream=body.stream,
+        request_id=str(request.scope.get("state", {}).get("request_id", "")),
+        principal=principal_of(request),
+        extra={"operation": "completion"},
+    )
+
+
+@post("/v1/completions", tags=["openai"], status_code=200)
+async def completions(
+    data: JSONBody[CompletionsBody],
+    request: Request[Any, Any, Any],
+    pipeline: NamedDependency[Pipeline],
+    settings: NamedDependency[Settings],
+) -> Any:
+    """Create a legacy text completion (OpenAI-compatible; ``stream: true`` for SSE)."""
+    chat = completions_to_chat_request(data, request)
+    completion_id = f"cmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    prefix = chat.messages[0].content if data.echo else ""
+    if not data.stream:
+        completion = await pipeline.complete(chat)
+        return {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": created,
+            "model": completion.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "text": prefix + completion.text,
+                    "logprobs": None,
+                    "finish_reason": completion.finish_reason,
+                }
+            ],
+            "usage": usage_json(completion.usage),
+        }
+    _, chunks = await pipeline.stream(chat)
+    if prefix:
+        chunks = _prepend(ChatChunk(delta=prefix), chunks)
+    return Stream(
+        sse_events(
+            chunks,
+            model=data.model,
+            completion_id=completion_id,
+            created=created,
+            include_usage=bool(data.stream_options and data.stream_options.include_usage),
+            citations=[],
+            keepalive_s=settings.gateway.sse_keepalive_s,
+            object_name="text_completion",
+        ),
+        media_type="text/event-stream",
+        # Litestar 2.x lets the handler's default media type (JSON) override the
+        # Stream's own; an explicit header is kept (ASGIResponse uses setdefault).
+        headers={
+            "content-type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        },
+    )
+
+
+async def _prepend(first: ChatChunk, rest: AsyncIterator[ChatChunk]) -> AsyncIterator[ChatChunk]:
+    yield first
+    async for chunk in rest:
+        yield chunk

