@@ -136,8 +136,25 @@ class Container(containers.DeclarativeContainer):
 def build_container(settings: Settings, plugin_manager: pluggy.PluginManager) -> Any:
     """A wired container; building the pipeline here makes bad config fail at start-up."""
     container = Container(settings=settings, plugin_manager=plugin_manager)
+    check_component_kinds(container, settings)
     container.pipeline()
     return container
+
+
+def check_component_kinds(container: Any, settings: Settings) -> None:
+    """Fail at start-up on an unknown ``kind``, even for components built lazily later."""
+    configured = {
+        "retrieval.embedder": (settings.retrieval.embedder, container.embedder_registry),
+        "retrieval.vector_store": (
+            settings.retrieval.vector_store,
+            container.vector_store_registry,
+        ),
+        "retrieval.reranker": (settings.retrieval.reranker, container.reranker_registry),
+        "ingest.chunker": (settings.ingest.chunker, container.chunker_registry),
+    }
+    for key, (spec, registry) in configured.items():
+        if spec is not None:
+            registry().get(spec.kind, key=f"{key}.kind")
 
 
 async def close_container(container: Any) -> None:

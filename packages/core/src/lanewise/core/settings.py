@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from lanewise.core.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -100,7 +100,8 @@ class Settings(BaseSettings):
     @classmethod
     def _split_plugins(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return [p.strip() for p in value.split(",") if p.strip()]
+            # Blank means unset (every installed plugin), as in plugins.allowlist_from_env.
+            return [p.strip() for p in value.split(",") if p.strip()] or None
         return value
 
     @classmethod
@@ -154,8 +155,31 @@ def _describe(exc: ValidationError, source: Path | None) -> str:
         key = ".".join(str(p) for p in err["loc"]) or "(root)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(err["loc"])
             msg = "unknown key (check the spelling; see docs/configuration.md)"
+            if allowed:
+                msg = f"unknown key; allowed: {', '.join(allowed)}"
         got = err.get("input")
         shown = "" if err["type"] in {"extra_forbidden", "missing"} else f" (got {got!r})"
         lines.append(f"{key}: {msg}{shown}")
     return f"invalid configuration in {where}:\n  " + "\n  ".join(lines)
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the section holding ``loc`` accepts, so a typo's message shows the fix."""
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        if isinstance(part, int):  # a list index: same model as its list
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        nested = [
+            t
+            for t in (field.annotation, *get_args(field.annotation))
+            if isinstance(t, type) and issubclass(t, BaseModel)
+        ]
+        if not nested:
+            return []
+        model = nested[0]
+    return sorted(model.model_fields)

@@ -59,8 +59,6 @@ class LanewiseInitPlugin(InitPluginProtocol):
         self.pm.hook.lanewise_configure_gateway(
             app_config=app_config, settings=self.settings, container=container
         )
-        # Outermost, so every handled response (errors included) carries the request id.
-        app_config.middleware.insert(0, RequestIdMiddleware)
         return app_config
 
     async def _authenticate(self, request: Request[Any, Any, Any]) -> None:
@@ -96,6 +94,9 @@ def create_app(
         # plugins see, so it must be passed here as well.
         request_max_body_size=settings.gateway.max_body_bytes,
     )
+    # Around Litestar's own exception handling rather than in app middleware, which
+    # runs only for matched routes: 404/405 problems carry the request id as well.
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
     app.state["container"] = container
     return app
 

@@ -8,13 +8,14 @@ and names the offending field in a 400.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import msgspec
-from lanewise.core.errors import InvalidRequest, LanewiseError
+from lanewise.core.errors import PROBLEM_BASE, InvalidRequest, LanewiseError
 from lanewise.core.gateway.streaming import KEEPALIVE_COMMENT, with_keepalive
 from lanewise.core.pipeline import Pipeline, citations_for
 from lanewise.core.settings import Settings
@@ -34,6 +35,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import Stream
 
+log = logging.getLogger("lanewise.gateway")
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0, le=2.0)]
 
 
@@ -245,8 +247,20 @@ async def sse_events(
         yield _sse({"error": {"type": exc.type_uri, "message": exc.detail, "code": exc.status}})
         return
     except Exception:
-        yield _sse({"error": {"type": "internal", "message": "generation failed", "code": 500}})
-        raise
+        # Headers are gone, so no problem+json: the client gets an error event and a
+        # cleanly ended stream (re-raising would cut the connection mid-chunk), the
+        # log gets the traceback, and the exception text never reaches the client.
+        log.exception("stream %s failed after it started", completion_id)
+        yield _sse(
+            {
+                "error": {
+                    "type": PROBLEM_BASE + "internal",
+                    "message": "generation failed",
+                    "code": 500,
+                }
+            }
+        )
+        return
     if not finished:
         event = {**base, "choices": [choice("", "stop")]}
         if citations:
