@@ -124,7 +124,9 @@ def test_priority_header_can_lower_but_not_raise(gateway):
         body = {"model": "extractive", "messages": MESSAGES}
         auth = {"authorization": f"Bearer {key}"}
         ok = httpx.post(
-            f"{base}/v1/chat/completions", json=body, headers={**auth, "x-lanewise-priority": "batch"}
+            f"{base}/v1/chat/completions",
+            json=body,
+            headers={**auth, "x-lanewise-priority": "batch"},
         )
         up = httpx.post(
             f"{base}/v1/chat/completions",

@@ -7,6 +7,7 @@ from lanewise.core.registry import Register
 
 def register_backends(register: Register) -> None:
     from lanewise.inference.extractive import build_extractive
+    from lanewise.inference.openai_compat import build_openai
 
     register(
         "extractive",
@@ -14,4 +15,9 @@ def register_backends(register: Register) -> None:
         description="embedded default: the context sentences most relevant to the question, "
         "with citation markers (extractive, not generative)",
         default=True,
+    )
+    register(
+        "openai",
+        build_openai,
+        description="any OpenAI-compatible server (vLLM, trtllm-serve, NIM, SGLang)",
     )
