@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import pluggy
-from lanewise.core.errors import InvalidRequest, NotFound, UpstreamTimeout
+from lanewise.core.errors import InvalidRequest, NotFound, Unavailable, UpstreamTimeout
 from lanewise.core.protocols import ChatBackend, Retriever
 from lanewise.core.settings import Settings
 from lanewise.core.types import (
@@ -31,6 +31,10 @@ from lanewise.core.types import (
     UsageEvent,
 )
 
+RAG_ALIAS_PREFIX = "rag/"
+"""``rag/<model>`` is ``<model>`` with retrieval on (default k) for clients that cannot send
+the ``lanewise`` extension field."""
+DEGRADED = "retrieval_degraded"
 PROMPT_TEMPLATE_NAME = "builtin/rag"
 PROMPT_TEMPLATE_VERSION = "1"
 RAG_SYSTEM_PROMPT = (
@@ -82,7 +86,7 @@ class Pipeline:
         return sorted(self.backends)
 
     def backend_for(self, model: str) -> ChatBackend:
-        backend = self.backends.get(model)
+        backend = self.backends.get(model.removeprefix(RAG_ALIAS_PREFIX))
         if backend is None:
             raise NotFound(
                 f"model {model!r} does not exist; use one of: {', '.join(self.model_names())}",
@@ -112,22 +116,48 @@ class Pipeline:
                 )
             )
 
+    def resolve_alias(self, request: ChatRequest) -> ChatRequest:
+        """``rag/<model>`` → ``<model>`` with retrieval on (unless the body configured it)."""
+        if not request.model.startswith(RAG_ALIAS_PREFIX):
+            return request
+        extra = dict(request.extra)
+        if not extra.get("retrieval"):
+            extra["retrieval"] = {}
+        return msgspec.structs.replace(
+            request, model=request.model.removeprefix(RAG_ALIAS_PREFIX), extra=extra
+        )
+
     async def retrieve(self, request: ChatRequest) -> ChatRequest:
         options = request.extra.get("retrieval")
-        if self.retriever is None or not options:
+        # ``{}`` (``"retrieval": true``) means "on, with defaults"; only None/False is off.
+        if self.retriever is None or options is None or options is False:
             return request
         if not isinstance(options, Mapping):
             options = {}
         query = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         if not query.strip():
             raise InvalidRequest("retrieval needs a non-empty user message", field="messages")
-        k = int(options.get("k", self.settings.retrieval.default_k))
+        k = int(options.get("k") or self.settings.retrieval.default_k)
+        degrade = options.get("degrade")
+        degrade = self.settings.retrieval.degrade if degrade is None else bool(degrade)
         with self.stage(request, "retrieve", k=k) as attrs:
-            hits = await self._deadline(
-                self.retriever.retrieve(
-                    principal=request.principal, query=query, k=k, filter=options.get("filter")
+            try:
+                hits = await self._deadline(
+                    self.retriever.retrieve(
+                        principal=request.principal,
+                        query=query,
+                        k=k,
+                        filter=options.get("filter"),
+                        request_id=request.request_id,
+                    )
                 )
-            )
+            except (Unavailable, UpstreamTimeout) as exc:
+                if not degrade:
+                    raise
+                attrs["degraded"] = True
+                return msgspec.structs.replace(
+                    request, extra={**request.extra, DEGRADED: exc.detail}
+                )
             attrs["hits"] = len(hits)
         return msgspec.structs.replace(request, context=hits)
 
@@ -149,6 +179,7 @@ class Pipeline:
             return msgspec.structs.replace(request, messages=[system, *request.messages])
 
     async def prepare(self, request: ChatRequest) -> ChatRequest:
+        request = self.resolve_alias(request)
         check_max_tokens(request, self.backend_for(request.model))
         return self.prompt(await self.retrieve(request))
 
@@ -171,6 +202,7 @@ class Pipeline:
             finish_reason=finish,  # type: ignore[arg-type]
             usage=usage,
             citations=citations_for(prepared.context),
+            retrieval_degraded=prepared.extra.get(DEGRADED),
         )
 
     async def stream(self, request: ChatRequest) -> tuple[ChatRequest, AsyncIterator[ChatChunk]]:

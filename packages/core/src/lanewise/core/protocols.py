@@ -92,7 +92,13 @@ class Retriever(Protocol):
     """Query text in, ranked hits out (embed + search + rerank behind it)."""
 
     async def retrieve(
-        self, *, principal: Principal, query: str, k: int, filter: Filter | None = None
+        self,
+        *,
+        principal: Principal,
+        query: str,
+        k: int,
+        filter: Filter | None = None,
+        request_id: str = "",
     ) -> list[Hit]: ...
 
 

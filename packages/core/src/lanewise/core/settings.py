@@ -71,6 +71,13 @@ class RetrievalSettings(Section):
     reranker: ComponentConfig | None = None
     default_k: int = Field(4, ge=1)
     max_k: int = Field(100, ge=1)
+    degrade: bool = Field(
+        False, description="RAG answers without context (flagged) when the store is unavailable"
+    )
+    cache_ttl_s: float = Field(
+        300.0, ge=0, description="query-embedding and result cache TTL; 0 disables both"
+    )
+    cache_max_entries: int = Field(10_000, ge=1, description="in-process cache bound (LRU)")
 
 
 class IngestSettings(Section):

@@ -82,6 +82,8 @@ class ChatCompletion(msgspec.Struct, frozen=True, kw_only=True):
     finish_reason: FinishReason
     usage: Usage
     citations: list[Citation] = msgspec.field(default_factory=list)
+    retrieval_degraded: str | None = None
+    """Why retrieval was skipped (store unavailable, degrade enabled); None when it ran."""
 
 
 class Document(msgspec.Struct, frozen=True, kw_only=True):

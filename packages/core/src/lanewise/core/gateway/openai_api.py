@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from lanewise.core.errors import PROBLEM_BASE, InvalidRequest, LanewiseError
 from lanewise.core.gateway.streaming import KEEPALIVE_COMMENT, with_keepalive
-from lanewise.core.pipeline import Pipeline, citations_for
+from lanewise.core.pipeline import DEGRADED, Pipeline, citations_for
 from lanewise.core.settings import Settings
 from lanewise.core.types import (
     ANONYMOUS,
@@ -64,6 +64,8 @@ class StreamOptions(msgspec.Struct, kw_only=True):
 class RetrievalOptions(msgspec.Struct, kw_only=True):
     k: Annotated[int, msgspec.Meta(ge=1)] | None = None
     filter: dict[str, Any] | None = None
+    degrade: bool | None = None
+    """Answer without context (flagged) if the store is unavailable; default retrieval.degrade."""
 
 
 class LanewiseExtension(msgspec.Struct, kw_only=True):
@@ -166,6 +168,11 @@ def completion_json(completion: ChatCompletion, completion_id: str, created: int
     }
     if completion.citations:
         body["lanewise"] = {"citations": [msgspec.structs.asdict(c) for c in completion.citations]}
+    if completion.retrieval_degraded is not None:
+        body.setdefault("lanewise", {})["retrieval"] = {
+            "degraded": True,
+            "reason": completion.retrieval_degraded,
+        }
     return body
 
 
@@ -288,6 +295,7 @@ async def chat_completions(
     if data.n != 1:
         raise InvalidRequest("n > 1 is not supported", field="n")
     prepared, chunks = await pipeline.stream(chat)
+    degraded = {"X-Lanewise-Retrieval": "degraded"} if DEGRADED in prepared.extra else {}
     return Stream(
         sse_events(
             chunks,
@@ -305,6 +313,7 @@ async def chat_completions(
             "content-type": "text/event-stream; charset=utf-8",
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
+            **degraded,
         },
     )
 
