@@ -9,9 +9,12 @@ from lanewise.core.registry import Register
 from lanewise.core.settings import Settings
 from lanewise.retrieval.api import ROUTES
 from lanewise.retrieval.embedders.factories import build_minilm, build_openai
+from lanewise.retrieval.factories import build_retriever
+from lanewise.retrieval.rerank import build_mmr
 
 if TYPE_CHECKING:
     from lanewise.core.container import Container
+    from lanewise.core.protocols import Retriever
     from litestar.config.app import AppConfig
 
 
@@ -31,3 +34,18 @@ def lanewise_configure_gateway(
     app_config: AppConfig, settings: Settings, container: Container
 ) -> None:
     app_config.route_handlers.extend(ROUTES)
+
+
+@hookimpl
+def lanewise_register_rerankers(register: Register) -> None:
+    register(
+        "mmr",
+        build_mmr,
+        description="maximal marginal relevance: relevance minus redundancy, for diverse context",
+        default=True,
+    )
+
+
+@hookimpl
+def lanewise_resolve_retriever(container: Container) -> Retriever | None:
+    return build_retriever(container)
