@@ -8,6 +8,7 @@ from lanewise.core.registry import Register
 def register_backends(register: Register) -> None:
     from lanewise.inference.extractive import build_extractive
     from lanewise.inference.openai_compat import build_openai
+    from lanewise.inference.pools.router import build_pool
 
     register(
         "extractive",
@@ -20,4 +21,9 @@ def register_backends(register: Register) -> None:
         "openai",
         build_openai,
         description="any OpenAI-compatible server (vLLM, trtllm-serve, NIM, SGLang)",
+    )
+    register(
+        "pool",
+        build_pool,
+        description="named pools (interactive warm, batch spot) of replicas of other backends",
     )

@@ -1,0 +1,1 @@
+"""Pools of replicas behind one model name: routing by priority, balancing, breakers."""
