@@ -107,6 +107,5 @@ def test_default_embedder_of_the_container(lanewise_settings):
 )
 def test_bad_options_name_the_key(lanewise_settings, options, key):
     settings = lanewise_settings(retrieval={"embedder": {"kind": "minilm", **options}})
-    container = build_container(settings, get_plugin_manager(None))
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        container.embedder()
+        build_container(settings, get_plugin_manager(None)).embedder()
