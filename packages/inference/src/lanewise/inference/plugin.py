@@ -5,6 +5,8 @@ from __future__ import annotations
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.registry import Register
 from lanewise.inference import backends
+from lanewise.inference.triton.hooks import triton_configure_cli as triton_configure_cli
+from lanewise.inference.triton.hooks import triton_register_backends as triton_register_backends
 
 
 @hookimpl

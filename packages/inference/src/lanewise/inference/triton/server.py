@@ -232,15 +232,16 @@ class TritonServer:
             f"--http-port={self.http_port}",
             f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}",
-            # Explicit loading: the repository also holds the tokenizer directory,
-            # which is not a model.
-            "--model-control-mode=explicit",
             # No GPU here: do not reserve 256 MiB of pinned host memory per server.
             "--pinned-memory-pool-byte-size=0",
             "--log-info=true",
             "--exit-timeout-secs=5",
         ]
-        cmd += [f"--load-model={m}" for m in self.models]
+        if self.models:
+            # Explicit loading: the CPU repository also holds the tokenizer
+            # directory, which is not a model. No models named: load them all.
+            cmd.append("--model-control-mode=explicit")
+            cmd += [f"--load-model={m}" for m in self.models]
         # Each server gets its own shared-memory prefix, so replicas can coexist.
         cmd.append(f"--backend-config=python,shm-region-prefix-name=lw{self.grpc_port}")
         return cmd + list(self.extra_args)
