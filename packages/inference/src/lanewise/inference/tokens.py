@@ -1,14 +1,15 @@
 """Token counting when a backend does not report usage.
 
-Preference order: a ``tokenizer.json`` named in config; one found in an
-installed MiniLM distribution (the retrieval lane's embedder ships one, found
-through package metadata so this lane never imports that one); else a regex
+Preference order: a ``tokenizer.json`` named in config; the one the retrieval
+lane ships for its MiniLM embedder (found on disk, never imported), or one in
+an installed MiniLM distribution; else a regex
 fallback that approximates BPE counts (words, numbers and punctuation each
 count as one token). Nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from functools import lru_cache
 from importlib import metadata
@@ -45,6 +46,7 @@ class HFTokenCounter:
 
         self._tokenizer: Any = Tokenizer.from_file(str(path))
         self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
         self.name = f"tokenizers:{path}"
 
     def count(self, text: str) -> int:
@@ -60,13 +62,20 @@ TokenCounterImpl = RegexTokenCounter | HFTokenCounter
 
 
 def find_packaged_tokenizer() -> Path | None:
+    # The retrieval lane ships MiniLM's tokenizer.json as a data file. Locating its
+    # directory with find_spec runs none of its code, so the lanes stay independent.
+    spec = importlib.util.find_spec("lanewise.retrieval")
+    for location in (spec.submodule_search_locations or ()) if spec else ():
+        found = sorted(Path(location).glob("**/*tokenizer.json"))
+        if found:
+            return found[0]
     for dist_name in TOKENIZER_DISTRIBUTIONS:
         try:
             dist = metadata.distribution(dist_name)
         except metadata.PackageNotFoundError:
             continue
         for file in dist.files or ():
-            if file.name == "tokenizer.json":
+            if file.name.endswith("tokenizer.json"):
                 return Path(str(dist.locate_file(file)))
     return None
 
