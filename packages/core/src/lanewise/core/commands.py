@@ -74,7 +74,7 @@ def doctor(ctx: click.Context) -> None:
     for name, version in installed_distributions().items():
         console.print(f"  {name} {version}")
     try:
-        pm = get_plugin_manager(settings.plugins)
+        pm = (ctx.obj or {}).get("plugin_manager") or get_plugin_manager(settings.plugins)
     except ConfigError as exc:
         console.print(f"[red]✗[/] {exc.detail}")
         sys.exit(1)
@@ -118,4 +118,7 @@ def demo(ctx: click.Context, question: str, docs_dir: Path) -> None:
     from lanewise.core.demo import run_demo
 
     settings = settings_from(ctx)
-    sys.exit(run_demo(settings, question=question, docs_dir=docs_dir, console=console))
+    pm = (ctx.obj or {}).get("plugin_manager")
+    sys.exit(
+        run_demo(settings, question=question, docs_dir=docs_dir, console=console, plugin_manager=pm)
+    )

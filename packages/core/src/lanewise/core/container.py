@@ -28,10 +28,15 @@ def build_component(
 ) -> Any | None:
     """Build what ``spec`` names; with no spec, the registry's default (if any)."""
     if spec is None:
-        default = registry.default()
-        if default is None:
+        defaults = registry.defaults()
+        if len(defaults) > 1:
+            raise ConfigError(
+                f"{key}: several plugins mark a default {registry.kind} "
+                f"({', '.join(defaults)}); choose one with {key}.kind"
+            )
+        if not defaults:
             return None
-        spec = ComponentConfig(kind=default)
+        spec = ComponentConfig(kind=defaults[0])
     factory = registry.get(spec.kind, key=f"{key}.kind")
     try:
         built = factory.build(spec, settings, container)

@@ -7,15 +7,23 @@ import logging
 from pathlib import Path
 
 import httpx
+import pluggy
 from lanewise.core.gateway.app import create_app
 from lanewise.core.server import serve_in_thread
 from lanewise.core.settings import Settings
 from rich.console import Console
 
 
-def run_demo(settings: Settings, *, question: str, docs_dir: Path, console: Console) -> int:
+def run_demo(
+    settings: Settings,
+    *,
+    question: str,
+    docs_dir: Path,
+    console: Console,
+    plugin_manager: pluggy.PluginManager | None = None,
+) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo prints its own progress
-    app = create_app(settings)
+    app = create_app(settings, plugin_manager=plugin_manager)
     container = app.state["container"]
     pm = container.plugin_manager()
     pipeline = container.pipeline()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterable
 from importlib.metadata import entry_points
@@ -67,8 +68,32 @@ def get_plugin_manager(
             pm.register(ep.load(), name=ep.name)
     for plugin in extra:
         pm.register(plugin)
-    pm.check_pending()
+    check_pending(pm)
     return pm
+
+
+def check_pending(pm: pluggy.PluginManager) -> None:
+    """Fail on a hookimpl that names no hookspec (a typo would otherwise never be called)."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        known = sorted(n for n in dir(hookspecs) if n.startswith("lanewise_"))
+        unknown = sorted(
+            name
+            for name in dir(exc.plugin)
+            if name.startswith("lanewise_")
+            and name not in known
+            and pm.parse_hookimpl_opts(exc.plugin, name) is not None
+        )
+        hints = [
+            f"{name} (did you mean {close[0]}?)" if close else name
+            for name in unknown
+            for close in [difflib.get_close_matches(name, known, n=1)]
+        ]
+        raise ConfigError(
+            f"plugin {_display_name(pm, exc.plugin)} implements unknown hook(s) "
+            f"{', '.join(hints) or exc}; known hooks: {', '.join(known)}"
+        ) from None
 
 
 def collect(pm: pluggy.PluginManager, kind: str, **kwargs: object) -> Register:
@@ -80,3 +105,10 @@ def collect(pm: pluggy.PluginManager, kind: str, **kwargs: object) -> Register:
 
 def loaded_plugin_names(pm: pluggy.PluginManager) -> list[str]:
     return sorted(name for name, _ in pm.list_name_plugin())
+
+
+def _display_name(pm: pluggy.PluginManager, plugin: object) -> str:
+    if isinstance(plugin, ModuleType):
+        return plugin.__name__
+    name = pm.get_name(plugin)
+    return name if name and not name.isdigit() else type(plugin).__qualname__

@@ -40,7 +40,8 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.pass_context
 def cli(ctx: click.Context, config: str | None) -> None:
     """lanewise: every AI workload in its own lane."""
-    ctx.obj = {"config": config}
+    # Keep what a caller passed in (``CliRunner.invoke(cli, obj={"plugin_manager": pm})``).
+    ctx.ensure_object(dict)["config"] = config
 
 
 def build_cli() -> click.Group:

@@ -1,0 +1,88 @@
+"""Every hookspec is documented in docs/hooks.md and has a test of its own (datasette-style).
+
+Adding a hook to ``lanewise.core.hookspecs`` without a ``## <hook>`` section that
+shows its signature, or without a ``test_hook_<hook>`` function somewhere under
+``packages/*/tests`` or ``tests/``, fails here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+from lanewise.core import hookspecs
+
+ROOT = Path(__file__).resolve().parents[3]
+HOOKS_MD = ROOT / "docs" / "hooks.md"
+
+
+def hook_names() -> list[str]:
+    return sorted(
+        name
+        for name, fn in vars(hookspecs).items()
+        if name.startswith("lanewise_") and callable(fn) and hasattr(fn, "lanewise_spec")
+    )
+
+
+def signature_of(name: str) -> str:
+    """``name(arg: Type, ...) -> Return`` as written in hookspecs.py (annotations are strings)."""
+    sig = inspect.signature(getattr(hookspecs, name))
+    params = ", ".join(f"{p.name}: {p.annotation}" for p in sig.parameters.values())
+    return f"{name}({params}) -> {sig.return_annotation}"
+
+
+def doc_sections() -> dict[str, str]:
+    text = HOOKS_MD.read_text()
+    parts = re.split(r"^## ", text, flags=re.MULTILINE)[1:]
+    return {part.split("\n", 1)[0].strip().strip("`"): part for part in parts}
+
+
+def hook_tests() -> set[str]:
+    found: set[str] = set()
+    files = [*ROOT.glob("packages/*/tests/**/*.py"), *ROOT.glob("tests/**/*.py")]
+    pattern = re.compile(r"^\s*(?:async )?def test_hook_(lanewise_\w+)", re.MULTILINE)
+    for path in files:
+        found.update(pattern.findall(path.read_text()))
+    return found
+
+
+def test_there_are_hooks():
+    assert len(hook_names()) >= 16
+    assert "lanewise_register_backends" in hook_names()
+
+
+@pytest.mark.parametrize("hook", hook_names())
+def test_hook_is_documented_with_its_signature(hook):
+    sections = doc_sections()
+    assert hook in sections, f"docs/hooks.md has no '## {hook}' section"
+    section = sections[hook]
+    assert signature_of(hook) in section, (
+        f"docs/hooks.md section {hook} must show the signature: {signature_of(hook)}"
+    )
+    assert "```python" in section.split(signature_of(hook), 1)[1], (
+        f"docs/hooks.md section {hook} needs an example after the signature"
+    )
+    assert "When it is called" in section
+
+
+@pytest.mark.parametrize("hook", hook_names())
+def test_hook_has_a_test(hook):
+    names = hook_tests()
+    assert any(n == hook or n.startswith(hook + "_") for n in names), (
+        f"no test function named test_hook_{hook} under packages/*/tests or tests/"
+    )
+
+
+def test_docs_do_not_describe_hooks_that_do_not_exist():
+    stale = sorted(set(doc_sections()) - set(hook_names()) - {"Conventions", "Writing a plugin"})
+    assert not stale, f"docs/hooks.md documents hooks that hookspecs.py lacks: {stale}"
+
+
+def test_firstresult_hooks_say_so():
+    sections = doc_sections()
+    for hook in hook_names():
+        opts = getattr(getattr(hookspecs, hook), "lanewise_spec")
+        if opts.get("firstresult"):
+            assert "firstresult" in sections[hook], f"docs/hooks.md: say that {hook} is firstresult"
