@@ -11,6 +11,7 @@ from lanewise.retrieval.api import ROUTES
 from lanewise.retrieval.embedders.factories import build_minilm, build_openai
 from lanewise.retrieval.factories import build_retriever
 from lanewise.retrieval.rerank import build_mmr
+from lanewise.retrieval.stores import build_embedded
 
 if TYPE_CHECKING:
     from lanewise.core.container import Container
@@ -49,3 +50,13 @@ def lanewise_register_rerankers(register: Register) -> None:
 @hookimpl
 def lanewise_resolve_retriever(container: Container) -> Retriever | None:
     return build_retriever(container)
+
+
+@hookimpl
+def lanewise_register_vector_stores(register: Register) -> None:
+    register(
+        "embedded",
+        build_embedded,
+        description="SQLite (WAL) + faiss HNSW in process, persisted under data_dir",
+        default=True,
+    )

@@ -1,0 +1,445 @@
+"""The embedded default vector store: SQLite (WAL) as the source of truth, faiss HNSW as a cache.
+
+Why this shape (docs/decisions/0001-embedded-vector-store.md): no ANN library
+on the shortlist offers a write-ahead log, so an index file alone cannot
+survive ``kill -9`` mid-write without losing or half-applying a batch. Every
+upsert and delete is therefore one SQLite transaction (WAL, ``synchronous=FULL``)
+that commits before the call returns: an acknowledged write is on disk, and an
+interrupted one is rolled back on the next open. The per-tenant faiss index
+(see :mod:`.embedded_index`) is rebuilt from SQLite when a tenant is first
+used, or loaded from a snapshot written at close if that snapshot is exactly
+as new as the tenant's rows.
+
+Tenants are isolated by construction: each has its own index and its rows are
+keyed ``(tenant, id)``; no code path searches more than one tenant's index.
+
+One process owns a store file (an exclusive ``flock`` on ``<path>.lock``);
+calls are serialised by one lock and run in a worker thread, faiss releasing
+the GIL while it searches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss as _faiss
+import numpy as np
+from lanewise.core.errors import ConfigError, InvalidRequest
+from lanewise.core.protocols import Filter
+from lanewise.core.types import Hit
+from lanewise.retrieval.filters import Node, parse_filter
+from lanewise.retrieval.stores.embedded_index import F32, IndexParams, TenantIndex
+
+# faiss's bundled stubs miss SearchParameters(sel=...) and SearchParametersHNSW.
+faiss: Any = _faiss
+
+FORMAT = "1"
+SNAPSHOT_MIN_ROWS = 5_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tenants (tenant TEXT PRIMARY KEY, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rows (
+    rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    UNIQUE (tenant, id)
+);
+"""
+
+
+class EmbeddedStore:
+    """A :class:`~lanewise.core.protocols.VectorStore` in one SQLite file plus faiss."""
+
+    def __init__(self, path: str | Path, params: IndexParams) -> None:
+        self.path = Path(path)
+        self.params = params
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lockfile = open(f"{self.path}.lock", "w")  # noqa: SIM115 (held for the store's life)
+        try:
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lockfile.close()
+            raise ConfigError(
+                f"vector store {self.path} is open in another process; one process owns it"
+            ) from None
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._check_format()
+        except BaseException:
+            self._db.close()
+            self._lockfile.close()
+            raise
+        self._lock = threading.Lock()
+        self._tenants: dict[str, TenantIndex] = {}
+        self._closed = False
+
+    def _check_format(self) -> None:
+        stored = dict(self._db.execute("SELECT key, value FROM store_meta").fetchall())
+        want = {"format": FORMAT, "dimension": str(self.params.dimension)}
+        if not stored:
+            with self._tx():
+                self._db.executemany("INSERT INTO store_meta VALUES (?, ?)", want.items())
+        elif stored.get("dimension") != want["dimension"]:
+            raise ConfigError(
+                f"retrieval.vector_store.dimension is {self.params.dimension} but "
+                f"{self.path} holds {stored.get('dimension')}-d vectors"
+            )
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # -- the VectorStore protocol -----------------------------------------------------
+
+    async def upsert(
+        self,
+        *,
+        tenant: str,
+        ids: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        texts: Sequence[str],
+        metadata: Sequence[Mapping[str, Any]],
+    ) -> int:
+        _check_tenant(tenant)
+        batch = _validate_batch(self.params.dimension, ids, vectors, texts, metadata)
+        if batch is None:
+            return 0
+        return await asyncio.to_thread(self._locked, self._upsert, tenant, list(ids), *batch)
+
+    async def delete(
+        self, *, tenant: str, ids: Sequence[str] | None = None, filter: Filter | None = None
+    ) -> int:
+        _check_tenant(tenant)
+        if ids is None and filter is None:
+            raise InvalidRequest("delete needs ids, a filter, or both")
+        node = parse_filter(filter)
+        return await asyncio.to_thread(
+            self._locked, self._delete, tenant, None if ids is None else list(ids), node
+        )
+
+    async def search(
+        self, *, tenant: str, vector: Sequence[float], k: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        _check_tenant(tenant)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidRequest(f"k must be a positive integer, got {k!r}")
+        query = _unit_vectors(self.params.dimension, [vector], what="query vector")[0]
+        node = parse_filter(filter)
+        return await asyncio.to_thread(self._locked, self._search, tenant, query, k, node)
+
+    async def count(self, *, tenant: str, filter: Filter | None = None) -> int:
+        _check_tenant(tenant)
+        node = parse_filter(filter)
+        return await asyncio.to_thread(
+            self._locked, lambda: int(self._tenant(tenant).matching(node).sum())
+        )
+
+    async def index_version(self, *, tenant: str) -> int:
+        _check_tenant(tenant)
+        return await asyncio.to_thread(self._locked, self._version, tenant)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._locked, self._close)
+
+    # -- synchronous internals (run under self._lock in a worker thread) -----------------
+
+    def _locked(self, fn: Any, *args: Any) -> Any:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("vector store is closed")
+            return fn(*args)
+
+    def _version(self, tenant: str) -> int:
+        row = self._db.execute("SELECT version FROM tenants WHERE tenant = ?", (tenant,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _tenant(self, tenant: str) -> TenantIndex:
+        index = self._tenants.get(tenant)
+        if index is None:
+            index = self._load_snapshot(tenant) or self._load_rows(tenant)
+            self._tenants[tenant] = index
+        return index
+
+    def _load_rows(self, tenant: str) -> TenantIndex:
+        rows = self._db.execute(
+            "SELECT rowid, id, vector, metadata FROM rows WHERE tenant = ? ORDER BY rowid",
+            (tenant,),
+        ).fetchall()
+        vectors = _blobs_to_matrix([r[2] for r in rows], self.params.dimension)
+        index = TenantIndex(self.params, training=vectors)
+        if rows:
+            index.add(
+                [r[1] for r in rows],
+                vectors,
+                [r[0] for r in rows],
+                [json.loads(r[3]) for r in rows],
+            )
+        return index
+
+    def _upsert(
+        self,
+        tenant: str,
+        ids: list[str],
+        vectors: F32,
+        texts: list[str],
+        metas: list[str],
+        parsed: list[dict[str, Any]],
+    ) -> int:
+        index = self._tenant(tenant)
+        rowids: list[int] = []
+        with self._tx():
+            self._db.executemany(
+                "DELETE FROM rows WHERE tenant = ? AND id = ?", [(tenant, i) for i in ids]
+            )
+            for rid, vec, text, meta in zip(ids, vectors, texts, metas, strict=True):
+                cur = self._db.execute(
+                    "INSERT INTO rows (tenant, id, vector, text, metadata) VALUES (?, ?, ?, ?, ?)",
+                    (tenant, rid, vec.tobytes(), text, meta),
+                )
+                rowids.append(int(cur.lastrowid or 0))
+            self._bump(tenant)
+        self._apply(tenant, lambda: index.add(ids, vectors, rowids, parsed))
+        return len(ids)
+
+    def _delete(self, tenant: str, ids: list[str] | None, node: Node | None) -> int:
+        index = self._tenant(tenant)
+        if node is None:
+            wanted = [i for i in dict.fromkeys(ids or []) if i in index.slot_of]
+        else:
+            allowed = index.matching(node)
+            matching = {i for i, slot in index.slot_of.items() if allowed[slot]}
+            wanted = sorted(matching if ids is None else matching.intersection(ids))
+        if not wanted:
+            return 0
+        with self._tx():
+            self._db.executemany(
+                "DELETE FROM rows WHERE tenant = ? AND id = ?", [(tenant, i) for i in wanted]
+            )
+            self._bump(tenant)
+        self._apply(tenant, lambda: index.remove(wanted))
+        return len(wanted)
+
+    def _bump(self, tenant: str) -> None:
+        self._db.execute(
+            "INSERT INTO tenants VALUES (?, 1) "
+            "ON CONFLICT (tenant) DO UPDATE SET version = version + 1",
+            (tenant,),
+        )
+
+    def _apply(self, tenant: str, change: Any) -> None:
+        """Mirror a committed write into the cache; if that fails, drop the cache instead."""
+        try:
+            change()
+        except BaseException:
+            self._tenants.pop(tenant, None)
+            raise
+        index = self._tenants[tenant]
+        if index.dead_count > max(1024, index.live_count):
+            # HNSW cannot delete: once dead slots outnumber live ones, rebuild from SQLite.
+            self._tenants[tenant] = self._load_rows(tenant)
+
+    def _search(self, tenant: str, query: F32, k: int, node: Node | None) -> list[Hit]:
+        found = self._tenant(tenant).search(query, k, node)
+        if not found:
+            return []
+        marks = ",".join("?" * len(found))
+        rows = {
+            r[0]: r[1:]
+            for r in self._db.execute(
+                f"SELECT rowid, id, text, metadata FROM rows WHERE rowid IN ({marks})",  # noqa: S608
+                [rowid for rowid, _ in found],
+            )
+        }
+        hits = []
+        for rowid, score in found:
+            rid, text, meta_json = rows[rowid]
+            meta = json.loads(meta_json)
+            source = meta.get("source")
+            hits.append(
+                Hit(
+                    id=rid,
+                    score=score,
+                    text=text,
+                    source=source if isinstance(source, str) else "",
+                    metadata=meta,
+                )
+            )
+        return hits
+
+    # -- snapshots: a faster reopen, never the source of truth ---------------------------
+
+    def _snapshot_paths(self, tenant: str) -> tuple[Path, Path]:
+        digest = hashlib.sha256(tenant.encode()).hexdigest()[:24]
+        base = self.path.parent / f"{self.path.name}.snapshots"
+        return base / f"{digest}.faiss", base / f"{digest}.npz"
+
+    def _write_snapshot(self, tenant: str, index: TenantIndex) -> None:
+        faiss_path, npz_path = self._snapshot_paths(tenant)
+        faiss_path.parent.mkdir(exist_ok=True)
+        version = self._version(tenant)
+        tmp_index, tmp_npz = faiss_path.with_suffix(".tmp"), npz_path.with_suffix(".tmp.npz")
+        faiss.write_index(index.index, str(tmp_index))
+        np.savez(
+            tmp_npz,
+            rowids=index.rowids.view(index.size),
+            live=index.live.view(index.size),
+            version=np.int64(version),
+            tenant=np.str_(tenant),
+            params=np.str_(repr(self.params)),
+        )
+        for tmp in (tmp_index, tmp_npz):
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        # The npz names the version it matches; it is renamed last, so a crash in
+        # between leaves an old npz that no longer matches and is ignored.
+        os.replace(tmp_index, faiss_path)
+        os.replace(tmp_npz, npz_path)
+
+    def _load_snapshot(self, tenant: str) -> TenantIndex | None:
+        faiss_path, npz_path = self._snapshot_paths(tenant)
+        if not (faiss_path.exists() and npz_path.exists()):
+            return None
+        try:
+            with np.load(npz_path) as snap:
+                if (
+                    str(snap["tenant"]) != tenant
+                    or int(snap["version"]) != self._version(tenant)
+                    or str(snap["params"]) != repr(self.params)
+                ):
+                    return None
+                rowids, live = snap["rowids"], snap["live"]
+            faiss_index = faiss.read_index(str(faiss_path))
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return None
+        if faiss_index.ntotal != len(rowids):
+            return None
+        rows = self._db.execute(
+            "SELECT rowid, id, metadata FROM rows WHERE tenant = ?", (tenant,)
+        ).fetchall()
+        slot_of_rowid = {int(r): s for s, r in enumerate(rowids) if live[s]}
+        if len(slot_of_rowid) != len(rows) or any(r[0] not in slot_of_rowid for r in rows):
+            return None
+        index = TenantIndex(self.params)
+        index.index = faiss_index
+        n = len(rowids)
+        index.rowids.view(n)[:] = rowids
+        index.live.view(n)[:] = live
+        index.size = n
+        metas: list[dict[str, Any]] = [{} for _ in range(n)]
+        for rowid, rid, meta in rows:
+            slot = slot_of_rowid[rowid]
+            index.slot_of[rid] = slot
+            metas[slot] = json.loads(meta)
+        index.columns.append(metas)
+        return index
+
+    def _close(self) -> None:
+        for tenant, index in self._tenants.items():
+            if index.live_count >= SNAPSHOT_MIN_ROWS:
+                self._write_snapshot(tenant, index)
+        self._db.close()
+        self._lockfile.close()
+        self._closed = True
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _check_tenant(tenant: str) -> None:
+    if not isinstance(tenant, str) or not tenant:
+        raise InvalidRequest(f"tenant must be a non-empty string, got {tenant!r}")
+
+
+def _blobs_to_matrix(blobs: Sequence[bytes], dimension: int) -> F32:
+    if not blobs:
+        return np.zeros((0, dimension), dtype=np.float32)
+    matrix: F32 = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dimension)
+    return matrix
+
+
+def _unit_vectors(dimension: int, vectors: Sequence[Sequence[float]], *, what: str) -> F32:
+    for i, vec in enumerate(vectors):
+        if len(vec) != dimension:
+            raise InvalidRequest(
+                f"{what} {i} has dimension {len(vec)}; this store holds {dimension}-d vectors",
+                index=i,
+            )
+    try:
+        matrix = np.asarray(vectors, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"{what}s must be lists of numbers ({exc})") from None
+    if not np.isfinite(matrix).all():
+        bad = int(np.nonzero(~np.isfinite(matrix).all(axis=1))[0][0])
+        raise InvalidRequest(f"{what} {bad} has a NaN or infinite component", index=bad)
+    norms = np.linalg.norm(matrix, axis=1)
+    if (norms == 0).any():
+        bad = int(np.nonzero(norms == 0)[0][0])
+        raise InvalidRequest(f"{what} {bad} is all zeros (no direction to compare)", index=bad)
+    unit: F32 = (matrix / norms[:, None]).astype(np.float32)
+    return unit
+
+
+def _validate_batch(
+    dimension: int,
+    ids: Sequence[str],
+    vectors: Sequence[Sequence[float]],
+    texts: Sequence[str],
+    metadata: Sequence[Mapping[str, Any]],
+) -> tuple[F32, list[str], list[str], list[dict[str, Any]]] | None:
+    """Check the whole batch before anything is written; None for an empty batch."""
+    lengths = {len(ids), len(vectors), len(texts), len(metadata)}
+    if len(lengths) != 1:
+        raise InvalidRequest(
+            f"ids, vectors, texts and metadata differ in length: {len(ids)}, "
+            f"{len(vectors)}, {len(texts)}, {len(metadata)}"
+        )
+    if not ids:
+        return None
+    seen: set[str] = set()
+    for i, rid in enumerate(ids):
+        if not isinstance(rid, str) or not rid:
+            raise InvalidRequest(f"id {i} must be a non-empty string, got {rid!r}", index=i)
+        if rid in seen:
+            raise InvalidRequest(f"id {rid!r} appears twice in one upsert", index=i)
+        seen.add(rid)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidRequest(f"text {i} must be a string", index=i)
+    matrix = _unit_vectors(dimension, vectors, what="vector")
+    metas: list[str] = []
+    parsed: list[dict[str, Any]] = []
+    for i, meta in enumerate(metadata):
+        if not isinstance(meta, Mapping) or not all(isinstance(key, str) for key in meta):
+            raise InvalidRequest(f"metadata {i} must be an object with string keys", index=i)
+        try:
+            text = json.dumps(dict(meta), allow_nan=False, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"metadata {i} is not JSON: {exc}", index=i) from None
+        metas.append(text)
+        parsed.append(json.loads(text))
+    return matrix, list(texts), metas, parsed

@@ -1,0 +1,81 @@
+"""The shared contract suite against the embedded store (SQLite + faiss), exact and HNSW paths."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lanewise.core.container import build_container
+from lanewise.core.errors import ConfigError
+from lanewise.core.settings import ComponentConfig
+from lanewise.retrieval.contract import VectorStoreContract
+from lanewise.retrieval.stores import EmbeddedStore, IndexParams, build_embedded
+
+
+class TestEmbeddedContract(VectorStoreContract):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+        s = EmbeddedStore(tmp_path / "v.sqlite3", IndexParams(dimension=self.DIM))
+        yield s
+        await s.aclose()
+
+
+class TestEmbeddedContractThroughHnsw(VectorStoreContract):
+    """exact_limit=0 forces every search through the HNSW graph (with its exact fallback)."""
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+        params = IndexParams(dimension=self.DIM, exact_limit=0, ef_search=200)
+        s = EmbeddedStore(tmp_path / "v.sqlite3", params)
+        yield s
+        await s.aclose()
+
+
+class TestEmbeddedContractF16(VectorStoreContract):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+        s = EmbeddedStore(tmp_path / "v.sqlite3", IndexParams(dimension=self.DIM, precision="f16"))
+        yield s
+        await s.aclose()
+
+
+async def test_container_builds_embedded_store_by_default(
+    lanewise_settings: Any, register_plugin: Any
+) -> None:
+    settings = lanewise_settings(retrieval={"vector_store": {"kind": "embedded", "dimension": 4}})
+    container = build_container(settings, register_plugin())
+    store = container.vector_store()
+    assert isinstance(store, EmbeddedStore)
+    assert store.path == settings.data_dir / "vectors.sqlite3"
+    await store.upsert(tenant="t", ids=["a"], vectors=[[1, 0, 0, 0]], texts=["x"], metadata=[{}])
+    assert await store.count(tenant="t") == 1
+    await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("options", "names"),
+    [
+        ({"precision": "f8"}, ["retrieval.vector_store.precision", "f32, f16, int8"]),
+        ({"m": 2}, ["retrieval.vector_store.m", ">= 4"]),
+        ({"colour": 1}, ["retrieval.vector_store.colour", "ef_search"]),
+    ],
+)
+def test_bad_options_name_the_key(
+    lanewise_settings: Any, options: dict[str, Any], names: list[str]
+) -> None:
+    config = ComponentConfig(kind="embedded", **{"dimension": 4, **options})
+    with pytest.raises(ConfigError) as caught:
+        build_embedded(config, lanewise_settings(), None)
+    for name in names:
+        assert name in caught.value.detail
+
+
+async def test_reopen_with_other_dimension_and_second_owner_fail(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "v.sqlite3", IndexParams(dimension=4))
+    with pytest.raises(ConfigError, match="another process"):
+        EmbeddedStore(tmp_path / "v.sqlite3", IndexParams(dimension=4))
+    await store.aclose()
+    with pytest.raises(ConfigError, match=r"dimension is 8 but .* holds 4-d"):
+        EmbeddedStore(tmp_path / "v.sqlite3", IndexParams(dimension=8))
