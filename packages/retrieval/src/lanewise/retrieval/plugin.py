@@ -12,6 +12,7 @@ from lanewise.retrieval.embedders.factories import build_minilm, build_openai
 from lanewise.retrieval.factories import build_retriever
 from lanewise.retrieval.rerank import build_mmr
 from lanewise.retrieval.stores import build_embedded
+from lanewise.retrieval.stores.pgvector import build_pgvector
 
 if TYPE_CHECKING:
     from lanewise.core.container import Container
@@ -59,4 +60,9 @@ def lanewise_register_vector_stores(register: Register) -> None:
         build_embedded,
         description="SQLite (WAL) + faiss HNSW in process, persisted under data_dir",
         default=True,
+    )
+    register(
+        "pgvector",
+        build_pgvector,
+        description="PostgreSQL + pgvector (HNSW, tenant column with row-level security)",
     )

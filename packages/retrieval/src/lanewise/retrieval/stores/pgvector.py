@@ -1,0 +1,377 @@
+"""``pgvector``: PostgreSQL + pgvector through psycopg 3 (async pool).
+
+One table per store: ``(tenant, id)`` primary key, ``embedding vector(d)``
+with an HNSW index (cosine), ``text``, ``metadata jsonb``; a companion
+``<table>_tenants`` table holds each tenant's index version and row count,
+updated in the same transaction as every write, so a reader never sees rows
+and a version that disagree.
+
+Tenant isolation is enforced twice: every statement says ``tenant = %s``, and
+both tables carry a row-level-security policy (``FORCE``d, so it binds the
+table owner too) that admits only rows of the tenant set for the current
+transaction (``SET LOCAL lanewise.tenant``). RLS does not bind superusers or
+roles with BYPASSRLS: connect as an ordinary role (the tests do).
+
+Search is exact (a sequential scan of the tenant's rows) while a tenant holds
+at most ``exact_limit`` rows, else HNSW with ``hnsw.ef_search`` raised for
+``k``; when HNSW post-filtering (tenant, metadata filter) leaves fewer than
+``k`` hits the query is re-run exactly, so a selective filter costs time, never
+recall. pgvector >= 0.8 also gets ``hnsw.iterative_scan``.
+"""
+
+# The only text spliced into SQL is the table name (checked against TABLE_NAME at
+# construction) and filter fragments made of fixed SQL and %s placeholders.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from lanewise.core.errors import ConfigError, InvalidRequest, Unavailable
+from lanewise.core.protocols import Filter
+from lanewise.core.types import Hit
+from lanewise.retrieval.filters import parse_filter
+from lanewise.retrieval.stores.batch import check_k, check_tenant, unit_vectors, validate_batch
+from lanewise.retrieval.stores.pgvector_sql import filter_sql
+
+TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+MAX_EF_SEARCH = 1000
+
+
+def vector_literal(row: npt.NDArray[np.float32]) -> str:
+    return "[" + ",".join(repr(float(x)) for x in row) + "]"
+
+
+class PgvectorStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        dimension: int,
+        table: str = "lanewise_vectors",
+        m: int = 16,
+        ef_construction: int = 64,
+        ef_search: int = 40,
+        exact_limit: int = 10_000,
+        pool_min: int = 1,
+        pool_max: int = 8,
+        connect_timeout_s: float = 5.0,
+        create_extension: bool = True,
+        retry_after_s: float = 5.0,
+    ) -> None:
+        if not TABLE_NAME.match(table):
+            raise ConfigError(
+                f"retrieval.vector_store.table = {table!r} must match {TABLE_NAME.pattern}"
+            )
+        from psycopg_pool import AsyncConnectionPool
+
+        self.dimension = dimension
+        self.table = table
+        self.m = m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.exact_limit = exact_limit
+        self.create_extension = create_extension
+        self.retry_after_s = retry_after_s
+        self._pool = AsyncConnectionPool(
+            url,
+            min_size=pool_min,
+            max_size=pool_max,
+            timeout=connect_timeout_s,
+            open=False,
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout_s))},
+        )
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+        self._iterative_scan = False
+
+    # -- plumbing -------------------------------------------------------------------
+    async def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if self._ready:
+                return
+            await self._pool.open(wait=False)
+            async with self._pool.connection() as conn, conn.transaction():
+                await self._create_schema(conn)
+            self._ready = True
+
+    async def _create_schema(self, conn: Any) -> None:
+        t, d = self.table, self.dimension
+        # Two processes starting at once must not race on DDL.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"lanewise:{t}"])
+        if self.create_extension:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        row = await (
+            await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        ).fetchone()
+        if row is None:
+            raise Unavailable(
+                "the pgvector extension is not installed in this database; "
+                "CREATE EXTENSION vector (as a superuser)",
+                retry_after_s=self.retry_after_s,
+            )
+        major, minor = (int(p) for p in str(row[0]).split(".")[:2])
+        self._iterative_scan = (major, minor) >= (0, 8)
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {t} ("
+            " tenant text NOT NULL, id text NOT NULL,"
+            f" embedding vector({d}) NOT NULL, text text NOT NULL,"
+            " metadata jsonb NOT NULL DEFAULT '{}'::jsonb,"
+            " PRIMARY KEY (tenant, id))"
+        )
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {t}_tenants ("
+            " tenant text PRIMARY KEY, version bigint NOT NULL, rows bigint NOT NULL)"
+        )
+        await conn.execute(
+            f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} USING hnsw (embedding vector_cosine_ops)"
+            f" WITH (m = {int(self.m)}, ef_construction = {int(self.ef_construction)})"
+        )
+        existing = await (
+            await conn.execute(
+                "SELECT atttypmod FROM pg_attribute"
+                " WHERE attrelid = %s::regclass AND attname = 'embedding'",
+                [t],
+            )
+        ).fetchone()
+        if existing is not None and existing[0] != d:
+            raise ConfigError(
+                f"table {t} holds {existing[0]}-d vectors but the store is configured for {d}; "
+                "use another retrieval.vector_store.table"
+            )
+        for name in (t, f"{t}_tenants"):
+            await conn.execute(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY")
+            await conn.execute(f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY")
+            present = await (
+                await conn.execute(
+                    "SELECT 1 FROM pg_policies WHERE tablename = %s AND policyname = %s",
+                    [name, "lanewise_tenant_isolation"],
+                )
+            ).fetchone()
+            if present is None:
+                await conn.execute(
+                    f"CREATE POLICY lanewise_tenant_isolation ON {name}"
+                    " USING (tenant = current_setting('lanewise.tenant', true))"
+                    " WITH CHECK (tenant = current_setting('lanewise.tenant', true))"
+                )
+
+    @asynccontextmanager
+    async def _tenant_tx(self, tenant: str) -> AsyncIterator[Any]:
+        """A transaction that RLS scopes to ``tenant``; outages become 503s."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        check_tenant(tenant)
+        try:
+            await self._ensure_ready()
+            async with self._pool.connection() as conn, conn.transaction():
+                await conn.execute("SELECT set_config('lanewise.tenant', %s, true)", [tenant])
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout, OSError) as exc:
+            raise Unavailable(
+                f"PostgreSQL is unavailable ({type(exc).__name__}); retry shortly",
+                retry_after_s=self.retry_after_s,
+            ) from None
+
+    # -- the contract ---------------------------------------------------------------
+    async def upsert(
+        self,
+        *,
+        tenant: str,
+        ids: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        texts: Sequence[str],
+        metadata: Sequence[Mapping[str, Any]],
+    ) -> int:
+        check_tenant(tenant)
+        batch = validate_batch(self.dimension, ids, vectors, texts, metadata)
+        if batch is None:
+            return 0
+        t = self.table
+        async with self._tenant_tx(tenant) as conn:
+            cur = await conn.execute(
+                f"INSERT INTO {t} (tenant, id, embedding, text, metadata)"
+                " SELECT %s, u.id, u.embedding, u.text, u.metadata"
+                " FROM unnest(%s::text[], %s::vector[], %s::text[], %s::jsonb[])"
+                " AS u(id, embedding, text, metadata)"
+                " ON CONFLICT (tenant, id) DO UPDATE SET embedding = EXCLUDED.embedding,"
+                " text = EXCLUDED.text, metadata = EXCLUDED.metadata"
+                " RETURNING (xmax = 0)",
+                [
+                    tenant,
+                    batch.ids,
+                    [vector_literal(v) for v in batch.vectors],
+                    batch.texts,
+                    batch.metadata_json,
+                ],
+            )
+            inserted = sum(1 for (new,) in await cur.fetchall() if new)
+            await self._bump(conn, tenant, inserted)
+        return len(batch.ids)
+
+    async def _bump(self, conn: Any, tenant: str, row_delta: int) -> None:
+        t = self.table
+        await conn.execute(
+            f"INSERT INTO {t}_tenants AS v (tenant, version, rows) VALUES (%s, 1, %s)"
+            " ON CONFLICT (tenant) DO UPDATE"
+            " SET version = v.version + 1, rows = v.rows + EXCLUDED.rows",
+            [tenant, row_delta],
+        )
+
+    async def delete(
+        self, *, tenant: str, ids: Sequence[str] | None = None, filter: Filter | None = None
+    ) -> int:
+        check_tenant(tenant)
+        node = parse_filter(filter)
+        if ids is None and node is None:
+            raise InvalidRequest(
+                "delete needs ids, a filter, or both (refusing to delete everything)"
+            )
+        if ids is not None and not ids:
+            return 0
+        where, params = filter_sql(node)
+        sql = f"DELETE FROM {self.table} WHERE tenant = %s AND {where}"
+        args: list[Any] = [tenant, *params]
+        if ids is not None:
+            sql += " AND id = ANY(%s::text[])"
+            args.append(list(ids))
+        async with self._tenant_tx(tenant) as conn:
+            deleted = (await conn.execute(sql, args)).rowcount
+            if deleted:
+                await self._bump(conn, tenant, -deleted)
+        return int(deleted)
+
+    async def search(
+        self, *, tenant: str, vector: Sequence[float], k: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        check_tenant(tenant)
+        check_k(k)
+        query = vector_literal(unit_vectors(self.dimension, [vector], what="query vector")[0])
+        node = parse_filter(filter)
+        where, params = filter_sql(node)
+        t = self.table
+        select = (
+            f"SELECT id, text, metadata, 1 - (embedding <=> %s::vector) AS score FROM {t}"
+            f" WHERE tenant = %s AND {where}"
+        )
+        async with self._tenant_tx(tenant) as conn:
+            row = await (
+                await conn.execute(f"SELECT rows FROM {t}_tenants WHERE tenant = %s", [tenant])
+            ).fetchone()
+            rows = int(row[0]) if row else 0
+            if rows == 0:
+                return []
+            args = [query, tenant, *params, query, k]
+            if rows > self.exact_limit:
+                ef = min(MAX_EF_SEARCH, max(self.ef_search, 2 * k))
+                await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef)])
+                if self._iterative_scan:
+                    await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                found = await (
+                    await conn.execute(select + " ORDER BY embedding <=> %s::vector LIMIT %s", args)
+                ).fetchall()
+                if len(found) >= min(k, rows):
+                    return self._hits(found)
+            # "+ 0" hides the ordering from the HNSW index: an exact scan of the tenant.
+            found = await (
+                await conn.execute(
+                    select + " ORDER BY (embedding <=> %s::vector) + 0, id LIMIT %s", args
+                )
+            ).fetchall()
+        return self._hits(found)
+
+    @staticmethod
+    def _hits(rows: Sequence[Any]) -> list[Hit]:
+        hits = [
+            Hit(
+                id=rid,
+                text=text,
+                metadata=dict(meta),
+                score=float(score),
+                source=meta["source"] if isinstance(meta.get("source"), str) else "",
+            )
+            for rid, text, meta, score in rows
+        ]
+        hits.sort(key=lambda h: -h.score)  # relaxed-order iterative scans may swap neighbours
+        return hits
+
+    async def count(self, *, tenant: str, filter: Filter | None = None) -> int:
+        check_tenant(tenant)
+        where, params = filter_sql(parse_filter(filter))
+        async with self._tenant_tx(tenant) as conn:
+            row = await (
+                await conn.execute(
+                    f"SELECT count(*) FROM {self.table} WHERE tenant = %s AND {where}",
+                    [tenant, *params],
+                )
+            ).fetchone()
+        return int(row[0])
+
+    async def index_version(self, *, tenant: str) -> int:
+        async with self._tenant_tx(tenant) as conn:
+            row = await (
+                await conn.execute(
+                    f"SELECT version FROM {self.table}_tenants WHERE tenant = %s", [tenant]
+                )
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    async def aclose(self) -> None:
+        await self._pool.close()
+
+
+def build_pgvector(config: Any, settings: Any, container: Any) -> PgvectorStore:
+    """``kind = "pgvector"``; ``url`` defaults to ``database_url`` when that is PostgreSQL."""
+    from lanewise.retrieval.options import Options
+
+    key = "retrieval.vector_store"
+    opts = Options(
+        key,
+        config.options,
+        {
+            "url",
+            "table",
+            "dimension",
+            "m",
+            "ef_construction",
+            "ef_search",
+            "exact_limit",
+            "pool_min",
+            "pool_max",
+            "connect_timeout_s",
+            "create_extension",
+        },
+    )
+    url = opts.text("url") or settings.database_url
+    if not url or not str(url).startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"{key}.url must be a postgresql:// URL (or set database_url to one); got {url!r}"
+        )
+    create_extension = config.options.get("create_extension", True)
+    if not isinstance(create_extension, bool):
+        raise ConfigError(f"{key}.create_extension must be true or false")
+    if "dimension" in config.options:
+        dimension = opts.integer("dimension", 384)
+    else:
+        dimension = int(container.embedder().dimension)
+    return PgvectorStore(
+        str(url),
+        dimension=dimension,
+        table=opts.text("table", "lanewise_vectors") or "lanewise_vectors",
+        m=opts.integer("m", 16, minimum=2),
+        ef_construction=opts.integer("ef_construction", 64, minimum=4),
+        ef_search=opts.integer("ef_search", 40),
+        exact_limit=opts.integer("exact_limit", 10_000, minimum=0),
+        pool_min=opts.integer("pool_min", 1, minimum=0),
+        pool_max=opts.integer("pool_max", 8),
+        connect_timeout_s=opts.number("connect_timeout_s", 5.0),
+        create_extension=create_extension,
+    )

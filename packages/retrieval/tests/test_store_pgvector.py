@@ -1,0 +1,167 @@
+"""The pgvector store against a real PostgreSQL 16 + pgvector (the ``pgserver`` wheel).
+
+The store connects as an ordinary role (no superuser, no BYPASSRLS), so the
+row-level-security policy is really in force while the shared contract runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from hypothesis import given, settings
+from lanewise.core.errors import ConfigError, InvalidRequest, Unavailable
+from lanewise.retrieval.contract import VectorStoreContract, new_tenant, put, random_rows
+from lanewise.retrieval.filters import parse_filter
+from lanewise.retrieval.stores.pgvector import PgvectorStore
+from lanewise.retrieval.stores.pgvector_sql import filter_sql
+from lanewise.retrieval.strategies import filters
+
+APP_ROLE = "lanewise_app"
+
+
+@pytest.fixture(scope="session")
+def pg_superuser_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, root shells).
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        # As root, pgserver creates a 'pgserver' system user and runs initdb/postgres as it.
+        server = pgserver.get_server(tmp_path_factory.mktemp("pgvector"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pgvector_url(pg_superuser_url: str) -> str:
+    """A database with pgvector, owned by an ordinary role; the URL logs in as that role."""
+    db = f"lw_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_superuser_url, autocommit=True) as conn:
+        conn.execute(
+            f"DO $$ BEGIN CREATE ROLE {APP_ROLE} LOGIN;"
+            " EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        conn.execute(f"CREATE DATABASE {db} OWNER {APP_ROLE}")
+    admin_url = pg_superuser_url.replace("/postgres?", f"/{db}?")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION vector")
+    return admin_url.replace("postgres:@", f"{APP_ROLE}:@")
+
+
+def new_store(url: str, **options) -> PgvectorStore:
+    return PgvectorStore(url, table=f"t_{uuid.uuid4().hex[:12]}", **options)
+
+
+class TestPgvectorContract(VectorStoreContract):
+    @pytest.fixture
+    async def store(self, pgvector_url):
+        store = new_store(pgvector_url, dimension=self.DIM, create_extension=False)
+        yield store
+        await store.aclose()
+
+
+class TestPgvectorContractOnHnsw(VectorStoreContract):
+    """The same contract with exact search off: HNSW first, exact only as the fallback."""
+
+    @pytest.fixture
+    async def store(self, pgvector_url):
+        store = new_store(pgvector_url, dimension=self.DIM, create_extension=False, exact_limit=0)
+        yield store
+        await store.aclose()
+
+
+async def test_row_level_security_hides_other_tenants(pgvector_url):
+    store = new_store(pgvector_url, dimension=4, create_extension=False)
+    try:
+        await store.upsert(
+            tenant="a", ids=["x"], vectors=[[1, 0, 0, 0]], texts=["a's"], metadata=[{}]
+        )
+        await store.upsert(
+            tenant="b", ids=["y"], vectors=[[0, 1, 0, 0]], texts=["b's"], metadata=[{}]
+        )
+    finally:
+        await store.aclose()
+    with psycopg.connect(pgvector_url) as conn:
+        # Without the tenant setting the policy admits nothing, even to the table owner.
+        assert conn.execute(f"SELECT count(*) FROM {store.table}").fetchone() == (0,)
+        conn.execute("SELECT set_config('lanewise.tenant', 'a', true)")
+        assert conn.execute(f"SELECT id FROM {store.table}").fetchall() == [("x",)]
+        # Writing a row for another tenant is refused by the policy's WITH CHECK.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                f"INSERT INTO {store.table} (tenant, id, embedding, text)"
+                " VALUES ('b', 'z', '[1,1,1,1]', 'sneaky')"
+            )
+
+
+async def test_hnsw_index_exists(pgvector_url):
+    store = new_store(pgvector_url, dimension=4, create_extension=False)
+    try:
+        await store.count(tenant="a")
+    finally:
+        await store.aclose()
+    with psycopg.connect(pgvector_url) as conn:
+        (definition,) = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s", [f"{store.table}_hnsw"]
+        ).fetchone()
+    assert "hnsw" in definition
+    assert "vector_cosine_ops" in definition
+
+
+async def test_reopening_with_another_dimension_is_a_config_error(pgvector_url):
+    first = new_store(pgvector_url, dimension=4, create_extension=False)
+    await first.count(tenant="a")
+    await first.aclose()
+    second = PgvectorStore(pgvector_url, dimension=8, table=first.table, create_extension=False)
+    try:
+        with pytest.raises(ConfigError, match="4-d"):
+            await second.count(tenant="a")
+    finally:
+        await second.aclose()
+
+
+async def test_unreachable_server_is_503_with_retry_after(tmp_path):
+    url = f"postgresql://nobody@/nothing?host={tmp_path}"  # no server on that socket
+    store = PgvectorStore(url, dimension=4, connect_timeout_s=1)
+    try:
+        with pytest.raises(Unavailable) as caught:
+            await store.search(tenant="a", vector=[1, 0, 0, 0], k=1)
+        assert caught.value.retry_after_s == 5.0
+    finally:
+        await store.aclose()
+
+
+def test_bad_table_name_is_a_config_error():
+    with pytest.raises(ConfigError, match="table"):
+        PgvectorStore("postgresql://x@/y", dimension=4, table="x; DROP TABLE y")
+
+
+@settings(max_examples=50)
+@given(filters(max_leaves=6))
+def test_filter_sql_binds_every_value(node):
+    sql, params = filter_sql(node)
+    assert sql.count("%s") == len(params)
+    # Nothing a caller sends is spliced into the SQL text.
+    for leaf_value in params:
+        if isinstance(leaf_value, str) and leaf_value not in ("TRUE",):
+            assert f"'{leaf_value}'" not in sql
+
+
+def test_no_filter_is_true():
+    assert filter_sql(parse_filter(None)) == ("TRUE", [])
+
+
+async def test_delete_without_ids_or_filter_is_refused(pgvector_url):
+    store = new_store(pgvector_url, dimension=4, create_extension=False)
+    try:
+        tenant = new_tenant()
+        await put(store, tenant, random_rows(__import__("random").Random(0), 3, 4))
+        with pytest.raises(InvalidRequest):
+            await store.delete(tenant=tenant)
+        assert await store.count(tenant=tenant) == 3
+    finally:
+        await store.aclose()
