@@ -79,6 +79,10 @@ class TritonPythonModel:
         workers = int(_param(config, "max_concurrent_requests", "256"))
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="toy-lm")
         self.events_lock = threading.Lock()
+        # One thread at a time talks to the stub: concurrent sends from worker
+        # threads crashed the 2.51 Python backend (SIGSEGV, boost lock_exception).
+        # TensorRT-LLM's llmapi model likewise sends from a single response thread.
+        self.stub_lock = threading.Lock()
         self.outcomes = None
         try:
             # Kept on self: Triton invalidates a Metric once its family is collected.
@@ -115,7 +119,8 @@ class TritonPythonModel:
             outcome = self._run(request, sender, marker, progress)
         except Exception as exc:  # report, never leave the stream open
             error = pb_utils.TritonError(f"toy LM failed: {exc}")
-            sender.send(
+            self._send(
+                sender,
                 pb_utils.InferenceResponse(error=error),
                 flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
             )
@@ -142,8 +147,8 @@ class TritonPythonModel:
         prompt_hash = zlib.crc32(ids.tobytes())
         fail = self.fault_injection and FAIL_ID in ids
         for position in range(max(max_tokens, 0)):
-            if request.is_cancelled() or (marker and os.path.exists(marker)):
-                sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            if self._cancelled(request) or (marker and os.path.exists(marker)):
+                self._send(sender, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
                 return "cancelled"
             if fail and position == FAIL_AFTER_TOKENS:
                 raise RuntimeError("injected failure mid-stream (<lanewise:fail-midstream>)")
@@ -164,7 +169,7 @@ class TritonPythonModel:
                 self._final(sender, ids, out, streaming, last=[])
                 return "stopped"
             if streaming:
-                sender.send(self._response(ids, out, [token]))
+                self._send(sender, self._response(ids, out, [token]))
         self._final(sender, ids, out, streaming, last=[])
         return "completed"
 
@@ -172,9 +177,10 @@ class TritonPythonModel:
         self, sender: object, ids: np.ndarray, out: list, streaming: bool, last: list
     ) -> None:
         if streaming:
-            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            self._send(sender, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         else:
-            sender.send(
+            self._send(
+                sender,
                 self._response(ids, out, out),
                 flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
             )
@@ -190,16 +196,26 @@ class TritonPythonModel:
             ]
         )
 
+    def _cancelled(self, request: object) -> bool:
+        with self.stub_lock:
+            return bool(request.is_cancelled())
+
+    def _send(self, sender: object, *args: object, **kwargs: object) -> None:
+        with self.stub_lock:
+            sender.send(*args, **kwargs)
+
     def _record(self, request_id: str, outcome: str, produced: int) -> None:
         line = json.dumps(
             {"request_id": request_id, "outcome": outcome, "tokens": produced, "t": time.time()}
         )
-        pb_utils.Logger.log_info(f"lanewise toy LM request {request_id!r}: {line}")
+        with self.stub_lock:
+            pb_utils.Logger.log_info(f"lanewise toy LM request {request_id!r}: {line}")
         if self.events_path:
             with self.events_lock, open(self.events_path, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")
         if self.outcomes is not None:
-            self.outcomes[outcome].increment(1)
+            with self.stub_lock:
+                self.outcomes[outcome].increment(1)
 
     # -- tensor helpers -----------------------------------------------------------
     @staticmethod
