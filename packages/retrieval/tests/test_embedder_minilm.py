@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lanewise.core.container import build_container
+from lanewise.core.container import build_container, close_container
 from lanewise.core.errors import ConfigError
 from lanewise.core.plugins import get_plugin_manager
 from lanewise.retrieval.embedders.minilm import MODEL_ID, MiniLMEmbedder
@@ -92,9 +92,12 @@ def test_wrong_weights_are_refused(tmp_path):
         MiniLMEmbedder(model_path=tmp_path / "missing.onnx")
 
 
-def test_default_embedder_of_the_container(lanewise_settings):
+async def test_default_embedder_of_the_container(lanewise_settings):
     container = build_container(lanewise_settings(), get_plugin_manager(None))
-    assert isinstance(container.embedder(), MiniLMEmbedder)
+    try:
+        assert isinstance(container.embedder(), MiniLMEmbedder)
+    finally:
+        await close_container(container)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import numpy as np
 import openai
 import pytest
 from lanewise.core.auth import hash_key
-from lanewise.core.container import build_container
+from lanewise.core.container import build_container, close_container
 from lanewise.core.gateway.app import create_app
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.plugins import get_plugin_manager
@@ -100,9 +100,10 @@ def test_bad_requests_are_problems(gateway, body, status, field):
         assert r.json()["field"] == field
 
 
-def test_openai_embedder_against_our_own_gateway(gateway, reference, lanewise_settings):
+def test_openai_embedder_against_our_own_gateway(gateway, reference, lanewise_settings, tmp_path):
     base, _ = gateway
     settings = lanewise_settings(
+        data_dir=tmp_path / "client",
         retrieval={
             "embedder": {
                 "kind": "openai",
@@ -113,7 +114,7 @@ def test_openai_embedder_against_our_own_gateway(gateway, reference, lanewise_se
                 "version": "onnx-8199be6f699a395f",
                 "batch_size": 1,
             }
-        }
+        },
     )
     container = build_container(settings, get_plugin_manager(None))
     embedder = container.embedder()
@@ -124,7 +125,7 @@ def test_openai_embedder_against_our_own_gateway(gateway, reference, lanewise_se
         try:
             return await embedder.embed(TEXTS)
         finally:
-            await embedder.aclose()
+            await close_container(container)
 
     got = np.array(asyncio.run(run()))
     np.testing.assert_allclose(got, reference, atol=1e-5)

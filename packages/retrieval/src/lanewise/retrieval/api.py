@@ -1,5 +1,8 @@
 """HTTP routes of the retrieval lane, added to the gateway by ``lanewise_configure_gateway``.
 
+``/v1/retrieve`` searches the caller's tenant: the tenant comes from the
+authenticated principal, and the body has no field that could name another.
+
 ``/v1/embeddings`` is OpenAI-compatible (the official SDK asks for base64 by
 default, so both encodings are served). Like every ``/v1`` route it is
 authenticated by the gateway before the handler runs; embeddings are
@@ -14,8 +17,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
-from lanewise.core.errors import InvalidRequest, NotFound, Unavailable
-from lanewise.core.types import ANONYMOUS, Principal, Usage, UsageEvent
+from lanewise.core.errors import InvalidRequest, NotFound, Unavailable, UpstreamTimeout
+from lanewise.core.types import ANONYMOUS, Hit, Principal, Usage, UsageEvent
 from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -117,4 +120,51 @@ async def embeddings(
     }
 
 
-ROUTES = [embeddings]
+class RetrieveBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    query: str
+    k: int | None = None
+    filter: dict[str, Any] | None = None
+    degrade: bool = False
+    """On a store outage answer 200 with no hits and ``degraded: true`` instead of 503."""
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    return {
+        "id": hit.id,
+        "text": hit.text,
+        "metadata": hit.metadata,
+        "score": hit.score,
+        "source": hit.source,
+    }
+
+
+@post("/v1/retrieve", tags=["retrieval"], status_code=200)
+async def retrieve(
+    data: JSONBody[RetrieveBody],
+    request: Request[Any, Any, Any],
+    container: NamedDependency[Any],
+) -> dict[str, Any]:
+    """Search the caller's tenant: query text in, ranked hits with text, metadata, score, source."""
+    retriever = container.retriever()
+    if retriever is None:
+        raise Unavailable("retrieval is not configured: no embedder or no vector store")
+    settings = container.settings()
+    k = data.k if data.k is not None else settings.retrieval.default_k
+    principal = principal_of(request)
+    body: dict[str, Any] = {"object": "list", "k": k, "tenant": principal.tenant}
+    try:
+        hits = await retriever.retrieve(
+            principal=principal,
+            query=data.query,
+            k=k,
+            filter=data.filter,
+            request_id=str(request.scope.get("state", {}).get("request_id", "")),
+        )
+    except (Unavailable, UpstreamTimeout) as exc:
+        if not data.degrade:
+            raise
+        return {**body, "data": [], "degraded": True, "reason": exc.detail}
+    return {**body, "data": [hit_json(h) for h in hits], "degraded": False}
+
+
+ROUTES = [embeddings, retrieve]

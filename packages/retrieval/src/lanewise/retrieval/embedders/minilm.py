@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,8 @@ class MiniLMEmbedder:
             str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self._inputs = {i.name for i in self._session.get_inputs()}
-        self._slots = asyncio.Semaphore(max_concurrency)
+        # A thread semaphore, taken in the worker thread: it works from any event loop.
+        self._slots = threading.BoundedSemaphore(max_concurrency)
 
     def embed_sync(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embed in batches of ``batch_size``; returns an (n, 384) float32 array."""
@@ -130,6 +132,10 @@ class MiniLMEmbedder:
         (states,) = self._session.run(["last_hidden_state"], feeds)
         return mean_pool_normalise(states, mask)
 
+    def _embed_limited(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        with self._slots:
+            return self.embed_sync(texts)
+
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Tokens the model sees (after truncation), for usage reporting."""
         return sum(sum(e.attention_mask) for e in self._tokenizer.encode_batch(list(texts)))
@@ -137,7 +143,6 @@ class MiniLMEmbedder:
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        async with self._slots:
-            vectors = await asyncio.to_thread(self.embed_sync, list(texts))
+        vectors = await asyncio.to_thread(self._embed_limited, list(texts))
         result: list[list[float]] = vectors.tolist()
         return result
