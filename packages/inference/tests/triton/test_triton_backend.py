@@ -206,3 +206,42 @@ async def test_health_check_and_dead_replica(triton_factory: object) -> None:
         assert len(completion.text.split()) == 4
     finally:
         await backend.aclose()
+
+
+async def test_llmapi_layout_uses_unary_calls_and_its_tensor_names(
+    triton_server: TritonServer,
+) -> None:
+    backend = backend_for(triton_server.grpc_url, layout="llmapi", model="llmapi")
+    assert backend.replicas[0].profile.decoupled is False
+    try:
+        first = await backend.generate(chat("the llm api layout", max_tokens=9))
+        again = await backend.generate(chat("the llm api layout", max_tokens=9))
+        seeded = await backend.generate(chat("the llm api layout", max_tokens=9, seed=3))
+        words = first.text.split()
+        stopped = await backend.generate(chat("the llm api layout", max_tokens=9, stop=(words[4],)))
+        streamed = [c async for c in backend.stream(chat("the llm api layout", max_tokens=9))]
+    finally:
+        await backend.aclose()
+    assert len(words) == 9
+    assert first.text == again.text != seeded.text
+    assert first.finish_reason == "length"
+    assert stopped.text.split() == words[: words.index(words[4])]
+    assert stopped.finish_reason == "stop"
+    # No token counts in this layout: estimated from the text.
+    assert first.usage.completion_tokens == 9
+    assert "".join(c.delta for c in streamed) == first.text
+
+
+async def test_unary_deadline_cancels_on_the_server(
+    triton_server: TritonServer, triton_events: Events
+) -> None:
+    backend = backend_for(triton_server.grpc_url, layout="llmapi", model="llmapi", timeout_s=0.2)
+    request = chat("never finishes in time", max_tokens=4000)
+    try:
+        with pytest.raises(UpstreamTimeout):
+            await backend.generate(request)
+    finally:
+        await backend.aclose()
+    event = await asyncio.to_thread(triton_events.wait_for, request.request_id)
+    assert event["outcome"] == "cancelled"
+    assert event["tokens"] < 4000

@@ -42,8 +42,8 @@ from pathlib import Path
 
 from lanewise.core.errors import Unavailable
 
-CPU_MODELS = ("preprocessing", "tensorrt_llm", "postprocessing", "ensemble")
-"""The models of ``deploy/triton/cpu`` in load order (the ensemble last)."""
+CPU_MODELS = ("preprocessing", "tensorrt_llm", "postprocessing", "ensemble", "llmapi")
+"""The models of ``deploy/triton/cpu``: the ensemble after its steps, then the LLM-API one."""
 
 
 class TritonUnavailable(Unavailable):
