@@ -34,9 +34,13 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     import uvicorn
 
     settings = settings_from(ctx)
+    from lanewise.core.container import close_container
     from lanewise.core.gateway.app import create_app
 
-    create_app(settings)  # fail fast on bad config before forking workers
+    # Fail fast on bad config before forking workers, then release what the check
+    # opened (files, locks, connections): each worker builds its own app.
+    checked = create_app(settings)
+    asyncio.run(close_container(checked.state["container"]))
     config = (ctx.obj or {}).get("config")
     if config:
         os.environ["LANEWISE_CONFIG"] = str(Path(config).resolve())
