@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 from lanewise.core.container import build_container
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig
-from lanewise.retrieval.contract import VectorStoreContract
+from lanewise.retrieval.contract import VectorStoreContract, put, random_rows, random_vector
 from lanewise.retrieval.stores import EmbeddedStore, IndexParams, build_embedded
 
 
@@ -79,3 +80,35 @@ async def test_reopen_with_other_dimension_and_second_owner_fail(tmp_path: Path)
     await store.aclose()
     with pytest.raises(ConfigError, match=r"dimension is 8 but .* holds 4-d"):
         EmbeddedStore(tmp_path / "v.sqlite3", IndexParams(dimension=8))
+
+
+async def test_snapshot_is_used_only_while_current(tmp_path: Path) -> None:
+    rng = random.Random(0)
+    path = tmp_path / "v.sqlite3"
+    params = IndexParams(dimension=8, exact_limit=0)
+    rows = random_rows(rng, 3000, 8)
+    store = EmbeddedStore(path, params)
+    await put(store, "t", rows)
+    await store.delete(tenant="t", ids=["d5"])
+    await store.snapshot()
+    query = random_vector(rng, 8)
+    before = await store.search(
+        tenant="t", vector=query, k=10, filter={"field": "even", "eq": True}
+    )
+    await store.aclose()
+
+    store = EmbeddedStore(path, params)
+    assert store._load_snapshot("t") is not None
+    after = await store.search(tenant="t", vector=query, k=10, filter={"field": "even", "eq": True})
+    assert [(h.id, h.text, h.metadata) for h in after] == [
+        (h.id, h.text, h.metadata) for h in before
+    ]
+    assert await store.count(tenant="t") == 2999
+    await put(store, "t", [("new", query, "new", {"even": True})])
+    assert store._load_snapshot("t") is None  # stale: the tenant moved on
+    await store.aclose()
+
+    store = EmbeddedStore(path, params)
+    hits = await store.search(tenant="t", vector=query, k=1)
+    assert hits[0].id == "new"
+    await store.aclose()

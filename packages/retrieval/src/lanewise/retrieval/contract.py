@@ -256,9 +256,9 @@ class VectorStoreContract:
         tenant = new_tenant()
         metas = [
             {"lang": ["en", "de", "fr"][i % 3], "year": 2015 + i % 10, "draft": i % 4 == 0}
-            for i in range(60)
+            for i in range(300)
         ]
-        rows = random_rows(rng, 60, self.DIM, metas=metas)
+        rows = random_rows(rng, 300, self.DIM, metas=metas)
         await put(store, tenant, rows)
         query = random_vector(rng, self.DIM)
         for flt in (

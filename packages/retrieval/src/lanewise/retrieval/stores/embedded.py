@@ -153,6 +153,10 @@ class EmbeddedStore:
         _check_tenant(tenant)
         return await asyncio.to_thread(self._locked, self._version, tenant)
 
+    async def snapshot(self) -> None:
+        """Write the loaded tenants' indexes to disk so the next open skips rebuilding them."""
+        await asyncio.to_thread(self._locked, self._snapshot_all)
+
     async def aclose(self) -> None:
         await asyncio.to_thread(self._locked, self._close)
 
@@ -348,10 +352,13 @@ class EmbeddedStore:
         index.columns.append(metas)
         return index
 
-    def _close(self) -> None:
+    def _snapshot_all(self, min_rows: int = 0) -> None:
         for tenant, index in self._tenants.items():
-            if index.live_count >= SNAPSHOT_MIN_ROWS:
+            if index.live_count >= min_rows:
                 self._write_snapshot(tenant, index)
+
+    def _close(self) -> None:
+        self._snapshot_all(SNAPSHOT_MIN_ROWS)
         self._db.close()
         self._lockfile.close()
         self._closed = True

@@ -42,12 +42,11 @@ class _Grow:
     def __init__(self, dtype: Any, fill: Any) -> None:
         self.data = np.full(64, fill, dtype=dtype)
         self.fill = fill
-        self.size = 0
 
     def reserve(self, size: int) -> None:
         if size > len(self.data):
             bigger = np.full(max(size, 2 * len(self.data)), self.fill, dtype=self.data.dtype)
-            bigger[: self.size] = self.data[: self.size]
+            bigger[: len(self.data)] = self.data
             self.data = bigger
 
     def view(self, size: int) -> npt.NDArray[Any]:
