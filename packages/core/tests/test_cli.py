@@ -193,3 +193,17 @@ def test_serve_answers_health_schema_and_problems(env, tmp_path):
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Application shutdown complete" in err
     assert "Traceback" not in err
+
+
+def test_docs_cover_every_core_command_and_option():
+    from lanewise.core.commands import demo, doctor, serve
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "cli.md").read_text()
+    for command in (serve, doctor, demo):
+        assert f"## `lanewise {command.name}`" in text
+        for param in command.params:
+            for opt in param.opts:
+                assert f"`{opt}`" in text or f"[{opt}" in text, f"docs/cli.md lacks {opt}"
+    for param in cli.params:
+        for opt in param.opts:
+            assert f"`{opt}" in text, f"docs/cli.md lacks {opt}"

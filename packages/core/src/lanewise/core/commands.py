@@ -112,9 +112,19 @@ def doctor(ctx: click.Context) -> None:
 
 
 @click.command()
-@click.option("--question", default="What is lanewise and how are its lanes deployed?")
 @click.option(
-    "--docs", "docs_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("docs")
+    "--question",
+    default="What is lanewise and how are its lanes deployed?",
+    show_default=True,
+    help="The question to ask through the gateway.",
+)
+@click.option(
+    "--docs",
+    "docs_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("docs"),
+    show_default=True,
+    help="Directory the installed lanes index before the question is asked.",
 )
 @click.pass_context
 def demo(ctx: click.Context, question: str, docs_dir: Path) -> None:
