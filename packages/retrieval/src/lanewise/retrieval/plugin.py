@@ -8,6 +8,7 @@ from lanewise.core.hookspecs import hookimpl
 from lanewise.core.registry import Register
 from lanewise.core.settings import Settings
 from lanewise.retrieval.api import ROUTES
+from lanewise.retrieval.demo import on_demo
 from lanewise.retrieval.embedders.factories import build_minilm, build_openai
 from lanewise.retrieval.factories import build_retriever
 from lanewise.retrieval.rerank import build_mmr
@@ -15,9 +16,12 @@ from lanewise.retrieval.stores import build_embedded
 from lanewise.retrieval.stores.pgvector import build_pgvector
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from lanewise.core.container import Container
     from lanewise.core.protocols import Retriever
     from litestar.config.app import AppConfig
+    from rich.console import Console
 
 
 @hookimpl
@@ -66,3 +70,8 @@ def lanewise_register_vector_stores(register: Register) -> None:
         build_pgvector,
         description="PostgreSQL + pgvector (HNSW, tenant column with row-level security)",
     )
+
+
+@hookimpl
+def lanewise_on_demo(container: Container, docs_dir: Path, console: Console) -> None:
+    on_demo(container, docs_dir, console)
