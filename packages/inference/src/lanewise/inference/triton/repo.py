@@ -44,6 +44,9 @@ class RepoValues:
     postprocessing_instance_count: int = 1
     add_special_tokens: bool = True
     skip_special_tokens: bool = True
+    multimodal_model_path: str = ""
+    max_num_images: str = ""
+    hf_model_path: str = ""
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     extra: dict[str, str] = field(default_factory=dict)
