@@ -157,3 +157,124 @@ def chat_body(text: str = "hello there world", **extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def chat() -> Callable[..., dict[str, Any]]:
     return chat_body
+
+
+SLOW_PLUGIN = '''
+"""A plugin installed for real (dist-info + entry point) so subprocesses load it too."""
+import asyncio
+import os
+
+from lanewise.core.hookspecs import hookimpl
+from lanewise.core.types import ChatChunk, ChatCompletion, Usage
+
+WORDS = int(os.environ.get("SLOWPLUG_WORDS", "8"))
+DELAY_S = float(os.environ.get("SLOWPLUG_DELAY_S", "0.2"))
+
+
+class Slow:
+    name = "slow"
+
+    async def generate(self, request):
+        text = " ".join(f"w{i}" for i in range(WORDS))
+        return ChatCompletion(model=request.model, text=text, finish_reason="stop", usage=Usage())
+
+    async def stream(self, request):
+        for i in range(WORDS):
+            await asyncio.sleep(DELAY_S)
+            yield ChatChunk(delta=f"w{i} ")
+        yield ChatChunk(finish_reason="stop", usage=Usage(prompt_tokens=1, completion_tokens=WORDS))
+
+
+class Down:
+    name = "queue"
+
+    async def check(self):
+        return "broker unreachable"
+
+
+@hookimpl
+def lanewise_register_backends(register):
+    register("slow", lambda config, settings, container: Slow(), default=True)
+
+
+@hookimpl
+def lanewise_register_health_checks(register, container):
+    if os.environ.get("SLOWPLUG_FAIL_CHECK"):
+        register("queue", Down)
+'''
+
+
+@pytest.fixture
+def slowplug_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for a ``lanewise`` subprocess that has the ``slowplug`` plugin installed.
+
+    The plugin is a real distribution on ``PYTHONPATH`` (module + ``.dist-info`` with an
+    entry point in group ``lanewise``), and ``LANEWISE_PLUGINS`` admits only it, so the
+    subprocess loads core + slowplug whatever other lanes are installed.
+    """
+    import os
+
+    site = tmp_path_factory.mktemp("slowplug-site")
+    (site / "lanewise_slowplug.py").write_text(SLOW_PLUGIN)
+    info = site / "lanewise_slowplug-0.0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: lanewise-slowplug\nVersion: 0.0.1\n"
+    )
+    (info / "entry_points.txt").write_text("[lanewise]\nslowplug = lanewise_slowplug\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANEWISE_", "SLOWPLUG_"))}
+    env["PYTHONPATH"] = str(site)
+    env["LANEWISE_PLUGINS"] = "slowplug"
+    env["LANEWISE_DATA_DIR"] = str(site / "data")
+    return env
+
+
+def _wait_for_port(port: int, proc: Any, timeout: float = 90) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"lanewise serve exited early: {proc.communicate()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listened on {port} within {timeout}s")
+
+
+@pytest.fixture
+def start_serve(tmp_path: Any) -> Iterator[Callable[..., Any]]:
+    """``proc, base = start_serve(env, *args)``: a real ``lanewise serve`` subprocess.
+
+    Waits until the port accepts connections; kills whatever is still running at the end.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lanewise.core.server import free_port
+
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "lanewise"), *args, "serve", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        _wait_for_port(port, proc)
+        return proc, f"http://127.0.0.1:{port}"
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -62,3 +62,22 @@ def test_postgres_server_runs_a_real_cluster(postgres_server: PostgresServer):
         assert int(version.split(".")[0]) >= 12
         data_dir = conn.execute("show data_directory").fetchone()[0]
     assert data_dir.startswith(str(postgres_server.directory))
+
+
+@pytest.mark.slow
+def test_postgres_kill_then_restart_keeps_committed_data(tmp_path):
+    server = PostgresServer(tmp_path / "pg").start()
+    try:
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute("create table kept (x int)")
+            conn.execute("insert into kept values (42)")
+        server.kill()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(server.url, connect_timeout=2)
+        server.restart()  # crash recovery replays the WAL
+        with psycopg.connect(server.url) as conn:
+            assert conn.execute("select x from kept").fetchone() == (42,)
+    finally:
+        server.stop()
+    assert server.process is not None
+    assert server.process.poll() is not None

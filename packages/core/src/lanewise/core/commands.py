@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 from pathlib import Path
@@ -51,7 +52,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         host=host or gw.host,
         port=port if port is not None else gw.port,
         workers=workers or gw.workers,
-        timeout_graceful_shutdown=int(gw.shutdown_timeout_s),
+        # uvicorn takes whole seconds; rounding up never cuts a configured grace short.
+        timeout_graceful_shutdown=math.ceil(gw.shutdown_timeout_s),
         log_level="info",
         access_log=False,
     )

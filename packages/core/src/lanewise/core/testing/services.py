@@ -10,6 +10,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lanewise.core.server import free_port
 
@@ -91,6 +92,18 @@ class RedisServer:
         return self.start()
 
 
+def _wait_port_closed(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                pass
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} still accepts connections {timeout:g}s after kill -9")
+
+
 def _postgres_bin(name: str) -> str:
     for directory in POSTGRES_BIN_DIRS:
         candidate = directory / name
@@ -102,11 +115,39 @@ def _postgres_bin(name: str) -> str:
     return found
 
 
-def _as_postgres_user() -> list[str]:
-    # initdb refuses to run as root; the cluster belongs to the unprivileged postgres user.
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--"]
-    return []
+def _as_postgres_user() -> dict[str, Any]:
+    """Popen arguments that drop root to the ``postgres`` user (initdb refuses root).
+
+    The server then stays our direct child (unlike under ``runuser``), so ``kill -9``
+    hits the postmaster itself and ``wait()`` reaps it: no zombie keeps its pid alive
+    in ``postmaster.pid``, which would block the restart.
+    """
+    if os.geteuid() != 0:
+        return {}
+    import pwd
+
+    entry = pwd.getpwnam("postgres")
+    return {
+        "user": entry.pw_uid,
+        "group": entry.pw_gid,
+        "extra_groups": [],
+        "env": {**os.environ, "HOME": entry.pw_dir, "USER": "postgres", "LOGNAME": "postgres"},
+    }
+
+
+def _remove_stale_pid_file(data: Path) -> None:
+    """Drop ``postmaster.pid`` when the pid it names is gone or a zombie (after kill -9)."""
+    pid_file = data / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        state = "gone"
+    if state in {"gone", "Z", "X"}:
+        pid_file.unlink(missing_ok=True)
 
 
 @dataclass
@@ -125,10 +166,10 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         data = self.directory / "data"
-        sudo = _as_postgres_user()
+        as_postgres = _as_postgres_user()
         if not data.exists():
             self.directory.mkdir(parents=True, exist_ok=True)
-            if sudo:
+            if as_postgres:
                 shutil.chown(self.directory, "postgres", "postgres")
                 os.chmod(self.directory, 0o700)
                 parent = self.directory.parent
@@ -137,7 +178,6 @@ class PostgresServer:
                     parent = parent.parent
             subprocess.run(
                 [
-                    *sudo,
                     _postgres_bin("initdb"),
                     "-D",
                     str(data),
@@ -149,10 +189,11 @@ class PostgresServer:
                 ],
                 check=True,
                 capture_output=True,
+                **as_postgres,
             )
+        _remove_stale_pid_file(data)
         self.process = subprocess.Popen(
             [
-                *sudo,
                 _postgres_bin("postgres"),
                 "-D",
                 str(data),
@@ -167,6 +208,7 @@ class PostgresServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            **as_postgres,
         )
         _wait_for_port(self.port, self.process, 30, "postgres")
         self._wait_accepting()
@@ -214,11 +256,11 @@ class PostgresServer:
             time.sleep(0.05)
 
     def kill(self) -> None:
+        """Kill -9 the postmaster (a crash); its backends exit when they notice."""
         if self.process is not None and self.process.poll() is None:
-            # runuser forwards signals to postgres
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
-            subprocess.run(["pkill", "-9", "-f", f"-p {self.port}"], check=False)
+            _wait_port_closed(self.port, 30)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
