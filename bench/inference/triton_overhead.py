@@ -13,7 +13,7 @@ Added = gateway - direct, at the same percentile, for c=1 (requests alternate
 direct/gateway so drift hits both) and c=64 (64 concurrent callers, one phase
 each, after a warm-up).
 
-At c=1 it also times ``GET /healthz`` on the same gateway (``http_floor``): the
+It also times ``GET /healthz`` on the same gateway (``http_floor``): the
 cost of the HTTP hop itself, so ``added - http_floor`` is what the gateway's
 routing, pipeline and Triton backend add on top of being a separate process;
 and the lanewise triton backend alone, in this process (``backend_in_process``),
@@ -281,6 +281,7 @@ async def measure(grpc_url: str, gateway_url: str, *, quick: bool) -> list[dict[
         b64 = summary(await concurrent(inproc.call, 64, per_worker))
         await concurrent(gateway.call, 64, 1)
         g64 = summary(await concurrent(gateway.call, 64, per_worker))
+        f64 = summary(await concurrent(gateway.floor, 64, per_worker))
         rows.append(
             {
                 "concurrency": 64,
@@ -289,10 +290,12 @@ async def measure(grpc_url: str, gateway_url: str, *, quick: bool) -> list[dict[
                 "added": added(d64, g64),
                 "backend_in_process": b64,
                 "backend_added": added(d64, b64),
+                "http_floor": f64,
             }
         )
         print(f"c=64  direct {d64}  gateway {g64}  added {rows[-1]['added']}", flush=True)
         print(f"      backend in-process {b64} added {rows[-1]['backend_added']}", flush=True)
+        print(f"      http round trip to /healthz {f64}", flush=True)
     finally:
         await direct.client.close()
         await inproc.backend.aclose()
