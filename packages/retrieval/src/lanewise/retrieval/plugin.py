@@ -14,6 +14,7 @@ from lanewise.retrieval.factories import build_retriever
 from lanewise.retrieval.rerank import build_mmr
 from lanewise.retrieval.stores import build_embedded
 from lanewise.retrieval.stores.pgvector import build_pgvector
+from lanewise.retrieval.stores.weaviate import build_weaviate
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -69,6 +70,11 @@ def lanewise_register_vector_stores(register: Register) -> None:
         "pgvector",
         build_pgvector,
         description="PostgreSQL + pgvector (HNSW, tenant column with row-level security)",
+    )
+    register(
+        "weaviate",
+        build_weaviate,
+        description="Weaviate (weaviate-client v4): multi-tenant collection, near-vector/hybrid",
     )
 
 

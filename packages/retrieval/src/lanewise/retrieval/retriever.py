@@ -157,9 +157,17 @@ class SearchRetriever:
         with self.stage(request_id, "search", k=fetch_k) as attrs:
             if version is not None:
                 attrs["lanewise.index.version"] = version
-            hits: list[Hit] = await self._store_call(
-                self.store.search(tenant=tenant, vector=vector, k=fetch_k, filter=canonical or None)
-            )
+            hybrid = getattr(self.store, "search_hybrid", None)
+            if hybrid is not None and getattr(self.store, "alpha", None) is not None:
+                attrs["hybrid_alpha"] = self.store.alpha  # type: ignore[attr-defined]
+                search = hybrid(
+                    tenant=tenant, query=query, vector=vector, k=fetch_k, filter=canonical or None
+                )
+            else:
+                search = self.store.search(
+                    tenant=tenant, vector=vector, k=fetch_k, filter=canonical or None
+                )
+            hits: list[Hit] = await self._store_call(search)
             attrs["hits"] = len(hits)
         if rerank is not None and hits:
             with self.stage(request_id, "rerank", reranker=rerank.name, candidates=len(hits)):

@@ -37,6 +37,7 @@ Method = Literal[
     "greater_or_equal",
     "less_than",
     "less_or_equal",
+    "contains_any",
 ]
 
 
