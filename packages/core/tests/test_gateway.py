@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lanewise.core.auth import hash_key
 from lanewise.core.hookspecs import hookimpl
 
@@ -122,7 +124,10 @@ def test_schema_violation_names_the_field(gateway):
     assert "temperature" in body["detail"]
     assert any("temperature" in str(e["field"]) for e in body["errors"])
     body = assert_problem(missing, 400, "invalid-request")
-    assert "messages" in body["detail"]
+    assert body["errors"] == [
+        {"field": "messages", "message": "Object missing required field `messages`"}
+    ]
+    assert "messages: Object missing required field" in body["detail"]
 
 
 def test_oversize_body_is_413(gateway):
@@ -310,3 +315,76 @@ def test_api_keys_are_stored_only_as_sha256(lanewise_settings):
     with pytest.raises(ConfigError) as info:
         lanewise_settings(gateway={"api_keys": [{"sha256": "sk-plaintext", "tenant": "t"}]})
     assert "gateway.api_keys.0.sha256" in info.value.detail
+
+
+def test_deeply_nested_json_is_400_not_500(gateway):
+    with gateway() as base:
+        r = httpx.post(
+            f"{base}/v1/chat/completions",
+            content=b"[" * 100_000 + b"]" * 100_000,
+            headers={"content-type": "application/json"},
+        )
+    body = assert_problem(r, 400, "malformed-json")
+    assert "too deeply" in body["detail"]
+
+
+def test_empty_body_says_so(gateway):
+    with gateway() as base:
+        r = httpx.post(
+            f"{base}/v1/chat/completions", content=b"", headers={"content-type": "application/json"}
+        )
+    body = assert_problem(r, 400, "invalid-request")
+    assert body["detail"] == "the request body is missing or empty; send a JSON object"
+
+
+def test_wrong_enum_value_names_the_field(gateway):
+    with gateway() as base:
+        r = httpx.post(
+            f"{base}/v1/chat/completions",
+            json={"model": "echo", "messages": [{"role": "robot", "content": "x"}]},
+        )
+    body = assert_problem(r, 400, "invalid-request")
+    assert "messages[0].role" in body["detail"]
+    assert body["errors"][0]["field"] == "messages[0].role"
+
+
+def test_missing_nested_field_is_named_with_its_path(gateway):
+    with gateway() as base:
+        r = httpx.post(
+            f"{base}/v1/chat/completions", json={"model": "echo", "messages": [{"content": "x"}]}
+        )
+    body = assert_problem(r, 400, "invalid-request")
+    assert body["errors"][0]["field"] == "messages[0].role"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=20,
+)
+bodies = st.one_of(
+    st.binary(max_size=300),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {"model": st.sampled_from(["echo", "nope", ""]), "messages": json_values},
+        optional={"temperature": json_values, "stream": json_values, "max_tokens": json_values},
+    ).map(lambda v: json.dumps(v).encode()),
+)
+
+
+def test_any_body_gets_a_problem_or_an_answer_never_a_500(gateway):
+    with gateway() as base, httpx.Client(base_url=base) as client:
+
+        @settings(suppress_health_check=[HealthCheck.too_slow])
+        @given(body=bodies)
+        def check(body: bytes) -> None:
+            r = client.post(
+                "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+            )
+            assert r.status_code in {200, 400, 404}, (body, r.text)
+            if r.status_code != 200:
+                assert r.headers["content-type"] == PROBLEM
+                assert r.json()["type"].startswith("https://lanewise.dev/problems/")
+            assert "Traceback" not in r.text
+
+        check()

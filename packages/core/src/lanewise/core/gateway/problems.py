@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 import msgspec
@@ -83,14 +84,22 @@ def lanewise_error_handler(request: Request[Any, Any, Any], exc: LanewiseError) 
     )
 
 
+_MISSING_FIELD = re.compile(r"Object missing required field `([^`]+)`")
+
+
 def _validation_detail(exc: ValidationException) -> tuple[str, list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
     extra = exc.extra if isinstance(exc.extra, list) else []
     for item in extra:
         if isinstance(item, dict):
-            errors.append(
-                {"field": item.get("key") or item.get("source"), "message": item.get("message")}
-            )
+            field, message = item.get("key") or item.get("source"), item.get("message")
+            missing = _MISSING_FIELD.match(str(message))
+            if missing:  # name the missing field itself, not its parent ("data" at the top)
+                name = missing.group(1)
+                field = name if field in {"data", None} else f"{field}.{name}"
+            errors.append({"field": field, "message": message})
+    if errors == [{"field": "data", "message": "'data'"}]:  # Litestar's way of saying "no body"
+        return "the request body is missing or empty; send a JSON object", errors
     if errors:
         named = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return f"the request body is invalid: {named}", errors
@@ -130,6 +139,15 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if isinstance(exc, RecursionError) and "deserializing" in str(exc):
+        # msgspec refuses absurdly nested JSON this way: the client's fault, not ours.
+        return problem_response(
+            request,
+            status=400,
+            type_uri=PROBLEM_BASE + "malformed-json",
+            title="Bad Request",
+            detail="the request body nests JSON too deeply; flatten it",
+        )
     log.error(
         "unhandled error on %s %s",
         request.method,
