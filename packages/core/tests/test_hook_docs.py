@@ -86,3 +86,25 @@ def test_firstresult_hooks_say_so():
         opts = getattr(getattr(hookspecs, hook), "lanewise_spec")
         if opts.get("firstresult"):
             assert "firstresult" in sections[hook], f"docs/hooks.md: say that {hook} is firstresult"
+
+
+def example_of(hook: str) -> str:
+    section = doc_sections()[hook]
+    after = section.split(signature_of(hook), 1)[1]
+    return after.split("```python", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("hook", hook_names())
+def test_hook_example_runs_as_a_plugin(hook):
+    """Each section's example executes, registers cleanly and implements its hook."""
+    import types
+
+    from lanewise.core.plugins import REGISTRY_HOOKS, collect, get_plugin_manager
+
+    module = types.ModuleType(f"hook_example_{hook}")
+    exec(compile(example_of(hook), f"docs/hooks.md#{hook}", "exec"), module.__dict__)
+    pm = get_plugin_manager([], extra=[module])
+    assert module in [impl.plugin for impl in getattr(pm.hook, hook).get_hookimpls()]
+    kind = {v: k for k, v in REGISTRY_HOOKS.items()}.get(hook)
+    if kind is not None and kind != "health check":
+        assert collect(pm, kind).names(), f"the {hook} example registers nothing"
