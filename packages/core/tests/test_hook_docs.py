@@ -108,3 +108,22 @@ def test_hook_example_runs_as_a_plugin(hook):
     kind = {v: k for k, v in REGISTRY_HOOKS.items()}.get(hook)
     if kind is not None and kind != "health check":
         assert collect(pm, kind).names(), f"the {hook} example registers nothing"
+
+
+def test_a_new_hook_without_docs_or_test_would_fail(monkeypatch):
+    """The enforcement itself: a spec added to hookspecs.py alone fails both checks."""
+
+    @hookspecs.hookspec
+    def lanewise_on_something_new(event: object) -> None:
+        """Not documented, not tested."""
+
+    monkeypatch.setattr(
+        hookspecs, "lanewise_on_something_new", lanewise_on_something_new, raising=False
+    )
+    assert "lanewise_on_something_new" in hook_names()
+    with pytest.raises(AssertionError, match="has no '## lanewise_on_something_new' section"):
+        test_hook_is_documented_with_its_signature("lanewise_on_something_new")
+    with pytest.raises(
+        AssertionError, match="no test function named test_hook_lanewise_on_something_new"
+    ):
+        test_hook_has_a_test("lanewise_on_something_new")
