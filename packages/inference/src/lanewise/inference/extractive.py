@@ -165,8 +165,8 @@ class ExtractiveBackend:
         scanner = StopScanner(request.sampling.stop)
         used = 0
         finish: Any = "stop"
-        for piece in _PIECE.findall(text):
-            cost = self.counter.count(piece)
+        pieces = _PIECE.findall(text)
+        for piece, cost in zip(pieces, self.counter.count_each(pieces), strict=True):
             if used + cost > limit:
                 finish = "length"
                 break

@@ -37,6 +37,9 @@ class RegexTokenCounter:
     def count_messages(self, request: ChatRequest) -> int:
         return sum(self.count(m.content) + MESSAGE_OVERHEAD for m in request.messages)
 
+    def count_each(self, texts: list[str]) -> list[int]:
+        return [self.count(t) for t in texts]
+
 
 class HFTokenCounter:
     """Counts with a Hugging Face ``tokenizers`` tokenizer.json (no special tokens)."""
@@ -55,7 +58,15 @@ class HFTokenCounter:
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
     def count_messages(self, request: ChatRequest) -> int:
-        return sum(self.count(m.content) + MESSAGE_OVERHEAD for m in request.messages)
+        texts = [m.content for m in request.messages]
+        return sum(self.count_each(texts)) + MESSAGE_OVERHEAD * len(texts)
+
+    def count_each(self, texts: list[str]) -> list[int]:
+        """One call into the Rust tokenizer for many texts (per-piece costs of a stream)."""
+        if not texts:
+            return []
+        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [len(e.ids) for e in encodings]
 
 
 TokenCounterImpl = RegexTokenCounter | HFTokenCounter

@@ -1,0 +1,1 @@
+"""Inference lane benchmarks (``python -m bench.inference``)."""
