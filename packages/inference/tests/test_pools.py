@@ -7,6 +7,7 @@ import random
 from collections import Counter
 
 import httpx
+import msgspec
 import pytest
 from lanewise.core.errors import ConfigError, Unavailable, UpstreamError
 from lanewise.core.types import ChatChunk, ChatRequest, Message, Principal, Usage
@@ -174,3 +175,15 @@ def test_pool_of_extractive_replicas_through_the_gateway(gateway):
     assert r.status_code == 200
     assert r.json()["choices"][0]["message"]["content"] == "Pools route requests."
     assert too_long.status_code == 400  # the pool's limit is its smallest replica's
+
+
+async def test_preempted_batch_replica_is_retried_elsewhere_when_buffered():
+    preempted, survivor = Replay("spot-0", fail="after"), Replay("spot-1")
+    backend = pool_backend([Replay("warm")], [preempted, survivor])
+    texts = Counter([(await backend.generate(request("batch"))).text for _ in range(10)])
+    assert texts == {"spot-1": 10}  # never a half answer from the preempted replica
+    assert preempted.calls >= 1
+    streaming = msgspec.structs.replace(request("batch"), stream=True)
+    backend = pool_backend([Replay("warm")], [Replay("spot-0", fail="after")])
+    with pytest.raises(UpstreamError):  # a streaming client already saw tokens: no retry
+        await backend.generate(streaming)

@@ -6,7 +6,9 @@ when ``spill_to_interactive = true`` or when no ``batch`` pool is configured.
 Priority comes from the principal (the API key, lowered per request with
 ``x-lanewise-priority``). Within a pool: :func:`~lanewise.inference.pools.balancer.pick`.
 A replica fault before the first token is retried once on another replica;
-after it, the error reaches the client as the stream's error event.
+after it, the error reaches the client as the stream's error event, except for
+non-streaming batch requests, which are buffered and so retried even when the
+replica dies mid-generation (a preempted spot instance).
 """
 
 from __future__ import annotations
@@ -116,6 +118,9 @@ class PoolBackend:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         pools = self.pools_for(request.principal.priority)
+        # A batch request nobody watches token by token is buffered, so a spot
+        # replica preempted mid-generation can be retried elsewhere from scratch.
+        buffer = request.principal.priority == "batch" and not request.stream
         tried: set[str] = set()
         while True:
             replica = self.choose(pools, frozenset(tried))
@@ -129,18 +134,21 @@ class PoolBackend:
             replica.outstanding += 1
             replica.served += 1
             verdict: bool | None = None
+            buffered: list[ChatChunk] | None = [] if buffer else None
             try:
                 chunks = replica.backend.stream(request)
                 try:
                     async for chunk in chunks:
-                        started = True
-                        yield chunk
+                        if buffered is not None:
+                            buffered.append(chunk)
+                        else:
+                            started = True
+                            yield chunk
                 finally:
                     closer = getattr(chunks, "aclose", None)
                     if closer is not None:
                         await closer()
                 verdict = True
-                return
             except REPLICA_FAULTS:
                 verdict = False
                 if started or len(tried) > 1:
@@ -153,6 +161,10 @@ class PoolBackend:
                     replica.breaker.record_failure()
                 else:
                     replica.breaker.release()
+            if verdict:
+                for chunk in buffered or ():
+                    yield chunk
+                return
 
     async def generate(self, request: ChatRequest) -> ChatCompletion:
         return await collect(request.model, self.stream(request))
