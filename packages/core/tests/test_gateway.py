@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -388,3 +389,76 @@ def test_any_body_gets_a_problem_or_an_answer_never_a_500(gateway):
             assert "Traceback" not in r.text
 
         check()
+
+
+def test_oversize_chunked_body_without_content_length_is_413(gateway):
+    def body():
+        yield b'{"model": "echo", "messages": [{"role": "user", "content": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    with gateway(gateway={"max_body_bytes": 2048}) as base:
+        r = httpx.post(
+            f"{base}/v1/chat/completions",
+            content=body(),
+            headers={"content-type": "application/json"},
+        )
+    assert "content-length" not in r.request.headers
+    assert_problem(r, 413, "payload-too-large")
+
+
+class HangingAndRaisingPlugin:
+    @hookimpl
+    def lanewise_register_health_checks(self, register: Any, container: Any) -> None:
+        class Hangs:
+            name = "hangs"
+
+            async def check(self) -> str | None:
+                await asyncio.sleep(60)
+                return None
+
+        class Raises:
+            name = "raises"
+
+            async def check(self) -> str | None:
+                raise ConnectionRefusedError("port 1 refused")
+
+        register("hangs", Hangs)
+        register("raises", Raises)
+
+
+def test_readyz_counts_hanging_and_raising_checks_as_failing(gateway):
+    with gateway(plugins=(HangingAndRaisingPlugin(), HealthyPlugin())) as base:
+        r = httpx.get(f"{base}/readyz", timeout=30)
+    assert r.status_code == 503
+    body = r.json()
+    assert body["failing"] == ["hangs", "raises"]
+    assert body["checks"]["hangs"] == "no answer within 2s"
+    assert body["checks"]["raises"] == "ConnectionRefusedError: port 1 refused"
+    assert body["checks"]["cache"] == "ok"
+
+
+def test_backends_that_check_themselves_are_in_readyz(gateway, core_pm):
+    class SelfChecking:
+        name = "remote"
+
+        async def generate(self, request):
+            raise AssertionError
+
+        def stream(self, request):
+            raise AssertionError
+
+        async def check(self) -> str | None:
+            return "upstream 10.0.0.1:8001 unreachable"
+
+    class Plugin:
+        @hookimpl
+        def lanewise_register_backends(self, register):
+            register("remote", lambda c, s, k: SelfChecking())
+
+    with gateway(plugins=(Plugin(),), models={"big": {"kind": "remote"}}) as base:
+        r = httpx.get(f"{base}/readyz")
+    assert r.status_code == 503
+    assert r.json()["failing"] == ["model:big"]
+    assert r.json()["checks"]["model:big"] == "upstream 10.0.0.1:8001 unreachable"
