@@ -7,56 +7,18 @@ an events file, the server-side evidence the cancellation tests read.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-from lanewise.inference.triton.server import TritonServer, default_cpu_repository
+from lanewise.inference.triton.server import TritonServer
+from lanewise.inference.triton.testing import ToyLMEvents, events_of, start_cpu_triton
 
-TOKEN_DELAY_MS = "5"
-
-
-class Events:
-    """The toy LM's record of finished requests (one JSON object per line)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def all(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
-
-    def wait_for(self, request_prefix: str, timeout_s: float = 30.0) -> dict[str, Any]:
-        """The event of the request whose id starts with ``request_prefix``."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for event in self.all():
-                if event["request_id"].startswith(request_prefix):
-                    return event
-            time.sleep(0.05)
-        raise AssertionError(f"no server-side event for {request_prefix!r} in {self.all()}")
-
-
-def start_server(workdir: Path, **env: str) -> TritonServer:
-    server = TritonServer(
-        default_cpu_repository(),
-        workdir=workdir,
-        env={
-            "LANEWISE_TRITON_EVENTS": str(workdir / "events.jsonl"),
-            "LANEWISE_TRITON_TOKEN_DELAY_MS": TOKEN_DELAY_MS,
-            **env,
-        },
-    )
-    return server.start()
+Events = ToyLMEvents
 
 
 @pytest.fixture(scope="session")
 def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    server = start_server(tmp_path_factory.mktemp("triton"))
+    server = start_cpu_triton(tmp_path_factory.mktemp("triton"))
     try:
         yield server
     finally:
@@ -64,8 +26,8 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonSe
 
 
 @pytest.fixture(scope="session")
-def triton_events(triton_server: TritonServer) -> Events:
-    return Events(triton_server.workdir / "events.jsonl")
+def triton_events(triton_server: TritonServer) -> ToyLMEvents:
+    return events_of(triton_server)
 
 
 @pytest.fixture
@@ -76,7 +38,7 @@ def triton_factory(
     started: list[TritonServer] = []
 
     def make() -> TritonServer:
-        server = start_server(tmp_path_factory.mktemp("triton-replica"))
+        server = start_cpu_triton(tmp_path_factory.mktemp("triton-replica"))
         started.append(server)
         return server
 
