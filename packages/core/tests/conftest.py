@@ -259,10 +259,13 @@ def start_serve(tmp_path: Any) -> Iterator[Callable[..., Any]]:
 
     procs: list[subprocess.Popen[str]] = []
 
-    def start(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
+    def start(
+        env: dict[str, str], *args: str, serve_args: tuple[str, ...] = ()
+    ) -> tuple[subprocess.Popen[str], str]:
         port = free_port()
+        lanewise = str(Path(sys.executable).parent / "lanewise")
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "lanewise"), *args, "serve", "--port", str(port)],
+            [lanewise, *args, "serve", "--port", str(port), *serve_args],
             env=env,
             cwd=tmp_path,
             stdout=subprocess.PIPE,

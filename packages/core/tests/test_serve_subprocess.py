@@ -105,3 +105,26 @@ def test_readyz_and_doctor_report_a_failing_check(slowplug_env, start_serve, tmp
     assert healthy.returncode == 0, healthy.stdout
     assert "models: slow" in healthy.stdout
     assert "all checks passed" in healthy.stdout
+
+
+def test_workers_serve_and_all_stop_on_sigterm(slowplug_env, start_serve):
+    proc, base = start_serve(slowplug_env, serve_args=("--workers", "2"))
+    with httpx.Client(base_url=base) as client:
+        answers = [client.get("/healthz", timeout=30).json() for _ in range(4)]
+        chat = client.post(
+            "/v1/chat/completions",
+            json={"model": "slow", "messages": [{"role": "user", "content": "x"}]},
+            timeout=30,
+        )
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert answers == [{"status": "ok"}] * 4
+    assert chat.status_code == 200
+    assert err.count("Started server process") == 2  # one per worker
+    assert err.count("Finished server process") == 2
+    assert "Traceback" not in err
+    try:
+        httpx.get(f"{base}/healthz", timeout=1)
+        raise AssertionError("a worker outlived the supervisor")
+    except httpx.ConnectError:
+        pass
