@@ -28,5 +28,5 @@ def test_register_plugin_adds_a_plugin_for_one_test(register_plugin):
     mine = Mine()
     pm = register_plugin(mine, allowlist=[])
     assert pm.is_registered(mine)
-    assert loaded_plugin_names(pm)[0] == "core"
+    assert "core" in loaded_plugin_names(pm)
     assert not register_plugin(allowlist=[]).is_registered(mine)  # a fresh manager each time
