@@ -121,6 +121,7 @@ class TritonReplica:
                 "url": self.url,
                 "triton_model": self.profile.model,
                 "layout": self.profile.layout,
+                "max_tokens_limit": self.profile.max_tokens_limit,
             }
         }
 
