@@ -128,12 +128,44 @@ def test_doctor_reads_lanewise_config_env(env, tmp_path):
 
 
 def test_unknown_plugin_in_allowlist_is_a_clear_error(env, tmp_path):
-    result = run(["doctor"], {**env, "LANEWISE_PLUGINS": "inference,nope"}, tmp_path)
-    assert result.returncode == 2
-    err = " ".join(result.stderr.split())
-    assert "LANEWISE_PLUGINS names nope, which are not installed" in err
-    assert "installed: core" in err
-    assert "Traceback" not in result.stderr
+    env = {**env, "LANEWISE_PLUGINS": "inference,nope"}
+    doctor = run(["doctor"], env, tmp_path)
+    assert doctor.returncode == 1
+    out = " ".join(doctor.stdout.split())
+    assert "LANEWISE_PLUGINS names nope, which are not installed" in out
+    assert "installed: core" in out
+    serve = run(["serve", "--port", str(free_port())], env, tmp_path)
+    assert serve.returncode == 2
+    assert "LANEWISE_PLUGINS names nope" in " ".join(serve.stderr.split())
+    for result in (doctor, serve):
+        assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_broken_plugin_names_itself_and_version_still_works(env, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "lanewise_broken.py").write_text("import not_a_module_anywhere\n")
+    info = site / "lanewise_broken-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lanewise-broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[lanewise]\nbroken = lanewise_broken\n")
+    env = {**env, "PYTHONPATH": str(site)}
+
+    version = run(["--version"], env, tmp_path)
+    assert version.returncode == 0
+    assert "lanewise-broken 1.0" in version.stdout
+    err = " ".join(version.stderr.split())
+    assert "plugin 'broken' (lanewise_broken) failed to import: ModuleNotFoundError" in err
+    assert "only core's commands are available" in err
+
+    doctor = run(["doctor"], env, tmp_path)
+    assert doctor.returncode == 1
+    assert "No module named 'not_a_module_anywhere'" in " ".join(doctor.stdout.split())
+
+    excluded = run(["doctor"], {**env, "LANEWISE_PLUGINS": "observe"}, tmp_path)
+    assert "failed to import" not in excluded.stdout + excluded.stderr
+    for result in (version, doctor, excluded):
+        assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_serve_with_a_bad_config_fails_before_binding(env, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 
 import pluggy
@@ -65,11 +65,22 @@ def get_plugin_manager(
         if allowed is not None and ep.name not in allowed and ep.name not in ALWAYS_LOADED:
             continue
         if pm.get_plugin(ep.name) is None:
-            pm.register(ep.load(), name=ep.name)
+            pm.register(_load(ep), name=ep.name)
     for plugin in extra:
         pm.register(plugin)
     check_pending(pm)
     return pm
+
+
+def _load(ep: EntryPoint) -> object:
+    """Import one plugin; a broken one names itself instead of crashing with a traceback."""
+    try:
+        return ep.load()
+    except Exception as exc:
+        raise ConfigError(
+            f"plugin {ep.name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}; "
+            f"fix or uninstall it, or leave it out of LANEWISE_PLUGINS"
+        ) from exc
 
 
 def check_pending(pm: pluggy.PluginManager) -> None:

@@ -48,8 +48,10 @@ def build_cli() -> click.Group:
     try:
         pm = get_plugin_manager()
     except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc.detail}")
-        sys.exit(2)
+        # Keep --version and doctor usable, which is when they are needed most: core's
+        # commands only, and each command that loads plugins fails with this message.
+        console.print(f"[red]error:[/] {exc.detail}\n[yellow]only core's commands are available[/]")
+        pm = get_plugin_manager([])
     pm.hook.lanewise_configure_cli(cli=cli)
     return cli
 
