@@ -67,13 +67,17 @@ class BackendPlugin:
 
 @pytest.fixture
 def gateway(
-    lanewise_settings: Callable[..., Any], register_plugin: Callable[..., Any]
+    lanewise_settings: Callable[..., Any],
+    register_plugin: Callable[..., Any],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[..., Any]:
     """``with gateway(models=..., backends={...}, **settings) as base_url: ...``"""
     from contextlib import contextmanager
 
     @contextmanager
     def start(*, backends: dict[str, Any] | None = None, **overrides: Any) -> Iterator[str]:
+        # Each gateway owns its data directory (the embedded stores lock theirs).
+        overrides.setdefault("data_dir", tmp_path_factory.mktemp("gateway"))
         if backends:
             overrides.setdefault("models", {name: {"kind": name} for name in backends})
         pm = register_plugin(BackendPlugin(**(backends or {})))
