@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,22 @@ def _as_postgres_user() -> dict[str, Any]:
     }
 
 
+def _let_postgres_traverse(directory: Path) -> None:
+    """Add search (x) permission on the temp dirs above the cluster, and nothing else.
+
+    pytest's base temp dir (``/tmp/pytest-of-root``) is 0700, so the ``postgres`` user
+    could not reach a cluster below it. Only directories inside the system temp dir are
+    touched (never ``/root`` or a home directory); elsewhere initdb's own error says why.
+    """
+    tmp_root = Path(tempfile.gettempdir()).resolve()
+    current = directory.resolve()
+    while current != tmp_root and tmp_root in current.parents:
+        mode = current.stat().st_mode
+        if mode & 0o001 == 0:
+            current.chmod(mode | 0o011)
+        current = current.parent
+
+
 def _remove_stale_pid_file(data: Path) -> None:
     """Drop ``postmaster.pid`` when the pid it names is gone or a zombie (after kill -9)."""
     pid_file = data / "postmaster.pid"
@@ -172,11 +189,8 @@ class PostgresServer:
             if as_postgres:
                 shutil.chown(self.directory, "postgres", "postgres")
                 os.chmod(self.directory, 0o700)
-                parent = self.directory.parent
-                while parent != parent.parent:  # the postgres user must reach the dir
-                    os.chmod(parent, os.stat(parent).st_mode | 0o011)
-                    parent = parent.parent
-            subprocess.run(
+                _let_postgres_traverse(self.directory.parent)
+            initdb = subprocess.run(
                 [
                     _postgres_bin("initdb"),
                     "-D",
@@ -187,10 +201,13 @@ class PostgresServer:
                     "--encoding=UTF8",
                     "--no-sync",
                 ],
-                check=True,
                 capture_output=True,
+                text=True,
+                check=False,
                 **as_postgres,
             )
+            if initdb.returncode != 0:
+                raise RuntimeError(f"initdb failed in {data}: {initdb.stderr.strip()}")
         _remove_stale_pid_file(data)
         self.process = subprocess.Popen(
             [
