@@ -130,7 +130,7 @@ def test_two_plugins_registering_one_name_is_an_error():
     pm = get_plugin_manager([], extra=[Dup("mini"), Dup("mini")])
     with pytest.raises(ConfigError) as info:
         collect(pm, "embedder")
-    assert "two plugins register a embedder named 'mini'" in info.value.detail
+    assert "two plugins register an embedder named 'mini'" in info.value.detail
     assert "LANEWISE_PLUGINS" in info.value.detail
 
 

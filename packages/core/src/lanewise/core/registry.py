@@ -38,7 +38,7 @@ class Register:
             raise ConfigError(f"{self.kind} name {name!r} must be alphanumeric (- and _ allowed)")
         if name in self.factories:
             raise ConfigError(
-                f"two plugins register a {self.kind} named {name!r}; "
+                f"two plugins register {_article(self.kind)} {self.kind} named {name!r}; "
                 "remove one or restrict them with LANEWISE_PLUGINS"
             )
         plugin = getattr(build, "__module__", "")
@@ -63,3 +63,7 @@ class Register:
             raise ConfigError(
                 f"{key} = {name!r} is not a known {self.kind}; allowed: {allowed}"
             ) from None
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in set("aeiou") else "a"
