@@ -1,9 +1,10 @@
-"""``python -m bench.inference [--quick]``: gateway overhead and load-balancing fairness.
+"""``python -m bench.inference [--quick] [--litellm]``: gateway overhead, fairness, peer.
 
 Writes ``bench/results/inference.json`` and ``bench/results/inference.png``.
 Targets are in the docstrings of :mod:`bench.inference.overhead` (added p50 <= 1 ms,
 p99 <= 3 ms at c=1) and :mod:`bench.inference.fairness` (each replica within ±10%
-of its fair share).
+of its fair share) and :mod:`bench.inference.litellm_peer` (added latency <= 0.3x
+LiteLLM's, RPS per core >= 4x).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def plot(data: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+    peer = data.get("litellm") or []
+    fig, axes = plt.subplots(1, 3 if peer else 2, figsize=(19 if peer else 13, 5))
+    ax1, ax2 = axes[0], axes[1]
     rows = data["overhead"]
     labels = [f"{r['pair']}\nc={r['concurrency']}" for r in rows]
     x = range(len(rows))
@@ -47,6 +50,22 @@ def plot(data: dict[str, Any], path: Path) -> None:
     ax2.set_yscale("symlog")
     ax2.set_title("fairness over 4 replicas")
     ax2.legend()
+    if peer:
+        ax3 = axes[2]
+        xs = range(len(peer))
+        for offset, proxy, color in ((-0.2, "lanewise", "tab:green"), (0.2, "litellm", "tab:red")):
+            ax3.bar(
+                [i + offset for i in xs],
+                [max(r[f"{proxy}_added_p50_ms"], 0.01) for r in peer],
+                0.4,
+                label=f"{proxy} added p50",
+                color=color,
+            )
+        ax3.set_xticks(list(xs), [f"c={r['concurrency']}" for r in peer])
+        ax3.set_yscale("log")
+        ax3.set_ylabel("added p50 over direct (ms, log)")
+        ax3.set_title("proxy overhead: lanewise vs LiteLLM 1.81.16")
+        ax3.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -54,6 +73,11 @@ def plot(data: dict[str, Any], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.inference")
     parser.add_argument("--quick", action="store_true", help="fewer requests")
+    parser.add_argument(
+        "--litellm",
+        action="store_true",
+        help="also compare with a pinned LiteLLM proxy (creates its own venv once)",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     data: dict[str, Any] = {
@@ -64,6 +88,11 @@ def main() -> int:
     data["fairness"] = fairness.run(quick=args.quick)
     print("== gateway overhead", flush=True)
     data["overhead"] = overhead.run(quick=args.quick)
+    if args.litellm:
+        from bench.inference import litellm_peer
+
+        print("== lanewise vs LiteLLM proxy (same upstream)", flush=True)
+        data["litellm"] = litellm_peer.run(quick=args.quick)
     (RESULTS / "inference.json").write_text(json.dumps(data, indent=2))
     plot(data, RESULTS / "inference.png")
     print(f"wrote {RESULTS / 'inference.json'} and {RESULTS / 'inference.png'}")

@@ -161,7 +161,7 @@ async def measure_pair(
 
 async def bench_openai(upstream: str, front: str, *, quick: bool) -> list[dict[str, Any]]:
     out = []
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         for stream in (False, True):
             for c, total in ((1, 200 if quick else 600), (64, 640 if quick else 2560)):
@@ -194,7 +194,7 @@ async def bench_extractive(front: str, *, quick: bool) -> list[dict[str, Any]]:
         return time.perf_counter() - t0
 
     out = []
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         for c, total in ((1, 200 if quick else 600), (64, 640 if quick else 2560)):
             result = await measure_pair(

@@ -45,6 +45,7 @@ OPTIONS = {
     "http2",
     "max_tokens",
     "max_connections",
+    "keepalive_expiry_s",
     "tokenizer",
     "headers",
 }
@@ -96,6 +97,7 @@ class OpenAICompatBackend:
         http2: bool = False,
         max_output_tokens: int | None = None,
         max_connections: int = 1000,
+        keepalive_expiry_s: float = 4.0,
         counter: TokenCounterImpl | None = None,
         headers: dict[str, str] | None = None,
         name: str = "openai",
@@ -116,7 +118,12 @@ class OpenAICompatBackend:
             # The deadline is enforced per call below; httpx's own timeouts only
             # bound connecting and a silent socket.
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=256),
+            # Drop idle connections before the usual 5 s server timers close them.
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=256,
+                keepalive_expiry=keepalive_expiry_s,
+            ),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -155,6 +162,22 @@ class OpenAICompatBackend:
             body["stop"] = list(s.stop)
         return body
 
+    async def _send(self, body: dict[str, Any], *, stream: bool) -> httpx.Response:
+        """POST, once more if a pooled connection turns out to be closed.
+
+        Servers close idle keep-alive connections on their own timer (uvicorn and
+        vLLM after 5 s); reusing one at that instant fails before any byte of a
+        response, so the request is sent again on a fresh connection.
+        """
+        for attempt in (0, 1):
+            built = self._client.build_request("POST", "/chat/completions", json=body)
+            try:
+                return await self._client.send(built, stream=stream)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
     def _deadline(self, request: ChatRequest) -> float:
         return asyncio.get_running_loop().time() + (request.deadline_s or self.timeout_s)
 
@@ -177,10 +200,7 @@ class OpenAICompatBackend:
         raw_usage: Any = None
         try:
             async with asyncio.timeout_at(end):
-                response_cm = self._client.stream(
-                    "POST", "/chat/completions", json=self._body(request, stream=True)
-                )
-                response = await response_cm.__aenter__()
+                response = await self._send(self._body(request, stream=True), stream=True)
             try:
                 if response.status_code >= 400:
                     async with asyncio.timeout_at(end):
@@ -211,7 +231,7 @@ class OpenAICompatBackend:
                         if choice.get("finish_reason"):
                             finish = _FINISH.get(choice["finish_reason"], "stop")
             finally:
-                await response_cm.__aexit__(None, None, None)
+                await response.aclose()
         except TimeoutError:
             raise UpstreamTimeout(
                 f"upstream {self.base_url} did not finish within the deadline",
@@ -240,9 +260,7 @@ class OpenAICompatBackend:
         end = self._deadline(request)
         try:
             async with asyncio.timeout_at(end):
-                response = await self._client.post(
-                    "/chat/completions", json=self._body(request, stream=False)
-                )
+                response = await self._send(self._body(request, stream=False), stream=False)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"upstream {self.base_url} did not answer within the deadline",
@@ -314,6 +332,7 @@ def build_openai(
         http2=http2,
         max_output_tokens=opts.integer("max_tokens", 1, minimum=1) if max_tokens else None,
         max_connections=opts.integer("max_connections", 1000, minimum=1),
+        keepalive_expiry_s=opts.number("keepalive_expiry_s", 4.0),
         counter=token_counter(opts.text("tokenizer", "auto") or "auto"),
         headers={str(k): str(v) for k, v in headers.items()},
     )
