@@ -6,6 +6,7 @@ row-level-security policy is really in force while the shared contract runs.
 
 from __future__ import annotations
 
+import logging
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -34,6 +35,8 @@ def pg_superuser_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server = pgserver.get_server(tmp_path_factory.mktemp("pgvector"), cleanup_mode="stop")
     yield server.get_uri()
     server.cleanup()
+    # pgserver also cleans up at interpreter exit, logging to a stream pytest has closed.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
