@@ -462,3 +462,23 @@ def test_backends_that_check_themselves_are_in_readyz(gateway, core_pm):
     assert r.status_code == 503
     assert r.json()["failing"] == ["model:big"]
     assert r.json()["checks"]["model:big"] == "upstream 10.0.0.1:8001 unreachable"
+
+
+def test_cors_origins(gateway):
+    with gateway(gateway={"cors_origins": ["https://app.example"]}) as base:
+        allowed = httpx.options(
+            f"{base}/v1/chat/completions",
+            headers={
+                "origin": "https://app.example",
+                "access-control-request-method": "POST",
+            },
+        )
+        other = httpx.get(f"{base}/healthz", headers={"origin": "https://evil.example"})
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_no_cors_headers_by_default(gateway):
+    with gateway() as base:
+        r = httpx.get(f"{base}/healthz", headers={"origin": "https://app.example"})
+    assert "access-control-allow-origin" not in r.headers
