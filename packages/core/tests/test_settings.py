@@ -228,3 +228,36 @@ def test_bad_component_option_names_the_key(core_pm, echo_plugin):
         build_container(settings, core_pm(echo_plugin))
     assert "speed" in info.value.detail
     assert "allowed: delay_s" in info.value.detail
+
+
+SECTIONS = {
+    "": ["data_dir", "database_url", "default_model", "gateway", "ingest", "models"],
+    "gateway": ["api_keys", "cors_origins", "host", "max_body_bytes", "port"],
+    "retrieval": ["default_k", "embedder", "max_k", "reranker", "vector_store"],
+    "ingest": ["chunker", "queue"],
+}
+
+
+@given(
+    section=st.sampled_from(sorted(SECTIONS)),
+    key=st.from_regex(r"[a-z][a-z_]{0,15}", fullmatch=True),
+)
+def test_any_unknown_key_is_named_with_the_allowed_keys(section, key):
+    from lanewise.core.settings import Settings
+
+    known = (
+        Settings.model_fields
+        if not section
+        else Settings.model_fields[section].annotation.model_fields
+    )
+    if key in known:
+        return
+    overrides = {key: 1} if not section else {section: {key: 1}}
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, **overrides)
+    [line] = info.value.detail.splitlines()[1:]
+    dotted = f"{section}.{key}" if section else key
+    assert line.strip().startswith(f"{dotted}: unknown key; allowed: ")
+    allowed = line.split("allowed: ")[1].split(", ")
+    assert set(SECTIONS[section]) <= set(allowed)
+    assert allowed == sorted(allowed)
