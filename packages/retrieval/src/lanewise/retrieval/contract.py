@@ -275,6 +275,17 @@ class VectorStoreContract:
                 matches(flt, r[3]) for r in rows
             )
 
+    async def test_bool_and_number_values_stay_apart(self, store: VectorStore) -> None:
+        rng = random.Random(11)
+        tenant = new_tenant()
+        metas = [{"flag": True}, {"flag": 1}, {"flag": 1.0}, {"flag": "1"}, {}]
+        await put(store, tenant, random_rows(rng, 5, self.DIM, metas=metas))
+        for value, want in ((True, {"d0"}), (1, {"d1", "d2"}), ("1", {"d3"}), (False, set())):
+            flt = {"field": "flag", "eq": value}
+            hits = await store.search(tenant=tenant, vector=[1.0] * self.DIM, k=10, filter=flt)
+            assert {h.id for h in hits} == want, value
+            assert await store.count(tenant=tenant, filter=flt) == len(want)
+
     @_PROPERTY
     @given(
         metas=st.lists(metadata(), min_size=1, max_size=40),

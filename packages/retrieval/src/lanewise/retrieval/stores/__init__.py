@@ -37,6 +37,6 @@ def build_embedded(config: ComponentConfig, settings: Settings, container: Any) 
         m=opts.integer("m", 16, minimum=4),
         ef_construction=opts.integer("ef_construction", 100),
         ef_search=opts.integer("ef_search", 64),
-        exact_limit=opts.integer("exact_limit", 20_000, minimum=0),
+        exact_limit=opts.integer("exact_limit", 4_000, minimum=0),
     )
     return EmbeddedStore(path, params)

@@ -146,7 +146,7 @@ class EmbeddedStore:
         _check_tenant(tenant)
         node = parse_filter(filter)
         return await asyncio.to_thread(
-            self._locked, lambda: int(self._tenant(tenant).matching(node).sum())
+            self._locked, lambda: self._tenant(tenant).allow_list(node)[1]
         )
 
     async def index_version(self, *, tenant: str) -> int:

@@ -7,13 +7,14 @@ natively. When dead slots pile up, the owner rebuilds the tenant from SQLite.
 
 Search plan: if the allow-list is small (``exact_limit`` rows or fewer), score
 exactly those rows (recall 1.0, and cheaper than walking a graph in which
-almost every node is filtered out); otherwise walk HNSW with ``efSearch``
-widened by the filter's selectivity, and fall back to exact if the graph walk
-found fewer than ``k`` allowed rows.
+almost every node is filtered out); otherwise walk HNSW with the allow-list
+and ``efSearch`` widened by up to 4x as the filter gets more selective, and fall
+back to exact if the graph walk found fewer than ``k`` allowed rows.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from lanewise.retrieval.stores.embedded_columns import Columns, Mask, _Grow
 faiss: Any = _faiss
 
 Precision = Literal["f32", "f16", "int8"]
+ALLOW_LIST_CACHE = 16
 F32 = npt.NDArray[np.float32]
 
 
@@ -38,8 +40,7 @@ class IndexParams:
     m: int = 16
     ef_construction: int = 100
     ef_search: int = 64
-    exact_limit: int = 20_000
-    max_ef: int = 1024
+    exact_limit: int = 4_000
 
 
 def new_faiss_index(params: IndexParams, training: F32 | None = None) -> Any:
@@ -72,6 +73,9 @@ class TenantIndex:
         self.slot_of: dict[str, int] = {}
         self.columns = Columns()
         self.size = 0
+        # Recent filters' allow-lists: a mask over 1M slots costs ~1 ms to evaluate and
+        # pack, and most traffic repeats a few filters. Any write clears it.
+        self._allowed: OrderedDict[str, tuple[Mask, int, npt.NDArray[np.uint8]]] = OrderedDict()
 
     @property
     def live_count(self) -> int:
@@ -90,6 +94,7 @@ class TenantIndex:
     ) -> None:
         """Append rows (vectors already unit length); an existing id's old slot dies."""
         self.remove(ids)
+        self._allowed.clear()
         start, n = self.size, len(ids)
         self.index.add(vectors)
         rows = self.rowids.view(start + n)
@@ -102,6 +107,7 @@ class TenantIndex:
         self.size = start + n
 
     def remove(self, ids: Sequence[str]) -> int:
+        self._allowed.clear()
         removed = 0
         for rid in ids:
             slot = self.slot_of.pop(rid, None)
@@ -114,30 +120,64 @@ class TenantIndex:
         """Allow-list of live slots matching the filter."""
         return self.live.view(self.size) & self.columns.mask(node)
 
-    def ids_matching(self, node: Node | None) -> list[int]:
-        return [int(r) for r in self.rowids.view(self.size)[self.matching(node)]]
+    def allow_list(self, node: Node | None) -> tuple[Mask, int, npt.NDArray[np.uint8]]:
+        """(mask, count, faiss bitmap) of live slots matching ``node``, cached per filter."""
+        # repr, not the node: dataclass equality says Eq("f", True) == Eq("f", 1).
+        key = repr(node)
+        hit = self._allowed.get(key)
+        if hit is not None:
+            self._allowed.move_to_end(key)
+            return hit
+        allowed = self.matching(node)
+        entry = (allowed, int(allowed.sum()), np.packbits(allowed, bitorder="little"))
+        self._allowed[key] = entry
+        if len(self._allowed) > ALLOW_LIST_CACHE:
+            self._allowed.popitem(last=False)
+        return entry
 
     def search(self, query: F32, k: int, node: Node | None) -> list[tuple[int, float]]:
         """Top-k (sqlite rowid, inner product) among live slots matching ``node``."""
-        allowed = self.matching(node)
-        count = int(allowed.sum())
+        q = query.reshape(1, -1)
+        if node is None and self.dead_count == 0:
+            # Nothing to exclude: no allow-list to build or check.
+            if self.size == 0:
+                return []
+            k = min(k, self.size)
+            if self.size > self.params.exact_limit:
+                hnsw = faiss.SearchParametersHNSW(efSearch=max(k, self.params.ef_search))
+                scores, slots = self.index.search(q, k, params=hnsw)
+            else:
+                scores, slots = self.index.storage.search(q, k)
+            found = self._pairs(scores[0], slots[0])
+            if len(found) == k:
+                return found
+        allowed, count, bitmap = self.allow_list(node)
         if count == 0:
             return []
         k = min(k, count)
-        bitmap = np.packbits(allowed, bitorder="little")
-        selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(bitmap))
-        q = query.reshape(1, -1)
         if count > self.params.exact_limit:
-            fraction = count / self.size
-            ef = min(self.params.max_ef, max(k, int(self.params.ef_search / fraction)))
+            selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(bitmap))
+            # faiss counts only allowed nodes towards efSearch, but recall still drops as
+            # the allow-list thins the graph (bench, 20k rows: ef 64 gives 0.87 at 10 %,
+            # ef 128 gives 0.96): widen ef by (1/selectivity)^0.3, i.e. 2x at 10 %, <= 4x.
+            widen = min(4.0, (self.size / count) ** 0.3)
+            ef = max(k, int(self.params.ef_search * widen))
             params = faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
             scores, slots = self.index.search(q, k, params=params)
             found = self._pairs(scores[0], slots[0])
             if len(found) == k:
                 return found
-        params_exact = faiss.SearchParameters(sel=selector)
-        scores, slots = self.index.storage.search(q, k, params=params_exact)
-        return self._pairs(scores[0], slots[0])
+        return self._exact(query, k, allowed)
+
+    def _exact(self, query: F32, k: int, allowed: Mask) -> list[tuple[int, float]]:
+        # Decoding just the allowed rows beats a selector scan over every slot (bench:
+        # 0.6 vs 1.2 ms for 2k of 200k rows), and works for every storage precision.
+        slots = np.flatnonzero(allowed)
+        scores = self.index.storage.reconstruct_batch(slots) @ query
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(slots) else np.arange(len(slots))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        rowids = self.rowids.data
+        return [(int(rowids[slots[i]]), float(scores[i])) for i in top]
 
     def _pairs(self, scores: F32, slots: npt.NDArray[np.int64]) -> list[tuple[int, float]]:
         rowids = self.rowids.data
