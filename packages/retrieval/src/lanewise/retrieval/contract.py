@@ -278,7 +278,13 @@ class VectorStoreContract:
     async def test_bool_and_number_values_stay_apart(self, store: VectorStore) -> None:
         rng = random.Random(11)
         tenant = new_tenant()
-        metas = [{"flag": True}, {"flag": 1}, {"flag": 1.0}, {"flag": "1"}, {}]
+        metas: list[dict[str, Any]] = [
+            {"flag": True},
+            {"flag": 1},
+            {"flag": 1.0},
+            {"flag": "1"},
+            {},
+        ]
         await put(store, tenant, random_rows(rng, 5, self.DIM, metas=metas))
         for value, want in ((True, {"d0"}), (1, {"d1", "d2"}), ("1", {"d3"}), (False, set())):
             flt = {"field": "flag", "eq": value}
