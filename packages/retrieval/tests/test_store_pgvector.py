@@ -7,9 +7,12 @@ row-level-security policy is really in force while the shared contract runs.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -25,18 +28,24 @@ APP_ROLE = "lanewise_app"
 
 
 @pytest.fixture(scope="session")
-def pg_superuser_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_superuser_url() -> Iterator[str]:
+    # Not under pytest's basetemp: as root, pgserver runs postgres as a 'pgserver' user
+    # that must traverse the path, and every pytest session that starts meanwhile
+    # resets /tmp/pytest-of-root to 0700 (which made postgres fail mid-session).
+    pgdata = Path(tempfile.mkdtemp(prefix="lanewise-pgvector-"))
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, root shells).
         warnings.simplefilter("ignore")
         import pgserver
 
-        # As root, pgserver creates a 'pgserver' system user and runs initdb/postgres as it.
-        server = pgserver.get_server(tmp_path_factory.mktemp("pgvector"), cleanup_mode="stop")
-    yield server.get_uri()
-    server.cleanup()
-    # pgserver also cleans up at interpreter exit, logging to a stream pytest has closed.
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        # pgserver also cleans up at interpreter exit, logging to a stream pytest has closed.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
