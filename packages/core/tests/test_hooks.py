@@ -29,15 +29,17 @@ def chat(base: str, text: str = "hello world", **extra: Any) -> httpx.Response:
 
 
 def test_hook_lanewise_register_backends(gateway):
+    from lanewise.core.types import ChatChunk, ChatCompletion, Usage
+
     class Shout:
         name = "shout"
 
         async def generate(self, request):
-            raise AssertionError("the gateway streams from backends")
+            text = request.messages[-1].content.upper()
+            usage = Usage(prompt_tokens=2, completion_tokens=1)
+            return ChatCompletion(model=request.model, text=text, finish_reason="stop", usage=usage)
 
         async def stream(self, request):
-            from lanewise.core.types import ChatChunk, Usage
-
             yield ChatChunk(delta=request.messages[-1].content.upper())
             yield ChatChunk(finish_reason="stop", usage=Usage(prompt_tokens=2, completion_tokens=1))
 
@@ -46,15 +48,16 @@ def test_hook_lanewise_register_backends(gateway):
         def lanewise_register_backends(self, register):
             register("shout", lambda config, settings, container: Shout(), description="loud")
 
+    body = {"model": "loud", "messages": [{"role": "user", "content": "hi there"}]}
     with gateway(plugins=(Plugin(),), models={"loud": {"kind": "shout"}}) as base:
         models = httpx.get(f"{base}/v1/models").json()
-        r = httpx.post(
-            f"{base}/v1/chat/completions",
-            json={"model": "loud", "messages": [{"role": "user", "content": "hi there"}]},
-        )
+        whole = httpx.post(f"{base}/v1/chat/completions", json=body)
+        streamed = httpx.post(f"{base}/v1/chat/completions", json={**body, "stream": True})
     assert [m["id"] for m in models["data"]] == ["loud"]
-    assert r.json()["choices"][0]["message"]["content"] == "HI THERE"
-    assert r.json()["usage"]["total_tokens"] == 3
+    assert whole.json()["choices"][0]["message"]["content"] == "HI THERE"
+    assert whole.json()["usage"]["total_tokens"] == 3
+    assert '"content":"HI THERE"' in streamed.text
+    assert streamed.text.rstrip().endswith("data: [DONE]")
 
 
 class Letters:
