@@ -19,12 +19,12 @@ def test_split_on_headings_and_paragraphs():
     chunks = split_markdown(text, max_chars=40)
     assert [(c.heading, c.text) for c in chunks] == [
         ("", "intro line"),
-        ("Title", "Title.\n\nfirst para\n\nsecond para"),
-        ("Sub", "Sub.\n\n```\n# not a heading\n```"),
+        ("Title", "Title: first para\n\nsecond para"),
+        ("Sub", "Sub: ```\n# not a heading\n```"),
     ]
     smaller = split_markdown(text, max_chars=25)
     assert [c.text for c in smaller if c.heading == "Title"] == [
-        "Title.\n\nfirst para",
+        "Title: first para",
         "second para",
     ]
 

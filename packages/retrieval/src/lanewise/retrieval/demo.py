@@ -41,8 +41,9 @@ def split_markdown(text: str, *, max_chars: int = MAX_CHARS) -> list[MarkdownChu
             fenced = not fenced
         match = None if fenced else HEADING.match(line)
         if match:
-            # The heading's words stay in the chunk (they help it match), its '#'s do not.
-            sections.append((match.group(2), [match.group(2) + "."]))
+            # The heading's words stay in the chunk (they help it match), its '#'s do not;
+            # it leads into the first paragraph instead of standing as a sentence alone.
+            sections.append((match.group(2), [match.group(2) + ":"]))
         else:
             sections[-1][1].append(line)
     chunks: list[MarkdownChunk] = []
@@ -50,15 +51,16 @@ def split_markdown(text: str, *, max_chars: int = MAX_CHARS) -> list[MarkdownChu
         paragraphs = [p.strip() for p in re.split(r"\n\s*\n", "\n".join(lines)) if p.strip()]
         current = ""
         for para in paragraphs:
-            heading_only = bool(heading) and current == heading + "."
+            heading_only = bool(heading) and current == heading + ":"
             if current and not heading_only and len(current) + len(para) + 2 > max_chars:
                 chunks.append(MarkdownChunk(heading, current))
                 current = ""
-            current = f"{current}\n\n{para}" if current else para
+            sep = " " if heading_only else "\n\n"
+            current = f"{current}{sep}{para}" if current else para
             while len(current) > max_chars:  # one giant paragraph: cut it
                 chunks.append(MarkdownChunk(heading, current[:max_chars]))
                 current = current[max_chars:]
-        if current and not (heading and current == heading + "."):
+        if current and not (heading and current == heading + ":"):
             chunks.append(MarkdownChunk(heading, current))
     return chunks
 
