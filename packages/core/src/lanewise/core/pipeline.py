@@ -185,24 +185,66 @@ class Pipeline:
 
     # -- generation -----------------------------------------------------------
     async def complete(self, request: ChatRequest) -> ChatCompletion:
-        """Run the whole pipeline and return one completion."""
-        text: list[str] = []
-        finish = "stop"
-        usage = Usage()
+        """Run the whole pipeline and return one completion.
+
+        Uses the backend's ``generate`` (one upstream call, no per-token events to
+        parse), so a proxied non-streaming request stays non-streaming upstream.
+        """
         prepared = await self.prepare(request)
-        async for chunk in self._generate(prepared):
-            text.append(chunk.delta)
-            if chunk.finish_reason is not None:
-                finish = chunk.finish_reason
-            if chunk.usage is not None:
-                usage = chunk.usage
+        completion = await self._generate_whole(prepared)
         return ChatCompletion(
             model=request.model,
-            text="".join(text),
-            finish_reason=finish,  # type: ignore[arg-type]
-            usage=usage,
+            text=completion.text,
+            finish_reason=completion.finish_reason,
+            usage=completion.usage,
             citations=citations_for(prepared.context),
             retrieval_degraded=prepared.extra.get(DEGRADED),
+        )
+
+    async def _generate_whole(self, request: ChatRequest) -> ChatCompletion:
+        backend = self.backend_for(request.model)
+        t0 = time.perf_counter()
+        usage = Usage()
+        done: float | None = None
+        deadline = request.deadline_s or self.settings.gateway.request_timeout_s
+        with self.stage(request, "generate", **{"gen_ai.request.model": request.model}) as attrs:
+            try:
+                async with asyncio.timeout(deadline):
+                    completion = await backend.generate(request)
+                usage = completion.usage
+                done = time.perf_counter() - t0
+                return completion
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"model {request.model!r} did not finish within {deadline:g}s; "
+                    "retry, or raise gateway.request_timeout_s",
+                    deadline_s=deadline,
+                ) from None
+            finally:
+                attrs["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+                attrs["gen_ai.usage.output_tokens"] = usage.completion_tokens
+                # Non-streaming: the first token reaches the caller with the last.
+                self._emit_usage(request, backend, usage, done, t0)
+
+    def _emit_usage(
+        self,
+        request: ChatRequest,
+        backend: ChatBackend,
+        usage: Usage,
+        ttft: float | None,
+        t0: float,
+    ) -> None:
+        self._hook.lanewise_on_usage(
+            event=UsageEvent(
+                request_id=request.request_id,
+                principal=request.principal,
+                model=request.model,
+                operation=request.extra.get("operation", "chat"),
+                usage=usage,
+                ttft_s=ttft,
+                duration_s=time.perf_counter() - t0,
+                backend=backend.name,
+            )
         )
 
     async def stream(self, request: ChatRequest) -> tuple[ChatRequest, AsyncIterator[ChatChunk]]:
@@ -245,18 +287,7 @@ class Pipeline:
                     await closer()
                 attrs["gen_ai.usage.input_tokens"] = usage.prompt_tokens
                 attrs["gen_ai.usage.output_tokens"] = usage.completion_tokens
-                self._hook.lanewise_on_usage(
-                    event=UsageEvent(
-                        request_id=request.request_id,
-                        principal=request.principal,
-                        model=request.model,
-                        operation=request.extra.get("operation", "chat"),
-                        usage=usage,
-                        ttft_s=ttft,
-                        duration_s=time.perf_counter() - t0,
-                        backend=backend.name,
-                    )
-                )
+                self._emit_usage(request, backend, usage, ttft, t0)
 
     async def _deadline(self, awaitable: Any) -> Any:
         deadline = self.settings.gateway.request_timeout_s

@@ -207,11 +207,17 @@ class OpenAICompatBackend:
                         body = await response.aread()
                     raise upstream_error(response, body, self.base_url)
                 lines = response.aiter_lines()
+                done = False
                 while True:
                     async with asyncio.timeout_at(end):
                         line = await anext(lines, None)
-                    if line is None or line == "data: [DONE]":
+                    if line is None:
                         break
+                    if done or line == "data: [DONE]":
+                        # Read to the end of the body so the connection goes back to
+                        # the pool; closing a half-read response would close the socket.
+                        done = True
+                        continue
                     if not line.startswith("data:"):
                         continue  # comments (keep-alives), event names, blank lines
                     event = msgspec.json.decode(line[5:].strip())
