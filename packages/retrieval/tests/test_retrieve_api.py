@@ -262,3 +262,17 @@ def test_rag_degrades_to_generation_without_context(broken_store_gateway):
         assert streamed.status_code == 200
         assert streamed.headers["x-lanewise-retrieval"] == "degraded"
         streamed.read()
+
+
+def test_deadline_is_504_or_degrades(lanewise_settings):
+    # A deadline no embedding can meet: the first query always has to embed.
+    settings = lanewise_settings(gateway={"request_timeout_s": 0.000001})
+    with serve_in_thread(create_app(settings)) as base:
+        r = httpx.post(f"{base}/v1/retrieve", json={"query": "anything"}, timeout=60)
+        assert r.status_code == 504, r.text
+        assert r.json()["type"].endswith("/upstream-timeout")
+        r = httpx.post(
+            f"{base}/v1/retrieve", json={"query": "something else", "degrade": True}, timeout=60
+        )
+        assert r.status_code == 200
+        assert r.json()["degraded"] is True

@@ -11,6 +11,7 @@ tenant-agnostic, but usage is still metered per principal.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from typing import Annotated, Any, Literal
@@ -152,14 +153,21 @@ async def retrieve(
     k = data.k if data.k is not None else settings.retrieval.default_k
     principal = principal_of(request)
     body: dict[str, Any] = {"object": "list", "k": k, "tenant": principal.tenant}
+    deadline = settings.gateway.request_timeout_s
     try:
-        hits = await retriever.retrieve(
-            principal=principal,
-            query=data.query,
-            k=k,
-            filter=data.filter,
-            request_id=str(request.scope.get("state", {}).get("request_id", "")),
-        )
+        try:
+            async with asyncio.timeout(deadline):
+                hits = await retriever.retrieve(
+                    principal=principal,
+                    query=data.query,
+                    k=k,
+                    filter=data.filter,
+                    request_id=str(request.scope.get("state", {}).get("request_id", "")),
+                )
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"retrieval did not finish within {deadline:g}s", deadline_s=deadline
+            ) from None
     except (Unavailable, UpstreamTimeout) as exc:
         if not data.degrade:
             raise
