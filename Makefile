@@ -20,6 +20,7 @@ help:
 	@echo "make test   run the test suite (starts its own Redis and PostgreSQL)"
 	@echo "make lint   ruff, mypy --strict, import-linter"
 	@echo "make bench  side-by-side benchmarks (not run in CI)"
+	@echo "make docs   build the documentation site into site/"
 
 $(UV):
 	@echo "== installing uv into $(UV_HOME)"
@@ -66,6 +67,9 @@ serve: venv
 
 bench: venv
 	$(VENV)/bin/python -m bench
+
+docs: venv
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) .tools .lanewise .mypy_cache .ruff_cache
