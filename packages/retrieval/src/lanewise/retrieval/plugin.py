@@ -9,7 +9,7 @@ from lanewise.core.registry import Register
 from lanewise.core.settings import Settings
 from lanewise.retrieval.api import ROUTES
 from lanewise.retrieval.demo import on_demo
-from lanewise.retrieval.embedders.factories import build_minilm, build_openai
+from lanewise.retrieval.embedders.factories import build_minilm, build_openai, build_triton
 from lanewise.retrieval.factories import build_retriever
 from lanewise.retrieval.rerank import build_mmr
 from lanewise.retrieval.stores import build_embedded
@@ -34,6 +34,11 @@ def lanewise_register_embedders(register: Register) -> None:
         default=True,
     )
     register("openai", build_openai, description="any OpenAI-compatible /v1/embeddings server")
+    register(
+        "triton",
+        build_triton,
+        description="all-MiniLM-L6-v2 served by Triton (deploy/triton/cpu/minilm) over gRPC",
+    )
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""Factories behind ``[retrieval.embedder] kind = "minilm" | "openai"``."""
+"""Factories behind ``[retrieval.embedder] kind = "minilm" | "openai" | "triton"``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from lanewise.core.settings import ComponentConfig, Settings
 from lanewise.retrieval.embedders.minilm import MiniLMEmbedder
 from lanewise.retrieval.embedders.openai import OpenAIEmbedder, api_key_from
+from lanewise.retrieval.embedders.triton import TritonEmbedder
 from lanewise.retrieval.options import Options
 
 KEY = "retrieval.embedder"
@@ -61,4 +62,20 @@ def build_openai(config: ComponentConfig, settings: Settings, container: Any) ->
         batch_size=opts.integer("batch_size", 64),
         timeout_s=opts.number("timeout_s", min(30.0, settings.gateway.request_timeout_s)),
         normalise=normalise,
+    )
+
+
+def build_triton(config: ComponentConfig, settings: Settings, container: Any) -> TritonEmbedder:
+    opts = Options(
+        KEY,
+        config.options,
+        {"url", "model", "batch_size", "max_concurrency", "timeout_s", "check_timeout_s"},
+    )
+    return TritonEmbedder(
+        url=opts.required_str("url"),
+        model=opts.text("model", "minilm") or "minilm",
+        batch_size=opts.integer("batch_size", 32),
+        max_concurrency=opts.integer("max_concurrency", 4),
+        timeout_s=opts.number("timeout_s", min(30.0, settings.gateway.request_timeout_s)),
+        check_timeout_s=opts.number("check_timeout_s", 2.0),
     )
