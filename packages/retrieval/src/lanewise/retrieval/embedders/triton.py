@@ -78,7 +78,7 @@ class TritonEmbedder:
         max_concurrency: int = 4,
         timeout_s: float = 30.0,
         check_timeout_s: float = 2.0,
-        name: str = "embedder",
+        name: str = "embedder:triton",
     ) -> None:
         self._grpcaio = import_client()
         self.url = url
@@ -211,6 +211,8 @@ class TritonEmbedder:
                 deadline_s=self.timeout_s,
             )
         if "UNAVAILABLE" in status:
+            # The server that comes back may serve another model: verify it again.
+            self._verified_batch = None
             return Unavailable(
                 f"triton at {self.url} is unavailable: {message}",
                 retry_after_s=RETRY_AFTER_S,
