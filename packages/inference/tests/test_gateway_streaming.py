@@ -48,3 +48,16 @@ def test_backend_without_finish_reason_still_ends_with_stop(gateway, slow_backen
         with httpx.stream("POST", f"{base}/v1/chat/completions", json=body) as r:
             lines = [line for line in r.iter_lines() if line.startswith("data: {")]
     assert '"finish_reason":"stop"' in lines[-1]
+
+
+def test_openai_sdk_ignores_keepalive_comments(gateway, slow_backend):
+    import openai
+
+    backend = slow_backend(delay_s=0.2, tokens=3)
+    with gateway(backends={"slow": backend}, gateway={"sse_keepalive_s": 0.05}) as base:
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+        stream = client.chat.completions.create(
+            model="slow", messages=[{"role": "user", "content": "go"}], stream=True
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "t0 t1 t2 "
