@@ -116,13 +116,9 @@ def test_no_filter_is_true():
 
 
 def weaviate_filters_module():
-    try:
-        from weaviate.collections.classes import filters as wf
-    except Exception as exc:  # WeaviateProtobufIncompatibility in this workspace
-        pytest.skip(
-            "weaviate-client 4.24.1 does not import here: it refuses protobuf >= 6.30 with "
-            f"grpcio < 1.72, and tritonclient[grpc] 2.71.0 pins exactly that pair ({exc})"
-        )
+    # Must import: the workspace pins tritonclient 2.66 (protobuf 5.x) for exactly this.
+    from weaviate.collections.classes import filters as wf
+
     return wf
 
 
