@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.inference import fairness, overhead
+from bench.inference import fairness, overhead, streams
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -88,6 +88,8 @@ def main() -> int:
     data["fairness"] = fairness.run(quick=args.quick)
     print("== gateway overhead", flush=True)
     data["overhead"] = overhead.run(quick=args.quick)
+    print("== concurrent streams through one gateway process", flush=True)
+    data["streams"] = streams.run(quick=args.quick)
     if args.litellm:
         from bench.inference import litellm_peer
 
