@@ -24,11 +24,11 @@ class TestEmbeddedContract(VectorStoreContract):
 
 
 class TestEmbeddedContractThroughHnsw(VectorStoreContract):
-    """exact_limit=0 forces every search through the HNSW graph (with its exact fallback)."""
+    """No exact plan: every search walks the HNSW graph (with its exact fallback)."""
 
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-        params = IndexParams(dimension=self.DIM, exact_limit=0, ef_search=200)
+        params = IndexParams(dimension=self.DIM, exact_limit=0, exact_fraction=0.0, ef_search=200)
         s = EmbeddedStore(tmp_path / "v.sqlite3", params)
         yield s
         await s.aclose()

@@ -5,11 +5,11 @@ its ``live`` bit; every search passes ``live`` (and the filter's mask) to faiss
 as an ``IDSelectorBitmap`` allow-list, which HNSW and flat search honour
 natively. When dead slots pile up, the owner rebuilds the tenant from SQLite.
 
-Search plan: if the allow-list is small (``exact_limit`` rows or fewer), score
-exactly those rows (recall 1.0, and cheaper than walking a graph in which
-almost every node is filtered out); otherwise walk HNSW with the allow-list
-and ``efSearch`` widened by up to 4x as the filter gets more selective, and fall
-back to exact if the graph walk found fewer than ``k`` allowed rows.
+Search plan: if the allow-list is small (``exact_limit`` rows or fewer, or at
+most ``exact_fraction`` of the tenant), score exactly those rows (recall 1.0,
+and cheaper than walking a graph in which almost every node is filtered out);
+otherwise walk HNSW with the allow-list and ``efSearch`` widened as the filter
+gets more selective, and fall back to exact if the walk found fewer than ``k``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class IndexParams:
     ef_construction: int = 100
     ef_search: int = 64
     exact_limit: int = 4_000
+    # Filters passing at most this share of a tenant are scored exactly: HNSW needs
+    # ef ~ 1000 for recall 0.97 at 1 % (bench/results/retrieval_index.json, forced plans).
+    exact_fraction: float = 0.02
 
 
 def new_faiss_index(params: IndexParams, training: F32 | None = None) -> Any:
@@ -155,12 +158,12 @@ class TenantIndex:
         if count == 0:
             return []
         k = min(k, count)
-        if count > self.params.exact_limit:
+        if count > self.params.exact_limit and count > self.params.exact_fraction * self.size:
             selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(bitmap))
             # faiss counts only allowed nodes towards efSearch, but recall still drops as
-            # the allow-list thins the graph (bench, 20k rows: ef 64 gives 0.87 at 10 %,
-            # ef 128 gives 0.96): widen ef by (1/selectivity)^0.3, i.e. 2x at 10 %, <= 4x.
-            widen = min(4.0, (self.size / count) ** 0.3)
+            # the allow-list thins the graph (bench, 200k rows at 10 %: ef 127 gives 0.94,
+            # ef 255 gives 0.98): widen ef by selectivity^-0.5 (3.2x at 10 %), at most 16x.
+            widen = min(16.0, (self.size / count) ** 0.5)
             ef = max(k, int(self.params.ef_search * widen))
             params = faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
             scores, slots = self.index.search(q, k, params=params)
