@@ -6,6 +6,7 @@ throwaway venv (its docstring says how).
 
 from __future__ import annotations
 
-from bench.retrieval import index_bench
+from bench.retrieval import cache_bench, index_bench
 
 index_bench.main()
+cache_bench.main([])
