@@ -105,6 +105,8 @@ class OpenAICompatBackend:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.model = model
+        # What clients see in errors: internal addresses stay out of problem bodies.
+        self.label = repr(model) if model else "server"
         self.timeout_s = timeout_s
         self.max_output_tokens = max_output_tokens
         self.counter = counter or token_counter("auto")
@@ -132,7 +134,6 @@ class OpenAICompatBackend:
             "lanewise": {
                 "kind": "openai",
                 "generative": True,
-                "upstream": self.base_url,
                 "upstream_model": self.model,
                 "max_tokens": self.max_output_tokens,
             },
@@ -205,7 +206,7 @@ class OpenAICompatBackend:
                 if response.status_code >= 400:
                     async with asyncio.timeout_at(end):
                         body = await response.aread()
-                    raise upstream_error(response, body, self.base_url)
+                    raise upstream_error(response, body, self.label)
                 lines = response.aiter_lines()
                 done = False
                 while True:
@@ -224,8 +225,8 @@ class OpenAICompatBackend:
                     if "error" in event:
                         err = event["error"] or {}
                         raise UpstreamError(
-                            f"upstream {self.base_url} failed mid-stream: {err.get('message')}",
-                            upstream=self.base_url,
+                            f"upstream {self.label} failed mid-stream: {err.get('message')}",
+                            upstream=self.label,
                         )
                     if event.get("usage"):
                         raw_usage = event["usage"]
@@ -240,22 +241,22 @@ class OpenAICompatBackend:
                 await response.aclose()
         except TimeoutError:
             raise UpstreamTimeout(
-                f"upstream {self.base_url} did not finish within the deadline",
-                upstream=self.base_url,
+                f"upstream {self.label} did not finish within the deadline",
+                upstream=self.label,
             ) from None
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(
-                f"upstream {self.base_url} timed out ({type(exc).__name__})", upstream=self.base_url
+                f"upstream {self.label} timed out ({type(exc).__name__})", upstream=self.label
             ) from None
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise Unavailable(
-                f"upstream {self.base_url} is unreachable ({type(exc).__name__}: {exc})",
+                f"upstream {self.label} is unreachable ({type(exc).__name__}: {exc})",
                 retry_after_s=1.0,
-                upstream=self.base_url,
+                upstream=self.label,
             ) from None
         except msgspec.DecodeError:
             raise UpstreamError(
-                f"upstream {self.base_url} sent an event that is not JSON", upstream=self.base_url
+                f"upstream {self.label} sent an event that is not JSON", upstream=self.label
             ) from None
         yield ChatChunk(
             finish_reason=finish or "stop",
@@ -269,29 +270,29 @@ class OpenAICompatBackend:
                 response = await self._send(self._body(request, stream=False), stream=False)
         except TimeoutError:
             raise UpstreamTimeout(
-                f"upstream {self.base_url} did not answer within the deadline",
-                upstream=self.base_url,
+                f"upstream {self.label} did not answer within the deadline",
+                upstream=self.label,
             ) from None
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(
-                f"upstream {self.base_url} timed out ({type(exc).__name__})", upstream=self.base_url
+                f"upstream {self.label} timed out ({type(exc).__name__})", upstream=self.label
             ) from None
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise Unavailable(
-                f"upstream {self.base_url} is unreachable ({type(exc).__name__}: {exc})",
+                f"upstream {self.label} is unreachable ({type(exc).__name__}: {exc})",
                 retry_after_s=1.0,
-                upstream=self.base_url,
+                upstream=self.label,
             ) from None
         if response.status_code >= 400:
-            raise upstream_error(response, response.content, self.base_url)
+            raise upstream_error(response, response.content, self.label)
         try:
             body = msgspec.json.decode(response.content)
             choice = body["choices"][0]
             text = choice["message"].get("content") or ""
         except (msgspec.DecodeError, KeyError, IndexError, TypeError, AttributeError):
             raise UpstreamError(
-                f"upstream {self.base_url} answered without a chat completion",
-                upstream=self.base_url,
+                f"upstream {self.label} answered without a chat completion",
+                upstream=self.label,
             ) from None
         return ChatCompletion(
             model=request.model,

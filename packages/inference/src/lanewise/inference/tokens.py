@@ -50,7 +50,7 @@ class HFTokenCounter:
         self._tokenizer: Any = Tokenizer.from_file(str(path))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
-        self.name = f"tokenizers:{path}"
+        self.name = f"tokenizers:{path.name}"  # never a local path in /v1/models
 
     def count(self, text: str) -> int:
         if not text:
