@@ -187,3 +187,53 @@ async def test_preempted_batch_replica_is_retried_elsewhere_when_buffered():
     backend = pool_backend([Replay("warm")], [Replay("spot-0", fail="after")])
     with pytest.raises(UpstreamError):  # a streaming client already saw tokens: no retry
         await backend.generate(streaming)
+
+
+async def test_replica_killed_under_load_fails_no_request(gateway):
+    """Two real upstream gateways behind a pool; one shuts down in the middle of the load."""
+    from lanewise.inference.openai_compat import OpenAICompatBackend
+
+    models = {"extractive": {"kind": "extractive"}}
+    victim_cm, survivor_cm = gateway(models=models), gateway(models=models)
+    bases = [victim_cm.__enter__(), survivor_cm.__enter__()]
+    victim_stopped = False
+    try:
+        replicas = [
+            Replica(
+                f"up{i}",
+                OpenAICompatBackend(base_url=f"{base}/v1", model="extractive"),
+                CircuitBreaker(failure_threshold=2, reset_after_s=60),
+            )
+            for i, base in enumerate(bases)
+        ]
+        backend = PoolBackend(
+            {"interactive": Pool("interactive", replicas, warm=True, spot=False)},
+            rng=random.Random(3),
+        )
+        warm = [await backend.generate(request()) for _ in range(10)]
+        assert {r.served > 0 for r in replicas} == {True}
+
+        async def kill_victim():
+            nonlocal victim_stopped
+            await asyncio.sleep(0.05)
+            await asyncio.to_thread(victim_cm.__exit__, None, None, None)
+            victim_stopped = True
+
+        sem = asyncio.Semaphore(8)
+
+        async def one():
+            async with sem:
+                return await backend.generate(request())
+
+        results = await asyncio.gather(kill_victim(), *(one() for _ in range(60)))
+        after = [await backend.generate(request()) for _ in range(30)]
+        for replica in replicas:
+            await replica.backend.aclose()
+    finally:
+        survivor_cm.__exit__(None, None, None)
+        if not victim_stopped:
+            victim_cm.__exit__(None, None, None)
+    answers = [c.text for c in [*warm, *results[1:], *after]]
+    assert len(answers) == 100
+    assert all(a for a in answers)  # every request answered, none failed
+    assert replicas[0].breaker.state == "open"
