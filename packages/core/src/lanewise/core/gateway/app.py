@@ -20,6 +20,7 @@ from litestar import Litestar, Request
 from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins import InitPluginProtocol
 
@@ -46,6 +47,11 @@ class LanewiseInitPlugin(InitPluginProtocol):
                 "pipeline": Provide(lambda: container.pipeline(), sync_to_thread=False),
                 "settings": Provide(lambda: self.settings, sync_to_thread=False),
             }
+        )
+        # Litestar would configure the root logger at INFO, putting a log line for every
+        # upstream httpx call on the hot path; the problem handlers log errors themselves.
+        app_config.logging_config = LoggingConfig(
+            configure_root_logger=False, log_exceptions="never"
         )
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)  # type: ignore[arg-type]
         app_config.request_max_body_size = gateway.max_body_bytes
