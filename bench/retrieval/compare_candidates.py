@@ -13,9 +13,10 @@ has one), and index memory (bytes per vector, extrapolated linearly to 1M).
 The candidates are heavy (Chroma, LanceDB, Milvus Lite pull hundreds of MB), so
 this runs in a throwaway venv, not the project's::
 
-    uv venv /tmp/annbench && VIRTUAL_ENV=/tmp/annbench uv pip install "numpy<2" \
+    uv venv /tmp/annbench && VIRTUAL_ENV=/tmp/annbench uv pip install "numpy<2" "pyarrow<20" \
         faiss-cpu==1.15.1 usearch hnswlib lancedb chromadb "pymilvus[milvus_lite]"
-    OMP_NUM_THREADS=2 /tmp/annbench/bin/python -m bench.retrieval.compare_candidates --n 50000 --queries 500
+    OMP_NUM_THREADS=2 /tmp/annbench/bin/python -m bench.retrieval.compare_candidates \
+        --n 50000 --queries 500
 
 Target (from the issue): recall@10 >= 0.95; filtered recall kept at 1 %.
 """
