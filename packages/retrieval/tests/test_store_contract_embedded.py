@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -111,4 +112,27 @@ async def test_snapshot_is_used_only_while_current(tmp_path: Path) -> None:
     store = EmbeddedStore(path, params)
     hits = await store.search(tenant="t", vector=query, k=1)
     assert hits[0].id == "new"
+    await store.aclose()
+
+
+async def test_concurrent_searches_and_writes(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    store = EmbeddedStore(tmp_path / "v.sqlite3", IndexParams(dimension=8, exact_limit=0))
+    stable = random_rows(rng, 500, 8, prefix="s")
+    await put(store, "t", stable)
+
+    async def churn() -> None:
+        for round_ in range(20):
+            rows = random_rows(rng, 20, 8, prefix=f"c{round_}-")
+            await put(store, "t", rows)
+            await store.delete(tenant="t", ids=[r[0] for r in rows[:10]])
+
+    async def look(i: int) -> None:
+        vec = stable[i][1]
+        hits = await store.search(tenant="t", vector=vec, k=5)
+        assert hits[0].id == stable[i][0]
+        assert all(h.text for h in hits)
+
+    await asyncio.gather(churn(), *(look(i) for i in range(0, 500, 5)))
+    assert await store.count(tenant="t") == 500 + 20 * 10
     await store.aclose()

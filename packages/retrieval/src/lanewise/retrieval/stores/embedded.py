@@ -13,9 +13,10 @@ as new as the tenant's rows.
 Tenants are isolated by construction: each has its own index and its rows are
 keyed ``(tenant, id)``; no code path searches more than one tenant's index.
 
-One process owns a store file (an exclusive ``flock`` on ``<path>.lock``);
-calls are serialised by one lock and run in a worker thread, faiss releasing
-the GIL while it searches.
+One process owns a store file (an exclusive ``flock`` on ``<path>.lock``).
+Calls run in worker threads; writes and index walks are serialised by one lock
+(faiss releases the GIL while it searches), and searches read their hits on
+per-thread read-only connections outside it.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class EmbeddedStore:
             raise
         self._lock = threading.Lock()
         self._tenants: dict[str, TenantIndex] = {}
+        self._readers = threading.local()
+        self._reader_list: list[sqlite3.Connection] = []
         self._closed = False
 
     def _check_format(self) -> None:
@@ -140,7 +143,7 @@ class EmbeddedStore:
             raise InvalidRequest(f"k must be a positive integer, got {k!r}")
         query = _unit_vectors(self.params.dimension, [vector], what="query vector")[0]
         node = parse_filter(filter)
-        return await asyncio.to_thread(self._locked, self._search, tenant, query, k, node)
+        return await asyncio.to_thread(self._search, tenant, query, k, node)
 
     async def count(self, *, tenant: str, filter: Filter | None = None) -> int:
         _check_tenant(tenant)
@@ -167,6 +170,19 @@ class EmbeddedStore:
             if self._closed:
                 raise RuntimeError("vector store is closed")
             return fn(*args)
+
+    def _reader(self) -> sqlite3.Connection:
+        reader: sqlite3.Connection | None = getattr(self._readers, "db", None)
+        if reader is None:
+            reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            reader.execute("PRAGMA query_only=ON")
+            self._readers.db = reader
+            with self._lock:
+                if self._closed:
+                    reader.close()
+                    raise RuntimeError("vector store is closed")
+                self._reader_list.append(reader)
+        return reader
 
     def _version(self, tenant: str) -> int:
         row = self._db.execute("SELECT version FROM tenants WHERE tenant = ?", (tenant,)).fetchone()
@@ -258,19 +274,25 @@ class EmbeddedStore:
             self._tenants[tenant] = self._load_rows(tenant)
 
     def _search(self, tenant: str, query: F32, k: int, node: Node | None) -> list[Hit]:
-        found = self._tenant(tenant).search(query, k, node)
+        # Only the index walk holds the store lock; the hits are read on this thread's
+        # own connection, so searches overlap on SQLite. A rowid the index returned is
+        # committed (writes commit before they touch the index); if a delete removed it
+        # since, it is simply left out.
+        found = self._locked(lambda: self._tenant(tenant).search(query, k, node))
         if not found:
             return []
         marks = ",".join("?" * len(found))
         rows = {
             r[0]: r[1:]
-            for r in self._db.execute(
+            for r in self._reader().execute(
                 f"SELECT rowid, id, text, metadata FROM rows WHERE rowid IN ({marks})",  # noqa: S608
                 [rowid for rowid, _ in found],
             )
         }
         hits = []
         for rowid, score in found:
+            if rowid not in rows:
+                continue
             rid, text, meta_json = rows[rowid]
             meta = json.loads(meta_json)
             source = meta.get("source")
@@ -359,6 +381,8 @@ class EmbeddedStore:
 
     def _close(self) -> None:
         self._snapshot_all(SNAPSHOT_MIN_ROWS)
+        for reader in self._reader_list:
+            reader.close()
         self._db.close()
         self._lockfile.close()
         self._closed = True
