@@ -40,22 +40,37 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
 
     # Fail fast on bad config before forking workers, then release what the check
     # opened (files, locks, connections): each worker builds its own app.
+    gw = settings.gateway
+    n_workers = workers or gw.workers
     checked = create_app(settings)
+    single = single_process_components(checked.state["container"])
     asyncio.run(close_container(checked.state["container"]))
+    if n_workers > 1 and single:
+        raise ConfigError(
+            f"{', '.join(single)} can be open in one process only, so the gateway cannot run "
+            f"{n_workers} workers; use --workers 1, or a server-backed component to scale out "
+            '(e.g. retrieval.vector_store kind = "pgvector" or "weaviate")'
+        )
     config = (ctx.obj or {}).get("config")
     if config:
         os.environ["LANEWISE_CONFIG"] = str(Path(config).resolve())
-    gw = settings.gateway
     uvicorn.run(
         "lanewise.core.gateway.app:create_app_from_env",
         factory=True,
         host=host or gw.host,
         port=port if port is not None else gw.port,
-        workers=workers or gw.workers,
+        workers=n_workers,
         # uvicorn takes whole seconds; rounding up never cuts a configured grace short.
         timeout_graceful_shutdown=math.ceil(gw.shutdown_timeout_s),
         log_level="info",
         access_log=False,
+    )
+
+
+def single_process_components(container: Any) -> list[str]:
+    """Built components that declare ``single_process = True`` (they own a local file)."""
+    return sorted(
+        {type(c).__name__ for c in container.closeables() if getattr(c, "single_process", False)}
     )
 
 

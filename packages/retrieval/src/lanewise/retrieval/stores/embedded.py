@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS rows (
 class EmbeddedStore:
     """A :class:`~lanewise.core.protocols.VectorStore` in one SQLite file plus faiss."""
 
+    single_process = True  # the gateway refuses --workers > 1 with this store (one owner)
+
     def __init__(self, path: str | Path, params: IndexParams) -> None:
         self.path = Path(path)
         self.params = params
@@ -74,7 +76,8 @@ class EmbeddedStore:
         except BlockingIOError:
             self._lockfile.close()
             raise ConfigError(
-                f"vector store {self.path} is open in another process; one process owns it"
+                f"vector store {self.path} is open in another process; the embedded store has "
+                "one owner process (run one gateway worker, or use kind = pgvector/weaviate)"
             ) from None
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
