@@ -1,4 +1,4 @@
-"""Whole-batch validation for server-backed stores: reject before anything is written."""
+"""Whole-batch validation shared by every vector store: reject before anything is written."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from lanewise.core.errors import InvalidRequest
 class Batch:
     ids: list[str]
     vectors: npt.NDArray[np.float32]
-    """Unit length: every server-side store ranks by cosine."""
+    """Unit length: every store ranks by cosine."""
     texts: list[str]
     metadata_json: list[str]
     metadata: list[dict[str, Any]]

@@ -38,6 +38,13 @@ from lanewise.core.errors import ConfigError, InvalidRequest
 from lanewise.core.protocols import Filter
 from lanewise.core.types import Hit
 from lanewise.retrieval.filters import Node, parse_filter
+from lanewise.retrieval.stores.batch import (
+    Batch,
+    check_k,
+    check_tenant,
+    unit_vectors,
+    validate_batch,
+)
 from lanewise.retrieval.stores.embedded_index import F32, IndexParams, TenantIndex
 
 # faiss's bundled stubs miss SearchParameters(sel=...) and SearchParametersHNSW.
@@ -121,16 +128,16 @@ class EmbeddedStore:
         texts: Sequence[str],
         metadata: Sequence[Mapping[str, Any]],
     ) -> int:
-        _check_tenant(tenant)
-        batch = _validate_batch(self.params.dimension, ids, vectors, texts, metadata)
+        check_tenant(tenant)
+        batch = validate_batch(self.params.dimension, ids, vectors, texts, metadata)
         if batch is None:
             return 0
-        return await asyncio.to_thread(self._locked, self._upsert, tenant, list(ids), *batch)
+        return await asyncio.to_thread(self._locked, self._upsert, tenant, batch)
 
     async def delete(
         self, *, tenant: str, ids: Sequence[str] | None = None, filter: Filter | None = None
     ) -> int:
-        _check_tenant(tenant)
+        check_tenant(tenant)
         if ids is None and filter is None:
             raise InvalidRequest("delete needs ids, a filter, or both")
         node = parse_filter(filter)
@@ -141,22 +148,21 @@ class EmbeddedStore:
     async def search(
         self, *, tenant: str, vector: Sequence[float], k: int, filter: Filter | None = None
     ) -> list[Hit]:
-        _check_tenant(tenant)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InvalidRequest(f"k must be a positive integer, got {k!r}")
-        query = _unit_vectors(self.params.dimension, [vector], what="query vector")[0]
+        check_tenant(tenant)
+        check_k(k)
+        query = unit_vectors(self.params.dimension, [vector], what="query vector")[0]
         node = parse_filter(filter)
         return await asyncio.to_thread(self._search, tenant, query, k, node)
 
     async def count(self, *, tenant: str, filter: Filter | None = None) -> int:
-        _check_tenant(tenant)
+        check_tenant(tenant)
         node = parse_filter(filter)
         return await asyncio.to_thread(
             self._locked, lambda: self._tenant(tenant).allow_list(node)[1]
         )
 
     async def index_version(self, *, tenant: str) -> int:
-        _check_tenant(tenant)
+        check_tenant(tenant)
         return await asyncio.to_thread(self._locked, self._version, tenant)
 
     async def snapshot(self) -> None:
@@ -214,22 +220,17 @@ class EmbeddedStore:
             )
         return index
 
-    def _upsert(
-        self,
-        tenant: str,
-        ids: list[str],
-        vectors: F32,
-        texts: list[str],
-        metas: list[str],
-        parsed: list[dict[str, Any]],
-    ) -> int:
+    def _upsert(self, tenant: str, batch: Batch) -> int:
+        ids, vectors, parsed = batch.ids, batch.vectors, batch.metadata
         index = self._tenant(tenant)
         rowids: list[int] = []
         with self._tx():
             self._db.executemany(
                 "DELETE FROM rows WHERE tenant = ? AND id = ?", [(tenant, i) for i in ids]
             )
-            for rid, vec, text, meta in zip(ids, vectors, texts, metas, strict=True):
+            for rid, vec, text, meta in zip(
+                ids, vectors, batch.texts, batch.metadata_json, strict=True
+            ):
                 cur = self._db.execute(
                     "INSERT INTO rows (tenant, id, vector, text, metadata) VALUES (?, ?, ?, ?, ?)",
                     (tenant, rid, vec.tobytes(), text, meta),
@@ -404,76 +405,8 @@ class _Transaction:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-def _check_tenant(tenant: str) -> None:
-    if not isinstance(tenant, str) or not tenant:
-        raise InvalidRequest(f"tenant must be a non-empty string, got {tenant!r}")
-
-
 def _blobs_to_matrix(blobs: Sequence[bytes], dimension: int) -> F32:
     if not blobs:
         return np.zeros((0, dimension), dtype=np.float32)
     matrix: F32 = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dimension)
     return matrix
-
-
-def _unit_vectors(dimension: int, vectors: Sequence[Sequence[float]], *, what: str) -> F32:
-    for i, vec in enumerate(vectors):
-        if len(vec) != dimension:
-            raise InvalidRequest(
-                f"{what} {i} has dimension {len(vec)}; this store holds {dimension}-d vectors",
-                index=i,
-            )
-    try:
-        matrix = np.asarray(vectors, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest(f"{what}s must be lists of numbers ({exc})") from None
-    if not np.isfinite(matrix).all():
-        bad = int(np.nonzero(~np.isfinite(matrix).all(axis=1))[0][0])
-        raise InvalidRequest(f"{what} {bad} has a NaN or infinite component", index=bad)
-    norms = np.linalg.norm(matrix, axis=1)
-    if (norms == 0).any():
-        bad = int(np.nonzero(norms == 0)[0][0])
-        raise InvalidRequest(f"{what} {bad} is all zeros (no direction to compare)", index=bad)
-    unit: F32 = (matrix / norms[:, None]).astype(np.float32)
-    return unit
-
-
-def _validate_batch(
-    dimension: int,
-    ids: Sequence[str],
-    vectors: Sequence[Sequence[float]],
-    texts: Sequence[str],
-    metadata: Sequence[Mapping[str, Any]],
-) -> tuple[F32, list[str], list[str], list[dict[str, Any]]] | None:
-    """Check the whole batch before anything is written; None for an empty batch."""
-    lengths = {len(ids), len(vectors), len(texts), len(metadata)}
-    if len(lengths) != 1:
-        raise InvalidRequest(
-            f"ids, vectors, texts and metadata differ in length: {len(ids)}, "
-            f"{len(vectors)}, {len(texts)}, {len(metadata)}"
-        )
-    if not ids:
-        return None
-    seen: set[str] = set()
-    for i, rid in enumerate(ids):
-        if not isinstance(rid, str) or not rid:
-            raise InvalidRequest(f"id {i} must be a non-empty string, got {rid!r}", index=i)
-        if rid in seen:
-            raise InvalidRequest(f"id {rid!r} appears twice in one upsert", index=i)
-        seen.add(rid)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InvalidRequest(f"text {i} must be a string", index=i)
-    matrix = _unit_vectors(dimension, vectors, what="vector")
-    metas: list[str] = []
-    parsed: list[dict[str, Any]] = []
-    for i, meta in enumerate(metadata):
-        if not isinstance(meta, Mapping) or not all(isinstance(key, str) for key in meta):
-            raise InvalidRequest(f"metadata {i} must be an object with string keys", index=i)
-        try:
-            text = json.dumps(dict(meta), allow_nan=False, ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest(f"metadata {i} is not JSON: {exc}", index=i) from None
-        metas.append(text)
-        parsed.append(json.loads(text))
-    return matrix, list(texts), metas, parsed
