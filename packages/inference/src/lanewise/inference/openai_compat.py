@@ -85,6 +85,37 @@ def upstream_error(response: httpx.Response, body: bytes, upstream: str) -> Lane
     return UpstreamError(where, upstream=upstream, upstream_status=status)
 
 
+_TRANSPORT_ERRORS = (
+    TimeoutError,
+    httpx.TimeoutException,
+    httpx.ConnectError,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+)
+
+
+def _transport_error(exc: BaseException, upstream: str, *, waiting_to: str) -> LanewiseError:
+    """The lanewise error for a call that got no HTTP answer (one of ``_TRANSPORT_ERRORS``).
+
+    ``TimeoutError`` is our own deadline (``asyncio.timeout_at``), the httpx
+    timeouts are the client's per-phase limits; ``waiting_to`` says which step
+    the deadline cut short ("answer", "finish").
+    """
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(
+            f"upstream {upstream} did not {waiting_to} within the deadline", upstream=upstream
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(
+            f"upstream {upstream} timed out ({type(exc).__name__})", upstream=upstream
+        )
+    return Unavailable(
+        f"upstream {upstream} is unreachable ({type(exc).__name__}: {exc})",
+        retry_after_s=1.0,
+        upstream=upstream,
+    )
+
+
 class OpenAICompatBackend:
     def __init__(
         self,
@@ -239,21 +270,8 @@ class OpenAICompatBackend:
                             finish = _FINISH.get(choice["finish_reason"], "stop")
             finally:
                 await response.aclose()
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"upstream {self.label} did not finish within the deadline",
-                upstream=self.label,
-            ) from None
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(
-                f"upstream {self.label} timed out ({type(exc).__name__})", upstream=self.label
-            ) from None
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise Unavailable(
-                f"upstream {self.label} is unreachable ({type(exc).__name__}: {exc})",
-                retry_after_s=1.0,
-                upstream=self.label,
-            ) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport_error(exc, self.label, waiting_to="finish") from None
         except msgspec.DecodeError:
             raise UpstreamError(
                 f"upstream {self.label} sent an event that is not JSON", upstream=self.label
@@ -268,21 +286,8 @@ class OpenAICompatBackend:
         try:
             async with asyncio.timeout_at(end):
                 response = await self._send(self._body(request, stream=False), stream=False)
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"upstream {self.label} did not answer within the deadline",
-                upstream=self.label,
-            ) from None
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(
-                f"upstream {self.label} timed out ({type(exc).__name__})", upstream=self.label
-            ) from None
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise Unavailable(
-                f"upstream {self.label} is unreachable ({type(exc).__name__}: {exc})",
-                retry_after_s=1.0,
-                upstream=self.label,
-            ) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport_error(exc, self.label, waiting_to="answer") from None
         if response.status_code >= 400:
             raise upstream_error(response, response.content, self.label)
         try:
