@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import msgspec
@@ -19,6 +19,7 @@ import pluggy
 from lanewise.core.errors import InvalidRequest, NotFound, Unavailable, UpstreamTimeout
 from lanewise.core.protocols import ChatBackend, Retriever
 from lanewise.core.settings import Settings
+from lanewise.core.stages import timed_stage
 from lanewise.core.types import (
     ChatChunk,
     ChatCompletion,
@@ -26,7 +27,6 @@ from lanewise.core.types import (
     Citation,
     Hit,
     Message,
-    StageTiming,
     Usage,
     UsageEvent,
 )
@@ -67,6 +67,14 @@ def check_max_tokens(request: ChatRequest, backend: ChatBackend) -> None:
         )
 
 
+def _model_timeout(request: ChatRequest, deadline: float) -> UpstreamTimeout:
+    return UpstreamTimeout(
+        f"model {request.model!r} did not finish within {deadline:g}s; "
+        "retry, or raise gateway.request_timeout_s",
+        deadline_s=deadline,
+    )
+
+
 class Pipeline:
     def __init__(
         self,
@@ -96,25 +104,10 @@ class Pipeline:
         return backend
 
     # -- stages ---------------------------------------------------------------
-    @contextmanager
-    def stage(self, request: ChatRequest, name: str, **attributes: Any) -> Iterator[dict[str, Any]]:
-        started = time.time()
-        t0 = time.perf_counter()
-        ok = False
-        try:
-            yield attributes
-            ok = True
-        finally:
-            self._hook.lanewise_on_stage(
-                event=StageTiming(
-                    request_id=request.request_id,
-                    stage=name,
-                    started_at=started,
-                    duration_s=time.perf_counter() - t0,
-                    ok=ok,
-                    attributes=attributes,
-                )
-            )
+    def stage(
+        self, request: ChatRequest, name: str, **attributes: Any
+    ) -> AbstractContextManager[dict[str, Any]]:
+        return timed_stage(self._hook, request.request_id, name, attributes)
 
     def resolve_alias(self, request: ChatRequest) -> ChatRequest:
         """``rag/<model>`` → ``<model>`` with retrieval on (unless the body configured it)."""
@@ -215,11 +208,7 @@ class Pipeline:
                 done = time.perf_counter() - t0
                 return completion
             except TimeoutError:
-                raise UpstreamTimeout(
-                    f"model {request.model!r} did not finish within {deadline:g}s; "
-                    "retry, or raise gateway.request_timeout_s",
-                    deadline_s=deadline,
-                ) from None
+                raise _model_timeout(request, deadline) from None
             finally:
                 attrs["gen_ai.usage.input_tokens"] = usage.prompt_tokens
                 attrs["gen_ai.usage.output_tokens"] = usage.completion_tokens
@@ -276,11 +265,7 @@ class Pipeline:
                         usage = chunk.usage
                     yield chunk
             except TimeoutError:
-                raise UpstreamTimeout(
-                    f"model {request.model!r} did not finish within {deadline:g}s; "
-                    "retry, or raise gateway.request_timeout_s",
-                    deadline_s=deadline,
-                ) from None
+                raise _model_timeout(request, deadline) from None
             finally:
                 closer = getattr(chunks, "aclose", None)
                 if closer is not None:

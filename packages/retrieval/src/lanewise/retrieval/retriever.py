@@ -9,14 +9,14 @@ without a hook of its own.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from lanewise.core.errors import InvalidRequest, LanewiseError, Unavailable
 from lanewise.core.protocols import Embedder, Reranker, VectorStore
-from lanewise.core.types import Hit, Principal, StageTiming
+from lanewise.core.stages import timed_stage
+from lanewise.core.types import Hit, Principal
 from lanewise.retrieval.caches import RetrievalCache, embedding_key, result_key
 from lanewise.retrieval.filters import parse_filter, to_json
 
@@ -69,26 +69,12 @@ class SearchRetriever:
     # -- stages -----------------------------------------------------------------
     @contextmanager
     def stage(self, request_id: str, name: str, **attributes: Any) -> Iterator[dict[str, Any]]:
-        started = time.time()
-        t0 = time.perf_counter()
-        ok = False
-        try:
-            yield attributes
-            ok = True
-        finally:
-            if self.hook is not None:
-                if self.cache is not None and name == "cache":
+        with timed_stage(self.hook, request_id, name, attributes):
+            try:
+                yield attributes
+            finally:
+                if self.hook is not None and self.cache is not None and name == "cache":
                     attributes.update(self.cache.counters())
-                self.hook.lanewise_on_stage(
-                    event=StageTiming(
-                        request_id=request_id,
-                        stage=name,
-                        started_at=started,
-                        duration_s=time.perf_counter() - t0,
-                        ok=ok,
-                        attributes=attributes,
-                    )
-                )
 
     async def embed_query(self, query: str, request_id: str) -> list[float]:
         e = self.embedder
