@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -277,6 +277,22 @@ async def sse_events(
     yield b"data: [DONE]\n\n"
 
 
+def sse_stream(events: AsyncIterator[bytes], headers: Mapping[str, str] | None = None) -> Stream:
+    """The HTTP response that carries ``sse_events`` (plus any extra ``headers``)."""
+    return Stream(
+        events,
+        media_type="text/event-stream",
+        # Litestar 2.x lets the handler's default media type (JSON) override the
+        # Stream's own; an explicit header is kept (ASGIResponse uses setdefault).
+        headers={
+            "content-type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            **(headers or {}),
+        },
+    )
+
+
 @post("/v1/chat/completions", tags=["openai"], status_code=200)
 async def chat_completions(
     data: JSONBody[ChatCompletionsBody],
@@ -296,7 +312,7 @@ async def chat_completions(
         raise InvalidRequest("n > 1 is not supported", field="n")
     prepared, chunks = await pipeline.stream(chat)
     degraded = {"X-Lanewise-Retrieval": "degraded"} if DEGRADED in prepared.extra else {}
-    return Stream(
+    return sse_stream(
         sse_events(
             chunks,
             model=data.model,
@@ -306,15 +322,7 @@ async def chat_completions(
             citations=[msgspec.structs.asdict(c) for c in citations_for(prepared.context)],
             keepalive_s=pipeline.settings.gateway.sse_keepalive_s,
         ),
-        media_type="text/event-stream",
-        # Litestar 2.x lets the handler's default media type (JSON) override the
-        # Stream's own; an explicit header is kept (ASGIResponse uses setdefault).
-        headers={
-            "content-type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            **degraded,
-        },
+        degraded,
     )
 
 
@@ -407,7 +415,7 @@ async def completions(
     _, chunks = await pipeline.stream(chat)
     if prefix:
         chunks = _prepend(ChatChunk(delta=prefix), chunks)
-    return Stream(
+    return sse_stream(
         sse_events(
             chunks,
             model=data.model,
@@ -418,14 +426,6 @@ async def completions(
             keepalive_s=pipeline.settings.gateway.sse_keepalive_s,
             object_name="text_completion",
         ),
-        media_type="text/event-stream",
-        # Litestar 2.x lets the handler's default media type (JSON) override the
-        # Stream's own; an explicit header is kept (ASGIResponse uses setdefault).
-        headers={
-            "content-type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        },
     )
 
 
