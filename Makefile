@@ -49,7 +49,16 @@ sysdeps:
 demo: venv
 	$(VENV)/bin/lanewise demo
 
+# The hf-local tests need torch: the CPU build from a local wheel when the machine
+# has one (never PyPI's Linux torch, a multi-GB CUDA build), plus the transformers
+# the lock pins for the [hf] extra. Skipped when already importable; `uv sync`
+# removes both again only when the lock changes.
 test: venv sysdeps
+	@wheel=/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl; \
+	if [ -f $$wheel ] && ! $(VENV)/bin/python -c "import torch, transformers" 2>/dev/null; then \
+	  echo "== installing the CPU build of torch and transformers (hf-local tests)"; \
+	  $(UV) pip install --python $(VENV)/bin/python $$wheel "transformers==4.57.6" "safetensors==0.8.0"; \
+	fi
 	$(VENV)/bin/pytest
 
 lint: venv
