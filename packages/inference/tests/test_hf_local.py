@@ -291,3 +291,59 @@ def test_gateway_streams_through_the_openai_sdk(model_dir: Path, gateway: Any) -
             client.chat.completions.create(
                 model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=65
             )
+
+
+@needs_torch
+async def test_concurrent_requests_match_sequential_ones(backend: Any) -> None:
+    import asyncio
+
+    alone = await backend.generate(request(max_tokens=10))
+    sampled = await backend.generate(request(max_tokens=10, temperature=0.8, seed=3))
+    together = await asyncio.gather(
+        backend.generate(request(max_tokens=10)),
+        backend.generate(request(max_tokens=10, temperature=0.8, seed=3)),
+        backend.generate(request(max_tokens=10)),
+    )
+    assert [c.text for c in together] == [alone.text, sampled.text, alone.text]
+
+
+@needs_torch
+async def test_prompt_longer_than_the_context_is_a_400(backend: Any) -> None:
+    from lanewise.core.errors import InvalidRequest
+
+    long = ChatRequest(model="tiny", messages=[Message(role="user", content="pool " * 600)])
+    with pytest.raises(InvalidRequest, match="context window") as caught:
+        await backend.generate(long)
+    assert caught.value.extensions["field"] == "messages"
+
+
+@needs_torch
+def test_client_disconnect_stops_generation(model_dir: Path, gateway: Any) -> None:
+    import httpx
+
+    tiny = build(model_dir, max_tokens_limit=400)
+    with gateway(backends={"tiny": tiny}) as base:
+        body = {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "Where does the batch pool run?"}],
+            "stream": True,
+            "max_tokens": 400,
+        }
+        with httpx.Client(base_url=base, timeout=120) as client:
+            # Left alone, this prompt runs to max_tokens (the model never says EOS).
+            whole = client.post("/v1/chat/completions", json={**body, "stream": False})
+            assert whole.json()["choices"][0]["finish_reason"] == "length"
+            before = tiny.tokens_generated
+            seen = 0
+            with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                assert response.status_code == 200
+                for line in response.iter_lines():
+                    seen += line.startswith("data: ")
+                    if seen == 3:
+                        break
+        worker = tiny.workers[-1]
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+        # Stopped long before max_tokens: the gateway cancelled the stream on the
+        # disconnect (what it had written before noticing is in socket buffers).
+        assert tiny.tokens_generated - before < 400
