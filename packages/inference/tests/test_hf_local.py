@@ -179,9 +179,24 @@ async def test_sampling_is_reproducible_with_a_seed(backend: Any) -> None:
 
 
 @needs_torch
-async def test_streaming_concatenates_to_the_whole_text(backend: Any) -> None:
-    req = request(max_tokens=20)
+async def test_streaming_concatenates_to_the_whole_text(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    req = request(max_tokens=20, temperature=1.0, seed=11)
+    picked: list[int] = []
+    pick = backend._pick
+
+    def recording_pick(*args: Any) -> int:
+        picked.append(pick(*args))
+        return picked[-1]
+
+    monkeypatch.setattr(backend, "_pick", recording_pick)
     chunks = await chunks_of(backend, req)
+    monkeypatch.undo()
+    # Incremental decoding adds up to decoding all the ids at once.
+    assert "".join(c.delta for c in chunks) == backend.tokenizer.decode(
+        picked, skip_special_tokens=True
+    )
     deltas = [c.delta for c in chunks if c.delta]
     assert len(deltas) > 1
     whole = await backend.generate(req)
