@@ -280,6 +280,26 @@ def test_chat_template_from_the_tokenizer_config(model_dir: Path, tmp_path: Path
 
 
 @needs_torch
+async def test_a_template_that_refuses_the_messages_is_a_400(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    from lanewise.core.errors import InvalidRequest
+
+    strict = tmp_path / "strict"
+    shutil.copytree(model_dir, strict)
+    config_file = strict / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config["chat_template"] = (
+        "{% if messages[0]['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}" + CHAT_TEMPLATE
+    )
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(InvalidRequest, match="System role not supported") as caught:
+        await build(strict).generate(request(max_tokens=2))
+    assert caught.value.extensions["field"] == "messages"
+
+
+@needs_torch
 def test_gateway_streams_through_the_openai_sdk(model_dir: Path, gateway: Any) -> None:
     import openai
 

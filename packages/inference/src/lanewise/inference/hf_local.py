@@ -126,6 +126,7 @@ class HFLocalBackend:
         self.default_max_tokens = min(default_max_tokens, max_output_tokens)
         self.eos_ids = _eos_ids(model, tokenizer)
         self.has_chat_template = bool(getattr(tokenizer, "chat_template", None))
+        self.parameters = sum(p.numel() for p in model.parameters())
         self.tokens_generated = 0
         """Tokens decoded by all runs (tests watch it to prove cancellation)."""
         self.workers: list[threading.Thread] = []
@@ -145,7 +146,7 @@ class HFLocalBackend:
                 ),
                 "model": self.source,
                 "architecture": architectures[0] if architectures else None,
-                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "parameters": self.parameters,
                 "device": self.device,
                 "dtype": self.dtype,
                 "context_length": self.context_length or None,
@@ -161,9 +162,15 @@ class HFLocalBackend:
         """The prompt as token ids: the model's chat template, else :func:`simple_chat_prompt`."""
         if self.has_chat_template:
             messages = [{"role": m.role, "content": m.content} for m in request.messages]
-            text = self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
+            try:
+                text = self.tokenizer.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=True
+                )
+            except Exception as exc:  # templates refuse some conversations (raise_exception)
+                raise InvalidRequest(
+                    f"the chat template of model {request.model!r} refused the messages: {exc}",
+                    field="messages",
+                ) from None
             return list(self.tokenizer.encode(text, add_special_tokens=False))
         ids = list(
             self.tokenizer.encode(simple_chat_prompt(request.messages), add_special_tokens=False)
