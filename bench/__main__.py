@@ -1,4 +1,4 @@
-"""``python -m bench [lane ...]``: run every lane's benchmark suite (``bench/<lane>/__main__.py``)."""
+"""``python -m bench [lane ...]``: run each lane's suite (``bench/<lane>/__main__.py``)."""
 
 from __future__ import annotations
 

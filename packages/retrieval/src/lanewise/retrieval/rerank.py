@@ -55,7 +55,11 @@ def mmr_order(
     picked: list[int] = []
     redundancy = np.zeros(len(relevance))
     while remaining and len(picked) < k:
-        best = max(remaining, key=lambda i: lam * relevance[i] - (1 - lam) * redundancy[i])
+        # Ties (e.g. lambda = 0, where every first pick scores 0) go to the more relevant.
+        best = max(
+            remaining,
+            key=lambda i: (lam * relevance[i] - (1 - lam) * redundancy[i], relevance[i]),
+        )
         picked.append(best)
         remaining.remove(best)
         redundancy = np.maximum(redundancy, similarity[best])
