@@ -6,7 +6,9 @@ decides what to build and shares one instance of each per process.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import threading
 from typing import Any
 
 import pluggy
@@ -141,8 +143,16 @@ class Container(containers.DeclarativeContainer):
 def build_container(settings: Settings, plugin_manager: pluggy.PluginManager) -> Any:
     """A wired container; building the pipeline here makes bad config fail at start-up."""
     container = Container(settings=settings, plugin_manager=plugin_manager)
-    check_component_kinds(container, settings)
-    container.pipeline()
+    try:
+        check_component_kinds(container, settings)
+        container.pipeline()
+    except BaseException:
+        # A later component failed: release what earlier ones opened (files, locks).
+        # A thread with its own loop works whether or not the caller runs a loop.
+        closer = threading.Thread(target=asyncio.run, args=(close_container(container),))
+        closer.start()
+        closer.join()
+        raise
     return container
 
 
