@@ -1,8 +1,9 @@
 """``openai``: any server that speaks OpenAI's ``/v1/chat/completions``.
 
-vLLM, trtllm-serve, NIM, SGLang, another lanewise gateway. One pooled
-``httpx.AsyncClient`` per backend (HTTP/2 when ``http2 = true`` and ``h2`` is
-installed: ``lanewise-inference[http2]``). Every call runs under a deadline
+vLLM, trtllm-serve, NIM, SGLang, another lanewise gateway. One pooled client
+per backend: aiohttp for HTTP/1.1 (``transport = "aiohttp"``, the default), or
+httpx (``transport = "httpx"``; always with ``http2 = true``, which needs ``h2``:
+``lanewise-inference[http2]``). Every call runs under a deadline
 (the request's, else ``timeout_s``, else ``gateway.request_timeout_s``).
 Upstream failures become lanewise errors, so the gateway answers with the
 right status: unreachable -> 503, deadline -> 504, upstream 4xx -> 400/404/429,
@@ -18,7 +19,6 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import msgspec
 from lanewise.core.errors import (
     ConfigError,
@@ -32,6 +32,14 @@ from lanewise.core.errors import (
 )
 from lanewise.core.settings import ComponentConfig, Settings
 from lanewise.core.types import ChatChunk, ChatCompletion, ChatRequest, Usage
+from lanewise.inference.openai_transport import (
+    CLIENT_TIMEOUTS,
+    TRANSPORT_ERRORS,
+    AiohttpTransport,
+    HttpxTransport,
+    Reply,
+    Transport,
+)
 from lanewise.inference.options import Options
 from lanewise.inference.tokens import TokenCounterImpl, token_counter
 
@@ -43,6 +51,7 @@ OPTIONS = {
     "timeout_s",
     "connect_timeout_s",
     "http2",
+    "transport",
     "max_tokens",
     "max_connections",
     "keepalive_expiry_s",
@@ -52,14 +61,17 @@ OPTIONS = {
 _FINISH = {"stop": "stop", "length": "length", "content_filter": "stop", "tool_calls": "stop"}
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+TRANSPORTS = ("aiohttp", "httpx")
+
+
+def _retry_after(response: Reply) -> float | None:
     try:
         return float(response.headers.get("retry-after", ""))
     except ValueError:
         return None
 
 
-def upstream_error(response: httpx.Response, body: bytes, upstream: str) -> LanewiseError:
+def upstream_error(response: Reply, body: bytes, upstream: str) -> LanewiseError:
     """The lanewise error for an upstream HTTP error response."""
     detail = body.decode(errors="replace")[:500]
     try:
@@ -85,29 +97,24 @@ def upstream_error(response: httpx.Response, body: bytes, upstream: str) -> Lane
     return UpstreamError(where, upstream=upstream, upstream_status=status)
 
 
-_TRANSPORT_ERRORS = (
-    TimeoutError,
-    httpx.TimeoutException,
-    httpx.ConnectError,
-    httpx.RemoteProtocolError,
-    httpx.ReadError,
-)
+_TRANSPORT_ERRORS = TRANSPORT_ERRORS
 
 
 def _transport_error(exc: BaseException, upstream: str, *, waiting_to: str) -> LanewiseError:
     """The lanewise error for a call that got no HTTP answer (one of ``_TRANSPORT_ERRORS``).
 
-    ``TimeoutError`` is our own deadline (``asyncio.timeout_at``), the httpx
-    timeouts are the client's per-phase limits; ``waiting_to`` says which step
-    the deadline cut short ("answer", "finish").
+    ``TimeoutError`` is our own deadline (``asyncio.timeout_at``), the httpx and
+    aiohttp timeouts are the client's per-phase limits; ``waiting_to`` says which
+    step the deadline cut short ("answer", "finish").
     """
+    # First: aiohttp's timeouts are TimeoutErrors too.
+    if isinstance(exc, CLIENT_TIMEOUTS):
+        return UpstreamTimeout(
+            f"upstream {upstream} timed out ({type(exc).__name__})", upstream=upstream
+        )
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(
             f"upstream {upstream} did not {waiting_to} within the deadline", upstream=upstream
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeout(
-            f"upstream {upstream} timed out ({type(exc).__name__})", upstream=upstream
         )
     return Unavailable(
         f"upstream {upstream} is unreachable ({type(exc).__name__}: {exc})",
@@ -126,6 +133,7 @@ class OpenAICompatBackend:
         timeout_s: float = 120.0,
         connect_timeout_s: float = 5.0,
         http2: bool = False,
+        transport: str = "aiohttp",
         max_output_tokens: int | None = None,
         max_connections: int = 1000,
         keepalive_expiry_s: float = 4.0,
@@ -144,20 +152,32 @@ class OpenAICompatBackend:
         all_headers = dict(headers or {})
         if api_key:
             all_headers["authorization"] = f"Bearer {api_key}"
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=all_headers,
-            http2=http2,
-            # The deadline is enforced per call below; httpx's own timeouts only
-            # bound connecting and a silent socket.
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            # Drop idle connections before the usual 5 s server timers close them.
-            limits=httpx.Limits(
+        if transport not in TRANSPORTS:
+            raise ConfigError(
+                f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}"
+            )
+        # aiohttp has no HTTP/2.
+        self.transport = "httpx" if http2 else transport
+        self._client: Transport
+        if self.transport == "httpx":
+            self._client = HttpxTransport(
+                self.base_url,
+                all_headers,
+                http2=http2,
+                timeout_s=timeout_s,
+                connect_timeout_s=connect_timeout_s,
                 max_connections=max_connections,
-                max_keepalive_connections=256,
-                keepalive_expiry=keepalive_expiry_s,
-            ),
-        )
+                keepalive_expiry_s=keepalive_expiry_s,
+            )
+        else:
+            self._client = AiohttpTransport(
+                self.base_url,
+                all_headers,
+                timeout_s=timeout_s,
+                connect_timeout_s=connect_timeout_s,
+                max_connections=max_connections,
+                keepalive_expiry_s=keepalive_expiry_s,
+            )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -194,21 +214,9 @@ class OpenAICompatBackend:
             body["stop"] = list(s.stop)
         return body
 
-    async def _send(self, body: dict[str, Any], *, stream: bool) -> httpx.Response:
-        """POST, once more if a pooled connection turns out to be closed.
-
-        Servers close idle keep-alive connections on their own timer (uvicorn and
-        vLLM after 5 s); reusing one at that instant fails before any byte of a
-        response, so the request is sent again on a fresh connection.
-        """
-        for attempt in (0, 1):
-            built = self._client.build_request("POST", "/chat/completions", json=body)
-            try:
-                return await self._client.send(built, stream=stream)
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+    async def _send(self, body: dict[str, Any], *, stream: bool) -> Reply:
+        """POST (once more on a keep-alive connection the server just closed)."""
+        return await self._client.post(msgspec.json.encode(body), stream=stream)
 
     def _deadline(self, request: ChatRequest) -> float:
         return asyncio.get_running_loop().time() + (request.deadline_s or self.timeout_s)
@@ -236,9 +244,9 @@ class OpenAICompatBackend:
             try:
                 if response.status_code >= 400:
                     async with asyncio.timeout_at(end):
-                        body = await response.aread()
+                        body = await response.read()
                     raise upstream_error(response, body, self.label)
-                lines = response.aiter_lines()
+                lines = response.lines()
                 done = False
                 while True:
                     async with asyncio.timeout_at(end):
@@ -269,7 +277,7 @@ class OpenAICompatBackend:
                         if choice.get("finish_reason"):
                             finish = _FINISH.get(choice["finish_reason"], "stop")
             finally:
-                await response.aclose()
+                await response.close()
         except _TRANSPORT_ERRORS as exc:
             raise _transport_error(exc, self.label, waiting_to="finish") from None
         except msgspec.DecodeError:
@@ -288,10 +296,11 @@ class OpenAICompatBackend:
                 response = await self._send(self._body(request, stream=False), stream=False)
         except _TRANSPORT_ERRORS as exc:
             raise _transport_error(exc, self.label, waiting_to="answer") from None
+        content = await response.read()  # already read: not streamed
         if response.status_code >= 400:
-            raise upstream_error(response, response.content, self.label)
+            raise upstream_error(response, content, self.label)
         try:
-            body = msgspec.json.decode(response.content)
+            body = msgspec.json.decode(content)
             choice = body["choices"][0]
             text = choice["message"].get("content") or ""
         except (msgspec.DecodeError, KeyError, IndexError, TypeError, AttributeError):
@@ -327,6 +336,7 @@ def build_openai(
         if api_key is None:
             raise ConfigError(f"models ({config.kind}).api_key_env: ${env} is not set")
     http2 = opts.flag("http2", False)
+    transport = opts.choice("transport", "aiohttp", TRANSPORTS)
     if http2 and importlib.util.find_spec("h2") is None:
         raise ConfigError(
             f"models ({config.kind}).http2 = true needs the h2 package: "
@@ -342,6 +352,7 @@ def build_openai(
         timeout_s=opts.number("timeout_s", default_timeout, minimum=0.001),
         connect_timeout_s=opts.number("connect_timeout_s", 5.0, minimum=0.001),
         http2=http2,
+        transport=transport,
         max_output_tokens=opts.integer("max_tokens", 1, minimum=1) if max_tokens else None,
         max_connections=opts.integer("max_connections", 1000, minimum=1),
         keepalive_expiry_s=opts.number("keepalive_expiry_s", 4.0),
