@@ -14,6 +14,7 @@ import pytest
 from lanewise.core.gateway.app import create_app
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.server import serve_in_thread
+from lanewise.core.testing.services import wait_for_port
 from lanewise.core.types import (
     ChatChunk,
     ChatCompletion,
@@ -229,22 +230,6 @@ def slowplug_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def _wait_for_port(port: int, proc: Any, timeout: float = 90) -> None:
-    import socket
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"lanewise serve exited early: {proc.communicate()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listened on {port} within {timeout}s")
-
-
 @pytest.fixture
 def start_serve(tmp_path: Any) -> Iterator[Callable[..., Any]]:
     """``proc, base = start_serve(env, *args)``: a real ``lanewise serve`` subprocess.
@@ -273,7 +258,7 @@ def start_serve(tmp_path: Any) -> Iterator[Callable[..., Any]]:
             text=True,
         )
         procs.append(proc)
-        _wait_for_port(port, proc)
+        wait_for_port(port, proc, 90, "lanewise serve")
         return proc, f"http://127.0.0.1:{port}"
 
     yield start

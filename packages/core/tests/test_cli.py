@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from click.testing import CliRunner
 from lanewise.core.cli import build_cli, cli
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.server import free_port
+from lanewise.core.testing.services import wait_for_port
 
 LANEWISE = str(Path(sys.executable).parent / "lanewise")
 WORKSPACE = ["core", "governance", "inference", "ingest", "observe", "retrieval"]
@@ -176,19 +175,6 @@ def test_serve_with_a_bad_config_fails_before_binding(env, tmp_path):
     assert "default_model = 'missing' is not a configured model" in " ".join(result.stderr.split())
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"lanewise serve exited early: {proc.communicate()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listened on {port} within {timeout}s")
-
-
 def test_serve_answers_health_schema_and_problems(env, tmp_path):
     port = free_port()
     proc = subprocess.Popen(
@@ -200,7 +186,7 @@ def test_serve_answers_health_schema_and_problems(env, tmp_path):
         text=True,
     )
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc, 60, "lanewise serve")
         base = f"http://127.0.0.1:{port}"
         health = httpx.get(f"{base}/healthz")
         ready = httpx.get(f"{base}/readyz")

@@ -22,7 +22,8 @@ class ServiceUnavailable(RuntimeError):
     """The system lacks a server binary; the message says how to install it."""
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[Any], timeout: float, what: str) -> None:
+    """Block until ``proc`` accepts TCP connections on ``port``; fail fast if it exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -71,7 +72,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for_port(self.port, self.process, 10, "redis-server")
+        wait_for_port(self.port, self.process, 10, "redis-server")
         return self
 
     def kill(self) -> None:
@@ -227,7 +228,7 @@ class PostgresServer:
             stderr=subprocess.DEVNULL,
             **as_postgres,
         )
-        _wait_for_port(self.port, self.process, 30, "postgres")
+        wait_for_port(self.port, self.process, 30, "postgres")
         self._wait_accepting()
         return self
 
