@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -44,7 +46,7 @@ def check(text: str, chunker: TokenChunker) -> None:
     starts, ends = tok.spans(text)
     assert pieces[0].start == starts[0]
     assert pieces[-1].end == ends[-1]
-    for a, b in zip(pieces, pieces[1:], strict=False):
+    for a, b in itertools.pairwise(pieces):
         assert a.start < b.start
         if chunker.overlap == 0:
             assert b.start >= a.end

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from lanewise.core.types import Chunk, Document
 from lanewise.ingest.tokens import Tokenizer, WordTokenizer
@@ -79,8 +79,8 @@ class TokenChunker:
                 if lo <= stop <= limit:
                     return stop
         last = None
-        for last in _SENTENCE_END.finditer(text, starts[lo - 1], region_end):
-            pass
+        for match in _SENTENCE_END.finditer(text, starts[lo - 1], region_end):
+            last = match
         if last is not None:
             stop = bisect_left(starts, last.end())
             if lo <= stop <= limit:

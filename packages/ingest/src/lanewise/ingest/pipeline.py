@@ -1,0 +1,338 @@
+"""The ingest tasks: parse → chunk → embed in batches → upsert → commit.
+
+These functions are the tasks themselves; the embedded executor calls them
+in process and the Celery app wraps them (same code, same semantics). Each
+is idempotent, so a task redelivered after its worker died, or retried after
+a transient failure, changes nothing that its first run already did:
+
+* a chunk's id is a hash of (tenant, document id, chunk text, embedder id@version),
+  so upserting it again overwrites it with itself;
+* a document whose key (content hash, chunker, embedder) equals the committed
+  one is skipped without being parsed; a document with the same key as
+  another committed document of the tenant is skipped as its duplicate;
+* a changed document's new chunks are upserted first, then the chunks of its
+  previous version that the new one lacks are deleted, then the new chunk set
+  becomes its manifest: no stale chunk survives, and there is no moment with
+  neither version searchable;
+* chunks that a changed document keeps are not embedded again;
+* a document that fails (poison, or transient errors past the retry limit)
+  gets a failure record with its reason, its added chunks are removed, and
+  the rest of the job continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from lanewise.core.errors import ConfigError
+from lanewise.core.protocols import Chunker, Embedder, VectorStore
+from lanewise.core.stages import timed_stage
+from lanewise.core.types import Document, Principal
+from lanewise.ingest.blobs import Blob
+from lanewise.ingest.chunker import Piece, TokenChunker
+from lanewise.ingest.errors import PoisonItem, is_transient, reason_of
+from lanewise.ingest.ids import chunk_id, document_key
+from lanewise.ingest.loaders import Loader, choose
+from lanewise.ingest.settings import IngestSettings
+from lanewise.ingest.state import IngestState
+from lanewise.ingest.wiring import embed_guarded, embedder_tag
+
+log = logging.getLogger("lanewise.ingest")
+
+DELETE_BATCH = 500
+
+Payload = dict[str, Any]
+
+
+class Dispatcher(Protocol):
+    """Where an embed batch goes: run now (embedded) or onto the ``embed`` queue (Celery)."""
+
+    async def embed(self, payload: Payload) -> None: ...
+
+
+def item_payload(
+    *, job: str, tenant: str, index: int, name: str, path: Path, request_id: str = ""
+) -> Payload:
+    """One file of a job: ``name`` is its document id, ``path`` where the bytes are."""
+    return {
+        "job": job,
+        "tenant": tenant,
+        "item": index,
+        "name": name,
+        "path": str(path),
+        "request_id": request_id,
+    }
+
+
+def pieces_of(chunker: Chunker, text: str, metadata: dict[str, Any]) -> Iterator[Piece]:
+    """Any core ``Chunker``; the token chunker directly, others through a one-off Document."""
+    if isinstance(chunker, TokenChunker):
+        yield from chunker.pieces(text)
+        return
+    for chunk in chunker.chunk(Document(id="section", text=text, metadata=metadata)):
+        start = text.find(chunk.text)
+        yield Piece(chunk.text, start, start + len(chunk.text), len(chunk.text.split()))
+
+
+def chunker_key(chunker: Chunker) -> str:
+    return chunker.config_key if isinstance(chunker, TokenChunker) else chunker.name
+
+
+@dataclass
+class IngestRuntime:
+    settings: IngestSettings
+    parts: Any
+    embedder: Embedder
+    store: VectorStore
+    chunker: Chunker
+    loaders: Sequence[Loader]
+    state: IngestState
+
+    @property
+    def hook(self) -> Any:
+        return self.parts.hook
+
+    # parse ---------------------------------------------------------------------------------
+
+    async def parse(self, item: Payload, dispatch: Dispatcher) -> None:
+        """Parse and chunk one file, sending its new chunks in batches to ``dispatch``."""
+        job, tenant, index, name = item["job"], item["tenant"], item["item"], item["name"]
+        if self.state.item_status(job, index) is not None:
+            return  # finished before (this is a redelivery)
+        blob = Blob(name=name, path=Path(item["path"]))
+        sent = 0
+        with timed_stage(self.hook, item["request_id"], "ingest.parse", {"item": index}) as attrs:
+            try:
+                key = document_key(
+                    content_hash=await asyncio.to_thread(blob.content_hash),
+                    chunker=chunker_key(self.chunker),
+                    embedder=embedder_tag(self.embedder),
+                )
+                if self.state.document(tenant, name).get("key") == key:
+                    attrs["outcome"] = "unchanged"
+                    self._finish(job, tenant, index, "skipped", reason="unchanged")
+                    return
+                twin = self.state.document_with_key(tenant, key)
+                if twin and twin != name:
+                    attrs["outcome"] = "duplicate"
+                    self._finish(
+                        job, tenant, index, "skipped", reason="duplicate", duplicate_of=twin
+                    )
+                    return
+                chunks = 0
+                async for batch in self._batches(blob, tenant):
+                    chunks += len(batch)
+                    await self._send(item, batch, sent, dispatch)
+                    sent += 1
+                attrs["chunks"] = chunks
+                self.state.plan(
+                    job, tenant, name, item=index, expected=sent, key=key, chunks=chunks
+                )
+            except Exception as exc:
+                if is_transient(exc) and not isinstance(exc, PoisonItem):
+                    raise  # the executor retries the whole parse (idempotent)
+                self.state.fail(job, tenant, name, reason_of(exc))
+                self.state.plan(job, tenant, name, item=index, expected=sent, chunks=0)
+        await self.maybe_commit(job, tenant, name, claim="parse")
+
+    async def fail_parse(self, item: Payload, exc: BaseException) -> None:
+        """Transient errors outlived the retries: the item fails like a poison one."""
+        job, tenant, name = item["job"], item["tenant"], item["name"]
+        self.state.fail(job, tenant, name, f"gave up after retries: {reason_of(exc)}")
+        sent = self.state.planned(job, tenant, name).get("sent", 0)
+        self.state.plan(job, tenant, name, item=item["item"], chunks=0, expected=sent)
+        await self.maybe_commit(job, tenant, name, claim="parse")
+
+    async def _batches(self, blob: Blob, tenant: str) -> Any:
+        loader, mime = choose(self.loaders, blob)
+        base = {
+            "source": blob.name,
+            "document_id": blob.name,
+            "title": await asyncio.to_thread(loader.title, blob) or blob.name,
+            "mime": mime,
+            "size": blob.size,
+        }
+        tag = embedder_tag(self.embedder)
+        batch: list[tuple[str, str, dict[str, Any], int]] = []
+        number = 0
+        sections = loader.sections(blob)
+        while True:
+            # Parsing is CPU work: a thread keeps the event loop (progress, the gateway) live.
+            section = await asyncio.to_thread(next, sections, None)
+            if section is None:
+                break
+            for piece in pieces_of(self.chunker, section.text, section.metadata):
+                meta = {
+                    **base,
+                    **section.metadata,
+                    "chunk": number,
+                    "start": piece.start,
+                    "end": piece.end,
+                }
+                cid = chunk_id(tenant=tenant, document_id=blob.name, text=piece.text, embedder=tag)
+                batch.append((cid, piece.text, meta, piece.tokens))
+                number += 1
+                if len(batch) >= self.settings.embed_batch:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    async def _send(
+        self,
+        item: Payload,
+        batch: list[tuple[str, str, dict[str, Any], int]],
+        number: int,
+        dispatch: Dispatcher,
+    ) -> None:
+        job, tenant, name = item["job"], item["tenant"], item["name"]
+        ids = [b[0] for b in batch]
+        self.state.stage(job, tenant, name, ids)
+        known = self.state.stored(tenant, name, ids)
+        new = [b for b, stored in zip(batch, known, strict=True) if not stored]
+        self.state.plan(job, tenant, name, sent=number + 1)
+        if not new:  # nothing to embed: the batch is done as soon as it is staged
+            self.state.batch_done(job, tenant, name, number)
+            return
+        await dispatch.embed(
+            {
+                "job": job,
+                "tenant": tenant,
+                "name": name,
+                "batch": number,
+                "request_id": item["request_id"],
+                "ids": [b[0] for b in new],
+                "texts": [b[1] for b in new],
+                "metadata": [b[2] for b in new],
+                "tokens": sum(b[3] for b in new),
+            }
+        )
+
+    # embed ---------------------------------------------------------------------------------
+
+    async def embed(self, payload: Payload) -> None:
+        """Embed one batch and upsert it; the last batch of a document commits it."""
+        job, tenant, name = payload["job"], payload["tenant"], payload["name"]
+        attrs = {"batch": payload["batch"], "chunks": len(payload["ids"])}
+        with timed_stage(self.hook, payload["request_id"], "ingest.embed", attrs):
+            try:
+                vectors = await embed_guarded(
+                    self.parts,
+                    self.embedder,
+                    payload["texts"],
+                    tokens=payload["tokens"],
+                    principal=Principal(tenant=tenant),
+                    request_id=payload["request_id"],
+                )
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                await self.fail_batch(payload, exc)
+                return
+            await self.store.upsert(
+                tenant=tenant,
+                ids=payload["ids"],
+                vectors=vectors,
+                texts=payload["texts"],
+                metadata=payload["metadata"],
+            )
+        if self.state.batch_done(job, tenant, name, payload["batch"]):
+            self.state.count_chunks(job, added=len(payload["ids"]))
+        await self.maybe_commit(job, tenant, name, claim=f"batch-{payload['batch']}")
+
+    async def fail_batch(self, payload: Payload, exc: BaseException) -> None:
+        """A batch that can never be embedded fails its document (and only its document)."""
+        job, tenant, name = payload["job"], payload["tenant"], payload["name"]
+        self.state.fail(job, tenant, name, reason_of(exc))
+        self.state.batch_done(job, tenant, name, payload["batch"])
+        await self.maybe_commit(job, tenant, name, claim=f"batch-{payload['batch']}")
+
+    # commit --------------------------------------------------------------------------------
+
+    async def maybe_commit(self, job: str, tenant: str, name: str, *, claim: str) -> None:
+        """Commit the document once all its batches are in; exactly one task does it."""
+        plan = self.state.planned(job, tenant, name)
+        if "expected" not in plan or "item" not in plan:
+            return  # parse has not finished sending batches
+        index = int(plan["item"])
+        if self.state.item_status(job, index) is not None:
+            return
+        if self.state.batches_done(job, tenant, name) < int(plan["expected"]):
+            return
+        # Two batches finishing together both get here: the first claim wins, and the
+        # same task redelivered (its worker died mid-commit) may finish what it started.
+        if not self.state.claim_commit(job, tenant, name, claim):
+            return
+        await self._commit(job, tenant, name, index, plan)
+
+    async def _commit(
+        self, job: str, tenant: str, name: str, index: int, plan: dict[str, str]
+    ) -> None:
+        added, stale = self.state.changes(job, tenant, name)
+        if "failed" in plan:
+            await self._delete(tenant, sorted(added))
+            self.state.drop_stage(job, tenant, name)
+            self._finish(job, tenant, index, "failed", reason=plan["failed"])
+            return
+        staged_gone = int(plan.get("chunks", 0)) > 0 and not self.state.has_stage(job, tenant, name)
+        if not staged_gone:  # else a previous run of this commit got past the switch-over
+            await self._delete(tenant, sorted(stale))
+            self.state.count_chunks(job, removed=len(stale))
+            self.state.commit(job, tenant, name, key=plan["key"], source=name)
+        self._finish(job, tenant, index, "done", chunks=int(plan.get("chunks", 0)))
+        self.state.drop_stage(job, tenant, name)
+
+    async def _delete(self, tenant: str, ids: list[str]) -> None:
+        for start in range(0, len(ids), DELETE_BATCH):
+            await self.store.delete(tenant=tenant, ids=ids[start : start + DELETE_BATCH])
+
+    def _finish(self, job: str, tenant: str, index: int, status: str, **details: Any) -> None:
+        if self.state.finish_item(job, index, status, **details):
+            version = self.state.complete_job(job, tenant)
+            log.info("ingest job %s completed; index version %d", job, version)
+
+
+async def with_retries(
+    run: Callable[[], Awaitable[None]],
+    *,
+    settings: IngestSettings,
+    give_up: Callable[[BaseException], Awaitable[None]],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Run ``run``; retry transient errors with exponential backoff and full jitter."""
+    attempt = 0
+    while True:
+        try:
+            await run()
+            return
+        except Exception as exc:
+            if not is_transient(exc) or attempt >= settings.max_retries:
+                await give_up(exc)
+                return
+            await sleep(backoff_s(attempt, settings))
+            attempt += 1
+
+
+def backoff_s(attempt: int, settings: IngestSettings) -> float:
+    """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)]."""
+    ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**attempt)
+    return random.uniform(0, ceiling)
+
+
+def build_runtime(
+    parts: Any, settings: IngestSettings, state: IngestState, loaders: Sequence[Loader]
+) -> IngestRuntime:
+    embedder, store = parts.embedder(), parts.vector_store()
+    if embedder is None or store is None:
+        raise ConfigError(
+            "ingest needs an embedder and a vector store: install lanewise-retrieval or "
+            "configure [retrieval.embedder] and [retrieval.vector_store]"
+        )
+    chunker = parts.chunker() or TokenChunker()
+    return IngestRuntime(settings, parts, embedder, store, chunker, loaders, state)

@@ -1,0 +1,254 @@
+"""Job records and per-document manifests, on a :class:`~lanewise.ingest.kv.KeyValue`.
+
+Keys (``{t}`` a tenant, ``{d}`` a document id's digest, ``{j}`` a job id):
+
+- ``lw:ingest:job:{j}`` hash: tenant, created/finished times, totals, index version
+- ``lw:ingest:job:{j}:items`` hash: item number -> JSON status (done/skipped/failed + reason)
+- ``lw:ingest:doc:{t}:{d}`` hash: the committed document (its key, chunk count, source)
+- ``lw:ingest:doc:{t}:{d}:chunks`` set: the chunk ids stored for it now (its manifest)
+- ``lw:ingest:stage:{j}:{d}`` set / ``...:batches`` set / ``...:plan`` hash: a document
+  being (re)built by job ``{j}``: its new chunk ids, embedded batches, expected batches
+- ``lw:ingest:hash:{t}`` hash: document key -> document id (duplicate detection)
+
+Everything is written so that a task run twice (redelivered after a worker
+died) leaves the same state as a task run once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lanewise.ingest.kv import KeyValue
+
+PREFIX = "lw:ingest"
+FINISHED = frozenset({"done", "skipped", "failed"})
+
+
+def _doc(tenant: str, document_id: str) -> str:
+    digest = hashlib.sha256(f"{tenant}\x00{document_id}".encode()).hexdigest()[:32]
+    return f"{tenant}:{digest}"
+
+
+@dataclass
+class JobView:
+    """A job as ``GET /v1/ingest/jobs/{id}`` shows it."""
+
+    id: str
+    tenant: str
+    status: str
+    total: int
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    index_version: int | None = None
+    created_at: float = 0.0
+    finished_at: float | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.skipped + self.failed
+
+    def as_dict(self, *, with_items: bool = False) -> dict[str, Any]:
+        out = {
+            "id": self.id,
+            "status": self.status,
+            "totals": {
+                "items": self.total,
+                "done": self.done,
+                "skipped": self.skipped,
+                "failed": self.failed,
+                "chunks_added": self.chunks_added,
+                "chunks_removed": self.chunks_removed,
+            },
+            "progress": (self.finished / self.total) if self.total else 1.0,
+            "failures": self.failures,
+            "index_version": self.index_version,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        }
+        if with_items:
+            out["items"] = self.items
+        return out
+
+
+class IngestState:
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    # Jobs ---------------------------------------------------------------------------------
+
+    def create_job(self, *, tenant: str, items: Sequence[str], job_id: str | None = None) -> str:
+        job = job_id or uuid.uuid4().hex
+        self.kv.hset(
+            f"{PREFIX}:job:{job}",
+            mapping={"tenant": tenant, "total": len(items), "created_at": time.time()},
+        )
+        self.kv.hset(
+            f"{PREFIX}:job:{job}:names", mapping={str(n): name for n, name in enumerate(items)}
+        )
+        return job
+
+    def job_tenant(self, job: str) -> str | None:
+        value = self.kv.hget(f"{PREFIX}:job:{job}", "tenant")
+        return None if value is None else str(value)
+
+    def item_status(self, job: str, item: int) -> str | None:
+        raw = self.kv.hget(f"{PREFIX}:job:{job}:items", str(item))
+        return None if raw is None else str(json.loads(raw)["status"])
+
+    def finish_item(self, job: str, item: int, status: str, **details: Any) -> bool:
+        """Record an item's outcome once; True when that made the whole job finished."""
+        assert status in FINISHED
+        record = json.dumps({"status": status, **details})
+        self.kv.hsetnx(f"{PREFIX}:job:{job}:items", str(item), record)
+        total = int(self.kv.hget(f"{PREFIX}:job:{job}", "total") or 0)
+        return int(self.kv.hlen(f"{PREFIX}:job:{job}:items")) >= total
+
+    def count_chunks(self, job: str, *, added: int = 0, removed: int = 0) -> None:
+        if added:
+            self.kv.hincrby(f"{PREFIX}:job:{job}", "chunks_added", added)
+        if removed:
+            self.kv.hincrby(f"{PREFIX}:job:{job}", "chunks_removed", removed)
+
+    def complete_job(self, job: str, tenant: str) -> int:
+        """Mark the job finished and bump the tenant's index version, once per job."""
+        if self.kv.hsetnx(f"{PREFIX}:job:{job}", "finished_at", time.time()):
+            version = int(self.kv.incr(f"{PREFIX}:index_version:{tenant}"))
+            self.kv.hset(f"{PREFIX}:job:{job}", "index_version", version)
+            return version
+        return int(self.kv.hget(f"{PREFIX}:job:{job}", "index_version") or 0)
+
+    def index_version(self, tenant: str) -> int:
+        return int(self.kv.get(f"{PREFIX}:index_version:{tenant}") or 0)
+
+    def job(self, job: str) -> JobView | None:
+        head = self.kv.hgetall(f"{PREFIX}:job:{job}")
+        if not head:
+            return None
+        names = self.kv.hgetall(f"{PREFIX}:job:{job}:names")
+        raw_items = self.kv.hgetall(f"{PREFIX}:job:{job}:items")
+        view = JobView(
+            id=job,
+            tenant=str(head["tenant"]),
+            status="running",
+            total=int(head["total"]),
+            chunks_added=int(head.get("chunks_added", 0)),
+            chunks_removed=int(head.get("chunks_removed", 0)),
+            created_at=float(head["created_at"]),
+            finished_at=float(head["finished_at"]) if "finished_at" in head else None,
+            index_version=int(head["index_version"]) if "index_version" in head else None,
+        )
+        for n in range(view.total):
+            raw = raw_items.get(str(n))
+            item = {"item": n, "name": names.get(str(n), ""), "status": "pending"}
+            if raw is not None:
+                item.update(json.loads(raw))
+            view.items.append(item)
+            status = item["status"]
+            if status == "done":
+                view.done += 1
+            elif status == "skipped":
+                view.skipped += 1
+            elif status == "failed":
+                view.failed += 1
+                view.failures.append(
+                    {"item": n, "name": item["name"], "reason": item.get("reason", "")}
+                )
+        if view.finished_at is not None:
+            view.status = "completed"
+        elif not raw_items:
+            view.status = "queued"
+        return view
+
+    # Documents ----------------------------------------------------------------------------
+
+    def document(self, tenant: str, document_id: str) -> dict[str, str]:
+        return {
+            str(k): str(v)
+            for k, v in self.kv.hgetall(f"{PREFIX}:doc:{_doc(tenant, document_id)}").items()
+        }
+
+    def document_with_key(self, tenant: str, key: str) -> str | None:
+        value = self.kv.hget(f"{PREFIX}:hash:{tenant}", key)
+        return str(value) if value else None
+
+    def stored(self, tenant: str, document_id: str, ids: Sequence[str]) -> list[bool]:
+        """Which of ``ids`` the document's current manifest already holds (no need to embed)."""
+        if not ids:
+            return []
+        found = self.kv.smismember(f"{PREFIX}:doc:{_doc(tenant, document_id)}:chunks", list(ids))
+        return [bool(int(v)) for v in found]
+
+    def stage(self, job: str, tenant: str, document_id: str, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        if ids:
+            self.kv.sadd(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}", *ids)
+
+    def plan(self, job: str, tenant: str, document_id: str, **fields: Any) -> None:
+        self.kv.hset(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:plan", mapping=fields)
+
+    def fail(self, job: str, tenant: str, document_id: str, reason: str) -> None:
+        """Mark the document failed in this job (the first reason stays)."""
+        self.kv.hsetnx(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:plan", "failed", reason)
+
+    def claim_commit(self, job: str, tenant: str, document_id: str, claim: str) -> bool:
+        """True for the first claimant, and for that claimant again (a redelivered task)."""
+        plan = f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:plan"
+        self.kv.hsetnx(plan, "committer", claim)
+        return str(self.kv.hget(plan, "committer")) == claim
+
+    def has_stage(self, job: str, tenant: str, document_id: str) -> bool:
+        return bool(int(self.kv.scard(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}")))
+
+    def planned(self, job: str, tenant: str, document_id: str) -> dict[str, str]:
+        raw = self.kv.hgetall(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:plan")
+        return {str(k): str(v) for k, v in raw.items()}
+
+    def batch_done(self, job: str, tenant: str, document_id: str, batch: int) -> bool:
+        """Record an embedded batch; False when it was recorded before (a redelivery)."""
+        return bool(
+            self.kv.sadd(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:batches", batch)
+        )
+
+    def batches_done(self, job: str, tenant: str, document_id: str) -> int:
+        return int(self.kv.scard(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:batches"))
+
+    def changes(self, job: str, tenant: str, document_id: str) -> tuple[set[str], set[str]]:
+        """(staged - manifest, manifest - staged): chunks this job adds and ones now stale."""
+        doc = _doc(tenant, document_id)
+        staged = {str(v) for v in self.kv.smembers(f"{PREFIX}:stage:{job}:{doc}")}
+        current = {str(v) for v in self.kv.smembers(f"{PREFIX}:doc:{doc}:chunks")}
+        return staged - current, current - staged
+
+    def commit(self, job: str, tenant: str, document_id: str, *, key: str, source: str) -> None:
+        """The staged chunk set becomes the document's manifest (atomically), then its record."""
+        doc = _doc(tenant, document_id)
+        staged = f"{PREFIX}:stage:{job}:{doc}"
+        if int(self.kv.scard(staged)):
+            self.kv.rename(staged, f"{PREFIX}:doc:{doc}:chunks")
+        else:
+            self.kv.delete(f"{PREFIX}:doc:{doc}:chunks")
+        old_key = self.kv.hget(f"{PREFIX}:doc:{doc}", "key")
+        self.kv.hset(
+            f"{PREFIX}:doc:{doc}",
+            mapping={"key": key, "document_id": document_id, "source": source, "job": job},
+        )
+        if old_key is not None and old_key != key:
+            self.kv.hset(f"{PREFIX}:hash:{tenant}", str(old_key), "")
+        self.kv.hset(f"{PREFIX}:hash:{tenant}", key, document_id)
+        self.drop_stage(job, tenant, document_id)
+
+    def drop_stage(self, job: str, tenant: str, document_id: str) -> None:
+        doc = _doc(tenant, document_id)
+        base = f"{PREFIX}:stage:{job}:{doc}"
+        self.kv.delete(base, f"{base}:batches", f"{base}:plan")
