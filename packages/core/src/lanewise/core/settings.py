@@ -81,6 +81,8 @@ class RetrievalSettings(Section):
 
 
 class IngestSettings(Section):
+    # The ingest lane validates the rest of its table itself (lanewise.ingest.settings).
+    model_config = ConfigDict(extra="allow")
     chunker: ComponentConfig | None = None
     queue: str = Field("embedded", pattern="^(embedded|celery)$")
 

@@ -38,7 +38,7 @@ class KeyValue(Protocol):
 
     def smembers(self, name: str) -> Any: ...
 
-    def smismember(self, name: str, values: Sequence[Any], *args: Any) -> Any: ...
+    def smismember(self, name: str, values: list[Any], *args: Any) -> Any: ...
 
     def scard(self, name: str) -> Any: ...
 
@@ -138,7 +138,7 @@ class SqliteKeyValue:
     def smembers(self, name: str) -> set[str]:
         return {r[0] for r in self._run("SELECT member FROM sets WHERE name = ?", (name,))}
 
-    def smismember(self, name: str, values: Sequence[Any], *args: Any) -> list[int]:
+    def smismember(self, name: str, values: list[Any], *args: Any) -> list[int]:
         wanted = [str(v) for v in [*values, *args]]
         found: set[str] = set()
         for start in range(0, len(wanted), 500):

@@ -29,8 +29,10 @@ class IngestSettings(Section):
         description="server-side paths POST /v1/ingest may name must lie inside it; "
         "None refuses every server-side path",
     )
-    max_file_bytes: int = Field(
-        50 * 1024 * 1024, ge=1, description="an upload above it gets 413 before it is read"
+    max_upload_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="an upload request above it gets 413 before its body is read",
     )
     max_queue_depth: int = Field(
         10_000, ge=1, description="new jobs get 429 while more tasks than this are queued"
@@ -50,6 +52,10 @@ class IngestSettings(Section):
         1024, ge=64, description="a worker child above this RSS is replaced after its task"
     )
     worker_max_tasks_per_child: int = Field(1000, ge=1)
+    loaders: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='options per loader, e.g. [ingest.loaders.jsonl] text_field = "body"',
+    )
     read_block_bytes: int = Field(
         256 * 1024, ge=4096, description="large text files are read and chunked in blocks"
     )

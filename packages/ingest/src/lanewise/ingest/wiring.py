@@ -113,3 +113,88 @@ async def embed_guarded(
         )
     )
     return vectors
+
+
+def open_parts(settings: Any, plugin_manager: Any = None) -> tuple[Any, Any]:
+    """Build this process's components: (parts, an async close function)."""
+    from lanewise.core import container as core_container
+    from lanewise.core.plugins import get_plugin_manager
+
+    pm = plugin_manager or get_plugin_manager(settings.plugins)
+    build = getattr(core_container, "build_components", None)
+    if build is not None:  # spine v2
+        components = build(settings, pm)
+
+        async def close_components() -> None:
+            await getattr(core_container, "close_components")(components)  # noqa: B009
+
+        return components, close_components
+    container = core_container.build_container(settings, pm)
+
+    async def close_container() -> None:
+        await core_container.close_container(container)
+
+    return _ContainerParts(container), close_container
+
+
+def closeables_of(parts: Any) -> list[Any]:
+    """Built components that hold resources (to ask which are single-process)."""
+    found: list[Any] = parts.closeables()
+    return found
+
+
+def factory_inputs(args: tuple[Any, ...]) -> tuple[dict[str, Any], Any]:
+    """A factory's (options, parts): called as ``factory(ctx)`` (spine v2) or with
+    ``(config, settings, container)``."""
+    if len(args) == 1:
+        ctx = args[0]
+        return dict(ctx.options), ctx.components
+    config, _settings, container = args
+    return dict(config.options), parts_of(container)
+
+
+def loader_factories(parts: Any) -> dict[str, Any]:
+    """Loader factories registered through ``lanewise_register_loaders``, by name."""
+    registry_of = getattr(parts, "registry", None)
+    if callable(registry_of):
+        registry = registry_of("loader")
+    else:
+        from lanewise.core.plugins import collect
+
+        registry = collect(parts._container.plugin_manager(), "loader")
+    return dict(registry.factories)
+
+
+def build_loader(factory: Any, name: str, options: dict[str, Any], parts: Any) -> Any:
+    try:
+        from lanewise.core.factory import FactoryContext  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        from types import SimpleNamespace
+
+        ctx: Any = SimpleNamespace(
+            key=f"ingest.loaders.{name}",
+            kind=name,
+            options=options,
+            components=parts,
+            settings=parts.settings,
+        )
+    else:
+        ctx = FactoryContext(
+            key=f"ingest.loaders.{name}", kind=name, options=options, components=parts
+        )
+    return factory.build(ctx)
+
+
+def principal_of(request: Any) -> Principal:
+    """The authenticated caller (``request.user``; older cores keep it in the scope's state)."""
+    from lanewise.core.types import ANONYMOUS
+
+    user = request.scope.get("user")
+    if isinstance(user, Principal):
+        return user
+    found = request.scope.get("state", {}).get("principal")
+    return found if isinstance(found, Principal) else ANONYMOUS
+
+
+def request_id_of(request: Any) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))

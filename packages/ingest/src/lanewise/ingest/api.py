@@ -1,0 +1,146 @@
+"""``POST /v1/ingest`` and ``GET /v1/ingest/jobs/{id}``, added by ``lanewise_configure_gateway``.
+
+The tenant always comes from the authenticated principal, never from the body.
+A job names files by upload (multipart, field ``files``) or by server-side
+path (JSON ``{"paths": [...]}``, only inside ``ingest.allowed_root``).
+Backpressure: while more tasks are queued than ``ingest.max_queue_depth``,
+new jobs get 429 with ``Retry-After``; a body above ``ingest.max_upload_bytes``
+gets 413 from its ``Content-Length``, before it is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from lanewise.core.errors import InvalidRequest, LimitExceeded, NotFound, PayloadTooLarge
+from lanewise.core.settings import Settings
+from lanewise.ingest.paths import server_files, upload_name
+from lanewise.ingest.service import IngestService, Upload, open_service
+from lanewise.ingest.settings import IngestSettings, ingest_settings
+from lanewise.ingest.wiring import parts_of, principal_of, request_id_of
+from litestar import Litestar, Request, get, post
+from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency, Provide
+
+RETRY_AFTER_S = 5.0
+
+
+class ServiceHolder:
+    """One :class:`IngestService` per gateway process, opened on first use, closed at exit."""
+
+    def __init__(self, settings: Settings, components: Any) -> None:
+        self.settings = settings
+        self.components = components
+        self.service: IngestService | None = None
+
+    def get(self) -> IngestService:
+        if self.service is None:
+            self.service = open_service(self.settings, parts_of(self.components))
+        return self.service
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Litestar) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if self.service is not None:
+                await self.service.aclose()
+
+
+def routes(ingest: IngestSettings) -> list[Any]:
+    # The route's own body limit (for uploads without Content-Length) is the ingest limit.
+    @post(
+        "/v1/ingest",
+        tags=["ingest"],
+        status_code=202,
+        request_max_body_size=ingest.max_upload_bytes,
+    )
+    async def submit_job(
+        request: Request[Any, Any, Any], ingest_service: NamedDependency[IngestService]
+    ) -> dict[str, Any]:
+        """Start an ingestion job: multipart ``files`` or JSON ``{"paths": [...]}``."""
+        return await _submit(request, ingest_service)
+
+    @get("/v1/ingest/jobs/{job_id:str}", tags=["ingest"])
+    async def job_status(
+        job_id: str,
+        request: Request[Any, Any, Any],
+        ingest_service: NamedDependency[IngestService],
+        items: bool = False,
+    ) -> dict[str, Any]:
+        """A job's totals, progress, failures (with reasons) and, with ``?items=true``, items."""
+        tenant = principal_of(request).tenant
+        view = await asyncio.to_thread(ingest_service.job, job_id, tenant=tenant)
+        if view is None:
+            raise NotFound(f"no ingest job {job_id!r}; use the id POST /v1/ingest returned")
+        return view.as_dict(with_items=items)
+
+    return [submit_job, job_status]
+
+
+async def _submit(request: Request[Any, Any, Any], service: IngestService) -> dict[str, Any]:
+    limits = service.ingest
+    depth = await asyncio.to_thread(service.queue_depth)
+    if depth >= limits.max_queue_depth:
+        raise LimitExceeded(
+            f"the ingest queue holds {depth} tasks (limit {limits.max_queue_depth}); "
+            f"retry after {RETRY_AFTER_S:g} s",
+            retry_after_s=RETRY_AFTER_S,
+            limit="ingest.max_queue_depth",
+            queue_depth=depth,
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"the upload is {int(declared)} bytes; ingest.max_upload_bytes is "
+            f"{limits.max_upload_bytes}: send fewer or smaller files per job",
+            limit=limits.max_upload_bytes,
+        )
+    principal = principal_of(request)
+    content_type = request.headers.get("content-type", "")
+    spool: Path | None = None
+    if content_type.startswith("multipart/form-data"):
+        spool = service.spool_dir()
+        files = await _spool_uploads(request, spool)
+    elif content_type.startswith("application/json"):
+        body = await request.json()
+        paths = body.get("paths") if isinstance(body, dict) else None
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise InvalidRequest('send {"paths": ["file or directory", ...]}', field="paths")
+        files = await asyncio.to_thread(server_files, paths, limits.allowed_root)
+    else:
+        raise InvalidRequest(
+            "send multipart/form-data with one or more 'files' fields, or JSON "
+            '{"paths": [...]} naming files inside ingest.allowed_root'
+        )
+    if not files:
+        raise InvalidRequest("the job names no files", field="files")
+    job = await service.submit(
+        tenant=principal.tenant, files=files, request_id=request_id_of(request)
+    )
+    return {"id": job, "items": len(files), "status_url": f"/v1/ingest/jobs/{job}"}
+
+
+async def _spool_uploads(request: Request[Any, Any, Any], spool: Path) -> list[Upload]:
+    form = await request.form()
+    uploads: list[Upload] = []
+    for n, value in enumerate(form.getall("files") if "files" in form else []):
+        if not isinstance(value, UploadFile):
+            raise InvalidRequest("every 'files' field must be a file", field="files")
+        name = upload_name(value.filename or f"upload-{n}")
+        target = spool / f"{n:06d}"
+        data = await value.read()
+        await asyncio.to_thread(target.write_bytes, data)
+        uploads.append(Upload(name, target))
+    return uploads
+
+
+def configure(app_config: Any, settings: Settings, components: Any) -> None:
+    holder = ServiceHolder(settings, components)
+    app_config.route_handlers.extend(routes(ingest_settings(settings)))
+    app_config.dependencies["ingest_service"] = Provide(holder.get, sync_to_thread=False)
+    app_config.lifespan.append(holder.lifespan)

@@ -1,0 +1,178 @@
+"""The ingest lane's Celery app: queues per resource profile on Redis.
+
+``parse`` tasks (memory-bound: loaders, chunking) go to the ``ingest``
+queue, ``embed`` tasks (accelerator-bound) to ``embed``, so each queue gets
+workers sized for its profile. Delivery is at-least-once and the tasks are
+idempotent (see :mod:`lanewise.ingest.pipeline`):
+
+* ``acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies
+  (SIGKILL, OOM) is redelivered instead of lost;
+* Redis redelivers an unacknowledged task after ``visibility_timeout``; it is
+  checked at start to be at least twice the task time limit, or a long task
+  would be redelivered while it still runs, over and over (celery#5508);
+* transient errors are retried with exponential backoff and full jitter, up
+  to ``max_retries``; anything else fails its document with a reason;
+* ``worker_max_memory_per_child`` / ``worker_max_tasks_per_child`` recycle a
+  child that grew, and each child builds its own components after the fork
+  (``worker_process_init``): no connection, file or thread crosses a fork;
+* the broker connection is retried forever, so workers resume consuming by
+  themselves after Redis restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from lanewise.core.errors import ConfigError
+from lanewise.core.settings import Settings, load_settings
+from lanewise.ingest.errors import is_transient
+from lanewise.ingest.pipeline import IngestRuntime, Payload, backoff_s
+from lanewise.ingest.settings import IngestSettings, ingest_settings
+
+log = logging.getLogger("lanewise.ingest.worker")
+
+PARSE_TASK = "lanewise.ingest.parse"
+EMBED_TASK = "lanewise.ingest.embed"
+QUEUES = ("ingest", "embed")
+
+
+def broker_url(settings: Settings, ingest: IngestSettings) -> str:
+    url = ingest.broker_url or settings.redis_url
+    if not url:
+        raise ConfigError(
+            'ingest.queue = "celery" needs a broker: set redis_url (or ingest.broker_url) '
+            'to a Redis URL, or use ingest.queue = "embedded"'
+        )
+    return url
+
+
+def check_visibility_timeout(ingest: IngestSettings) -> None:
+    if ingest.visibility_timeout_s < 2 * ingest.task_time_limit_s:
+        raise ConfigError(
+            f"ingest.visibility_timeout_s = {ingest.visibility_timeout_s:g} is less than twice "
+            f"ingest.task_time_limit_s = {ingest.task_time_limit_s:g}: Redis would redeliver a "
+            "task that is still running (celery#5508); raise the visibility timeout to at least "
+            f"{2 * ingest.task_time_limit_s:g} or lower the time limit"
+        )
+
+
+def create_celery_app(settings: Settings, plugin_manager: Any = None) -> Any:
+    """The Celery app for ``settings``; plugins adjust it through ``lanewise_configure_celery``."""
+    from celery import Celery
+
+    ingest = ingest_settings(settings)
+    check_visibility_timeout(ingest)
+    url = broker_url(settings, ingest)
+    app = Celery("lanewise", broker=url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=ingest.task_time_limit_s,
+        task_soft_time_limit=ingest.task_time_limit_s * 0.9,
+        broker_transport_options={"visibility_timeout": ingest.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_routes={PARSE_TASK: {"queue": "ingest"}, EMBED_TASK: {"queue": "embed"}},
+        task_default_queue="ingest",
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        worker_max_memory_per_child=ingest.worker_max_memory_mb * 1024,  # KiB
+        worker_max_tasks_per_child=ingest.worker_max_tasks_per_child,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    _register_tasks(app, ingest)
+    if plugin_manager is not None:
+        plugin_manager.hook.lanewise_configure_celery(celery_app=app, settings=settings)
+    return app
+
+
+def _register_tasks(app: Any, ingest: IngestSettings) -> None:
+    @app.task(name=PARSE_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    def parse(task: Any, item: Payload) -> None:
+        rt = worker().runtime
+        _run_with_retry(
+            task, ingest, rt.parse(item, CeleryDispatch(app)), lambda e: rt.fail_parse(item, e)
+        )
+
+    @app.task(name=EMBED_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    def embed(task: Any, payload: Payload) -> None:
+        rt = worker().runtime
+        _run_with_retry(task, ingest, rt.embed(payload), lambda e: rt.fail_batch(payload, e))
+
+
+def _run_with_retry(task: Any, ingest: IngestSettings, work: Any, give_up: Any) -> None:
+    try:
+        worker().run(work)
+    except Exception as exc:
+        if is_transient(exc) and task.request.retries < ingest.max_retries:
+            raise task.retry(exc=exc, countdown=backoff_s(task.request.retries, ingest)) from exc
+        worker().run(give_up(exc))
+
+
+class CeleryDispatch:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def embed(self, payload: Payload) -> None:
+        self.app.send_task(EMBED_TASK, args=[payload], queue="embed")
+
+
+@dataclass
+class WorkerProcess:
+    """What one worker child builds after the fork: components, job state, an event loop."""
+
+    runtime: IngestRuntime
+    loop: asyncio.AbstractEventLoop
+    closer: Any
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+
+_worker: WorkerProcess | None = None
+_lock = threading.Lock()
+
+
+def worker() -> WorkerProcess:
+    """This process's components, built on first use (``worker_process_init`` builds early)."""
+    global _worker
+    with _lock:
+        if _worker is None:
+            _worker = _build_worker()
+        return _worker
+
+
+def _build_worker() -> WorkerProcess:
+    from lanewise.ingest.service import open_runtime
+
+    settings = load_settings(os.environ.get("LANEWISE_CONFIG") or None)
+    loop = asyncio.new_event_loop()
+    runtime, closer = open_runtime(settings, queue="celery")
+    return WorkerProcess(runtime=runtime, loop=loop, closer=closer)
+
+
+def init_worker_process(**_: Any) -> None:
+    """``worker_process_init``: build this child's components now, not inside its first task."""
+    global _worker
+    _worker = None  # never reuse what a parent built before the fork
+    worker()
+
+
+def shutdown_worker_process(**_: Any) -> None:
+    global _worker
+    if _worker is not None:
+        try:
+            _worker.run(_worker.closer())
+        finally:
+            _worker.loop.close()
+            _worker = None

@@ -1,0 +1,46 @@
+"""Jobs sent to ``lanewise worker``s: one ``parse`` task per file on the ``ingest`` queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from lanewise.ingest.celery_app import PARSE_TASK, QUEUES
+from lanewise.ingest.pipeline import Payload
+from lanewise.ingest.state import IngestState
+
+
+class CeleryExecutor:
+    name = "celery"
+
+    def __init__(self, app: Any, state: IngestState) -> None:
+        self.app = app
+        self.state = state
+
+    def queue_depth(self) -> int:
+        """Tasks waiting in the lane's queues (Redis lists named like the queues)."""
+        kv: Any = self.state.kv
+        return sum(int(kv.llen(q)) for q in QUEUES)
+
+    async def submit(self, items: Sequence[Payload]) -> None:
+        await asyncio.to_thread(self._send, items)
+
+    def _send(self, items: Sequence[Payload]) -> None:
+        for item in items:
+            self.app.send_task(PARSE_TASK, args=[item], queue="ingest")
+
+    async def run(self, items: Sequence[Payload]) -> None:
+        """Send, then wait until the workers finished every item."""
+        await self.submit(items)
+        if not items:
+            return
+        job = items[0]["job"]
+        while True:
+            view = await asyncio.to_thread(self.state.job, job)
+            if view is not None and view.finished_at is not None:
+                return
+            await asyncio.sleep(0.2)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.app.close)

@@ -1,0 +1,69 @@
+"""The embedded executor: the same task functions, run in this process.
+
+No broker, no worker: ``submit`` records the job and runs its items one
+after another (in a background task for the gateway, awaited for the CLI),
+each embed batch as soon as it is cut, with the same retries (exponential
+backoff, full jitter, transient errors only), the same failure records and
+the same job state as the Celery workers keep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from lanewise.ingest.pipeline import IngestRuntime, Payload, with_retries
+
+
+class _RunNow:
+    def __init__(self, runtime: IngestRuntime) -> None:
+        self.runtime = runtime
+
+    async def embed(self, payload: Payload) -> None:
+        rt = self.runtime
+        await with_retries(
+            lambda: rt.embed(payload),
+            settings=rt.settings,
+            give_up=lambda exc: rt.fail_batch(payload, exc),
+        )
+
+
+class EmbeddedExecutor:
+    name = "embedded"
+
+    def __init__(self, runtime: IngestRuntime) -> None:
+        self.runtime = runtime
+        self._pending = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def queue_depth(self) -> int:
+        return self._pending
+
+    async def run(self, items: Sequence[Payload]) -> None:
+        """Run every item of a job to its end (done, skipped or failed)."""
+        rt = self.runtime
+        dispatch = _RunNow(rt)
+        remaining = len(items)
+        self._pending += remaining
+        try:
+            for item in items:
+                await with_retries(
+                    lambda item=item: rt.parse(item, dispatch),  # type: ignore[misc]
+                    settings=rt.settings,
+                    give_up=lambda exc, item=item: rt.fail_parse(item, exc),  # type: ignore[misc]
+                )
+                self._pending -= 1
+                remaining -= 1
+        finally:
+            self._pending -= remaining
+
+    async def submit(self, items: Sequence[Payload]) -> None:
+        """Start the job in the background (the gateway's case) and return at once."""
+        task = asyncio.get_running_loop().create_task(self.run(items))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
