@@ -8,7 +8,6 @@ from lanewise.core.hookspecs import hookimpl
 from lanewise.core.registry import Register
 from lanewise.core.settings import Settings
 from lanewise.retrieval.api import ROUTES
-from lanewise.retrieval.demo import on_demo
 from lanewise.retrieval.embedders.factories import build_minilm, build_openai, build_triton
 from lanewise.retrieval.factories import build_retriever
 from lanewise.retrieval.rerank import build_mmr
@@ -17,12 +16,9 @@ from lanewise.retrieval.stores.pgvector import build_pgvector
 from lanewise.retrieval.stores.weaviate import build_weaviate
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from lanewise.core.container import Container
     from lanewise.core.protocols import Retriever
     from litestar.config.app import AppConfig
-    from rich.console import Console
 
 
 @hookimpl
@@ -93,8 +89,3 @@ def lanewise_register_vector_stores(register: Register) -> None:
         build_weaviate,
         description="Weaviate (weaviate-client v4): multi-tenant collection, near-vector/hybrid",
     )
-
-
-@hookimpl
-def lanewise_on_demo(container: Container, docs_dir: Path, console: Console) -> None:
-    on_demo(container, docs_dir, console)
