@@ -101,6 +101,8 @@ class MiniLMEmbedder:
         self.batch_size = batch_size
         self.max_length = max_length
         self._tokenizer = load_tokenizer(tokenizer_path, max_length)
+        # Public so that chunkers can count in this model's tokens (ingest's HasTokenizerFile).
+        self.tokenizer_path = tokenizer_path
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = 1
