@@ -12,9 +12,10 @@ import json
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from lanewise.core.types import Document
 from lanewise.ingest import sniff
@@ -218,40 +219,43 @@ class PdfLoader(_AsDocuments):
     mimes = (sniff.PDF,)
     suffixes = (".pdf",)
 
-    def _reader(self, blob: Blob) -> Any:
+    def _reader(self, blob: Blob, stream: BinaryIO) -> Any:
         from pypdf import PdfReader
-        from pypdf.errors import PyPdfError
 
         if not blob.head().startswith(b"%PDF-"):
             raise CorruptDocument(f"{blob.name} is named like a PDF but has no PDF header")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pypdf warns about every repairable flaw
-                return PdfReader(blob.open(), strict=False)
-        except (PyPdfError, ValueError, KeyError, OSError) as exc:
-            raise CorruptDocument(f"{blob.name} is not a readable PDF: {exc}") from exc
+        return PdfReader(stream, strict=False)
 
     def title(self, blob: Blob) -> str | None:
         try:
-            meta = self._reader(blob).metadata
+            with blob.open() as f, _pdf_errors(blob):
+                meta = self._reader(blob, f).metadata
+                title = getattr(meta, "title", None) if meta is not None else None
         except CorruptDocument:
-            return None
-        title = getattr(meta, "title", None) if meta is not None else None
+            title = None
         return str(title) if title else PurePath(blob.name).stem or None
 
     def sections(self, blob: Blob) -> Iterator[Section]:
-        from pypdf.errors import PyPdfError
+        with blob.open() as f, _pdf_errors(blob):
+            reader = self._reader(blob, f)
+            for n in range(len(reader.pages)):
+                text = reader.pages[n].extract_text() or ""
+                if text.strip():
+                    yield Section(text, {"page": n + 1})
 
-        reader = self._reader(blob)
+
+@contextmanager
+def _pdf_errors(blob: Blob) -> Iterator[None]:
+    """pypdf's many ways of failing on a broken file, as one CorruptDocument."""
+    from pypdf.errors import PyPdfError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pypdf warns about every flaw it repairs
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                pages = len(reader.pages)
-                for n in range(pages):
-                    text = reader.pages[n].extract_text() or ""
-                    if text.strip():
-                        yield Section(text, {"page": n + 1})
-        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            yield
+        except CorruptDocument:
+            raise
+        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
             raise CorruptDocument(f"{blob.name} is not a readable PDF: {exc}") from exc
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,16 @@ def pieces_of(chunker: Chunker, text: str, metadata: dict[str, Any]) -> Iterator
     for chunk in chunker.chunk(Document(id="section", text=text, metadata=metadata)):
         start = text.find(chunk.text)
         yield Piece(chunk.text, start, start + len(chunk.text), len(chunk.text.split()))
+
+
+def anchor(section: dict[str, Any]) -> str:
+    """Where in the document a chunk is, for citations: ``#page=3``, ``#a-heading``."""
+    if "page" in section:
+        return f"#page={section['page']}"
+    path = section.get("heading_path") or []
+    if path:
+        return "#" + (re.sub(r"[^a-z0-9]+", "-", str(path[-1]).lower()).strip("-") or "section")
+    return ""
 
 
 def chunker_key(chunker: Chunker) -> str:
@@ -171,6 +182,7 @@ class IngestRuntime:
                 meta = {
                     **base,
                     **section.metadata,
+                    "source": blob.name + anchor(section.metadata),
                     "chunk": number,
                     "start": piece.start,
                     "end": piece.end,
