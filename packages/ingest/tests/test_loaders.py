@@ -40,14 +40,16 @@ def test_html_drops_chrome_and_splits_at_headings(corpus: Path) -> None:
     got = sections(corpus / "page.html")
     assert [m["heading"] for _, m in got] == ["Operations", "Operations > Alerts"]
     text = " ".join(t for t, _ in got)
-    assert "menu" not in text and "p{}" not in text
+    assert "menu" not in text
+    assert "p{}" not in text
     assert "Queue depth above the limit pages someone." in text
 
 
 def test_pdf_pages_and_a_corrupt_pdf(corpus: Path) -> None:
     got = sections(corpus / "manual.pdf")
     assert [m["page"] for _, m in got] == [1, 2]
-    assert "budgets" in got[0][0] and "tokens" in got[1][0]
+    assert "budgets" in got[0][0]
+    assert "tokens" in got[1][0]
     with pytest.raises(CorruptDocument, match="not a readable PDF"):
         sections(corpus / "broken.pdf")
 

@@ -44,7 +44,8 @@ async def lane(settings: Any) -> AsyncIterator[tuple[Any, IngestService]]:
 async def run(service: IngestService, root: Path, *paths: Path, tenant: str = TENANT) -> Any:
     job = await service.submit(tenant=tenant, files=local_files(paths or [root], root), wait=True)
     view = service.job(job, tenant=tenant)
-    assert view is not None and view.status == "completed"
+    assert view is not None
+    assert view.status == "completed"
     return view
 
 
@@ -64,7 +65,8 @@ async def test_mixed_corpus_poison_fails_alone_and_reingest_is_a_noop(
         assert await stored(store, TENANT, DIM, document_id=name), name
     assert not await stored(store, TENANT, DIM, document_id="broken.pdf")
     pdf = await stored(store, TENANT, DIM, document_id="manual.pdf")
-    assert any("budgets" in t for t in pdf.values()) and any("tokens" in t for t in pdf.values())
+    assert any("budgets" in t for t in pdf.values())
+    assert any("tokens" in t for t in pdf.values())
     version = first.index_version
 
     second = await run(service, corpus)
@@ -93,7 +95,8 @@ async def test_a_changed_document_replaces_its_chunks(
     assert not any("memory-bound" in t for t in new_guide.values())  # no stale chunk survives
     assert any("vectors in batches" in t for t in new_guide.values())
     kept = set(old_guide) & set(new_guide)
-    assert kept and all("deployed separately" in new_guide[i] for i in kept)
+    assert kept
+    assert all("deployed separately" in new_guide[i] for i in kept)
     assert job.chunks_removed == len(set(old_guide) - set(new_guide))
     assert job.chunks_added == len(set(new_guide) - set(old_guide))  # kept ones not re-embedded
     others = {i: t for i, t in before.items() if i not in old_guide}
@@ -116,5 +119,6 @@ async def test_identical_documents_are_stored_once_and_tenants_are_apart(
     assert other.done == 1
     mine = await stored(store, TENANT, DIM)
     theirs = await stored(store, "globex", DIM)
-    assert sorted(mine.values()) == sorted(theirs.values()) and not set(mine) & set(theirs)
+    assert sorted(mine.values()) == sorted(theirs.values())
+    assert not set(mine) & set(theirs)
     assert service.job(job.id, tenant="globex") is None  # a job is visible to its tenant only
