@@ -11,7 +11,8 @@ idempotent (see :mod:`lanewise.ingest.pipeline`):
   checked at start to be at least twice the task time limit, or a long task
   would be redelivered while it still runs, over and over (celery#5508);
 * transient errors are retried with exponential backoff and full jitter, up
-  to ``max_retries``; anything else fails its document with a reason;
+  to ``max_retries``, inside the task; anything else fails its document with
+  a reason, and the task still succeeds (a poison document never loops);
 * ``worker_max_memory_per_child`` / ``worker_max_tasks_per_child`` recycle a
   child that grew, and each child builds its own components after the fork
   (``worker_process_init``): no connection, file or thread crosses a fork;
@@ -30,8 +31,7 @@ from typing import Any
 
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import Settings, load_settings
-from lanewise.ingest.errors import is_transient
-from lanewise.ingest.pipeline import IngestRuntime, Payload, backoff_s
+from lanewise.ingest.pipeline import IngestRuntime, Payload, run_embed, run_parse
 from lanewise.ingest.settings import IngestSettings, ingest_settings
 
 log = logging.getLogger("lanewise.ingest.worker")
@@ -97,26 +97,18 @@ def create_celery_app(settings: Settings, plugin_manager: Any = None) -> Any:
 
 
 def _register_tasks(app: Any, ingest: IngestSettings) -> None:
-    @app.task(name=PARSE_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
-    def parse(task: Any, item: Payload) -> None:
-        rt = worker().runtime
-        _run_with_retry(
-            task, ingest, rt.parse(item, CeleryDispatch(app)), lambda e: rt.fail_parse(item, e)
-        )
+    # Retries happen inside the task (run_parse/run_embed), not through Celery's retry:
+    # the message stays unacknowledged meanwhile, so a retry needs no broker (it may be
+    # the thing that is down) and a worker that dies mid-backoff still gets it redelivered.
+    @app.task(name=PARSE_TASK)  # type: ignore[untyped-decorator]
+    def parse(item: Payload) -> None:
+        here = worker()
+        here.run(run_parse(here.runtime, item, CeleryDispatch(app)))
 
-    @app.task(name=EMBED_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
-    def embed(task: Any, payload: Payload) -> None:
-        rt = worker().runtime
-        _run_with_retry(task, ingest, rt.embed(payload), lambda e: rt.fail_batch(payload, e))
-
-
-def _run_with_retry(task: Any, ingest: IngestSettings, work: Any, give_up: Any) -> None:
-    try:
-        worker().run(work)
-    except Exception as exc:
-        if is_transient(exc) and task.request.retries < ingest.max_retries:
-            raise task.retry(exc=exc, countdown=backoff_s(task.request.retries, ingest)) from exc
-        worker().run(give_up(exc))
+    @app.task(name=EMBED_TASK)  # type: ignore[untyped-decorator]
+    def embed(payload: Payload) -> None:
+        here = worker()
+        here.run(run_embed(here.runtime, payload))
 
 
 class CeleryDispatch:

@@ -38,11 +38,16 @@ def is_transient(exc: BaseException) -> bool:
         return isinstance(exc, _TRANSIENT_LANEWISE)
     if isinstance(exc, ConnectionError | TimeoutError):
         return True
-    try:
-        import redis.exceptions
-    except ImportError:  # pragma: no cover - redis is a dependency
-        return False
-    return isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError)
+    import kombu.exceptions
+    import redis.exceptions
+
+    return isinstance(
+        exc,
+        redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError
+        | redis.exceptions.BusyLoadingError
+        | kombu.exceptions.OperationalError,
+    )
 
 
 def reason_of(exc: BaseException) -> str:

@@ -3,8 +3,8 @@
 No broker, no worker: ``submit`` records the job and runs its items one
 after another (in a background task for the gateway, awaited for the CLI),
 each embed batch as soon as it is cut, with the same retries (exponential
-backoff, full jitter, transient errors only), the same failure records and
-the same job state as the Celery workers keep.
+backoff, full jitter, transient errors only: ``run_parse``/``run_embed``, which
+the Celery tasks run too), the same failure records and the same job state.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from lanewise.ingest.pipeline import IngestRuntime, Payload, with_retries
+from lanewise.ingest.pipeline import IngestRuntime, Payload, run_embed, run_parse
 
 
 class _RunNow:
@@ -20,12 +20,7 @@ class _RunNow:
         self.runtime = runtime
 
     async def embed(self, payload: Payload) -> None:
-        rt = self.runtime
-        await with_retries(
-            lambda: rt.embed(payload),
-            settings=rt.settings,
-            give_up=lambda exc: rt.fail_batch(payload, exc),
-        )
+        await run_embed(self.runtime, payload)
 
 
 class EmbeddedExecutor:
@@ -47,11 +42,7 @@ class EmbeddedExecutor:
         self._pending += remaining
         try:
             for item in items:
-                await with_retries(
-                    lambda item=item: rt.parse(item, dispatch),  # type: ignore[misc]
-                    settings=rt.settings,
-                    give_up=lambda exc, item=item: rt.fail_parse(item, exc),  # type: ignore[misc]
-                )
+                await run_parse(rt, item, dispatch)
                 self._pending -= 1
                 remaining -= 1
         finally:

@@ -331,6 +331,24 @@ async def with_retries(
             attempt += 1
 
 
+async def run_parse(rt: IngestRuntime, item: Payload, dispatch: Dispatcher) -> None:
+    """A parse task with its retries: what every executor runs for one file."""
+    await with_retries(
+        lambda: rt.parse(item, dispatch),
+        settings=rt.settings,
+        give_up=lambda exc: rt.fail_parse(item, exc),
+    )
+
+
+async def run_embed(rt: IngestRuntime, payload: Payload) -> None:
+    """An embed task with its retries."""
+    await with_retries(
+        lambda: rt.embed(payload),
+        settings=rt.settings,
+        give_up=lambda exc: rt.fail_batch(payload, exc),
+    )
+
+
 def backoff_s(attempt: int, settings: IngestSettings) -> float:
     """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)]."""
     ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**attempt)

@@ -1,0 +1,240 @@
+"""The pipeline on Celery: real Redis, real `lanewise worker` processes, real pgvector.
+
+Each test writes a lanewise.toml, starts workers from it, and submits jobs from
+this process through the same service the gateway uses; what the store holds
+is read back through core's VectorStore contract and compared exactly with
+what the embedded executor stores for the same files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import subprocess
+import tempfile
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lanewise.core.settings import load_settings
+from lanewise.ingest.local import local_files
+from lanewise.ingest.service import IngestService, open_service
+from lanewise.ingest.wiring import open_parts
+
+from .helpers import stored
+from .workers import LANEWISE, Worker
+
+DIM = 8
+TENANT = "acme"
+CHUNKER = '[ingest.chunker]\nkind = "tokens"\nsize = 12\noverlap = 3\ntokenizer = "words"\n'
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """PostgreSQL 16 with pgvector (the pgserver wheel), as in the retrieval lane's tests."""
+    pgdata = Path(tempfile.mkdtemp(prefix="lanewise-ingest-pg-"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+        shutil.rmtree(pgdata, ignore_errors=True)
+
+
+def write_config(path: Path, *, redis_url: str, pg_url: str, data: Path, extra: str = "") -> Path:
+    path.write_text(
+        f'data_dir = "{data}"\nredis_url = "{redis_url}"\n'
+        f'[retrieval.embedder]\nkind = "noop"\ndimension = {DIM}\n'
+        f'[retrieval.vector_store]\nkind = "pgvector"\nurl = "{pg_url}"\n'
+        f'table = "t_{uuid.uuid4().hex[:10]}"\ndimension = {DIM}\n'
+        '[ingest]\nqueue = "celery"\nembed_batch = 16\nmax_retries = 6\nretry_backoff_s = 0.3\n'
+        f"task_time_limit_s = 5\nvisibility_timeout_s = 10\n{extra}{CHUNKER}"
+    )
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path, redis_server: Any, pg_url: str) -> Path:
+    return write_config(
+        tmp_path / "lanewise.toml",
+        redis_url=redis_server.url,
+        pg_url=pg_url,
+        data=tmp_path / "data",
+    )
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path, config: Path) -> Iterator[Any]:
+    started: list[Worker] = []
+
+    def start(name: str = "w1", concurrency: int = 2) -> Worker:
+        worker = Worker(config, tmp_path / f"{name}.log", name, concurrency).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+async def lane(config: Path) -> AsyncIterator[tuple[Any, IngestService]]:
+    settings = load_settings(config)
+    parts, close = open_parts(settings)
+    service = open_service(settings, parts)
+    try:
+        yield parts, service
+    finally:
+        await service.aclose()
+        await close()
+
+
+async def reference(tmp_path: Path, files: list[Any]) -> dict[str, str]:
+    """What the embedded executor stores for the same files: the expected chunk set."""
+    settings = load_settings(
+        None,
+        data_dir=tmp_path / "reference",
+        retrieval={"embedder": {"kind": "noop", "dimension": DIM}},
+        ingest={"chunker": {"kind": "tokens", "size": 12, "overlap": 3, "tokenizer": "words"}},
+    )
+    parts, close = open_parts(settings)
+    service = open_service(settings, parts)
+    try:
+        await service.submit(tenant=TENANT, files=files, wait=True)
+        return await stored(parts.vector_store(), TENANT, DIM)
+    finally:
+        await service.aclose()
+        await close()
+
+
+async def wait_job(service: IngestService, job: str, timeout: float = 120) -> Any:
+    for _ in range(int(timeout / 0.1)):
+        view = await asyncio.to_thread(service.job, job, tenant=TENANT)
+        if view is not None and view.status == "completed":
+            return view
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job} did not complete: {view}")
+
+
+async def wait_progress(service: IngestService, job: str, at_least: int) -> None:
+    for _ in range(1200):
+        view = await asyncio.to_thread(service.job, job, tenant=TENANT)
+        if view is not None and view.finished >= at_least:
+            assert view.status != "completed", "the job finished before the fault was injected"
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the job made no progress")
+
+
+def many_files(root: Path, n: int, words: int) -> Path:
+    root.mkdir()
+    for i in range(n):
+        lines = [
+            f"file {i} line {j} " + " ".join(f"w{i}x{j}x{k}" for k in range(9)) + "."
+            for j in range(words // 12)
+        ]
+        (root / f"doc{i:03d}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+async def test_mixed_corpus_on_workers_then_unchanged_reingest(
+    lane: tuple[Any, IngestService], start_worker: Any, corpus: Path, tmp_path: Path
+) -> None:
+    parts, service = lane
+    start_worker("w1")
+    files = local_files([corpus], corpus)
+    first = await wait_job(service, await service.submit(tenant=TENANT, files=files))
+    assert (first.done, first.skipped, first.failed) == (5, 0, 2)
+    assert {f["name"] for f in first.failures} == {"broken.pdf", "photo.bin"}
+    got = await stored(parts.vector_store(), TENANT, DIM)
+    assert got == await reference(tmp_path, files)
+    second = await wait_job(service, await service.submit(tenant=TENANT, files=files))
+    assert (second.done, second.skipped, second.failed) == (0, 5, 2)
+    assert await stored(parts.vector_store(), TENANT, DIM) == got
+    assert second.index_version == first.index_version + 1
+
+
+async def test_sigkill_of_worker_processes_mid_job_loses_and_duplicates_nothing(
+    lane: tuple[Any, IngestService], start_worker: Any, tmp_path: Path
+) -> None:
+    parts, service = lane
+    root = many_files(tmp_path / "many", 24, 600)
+    files = local_files([root], root)
+    expected = await reference(tmp_path, files)
+    worker = start_worker("w1")
+    job = await service.submit(tenant=TENANT, files=files)
+    await wait_progress(service, job, 3)
+    killed = worker.kill_pool()  # the pool children die mid-task; their tasks come back
+    assert killed
+    # And a whole worker, main process included: its unacknowledged tasks are redelivered
+    # (visibility timeout) to the worker started after it.
+    await wait_progress(service, job, 6)
+    worker.kill()
+    start_worker("w2")
+    view = await wait_job(service, job, timeout=180)
+    assert (view.done, view.failed) == (24, 0)
+    got = await stored(parts.vector_store(), TENANT, DIM)
+    assert got == expected  # every chunk present, and (ids are keys) exactly once
+    assert await parts.vector_store().count(tenant=TENANT) == len(expected)
+
+
+async def test_workers_resume_by_themselves_after_redis_restarts(
+    lane: tuple[Any, IngestService], start_worker: Any, tmp_path: Path, redis_server: Any
+) -> None:
+    parts, service = lane
+    root = many_files(tmp_path / "many", 16, 600)
+    files = local_files([root], root)
+    expected = await reference(tmp_path, files)
+    start_worker("w1")
+    job = await service.submit(tenant=TENANT, files=files)
+    await wait_progress(service, job, 2)
+    # A real restart of the broker (SIGTERM; Redis writes its dump on the way down, as a
+    # deployed Redis with persistence would), with the workers left alone.
+    service.state.kv.config_set("save", "3600 1")  # type: ignore[attr-defined]
+    redis_server.restart()
+    view = await wait_job(service, job, timeout=180)
+    assert (view.done, view.failed) == (16, 0)
+    assert await stored(parts.vector_store(), TENANT, DIM) == expected
+    # And they keep consuming new work afterwards (no stalled consumer, celery#9054/#8030).
+    (root / "late.txt").write_text("A file sent after the restart.\n")
+    late = await wait_job(
+        service, await service.submit(tenant=TENANT, files=local_files([root / "late.txt"], root))
+    )
+    assert late.done == 1
+
+
+def test_worker_refuses_the_embedded_store_and_a_short_visibility_timeout(
+    tmp_path: Path, redis_server: Any, pg_url: str
+) -> None:
+    plain = tmp_path / "embedded.toml"
+    plain.write_text(f'data_dir = "{tmp_path / "d"}"\nredis_url = "{redis_server.url}"\n')
+    result = subprocess.run(
+        [LANEWISE, "--config", str(plain), "worker"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert "one process only" in result.stdout + result.stderr
+    assert "pgvector" in result.stdout + result.stderr
+    short = write_config(
+        tmp_path / "short.toml",
+        redis_url=redis_server.url,
+        pg_url=pg_url,
+        data=tmp_path / "d2",
+        extra="",
+    )
+    short.write_text(
+        short.read_text().replace("visibility_timeout_s = 10", "visibility_timeout_s = 9")
+    )
+    result = subprocess.run(
+        [LANEWISE, "--config", str(short), "worker"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert "celery#5508" in result.stdout + result.stderr
