@@ -7,9 +7,10 @@ idempotent (see :mod:`lanewise.ingest.pipeline`):
 
 * ``acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies
   (SIGKILL, OOM) is redelivered instead of lost;
-* Redis redelivers an unacknowledged task after ``visibility_timeout``; it is
-  checked at start to be at least twice the task time limit, or a long task
-  would be redelivered while it still runs, over and over (celery#5508);
+* Redis redelivers an unacknowledged task after ``visibility_timeout`` (a
+  worker SIGKILLed whole, main process included); it is checked at start to be
+  at least twice the task time limit, or a long task would be redelivered
+  while it still runs, over and over (celery#5508);
 * transient errors are retried with exponential backoff and full jitter, up
   to ``max_retries``, inside the task; anything else fails its document with
   a reason, and the task still succeeds (a poison document never loops);
@@ -61,6 +62,23 @@ def check_visibility_timeout(ingest: IngestSettings) -> None:
         )
 
 
+def transport_options(ingest: IngestSettings) -> dict[str, Any]:
+    """Redis transport options: abandoned tasks come back soon after the visibility timeout.
+
+    kombu sweeps the unacknowledged set only every ``unacked_restore_interval`` x
+    ``unacked_restore_throttle`` seconds (100 s by default) and a worker killed while
+    sweeping holds the sweep's lock for ``unacked_mutex_expire`` (300 s); a task of a
+    worker that was SIGKILLed whole would wait that long on top of the visibility timeout.
+    """
+    interval = max(1.0, min(10.0, ingest.visibility_timeout_s / 10))
+    return {
+        "visibility_timeout": ingest.visibility_timeout_s,
+        "unacked_restore_interval": interval,
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": max(30, int(3 * interval)),
+    }
+
+
 def create_celery_app(settings: Settings, plugin_manager: Any = None) -> Any:
     """The Celery app for ``settings``; plugins adjust it through ``lanewise_configure_celery``."""
     from celery import Celery
@@ -75,7 +93,7 @@ def create_celery_app(settings: Settings, plugin_manager: Any = None) -> Any:
         worker_prefetch_multiplier=1,
         task_time_limit=ingest.task_time_limit_s,
         task_soft_time_limit=ingest.task_time_limit_s * 0.9,
-        broker_transport_options={"visibility_timeout": ingest.visibility_timeout_s},
+        broker_transport_options=transport_options(ingest),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_cancel_long_running_tasks_on_connection_loss=True,
