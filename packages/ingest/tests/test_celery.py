@@ -9,12 +9,7 @@ what the embedded executor stores for the same files.
 from __future__ import annotations
 
 import asyncio
-import logging
-import shutil
 import subprocess
-import tempfile
-import uuid
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,41 +20,8 @@ from lanewise.ingest.local import local_files
 from lanewise.ingest.service import IngestService, open_service
 from lanewise.ingest.wiring import open_parts
 
-from .helpers import stored
+from .helpers import DIM, TENANT, stored, write_config
 from .workers import LANEWISE, Worker
-
-DIM = 8
-TENANT = "acme"
-CHUNKER = '[ingest.chunker]\nkind = "tokens"\nsize = 12\noverlap = 3\ntokenizer = "words"\n'
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """PostgreSQL 16 with pgvector (the pgserver wheel), as in the retrieval lane's tests."""
-    pgdata = Path(tempfile.mkdtemp(prefix="lanewise-ingest-pg-"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        logging.getLogger("pgserver").setLevel(logging.WARNING)
-        shutil.rmtree(pgdata, ignore_errors=True)
-
-
-def write_config(path: Path, *, redis_url: str, pg_url: str, data: Path, extra: str = "") -> Path:
-    path.write_text(
-        f'data_dir = "{data}"\nredis_url = "{redis_url}"\n'
-        f'[retrieval.embedder]\nkind = "noop"\ndimension = {DIM}\n'
-        f'[retrieval.vector_store]\nkind = "pgvector"\nurl = "{pg_url}"\n'
-        f'table = "t_{uuid.uuid4().hex[:10]}"\ndimension = {DIM}\n'
-        '[ingest]\nqueue = "celery"\nembed_batch = 16\nmax_retries = 6\nretry_backoff_s = 0.3\n'
-        f"task_time_limit_s = 5\nvisibility_timeout_s = 10\n{extra}{CHUNKER}"
-    )
-    return path
 
 
 @pytest.fixture
@@ -116,8 +78,8 @@ async def reference(tmp_path: Path, files: list[Any]) -> dict[str, str]:
         await close()
 
 
-async def wait_job(service: IngestService, job: str, timeout: float = 120) -> Any:
-    for _ in range(int(timeout / 0.1)):
+async def wait_job(service: IngestService, job: str, within_s: float = 120) -> Any:
+    for _ in range(int(within_s / 0.1)):
         view = await asyncio.to_thread(service.job, job, tenant=TENANT)
         if view is not None and view.status == "completed":
             return view
@@ -180,7 +142,7 @@ async def test_sigkill_of_worker_processes_mid_job_loses_and_duplicates_nothing(
     await wait_progress(service, job, 6)
     worker.kill()
     start_worker("w2")
-    view = await wait_job(service, job, timeout=180)
+    view = await wait_job(service, job, within_s=180)
     assert (view.done, view.failed) == (24, 0)
     got = await stored(parts.vector_store(), TENANT, DIM)
     assert got == expected  # every chunk present, and (ids are keys) exactly once
@@ -201,7 +163,7 @@ async def test_workers_resume_by_themselves_after_redis_restarts(
     # deployed Redis with persistence would), with the workers left alone.
     service.state.kv.config_set("save", "3600 1")  # type: ignore[attr-defined]
     redis_server.restart()
-    view = await wait_job(service, job, timeout=180)
+    view = await wait_job(service, job, within_s=180)
     assert (view.done, view.failed) == (16, 0)
     assert await stored(parts.vector_store(), TENANT, DIM) == expected
     # And they keep consuming new work afterwards (no stalled consumer, celery#9054/#8030).

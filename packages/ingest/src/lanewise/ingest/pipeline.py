@@ -39,7 +39,7 @@ from lanewise.ingest.blobs import Blob
 from lanewise.ingest.chunker import Piece, TokenChunker
 from lanewise.ingest.errors import PoisonItem, is_transient, reason_of
 from lanewise.ingest.ids import chunk_id, document_key
-from lanewise.ingest.loaders import Loader, choose
+from lanewise.ingest.loaders import Loader, Section, choose
 from lanewise.ingest.settings import IngestSettings
 from lanewise.ingest.state import IngestState
 from lanewise.ingest.wiring import embed_guarded, embedder_tag
@@ -171,14 +171,23 @@ class IngestRuntime:
         }
         tag = embedder_tag(self.embedder)
         batch: list[tuple[str, str, dict[str, Any], int]] = []
+        # A text repeated inside the document has one id: it is embedded and stored once.
+        # (Deterministic, so a redelivered parse cuts the very same batches.)
+        seen: set[str] = set()
         number = 0
         sections = loader.sections(blob)
         while True:
-            # Parsing is CPU work: a thread keeps the event loop (progress, the gateway) live.
-            section = await asyncio.to_thread(next, sections, None)
-            if section is None:
+            # Parsing and chunking are CPU work: a thread keeps the event loop (progress,
+            # the gateway) responsive. A section is bounded (a block, a page, a heading).
+            cut = await asyncio.to_thread(self._next_pieces, sections)
+            if cut is None:
                 break
-            for piece in pieces_of(self.chunker, section.text, section.metadata):
+            section, pieces = cut
+            for piece in pieces:
+                cid = chunk_id(tenant=tenant, document_id=blob.name, text=piece.text, embedder=tag)
+                if cid in seen:
+                    continue
+                seen.add(cid)
                 meta = {
                     **base,
                     **section.metadata,
@@ -187,7 +196,6 @@ class IngestRuntime:
                     "start": piece.start,
                     "end": piece.end,
                 }
-                cid = chunk_id(tenant=tenant, document_id=blob.name, text=piece.text, embedder=tag)
                 batch.append((cid, piece.text, meta, piece.tokens))
                 number += 1
                 if len(batch) >= self.settings.embed_batch:
@@ -195,6 +203,12 @@ class IngestRuntime:
                     batch = []
         if batch:
             yield batch
+
+    def _next_pieces(self, sections: Iterator[Section]) -> tuple[Section, list[Piece]] | None:
+        section = next(sections, None)
+        if section is None:
+            return None
+        return section, list(pieces_of(self.chunker, section.text, section.metadata))
 
     async def _send(
         self,
