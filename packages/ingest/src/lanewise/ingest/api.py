@@ -25,6 +25,7 @@ from lanewise.ingest.wiring import parts_of, principal_of, request_id_of
 from litestar import Litestar, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery
 
 RETRY_AFTER_S = 5.0
 
@@ -67,10 +68,10 @@ def routes(ingest: IngestSettings) -> list[Any]:
 
     @get("/v1/ingest/jobs/{job_id:str}", tags=["ingest"])
     async def job_status(
-        job_id: str,
+        job_id: FromPath[str],
         request: Request[Any, Any, Any],
         ingest_service: NamedDependency[IngestService],
-        items: bool = False,
+        items: FromQuery[bool] = False,
     ) -> dict[str, Any]:
         """A job's totals, progress, failures (with reasons) and, with ``?items=true``, items."""
         tenant = principal_of(request).tenant
