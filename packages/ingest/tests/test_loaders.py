@@ -33,7 +33,7 @@ def test_content_decides_not_the_name(tmp_path: Path) -> None:
 def test_markdown_sections_carry_their_heading_path(corpus: Path) -> None:
     got = sections(corpus / "guide.md")
     assert [m["heading_path"] for _, m in got] == [["Guide"], ["Guide", "Ingest"]]
-    assert got[1][0].startswith("## Ingest")
+    assert got[1][0].startswith("Ingest\n")
 
 
 def test_html_drops_chrome_and_splits_at_headings(corpus: Path) -> None:

@@ -140,8 +140,9 @@ class MarkdownLoader(_AsDocuments):
             yield from _section("".join(lines), path)
             level, heading = len(match.group(1)), match.group(2)
             path = [*path[: level - 1], heading]
-            # The heading's words stay in its section's text: they help it match a query.
-            lines = [line]
+            # The heading's words (not its '#'s) stay in its section's text: they help it match
+            # a query, and a quoted chunk reads as text.
+            lines = [heading + "\n"]
         yield from _section("".join(lines), path)
 
 

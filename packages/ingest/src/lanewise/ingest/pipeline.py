@@ -47,6 +47,9 @@ from lanewise.ingest.wiring import embed_guarded, embedder_tag
 log = logging.getLogger("lanewise.ingest")
 
 DELETE_BATCH = 500
+PARSER_VERSION = "2"
+"""Part of every document's key: bump it when a loader's output changes, and the next run
+re-ingests documents whose bytes did not change."""
 
 Payload = dict[str, Any]
 
@@ -122,7 +125,7 @@ class IngestRuntime:
             try:
                 key = document_key(
                     content_hash=await asyncio.to_thread(blob.content_hash),
-                    chunker=chunker_key(self.chunker),
+                    chunker=f"parser{PARSER_VERSION}:{chunker_key(self.chunker)}",
                     embedder=embedder_tag(self.embedder),
                 )
                 if self.state.document(tenant, name).get("key") == key:
