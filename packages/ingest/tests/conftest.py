@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
-import shutil
-import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lanewise.ingest.testing import pgvector_server
 
 
 def make_pdf(pages: list[str]) -> bytes:
@@ -78,15 +75,5 @@ def corpus(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """PostgreSQL 16 with pgvector (the pgserver wheel), as in the retrieval lane's tests."""
-    pgdata = Path(tempfile.mkdtemp(prefix="lanewise-ingest-pg-"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        logging.getLogger("pgserver").setLevel(logging.WARNING)
-        shutil.rmtree(pgdata, ignore_errors=True)
+    with pgvector_server() as url:
+        yield url

@@ -18,10 +18,10 @@ import pytest
 from lanewise.core.settings import load_settings
 from lanewise.ingest.local import local_files
 from lanewise.ingest.service import IngestService, open_service
+from lanewise.ingest.testing import LANEWISE, Worker
 from lanewise.ingest.wiring import open_parts
 
 from .helpers import DIM, TENANT, stored, write_config
-from .workers import LANEWISE, Worker
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ the file whole would need more than 400 MiB for its bytes and its text alone.
 from __future__ import annotations
 
 import asyncio
-import random
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +19,13 @@ import pytest
 from lanewise.core.settings import load_settings
 from lanewise.ingest.local import local_files
 from lanewise.ingest.service import open_service
+from lanewise.ingest.testing import Worker, write_large_text
 from lanewise.ingest.wiring import open_parts
 
 from .helpers import DIM, TENANT, stored, write_config
-from .workers import Worker
 
 FILE_MIB = 200
 RSS_BOUND_MIB = 200
-
-
-def paragraphs(n: int = 40) -> list[str]:
-    rng = random.Random(7)
-    vocab = [
-        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 12)))
-        for _ in range(2000)
-    ]
-    return [
-        " ".join(rng.choice(vocab) for _ in range(rng.randint(60, 140))) + "." for _ in range(n)
-    ]
-
-
-def write_large(path: Path, mib: int) -> list[str]:
-    paras = paragraphs()
-    block = ""
-    while len(block) < 1024 * 1024:
-        block += "\n\n".join(paras) + "\n\n"
-    data = block[: 1024 * 1024].rsplit("\n\n", 1)[0] + "\n\n"
-    with path.open("w") as f:
-        for _ in range(mib):
-            f.write(data)
-    return paras
 
 
 @pytest.mark.slow
@@ -69,7 +45,7 @@ async def test_worker_memory_stays_flat_on_a_200_mb_file(
         .replace("size = 12\noverlap = 3", "size = 200\noverlap = 20")
     )
     big = tmp_path / "big.txt"
-    paras = write_large(big, FILE_MIB)
+    paras = write_large_text(big, FILE_MIB)
     assert big.stat().st_size >= FILE_MIB * 1024 * 1024 * 0.99
     worker = Worker(config, tmp_path / "w.log", "big", concurrency=1).start()
     settings = load_settings(config)

@@ -39,6 +39,7 @@ log = logging.getLogger("lanewise.ingest.worker")
 
 PARSE_TASK = "lanewise.ingest.parse"
 EMBED_TASK = "lanewise.ingest.embed"
+PING_TASK = "lanewise.ingest.ping"
 QUEUES = ("ingest", "embed")
 
 
@@ -127,6 +128,10 @@ def _register_tasks(app: Any, ingest: IngestSettings) -> None:
     def embed(payload: Payload) -> None:
         here = worker()
         here.run(run_embed(here.runtime, payload))
+
+    @app.task(name=PING_TASK)  # type: ignore[untyped-decorator]
+    def ping(_: Any = None) -> None:
+        """Does nothing: a worker round trip (the benchmark's Celery baseline)."""
 
 
 class CeleryDispatch:

@@ -1,12 +1,25 @@
-"""Real ``lanewise worker`` processes for the Celery tests (no mocks: Celery, Redis, PostgreSQL)."""
+"""Helpers for the ingest lane's tests and benchmarks: real worker processes, real servers.
+
+``Worker`` runs ``lanewise worker`` as a child process (own session, so it can be
+killed whole), ``pgvector_server`` a throwaway PostgreSQL 16 with pgvector (the
+``pgserver`` wheel, a development dependency), ``write_large_text`` a large text
+file written in seconds. Nothing here is a mock.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,14 +53,17 @@ class Worker:
     concurrency: int = 2
     queues: str = "ingest,embed"
     process: subprocess.Popen[bytes] | None = None
+    pin_cpus: str | None = None
     peaks: dict[int, int] = field(default_factory=dict)
 
     def start(self, timeout: float = 60) -> Worker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LANEWISE_")}
         env["OMP_NUM_THREADS"] = "1"
         with self.log.open("ab") as out:
+            pin = ["taskset", "-c", self.pin_cpus] if self.pin_cpus else []
             self.process = subprocess.Popen(
                 [
+                    *pin,
                     LANEWISE,
                     "--config",
                     str(self.config),
@@ -81,7 +97,9 @@ class Worker:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def pool_pids(self) -> list[int]:
-        return children(self.process.pid) if self.process else []
+        if self.process is None:
+            return []
+        return children(self.process.pid)  # taskset execs lanewise in place: same pid
 
     def sample(self) -> None:
         for pid in self.pool_pids():
@@ -108,3 +126,45 @@ class Worker:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+def paragraphs(n: int = 40) -> list[str]:
+    """``n`` paragraphs of 60-140 pseudo-random words (fixed seed)."""
+    rng = random.Random(7)
+    vocab = [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 12)))
+        for _ in range(2000)
+    ]
+    return [
+        " ".join(rng.choice(vocab) for _ in range(rng.randint(60, 140))) + "." for _ in range(n)
+    ]
+
+
+def write_large_text(path: Path, mib: int) -> list[str]:
+    """``mib`` MiB of text: 1 MiB of cycling paragraphs written ``mib`` times; its paragraphs."""
+    paras = paragraphs()
+    block = ""
+    while len(block) < 1024 * 1024:
+        block += "\n\n".join(paras) + "\n\n"
+    data = block[: 1024 * 1024].rsplit("\n\n", 1)[0] + "\n\n"
+    with path.open("w") as f:
+        for _ in range(mib):
+            f.write(data)
+    return paras
+
+
+@contextmanager
+def pgvector_server() -> Iterator[str]:
+    """A throwaway PostgreSQL 16 with pgvector (``pgserver``); yields its superuser URL."""
+    pgdata = Path(tempfile.mkdtemp(prefix="lanewise-ingest-pg-"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pgserver
+
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+        shutil.rmtree(pgdata, ignore_errors=True)
