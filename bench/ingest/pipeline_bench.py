@@ -1,0 +1,307 @@
+"""Ingest pipeline benchmark: Celery workers vs direct calls, side by side in one run.
+
+Real pieces only: a ``redis-server`` and a PostgreSQL 16 + pgvector (``pgserver``)
+started for the run, ``lanewise worker`` processes (one pool child, pinned to CPU 1
+with ``taskset``), MiniLM int8 on onnxruntime (one thread). The driver runs on
+CPU 0; the direct calls it compares against run pinned to CPU 1 too, after the
+worker has gone idle, so both sides get the same core.
+
+1. **Embedding pipeline efficiency**: documents/s and chunks/s end to end
+   (submit → job complete: sniff, parse, chunk, embed, upsert to pgvector, commit)
+   vs MiniLM embedding the very same chunk texts in one process, in the same
+   batches (per document, at most 64). Each side runs twice, interleaved, and the
+   faster run counts (other jobs share the machine). Target: pipeline chunks/s
+   >= 0.85x the raw embedder's.
+2. **Pipeline overhead**: with the no-op embedder, chunks/s through the full
+   pipeline vs raw Celery throughput of a task that does nothing but count itself
+   (``lanewise.ingest.ping``) on the same worker. Target >= 0.9. Reported beside
+   it: the pipeline's messages/s (one parse task per file, one embed task per
+   batch), so the batching's share of the ratio is visible.
+3. **Peak RSS** of the worker's pool child while it ingests a generated 200 MiB
+   text file (no-op embedder), with the file's MiB/s.
+
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python -m bench.ingest [--docs 12] [--pings 2000]
+[--big-mib 200]``. Writes ``bench/results/ingest.json`` and ``bench/results/ingest.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lanewise.core.settings import load_settings
+from lanewise.core.testing.services import RedisServer
+from lanewise.ingest.celery_app import PING_TASK, create_celery_app
+from lanewise.ingest.local import local_files
+from lanewise.ingest.service import IngestService, open_service
+from lanewise.ingest.testing import Worker, paragraphs, pgvector_server, write_large_text
+from lanewise.ingest.wiring import open_parts
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+WORKER_CPU = "1"
+TENANT = "bench"
+
+
+def write_config(path: Path, *, redis_url: str, pg_url: str, embedder: str, data: Path) -> Path:
+    dim = 384 if embedder == "minilm" else 8
+    options = "" if embedder == "minilm" else f"dimension = {dim}\n"
+    path.write_text(
+        f'data_dir = "{data}"\nredis_url = "{redis_url}"\n'
+        f'[retrieval.embedder]\nkind = "{embedder}"\n{options}'
+        f'[retrieval.vector_store]\nkind = "pgvector"\nurl = "{pg_url}"\n'
+        f'table = "bench_{uuid.uuid4().hex[:8]}"\ndimension = {dim}\n'
+        '[ingest]\nqueue = "celery"\nembed_batch = 64\n'
+        "task_time_limit_s = 900\nvisibility_timeout_s = 1800\n"
+    )
+    return path
+
+
+def write_corpus(root: Path, docs: int) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    paras = paragraphs(200)
+    for i in range(docs):
+        body = [f"# Document {i}\n"]
+        for j in range(4):
+            body.append(
+                f"## Part {j}\n\n" + "\n\n".join(paras[(i * 7 + j * 3 + k) % 200] for k in range(3))
+            )
+        (root / f"doc{i:03d}.md").write_text("\n\n".join(body) + "\n")
+    return root
+
+
+async def wait_job(service: IngestService, job: str, tenant: str) -> Any:
+    while True:
+        view = await asyncio.to_thread(service.job, job, tenant=tenant)
+        if view is not None and view.status == "completed":
+            return view
+        await asyncio.sleep(0.05)
+
+
+async def run_job(service: IngestService, root: Path, tenant: str) -> tuple[Any, float]:
+    job = await service.submit(tenant=tenant, files=local_files([root], root))
+    view = await wait_job(service, job, tenant)
+    return view, view.finished_at - view.created_at
+
+
+async def pipeline_batches(parts: Any, tenant: str, dim: int, batch: int) -> list[list[str]]:
+    """The chunk texts the pipeline stored, in the batches it embedded them in (per document)."""
+    store = parts.vector_store()
+    n = await store.count(tenant=tenant)
+    hits = await store.search(tenant=tenant, vector=[1.0] + [0.0] * (dim - 1), k=n)
+    by_doc: dict[str, list[Any]] = {}
+    for hit in hits:
+        by_doc.setdefault(hit.metadata["document_id"], []).append(hit)
+    batches = []
+    for doc in sorted(by_doc):
+        ordered = [h.text for h in sorted(by_doc[doc], key=lambda h: h.metadata["chunk"])]
+        batches += [ordered[i : i + batch] for i in range(0, len(ordered), batch)]
+    return batches
+
+
+def pinned(cpu: str) -> Any:
+    class _Pin:
+        def __enter__(self) -> None:
+            self.saved = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {int(cpu)})
+
+        def __exit__(self, *_: Any) -> None:
+            os.sched_setaffinity(0, self.saved)
+
+    return _Pin()
+
+
+async def embedding_efficiency(tmp: Path, redis_url: str, pg_url: str, docs: int) -> dict[str, Any]:
+    config = write_config(
+        tmp / "minilm.toml", redis_url=redis_url, pg_url=pg_url, embedder="minilm", data=tmp / "d1"
+    )
+    corpus = write_corpus(tmp / "corpus", docs)
+    warm = write_corpus(tmp / "warm", 2)
+    worker = Worker(
+        config, tmp / "w-minilm.log", "minilm", concurrency=1, pin_cpus=WORKER_CPU
+    ).start()
+    settings = load_settings(config)
+    parts, close = open_parts(settings)
+    service = open_service(settings, parts)
+    pipeline_runs: list[float] = []
+    raw_runs: list[float] = []
+    try:
+        await run_job(service, warm, "warm")  # the pool child loads the model first
+        embedder = parts.embedder()
+        await embedder.embed(["warm the in-process model too"])
+        # Pipeline, raw, pipeline (another tenant: embedded again), raw: load on the shared
+        # machine drifts, so each side is measured twice, interleaved, and the best kept.
+        for rnd in range(2):
+            view, elapsed = await run_job(service, corpus, f"{TENANT}{rnd}")
+            pipeline_runs.append(elapsed)
+            batches = await pipeline_batches(parts, f"{TENANT}{rnd}", 384, 64)
+            texts = [t for b in batches for t in b]
+            assert len(texts) == view.chunks_added, (len(texts), view.chunks_added)
+            with pinned(WORKER_CPU):
+                t0 = time.perf_counter()
+                for b in batches:
+                    await embedder.embed(b)
+                raw_runs.append(time.perf_counter() - t0)
+    finally:
+        worker.stop()
+        await service.aclose()
+        await close()
+    elapsed, raw = min(pipeline_runs), min(raw_runs)
+    pipeline_cps = len(texts) / elapsed
+    raw_cps = len(texts) / raw
+    return {
+        "documents": docs,
+        "chunks": len(texts),
+        "pipeline_s": elapsed,
+        "pipeline_docs_per_s": docs / elapsed,
+        "pipeline_chunks_per_s": pipeline_cps,
+        "raw_embedder_s": raw,
+        "raw_embedder_chunks_per_s": raw_cps,
+        "pipeline_runs_s": pipeline_runs,
+        "raw_runs_s": raw_runs,
+        "ratio": pipeline_cps / raw_cps,
+        "target": 0.85,
+    }
+
+
+async def overhead_and_memory(
+    tmp: Path, redis_url: str, pg_url: str, docs: int, pings: int, big_mib: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    config = write_config(
+        tmp / "noop.toml", redis_url=redis_url, pg_url=pg_url, embedder="noop", data=tmp / "d2"
+    )
+    corpus = write_corpus(tmp / "corpus-noop", docs)
+    worker = Worker(config, tmp / "w-noop.log", "noop", concurrency=1, pin_cpus=WORKER_CPU).start()
+    settings = load_settings(config)
+    parts, close = open_parts(settings)
+    service = open_service(settings, parts)
+    app = create_celery_app(settings)
+    try:
+        await run_job(service, write_corpus(tmp / "warm-noop", 2), "warm")
+        # Raw Celery: `pings` no-op tasks through the same broker to the same worker.
+        kv: Any = service.state.kv
+        counter = f"bench:ping:{uuid.uuid4().hex}"
+        t0 = time.perf_counter()
+        for _ in range(pings):
+            app.send_task(PING_TASK, args=[counter], queue="ingest")
+        while int(kv.get(counter) or 0) < pings:  # noqa: ASYNC110 - polling another process
+            await asyncio.sleep(0.01)
+        ping_s = time.perf_counter() - t0
+        view, elapsed = await run_job(service, corpus, TENANT)
+        batches = sum(1 for _ in range(0, view.chunks_added, 64)) or 1
+        messages = docs + batches
+        overhead = {
+            "documents": docs,
+            "chunks": view.chunks_added,
+            "pipeline_s": elapsed,
+            "pipeline_chunks_per_s": view.chunks_added / elapsed,
+            "pipeline_messages_per_s": messages / elapsed,
+            "celery_noop_tasks": pings,
+            "celery_noop_tasks_per_s": pings / ping_s,
+            "ratio": (view.chunks_added / elapsed) / (pings / ping_s),
+            "messages_ratio": (messages / elapsed) / (pings / ping_s),
+            "target": 0.9,
+        }
+        big = tmp / "big" / "big.txt"
+        big.parent.mkdir()
+        write_large_text(big, big_mib)
+        worker.peaks.clear()
+        job = await service.submit(tenant="big", files=local_files([big], big.parent))
+        while True:
+            worker.sample()
+            done = await asyncio.to_thread(service.job, job, tenant="big")
+            if done is not None and done.status == "completed":
+                break
+            await asyncio.sleep(0.1)
+        worker.sample()
+        memory = {
+            "file_mib": big_mib,
+            "peak_rss_mib": max(worker.peaks.values()) / 1024,
+            "seconds": done.finished_at - done.created_at,
+            "mib_per_s": big_mib / (done.finished_at - done.created_at),
+            "status": f"{done.done} done, {done.failed} failed",
+        }
+    finally:
+        worker.stop()
+        app.close()
+        await service.aclose()
+        await close()
+    return overhead, memory
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    e, o = results["embedding"], results["overhead"]
+    names = ["pipeline / raw\nembedder", "pipeline chunks/s /\nCelery no-op tasks/s"]
+    ratios = [e["ratio"], o["ratio"]]
+    ax1.bar(names, ratios, color=["#4c72b0", "#55a868"])
+    for x, (r, t) in enumerate(zip(ratios, [e["target"], o["target"]], strict=True)):
+        ax1.hlines(t, x - 0.4, x + 0.4, colors="red", linestyles="dashed")
+        ax1.text(x, r, f"{r:.2f}", ha="center", va="bottom")
+    ax1.set_title("ingest ratios (dashed: target)")
+    m = results["memory"]
+    ax2.bar(
+        ["file size", "worker peak RSS"],
+        [m["file_mib"], m["peak_rss_mib"]],
+        color=["#999", "#c44e52"],
+    )
+    ax2.set_ylabel("MiB")
+    ax2.set_title(f"{m['file_mib']} MiB text file, one worker child")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench.ingest")
+    parser.add_argument("--docs", type=int, default=12)
+    parser.add_argument("--pings", type=int, default=2000)
+    parser.add_argument("--big-mib", type=int, default=200)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    tmp = Path(tempfile.mkdtemp(prefix="lanewise-bench-ingest-"))
+    redis = RedisServer(tmp / "redis").start()
+    try:
+        with pgvector_server() as pg_url:
+            embedding = asyncio.run(embedding_efficiency(tmp, redis.url, pg_url, args.docs))
+            overhead, memory = asyncio.run(
+                overhead_and_memory(tmp, redis.url, pg_url, args.docs, args.pings, args.big_mib)
+            )
+    finally:
+        redis.stop()
+    results = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs)",
+        "embedding": embedding,
+        "overhead": overhead,
+        "memory": memory,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ingest.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, RESULTS / "ingest.png")
+    e, o = embedding, overhead
+    print(
+        f"pipeline vs raw embedder:    {e['ratio']:.2f} (target >= 0.85): "
+        f"{e['pipeline_chunks_per_s']:.1f} vs {e['raw_embedder_chunks_per_s']:.1f} chunks/s, "
+        f"{e['pipeline_docs_per_s']:.2f} docs/s"
+    )
+    print(
+        f"no-op pipeline vs Celery:    {o['ratio']:.2f} (target >= 0.9): "
+        f"{o['pipeline_chunks_per_s']:.0f} chunks/s vs {o['celery_noop_tasks_per_s']:.0f} "
+        f"no-op tasks/s; messages {o['messages_ratio']:.2f}"
+    )
+    print(
+        f"peak worker RSS on {memory['file_mib']} MiB: {memory['peak_rss_mib']:.0f} MiB "
+        f"({memory['mib_per_s']:.1f} MiB/s)"
+    )
+    return 0
