@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig, Section, Settings
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 
 class IngestSettings(Section):
@@ -71,4 +72,13 @@ def ingest_settings(settings: Settings) -> IngestSettings:
     if isinstance(raw, IngestSettings):
         return raw
     data = raw.model_dump(exclude_unset=True) if raw is not None else {}
-    return IngestSettings.model_validate(data)
+    try:
+        return IngestSettings.model_validate(data)
+    except ValidationError as exc:
+        allowed = ", ".join(sorted(IngestSettings.model_fields))
+        problems = "; ".join(
+            f"ingest.{'.'.join(map(str, e['loc']))}: "
+            + ("unknown key; allowed: " + allowed if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
