@@ -50,7 +50,9 @@ def wait_job(client: httpx.Client, job: str) -> dict[str, Any]:
     raise AssertionError(got.json())
 
 
-def test_upload_then_follow_the_job_as_its_tenant_only(lanewise_settings: Any) -> None:
+def test_upload_then_follow_the_job_as_its_tenant_only(
+    lanewise_settings: Any, tmp_path: Path
+) -> None:
     with gateway(lanewise_settings) as client:
         files = [
             ("files", ("guide.md", CORPUS["guide.md"].encode())),
@@ -74,6 +76,12 @@ def test_upload_then_follow_the_job_as_its_tenant_only(lanewise_settings: Any) -
         assert other.status_code == 404
         assert other.headers["content-type"].startswith("application/problem+json")
         assert client.get(f"/v1/ingest/jobs/{job['id']}").status_code == 401
+        # The uploads were spooled for the job and are gone once it ended.
+        for _ in range(100):
+            if not list((tmp_path / "data" / "ingest" / "uploads").iterdir()):
+                break
+            time.sleep(0.05)
+        assert not list((tmp_path / "data" / "ingest" / "uploads").iterdir())
 
 
 def test_server_paths_only_inside_the_allowed_root(

@@ -121,7 +121,7 @@ async def _submit(request: Request[Any, Any, Any], service: IngestService) -> di
     if not files:
         raise InvalidRequest("the job names no files", field="files")
     job = await service.submit(
-        tenant=principal.tenant, files=files, request_id=request_id_of(request)
+        tenant=principal.tenant, files=files, request_id=request_id_of(request), spool=spool
     )
     return {"id": job, "items": len(files), "status_url": f"/v1/ingest/jobs/{job}"}
 

@@ -10,7 +10,7 @@ the Celery tasks run too), the same failure records and the same job state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lanewise.ingest.pipeline import IngestRuntime, Payload, run_embed, run_parse
 
@@ -48,11 +48,20 @@ class EmbeddedExecutor:
         finally:
             self._pending -= remaining
 
-    async def submit(self, items: Sequence[Payload]) -> None:
+    async def submit(
+        self, items: Sequence[Payload], *, then: Callable[[], None] | None = None
+    ) -> None:
         """Start the job in the background (the gateway's case) and return at once."""
-        task = asyncio.get_running_loop().create_task(self.run(items))
+        task = asyncio.get_running_loop().create_task(self._run_then(items, then))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _run_then(self, items: Sequence[Payload], then: Callable[[], None] | None) -> None:
+        try:
+            await self.run(items)
+        finally:
+            if then is not None:
+                then()
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

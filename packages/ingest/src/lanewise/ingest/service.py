@@ -135,11 +135,26 @@ class IngestService:
         return job, items
 
     async def submit(
-        self, *, tenant: str, files: Sequence[Upload], request_id: str = "", wait: bool = False
+        self,
+        *,
+        tenant: str,
+        files: Sequence[Upload],
+        request_id: str = "",
+        wait: bool = False,
+        spool: Path | None = None,
     ) -> str:
-        """Start a job (``wait``: and run it to its end); returns its id."""
+        """Start a job (``wait``: and run it to its end); returns its id.
+
+        ``spool`` (uploaded files) is removed when the job ends in this process; Celery
+        workers read it from the shared data directory, so it stays for them.
+        """
         job, items = await self.create(tenant=tenant, files=files, request_id=request_id)
-        await (self.executor.run(items) if wait else self.executor.submit(items))
+        if wait:
+            await self.executor.run(items)
+        elif spool is not None and isinstance(self.executor, EmbeddedExecutor):
+            await self.executor.submit(items, then=lambda: self.drop_spool(spool))
+        else:
+            await self.executor.submit(items)
         return job
 
     def job(self, job: str, *, tenant: str) -> JobView | None:
