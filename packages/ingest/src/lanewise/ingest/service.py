@@ -187,7 +187,8 @@ def open_service(settings: Settings, parts: Any, *, queue: str | None = None) ->
         from lanewise.ingest.celery_app import create_celery_app
         from lanewise.ingest.celery_executor import CeleryExecutor
 
-        executor = CeleryExecutor(create_celery_app(settings), state)
+        pm = getattr(parts, "plugin_manager", None)
+        executor = CeleryExecutor(create_celery_app(settings, pm), state)
     else:
         executor = EmbeddedExecutor(runtime_from(parts, settings, state))
     return IngestService(settings=settings, state=state, executor=executor, close=close_state)

@@ -44,6 +44,10 @@ class _ContainerParts:
     def settings(self) -> Any:
         return self._container.settings()
 
+    @property
+    def plugin_manager(self) -> Any:
+        return self._container.plugin_manager()
+
     def embedder(self) -> Embedder | None:
         built: Embedder | None = self._container.embedder()
         return built
