@@ -29,7 +29,7 @@ def test_delivery_guarantees_and_routes(lanewise_settings: Any, register_plugin:
     assert conf.broker_transport_options["visibility_timeout"] == 90
     assert conf.broker_transport_options["unacked_restore_interval"] == 9
     assert conf.broker_connection_max_retries is None
-    assert conf.worker_max_memory_per_child == 1024 * 1024
+    assert conf.worker_max_memory_per_child == 2048 * 1024
     assert conf.task_routes[PARSE_TASK] == {"queue": "ingest"}
     assert conf.task_routes[EMBED_TASK] == {"queue": "embed"}
     assert conf.task_routes["x.*"] == {"queue": "x"}  # the hook ran on the real app

@@ -50,7 +50,11 @@ class IngestSettings(Section):
         "task time limit (celery#5508)",
     )
     worker_max_memory_mb: int = Field(
-        1024, ge=64, description="a worker child above this RSS is replaced after its task"
+        2048,
+        ge=64,
+        description="a worker child above this RSS is replaced after its task (MiniLM "
+        "embedding batches take about 1.2 GiB; below that the embed pool would reload "
+        "the model after every task)",
     )
     worker_max_tasks_per_child: int = Field(1000, ge=1)
     loaders: dict[str, dict[str, Any]] = Field(
