@@ -84,7 +84,12 @@ async def wait_job(service: IngestService, job: str, within_s: float = 120) -> A
         if view is not None and view.status == "completed":
             return view
         await asyncio.sleep(0.1)
-    raise AssertionError(f"job {job} did not complete: {view}")
+    stuck = [
+        (i["name"], service.state.progress(job, TENANT, i["name"]))
+        for i in (view.items if view else [])
+        if i["status"] == "pending"
+    ]
+    raise AssertionError(f"job {job} did not complete; pending (plan, batches in): {stuck}")
 
 
 async def wait_progress(service: IngestService, job: str, at_least: int) -> None:
@@ -123,6 +128,13 @@ async def test_mixed_corpus_on_workers_then_unchanged_reingest(
     assert (second.done, second.skipped, second.failed) == (0, 5, 2)
     assert await stored(parts.vector_store(), TENANT, DIM) == got
     assert second.index_version == first.index_version + 1
+    # A changed document through the workers: exactly the embedded executor's chunk set.
+    (corpus / "notes.txt").write_text("Rewritten notes.\n\nNothing about brokers now.\n")
+    third = await wait_job(service, await service.submit(tenant=TENANT, files=files))
+    assert (third.done, third.skipped) == (1, 4)
+    assert await stored(parts.vector_store(), TENANT, DIM) == await reference(
+        tmp_path / "again", files
+    )
 
 
 async def test_sigkill_of_worker_processes_mid_job_loses_and_duplicates_nothing(

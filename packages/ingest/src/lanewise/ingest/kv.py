@@ -50,6 +50,29 @@ class KeyValue(Protocol):
 
     def rename(self, src: str, dst: str) -> Any: ...
 
+    def pipeline(self, transaction: bool = True) -> Any:
+        """Commands queued and sent in one round trip; ``execute()`` returns their results."""
+        ...
+
+
+class _Queued:
+    """:meth:`SqliteKeyValue.pipeline`: the same commands, run in order on ``execute()``."""
+
+    def __init__(self, kv: SqliteKeyValue) -> None:
+        self._kv = kv
+        self._calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def queue(*args: Any, **kwargs: Any) -> _Queued:
+            self._calls.append((name, args, kwargs))
+            return self
+
+        return queue
+
+    def execute(self) -> list[Any]:
+        calls, self._calls = self._calls, []
+        return [getattr(self._kv, name)(*args, **kwargs) for name, args, kwargs in calls]
+
 
 class SqliteKeyValue:
     """:class:`KeyValue` on one SQLite file (WAL): hashes and sets as rows."""
@@ -75,6 +98,9 @@ class SqliteKeyValue:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def pipeline(self, transaction: bool = True) -> _Queued:
+        return _Queued(self)
 
     def _run(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         with self._lock:

@@ -119,6 +119,10 @@ class IngestRuntime:
         job, tenant, index, name = item["job"], item["tenant"], item["item"], item["name"]
         if self.state.item_status(job, index) is not None:
             return  # finished before (this is a redelivery)
+        if "expected" in self.state.progress(job, tenant, name)[0]:
+            # Redelivered after it had sent every batch: only the commit may be left to do.
+            await self.maybe_commit(job, tenant, name, claim="parse")
+            return
         blob = Blob(name=name, path=Path(item["path"]))
         sent = 0
         with timed_stage(self.hook, item["request_id"], "ingest.parse", {"item": index}) as attrs:
@@ -222,10 +226,8 @@ class IngestRuntime:
     ) -> None:
         job, tenant, name = item["job"], item["tenant"], item["name"]
         ids = [b[0] for b in batch]
-        self.state.stage(job, tenant, name, ids)
-        known = self.state.stored(tenant, name, ids)
+        known = self.state.stage(job, tenant, name, ids, sent=number + 1)
         new = [b for b, stored in zip(batch, known, strict=True) if not stored]
-        self.state.plan(job, tenant, name, sent=number + 1)
         if not new:  # nothing to embed: the batch is done as soon as it is staged
             self.state.batch_done(job, tenant, name, number)
             return
@@ -286,13 +288,11 @@ class IngestRuntime:
 
     async def maybe_commit(self, job: str, tenant: str, name: str, *, claim: str) -> None:
         """Commit the document once all its batches are in; exactly one task does it."""
-        plan = self.state.planned(job, tenant, name)
+        plan, done = self.state.progress(job, tenant, name)
         if "expected" not in plan or "item" not in plan:
-            return  # parse has not finished sending batches
+            return  # parse has not finished sending batches, or the commit is over
         index = int(plan["item"])
-        if self.state.item_status(job, index) is not None:
-            return
-        if self.state.batches_done(job, tenant, name) < int(plan["expected"]):
+        if done < int(plan["expected"]):
             return
         # Two batches finishing together both get here: the first claim wins, and the
         # same task redelivered (its worker died mid-commit) may finish what it started.
@@ -309,11 +309,12 @@ class IngestRuntime:
             self.state.drop_stage(job, tenant, name)
             self._finish(job, tenant, index, "failed", reason=plan["failed"])
             return
-        staged_gone = int(plan.get("chunks", 0)) > 0 and not self.state.has_stage(job, tenant, name)
-        if not staged_gone:  # else a previous run of this commit got past the switch-over
+        chunks = int(plan.get("chunks", 0))
+        if not (chunks > 0 and not self.state.has_stage(job, tenant, name)):
+            # (else an earlier run of this commit got past the switch-over: nothing is stale)
             await self._delete(tenant, sorted(stale))
             self.state.count_chunks(job, removed=len(stale))
-            self.state.commit(job, tenant, name, key=plan["key"], source=name)
+        self.state.commit(job, tenant, name, key=plan["key"], source=name, chunks=chunks)
         self._finish(job, tenant, index, "done", chunks=int(plan.get("chunks", 0)))
         self.state.drop_stage(job, tenant, name)
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,9 +110,12 @@ class IngestState:
         """Record an item's outcome once; True when that made the whole job finished."""
         assert status in FINISHED
         record = json.dumps({"status": status, **details})
-        self.kv.hsetnx(f"{PREFIX}:job:{job}:items", str(item), record)
-        total = int(self.kv.hget(f"{PREFIX}:job:{job}", "total") or 0)
-        return int(self.kv.hlen(f"{PREFIX}:job:{job}:items")) >= total
+        pipe = self.kv.pipeline(transaction=False)
+        pipe.hsetnx(f"{PREFIX}:job:{job}:items", str(item), record)
+        pipe.hget(f"{PREFIX}:job:{job}", "total")
+        pipe.hlen(f"{PREFIX}:job:{job}:items")
+        _, total, finished = pipe.execute()
+        return int(finished) >= int(total or 0)
 
     def count_chunks(self, job: str, *, added: int = 0, removed: int = 0) -> None:
         if added:
@@ -182,17 +185,18 @@ class IngestState:
         value = self.kv.hget(f"{PREFIX}:hash:{tenant}", key)
         return str(value) if value else None
 
-    def stored(self, tenant: str, document_id: str, ids: Sequence[str]) -> list[bool]:
-        """Which of ``ids`` the document's current manifest already holds (no need to embed)."""
-        if not ids:
-            return []
-        found = self.kv.smismember(f"{PREFIX}:doc:{_doc(tenant, document_id)}:chunks", list(ids))
-        return [bool(int(v)) for v in found]
-
-    def stage(self, job: str, tenant: str, document_id: str, ids: Iterable[str]) -> None:
-        ids = list(ids)
-        if ids:
-            self.kv.sadd(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}", *ids)
+    def stage(
+        self, job: str, tenant: str, document_id: str, ids: Sequence[str], sent: int
+    ) -> list[bool]:
+        """Add ``ids`` to the document's new chunk set and count ``sent`` batches; returns
+        which of them its current manifest already holds (no need to embed those)."""
+        doc = _doc(tenant, document_id)
+        pipe = self.kv.pipeline(transaction=False)
+        pipe.smismember(f"{PREFIX}:doc:{doc}:chunks", list(ids))
+        pipe.sadd(f"{PREFIX}:stage:{job}:{doc}", *ids)
+        pipe.hset(f"{PREFIX}:stage:{job}:{doc}:plan", "sent", sent)
+        known, _, _ = pipe.execute()
+        return [bool(int(v)) for v in known]
 
     def plan(self, job: str, tenant: str, document_id: str, **fields: Any) -> None:
         self.kv.hset(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:plan", mapping=fields)
@@ -204,8 +208,10 @@ class IngestState:
     def claim_commit(self, job: str, tenant: str, document_id: str, claim: str) -> bool:
         """True for the first claimant, and for that claimant again (a redelivered task)."""
         plan = f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:plan"
-        self.kv.hsetnx(plan, "committer", claim)
-        return str(self.kv.hget(plan, "committer")) == claim
+        pipe = self.kv.pipeline(transaction=False)
+        pipe.hsetnx(plan, "committer", claim)
+        pipe.hget(plan, "committer")
+        return str(pipe.execute()[1]) == claim
 
     def has_stage(self, job: str, tenant: str, document_id: str) -> bool:
         return bool(int(self.kv.scard(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}")))
@@ -220,33 +226,54 @@ class IngestState:
             self.kv.sadd(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:batches", batch)
         )
 
+    def progress(self, job: str, tenant: str, document_id: str) -> tuple[dict[str, str], int]:
+        """The document's plan in this job and how many of its batches are in (one trip)."""
+        base = f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}"
+        pipe = self.kv.pipeline(transaction=False)
+        pipe.hgetall(f"{base}:plan")
+        pipe.scard(f"{base}:batches")
+        plan, done = pipe.execute()
+        return {str(k): str(v) for k, v in plan.items()}, int(done)
+
     def batches_done(self, job: str, tenant: str, document_id: str) -> int:
         return int(self.kv.scard(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:batches"))
 
     def changes(self, job: str, tenant: str, document_id: str) -> tuple[set[str], set[str]]:
         """(staged - manifest, manifest - staged): chunks this job adds and ones now stale."""
         doc = _doc(tenant, document_id)
-        staged = {str(v) for v in self.kv.smembers(f"{PREFIX}:stage:{job}:{doc}")}
-        current = {str(v) for v in self.kv.smembers(f"{PREFIX}:doc:{doc}:chunks")}
+        pipe = self.kv.pipeline(transaction=False)
+        pipe.smembers(f"{PREFIX}:stage:{job}:{doc}")
+        pipe.smembers(f"{PREFIX}:doc:{doc}:chunks")
+        staged_raw, current_raw = pipe.execute()
+        staged = {str(v) for v in staged_raw}
+        current = {str(v) for v in current_raw}
         return staged - current, current - staged
 
-    def commit(self, job: str, tenant: str, document_id: str, *, key: str, source: str) -> None:
-        """The staged chunk set becomes the document's manifest (atomically), then its record."""
+    def commit(
+        self, job: str, tenant: str, document_id: str, *, key: str, source: str, chunks: int
+    ) -> None:
+        """The staged chunk set becomes the document's manifest (atomically), then its record.
+
+        The plan stays until the item is finished, so a commit cut short (its worker died)
+        is completed by the same task redelivered.
+        """
         doc = _doc(tenant, document_id)
         staged = f"{PREFIX}:stage:{job}:{doc}"
-        if int(self.kv.scard(staged)):
-            self.kv.rename(staged, f"{PREFIX}:doc:{doc}:chunks")
-        else:
+        if chunks == 0:
             self.kv.delete(f"{PREFIX}:doc:{doc}:chunks")
+        elif int(self.kv.scard(staged)):
+            self.kv.rename(staged, f"{PREFIX}:doc:{doc}:chunks")
+        # else: renamed by an earlier run of this commit
         old_key = self.kv.hget(f"{PREFIX}:doc:{doc}", "key")
-        self.kv.hset(
+        pipe = self.kv.pipeline(transaction=False)
+        pipe.hset(
             f"{PREFIX}:doc:{doc}",
             mapping={"key": key, "document_id": document_id, "source": source, "job": job},
         )
         if old_key is not None and old_key != key:
-            self.kv.hset(f"{PREFIX}:hash:{tenant}", str(old_key), "")
-        self.kv.hset(f"{PREFIX}:hash:{tenant}", key, document_id)
-        self.drop_stage(job, tenant, document_id)
+            pipe.hset(f"{PREFIX}:hash:{tenant}", str(old_key), "")
+        pipe.hset(f"{PREFIX}:hash:{tenant}", key, document_id)
+        pipe.execute()
 
     def drop_stage(self, job: str, tenant: str, document_id: str) -> None:
         doc = _doc(tenant, document_id)
