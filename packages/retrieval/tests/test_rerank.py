@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from lanewise.core.testing import factory_context
 from hypothesis import given
 from hypothesis import strategies as st
 from lanewise.core.errors import ConfigError
@@ -75,7 +76,7 @@ def test_jaccard_is_symmetric_with_unit_diagonal():
 def test_bad_options_name_the_key(lanewise_settings, options, key):
     config = ComponentConfig(kind="mmr", **options)
     with pytest.raises(ConfigError, match=f"retrieval.reranker.{key}"):
-        build_mmr(config, lanewise_settings(), None)
+        build_mmr(factory_context(config, key="retrieval.reranker", settings=lanewise_settings()))
 
 
 def test_mmr_is_the_default_reranker():

@@ -97,13 +97,7 @@ def build_guards(registry: Register, components: Components) -> GuardChain:
 
 def build_health_checks(pm: pluggy.PluginManager, components: Components) -> list[HealthCheck]:
     registry = collect(pm, "health check", components=components)
-    checks = []
-    for factory in registry.factories.values():
-        context = FactoryContext(
-            key=f"health.{factory.name}", kind=factory.name, options={}, components=components
-        )
-        checks.append(factory.build(context))
-    return checks
+    return [factory.build() for factory in registry.factories.values()]
 
 
 def resolve_retriever(pm: pluggy.PluginManager, components: Components) -> Retriever | None:

@@ -91,8 +91,8 @@ def lanewise_register_evaluators(register: Register) -> None:
 def lanewise_register_health_checks(register: Register, components: Components) -> None:
     """Register readiness checks that ``/readyz`` and ``lanewise doctor`` run.
 
-    A factory is called with a FactoryContext and returns a
-    :class:`~lanewise.core.protocols.HealthCheck`.
+    The hook gets the process's components; a factory is called with no
+    arguments and returns a :class:`~lanewise.core.protocols.HealthCheck`.
     """
 
 
