@@ -6,11 +6,11 @@ import hashlib
 from collections.abc import Sequence
 
 import pytest
-from lanewise.core.testing import factory_context
 from hypothesis import given
 from hypothesis import strategies as st
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.core.types import ChatRequest, Hit, Message, SamplingParams
 from lanewise.inference.extractive import NO_ANSWER, ExtractiveBackend, build_extractive
 from lanewise.inference.stops import StopScanner

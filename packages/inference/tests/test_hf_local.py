@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lanewise.core.testing import factory_context
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.core.types import ChatChunk, ChatRequest, Message, SamplingParams
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

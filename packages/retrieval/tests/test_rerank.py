@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lanewise.core.testing import factory_context
 from hypothesis import given
 from hypothesis import strategies as st
 from lanewise.core.errors import ConfigError
 from lanewise.core.plugins import get_plugin_manager
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.core.types import Hit
 from lanewise.retrieval.embedders.minilm import MiniLMEmbedder
 from lanewise.retrieval.rerank import MMRReranker, build_mmr, jaccard_matrix, mmr_order

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lanewise.core.testing import factory_context
 from lanewise.core.container import build_components
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.retrieval.contract import VectorStoreContract, put, random_rows, random_vector
 from lanewise.retrieval.stores import EmbeddedStore, IndexParams, build_embedded
 

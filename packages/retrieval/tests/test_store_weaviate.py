@@ -7,10 +7,10 @@ import os
 import uuid
 
 import pytest
-from lanewise.core.testing import factory_context
 from lanewise.core.errors import ConfigError
 from lanewise.core.plugins import collect, get_plugin_manager
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.retrieval.contract import VectorStoreContract
 from lanewise.retrieval.stores.weaviate import (
     WeaviateStore,
@@ -91,7 +91,9 @@ def test_factory_reads_options(lanewise_settings, monkeypatch):
         api_key_env="WV_KEY",
         grpc_port=443,
     )
-    store = build_weaviate(factory_context(config, key="retrieval.vector_store", settings=lanewise_settings()))
+    store = build_weaviate(
+        factory_context(config, key="retrieval.vector_store", settings=lanewise_settings())
+    )
     assert (store.url, store.dimension, store.consistency_level, store.alpha) == (
         "https://weaviate.example:443",
         384,
@@ -109,10 +111,12 @@ def test_factory_reads_options(lanewise_settings, monkeypatch):
             )
         )
     with pytest.raises(ConfigError, match=r"retrieval\.vector_store\.bogus"):
-        build_weaviate(factory_context(
+        build_weaviate(
+            factory_context(
                 ComponentConfig(kind="weaviate", url="http://x", bogus=1),
                 key="retrieval.vector_store",
-            ))
+            )
+        )
 
 
 def test_registered_as_a_vector_store_kind():

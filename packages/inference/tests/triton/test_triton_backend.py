@@ -7,9 +7,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from lanewise.core.testing import factory_context
 from lanewise.core.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.core.types import ChatChunk, ChatRequest, Message, SamplingParams
 from lanewise.inference.triton.backend import TritonBackend
 from lanewise.inference.triton.factory import build_triton

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lanewise.core.testing import factory_context
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.core.types import ChatRequest, Message, SamplingParams
 from lanewise.inference.triton.backend import completion_tokens, render_prompt
 from lanewise.inference.triton.cli import triton
@@ -145,7 +145,7 @@ def test_one_replica_per_url() -> None:
     assert backend.describe()["lanewise"]["urls"] == ["a:1", "b:2"]
 
 
-# -- the bundled server's environment (DESIGN.md section 4 traps) ------------------
+# -- the bundled server's environment(the traps in docs/triton.md) ------------------
 def test_server_env_has_libdir_pytriton_libs_and_this_python_first() -> None:
     dist = find_distribution()
     env = server_env(dist, {"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/opt/x"})

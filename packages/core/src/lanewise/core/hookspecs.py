@@ -1,6 +1,6 @@
 """Hook specifications: the only way lanes reach each other.
 
-Conventions (DESIGN.md §3): ``register_*`` hooks receive a ``register``
+Conventions (docs/hooks.md, docs/architecture.md): ``register_*`` hooks receive a ``register``
 callback; ``configure_*`` hooks mutate the object passed in; ``resolve_*``
 hooks are ``firstresult`` and return None to pass; ``on_*`` hooks are
 notifications whose results are ignored. Hooks are always called with keyword
