@@ -43,7 +43,7 @@ from lanewise.ingest.celery_app import PING_TASK, create_celery_app
 from lanewise.ingest.local import local_files
 from lanewise.ingest.service import IngestService, open_service
 from lanewise.ingest.testing import Worker, paragraphs, pgvector_server, write_large_text
-from lanewise.ingest.wiring import open_parts
+from lanewise.ingest.wiring import open_components
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 WORKER_CPU = "1"
@@ -128,7 +128,7 @@ async def embedding_efficiency(tmp: Path, redis_url: str, pg_url: str, docs: int
         config, tmp / "w-minilm.log", "minilm", concurrency=1, pin_cpus=WORKER_CPU
     ).start()
     settings = load_settings(config)
-    parts, close = open_parts(settings)
+    parts, close = open_components(settings)
     service = open_service(settings, parts)
     pipeline_runs: list[float] = []
     raw_runs: list[float] = []
@@ -180,7 +180,7 @@ async def overhead_and_memory(
     corpus = write_corpus(tmp / "corpus-noop", docs)
     worker = Worker(config, tmp / "w-noop.log", "noop", concurrency=1, pin_cpus=WORKER_CPU).start()
     settings = load_settings(config)
-    parts, close = open_parts(settings)
+    parts, close = open_components(settings)
     service = open_service(settings, parts)
     app = create_celery_app(settings)
     try:

@@ -19,7 +19,7 @@ from lanewise.core.settings import load_settings
 from lanewise.ingest.local import local_files
 from lanewise.ingest.service import IngestService, open_service
 from lanewise.ingest.testing import LANEWISE, Worker
-from lanewise.ingest.wiring import open_parts
+from lanewise.ingest.wiring import open_components
 
 from .helpers import DIM, TENANT, stored, write_config
 
@@ -51,7 +51,7 @@ def start_worker(tmp_path: Path, config: Path) -> Iterator[Any]:
 @pytest.fixture
 async def lane(config: Path) -> AsyncIterator[tuple[Any, IngestService]]:
     settings = load_settings(config)
-    parts, close = open_parts(settings)
+    parts, close = open_components(settings)
     service = open_service(settings, parts)
     try:
         yield parts, service
@@ -68,7 +68,7 @@ async def reference(tmp_path: Path, files: list[Any]) -> dict[str, str]:
         retrieval={"embedder": {"kind": "noop", "dimension": DIM}},
         ingest={"chunker": {"kind": "tokens", "size": 12, "overlap": 3, "tokenizer": "words"}},
     )
-    parts, close = open_parts(settings)
+    parts, close = open_components(settings)
     service = open_service(settings, parts)
     try:
         await service.submit(tenant=TENANT, files=files, wait=True)

@@ -87,12 +87,35 @@ def wordpiece() -> FileTokenizer:
     return FileTokenizer(path)  # type: ignore[arg-type]
 
 
-@given(TEXTS, sizes())
+# Words apart and no word longer than a chunk: a word longer than `size` tokens must be cut
+# inside, and its pieces may then count differently when tokenised alone (see chunker.py).
+SPACED = st.lists(st.tuples(WORDS, GAPS.filter(bool)), max_size=300).map(
+    lambda parts: "".join(w + g for w, g in parts)
+)
+
+
+@st.composite
+def word_sizes(draw: st.DrawFn) -> tuple[int, int]:
+    size = draw(st.integers(8, 40))
+    return size, draw(st.integers(0, size - 1))
+
+
+@given(SPACED, word_sizes())
 def test_wordpiece_chunks_have_the_same_properties(
     wordpiece: FileTokenizer, text: str, size_overlap: tuple[int, int]
 ) -> None:
     size, overlap = size_overlap
     check(text, TokenChunker(size=size, overlap=overlap, tokenizer=wordpiece))
+
+
+@given(TEXTS, sizes())
+def test_wordpiece_chunks_never_exceed_the_size_in_the_chunkers_count(
+    wordpiece: FileTokenizer, text: str, size_overlap: tuple[int, int]
+) -> None:
+    size, overlap = size_overlap
+    pieces = list(TokenChunker(size=size, overlap=overlap, tokenizer=wordpiece).pieces(text))
+    assert all(1 <= p.tokens <= size for p in pieces)
+    assert all(p.text == text[p.start : p.end] for p in pieces)
 
 
 def test_chunks_end_at_the_strongest_boundary_that_fits() -> None:

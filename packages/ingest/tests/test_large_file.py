@@ -20,7 +20,7 @@ from lanewise.core.settings import load_settings
 from lanewise.ingest.local import local_files
 from lanewise.ingest.service import open_service
 from lanewise.ingest.testing import Worker, write_large_text
-from lanewise.ingest.wiring import open_parts
+from lanewise.ingest.wiring import open_components
 
 from .helpers import DIM, TENANT, stored, write_config
 
@@ -49,7 +49,7 @@ async def test_worker_memory_stays_flat_on_a_200_mb_file(
     assert big.stat().st_size >= FILE_MIB * 1024 * 1024 * 0.99
     worker = Worker(config, tmp_path / "w.log", "big", concurrency=1).start()
     settings = load_settings(config)
-    parts, close = open_parts(settings)
+    parts, close = open_components(settings)
     service = open_service(settings, parts)
     try:
         job = await service.submit(tenant=TENANT, files=local_files([big], tmp_path))

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from lanewise.ingest.local import local_files
 from lanewise.ingest.service import IngestService, open_service
-from lanewise.ingest.wiring import open_parts
+from lanewise.ingest.wiring import open_components
 
 from .helpers import stored
 
@@ -32,7 +32,7 @@ def settings(lanewise_settings: Any) -> Any:
 
 @pytest.fixture
 async def lane(settings: Any) -> AsyncIterator[tuple[Any, IngestService]]:
-    parts, close = open_parts(settings)
+    parts, close = open_components(settings)
     service = open_service(settings, parts)
     try:
         yield parts, service

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from lanewise.core.errors import InvalidRequest, LimitExceeded, NotFound, PayloadTooLarge
+from lanewise.core.factory import Components
+from lanewise.core.gateway.principal import authenticated, request_id
 from lanewise.core.settings import Settings
 from lanewise.ingest.paths import server_files, upload_name
 from lanewise.ingest.service import IngestService, Upload, open_service
 from lanewise.ingest.settings import IngestSettings, ingest_settings
-from lanewise.ingest.wiring import parts_of, principal_of, request_id_of
 from litestar import Litestar, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency, Provide
@@ -33,14 +34,14 @@ RETRY_AFTER_S = 5.0
 class ServiceHolder:
     """One :class:`IngestService` per gateway process, opened on first use, closed at exit."""
 
-    def __init__(self, settings: Settings, components: Any) -> None:
+    def __init__(self, settings: Settings, components: Components) -> None:
         self.settings = settings
         self.components = components
         self.service: IngestService | None = None
 
     def get(self) -> IngestService:
         if self.service is None:
-            self.service = open_service(self.settings, parts_of(self.components))
+            self.service = open_service(self.settings, self.components)
         return self.service
 
     @asynccontextmanager
@@ -74,7 +75,7 @@ def routes(ingest: IngestSettings) -> list[Any]:
         items: FromQuery[bool] = False,
     ) -> dict[str, Any]:
         """A job's totals, progress, failures (with reasons) and, with ``?items=true``, items."""
-        tenant = principal_of(request).tenant
+        tenant = authenticated(request).tenant
         view = await asyncio.to_thread(ingest_service.job, job_id, tenant=tenant)
         if view is None:
             raise NotFound(f"no ingest job {job_id!r}; use the id POST /v1/ingest returned")
@@ -101,7 +102,7 @@ async def _submit(request: Request[Any, Any, Any], service: IngestService) -> di
             f"{limits.max_upload_bytes}: send fewer or smaller files per job",
             limit=limits.max_upload_bytes,
         )
-    principal = principal_of(request)
+    principal = authenticated(request)
     content_type = request.headers.get("content-type", "")
     spool: Path | None = None
     if content_type.startswith("multipart/form-data"):
@@ -121,7 +122,7 @@ async def _submit(request: Request[Any, Any, Any], service: IngestService) -> di
     if not files:
         raise InvalidRequest("the job names no files", field="files")
     job = await service.submit(
-        tenant=principal.tenant, files=files, request_id=request_id_of(request), spool=spool
+        tenant=principal.tenant, files=files, request_id=request_id(request), spool=spool
     )
     return {"id": job, "items": len(files), "status_url": f"/v1/ingest/jobs/{job}"}
 
@@ -140,7 +141,7 @@ async def _spool_uploads(request: Request[Any, Any, Any], spool: Path) -> list[U
     return uploads
 
 
-def configure(app_config: Any, settings: Settings, components: Any) -> None:
+def configure(app_config: Any, settings: Settings, components: Components) -> None:
     holder = ServiceHolder(settings, components)
     app_config.route_handlers.extend(routes(ingest_settings(settings)))
     app_config.dependencies["ingest_service"] = Provide(holder.get, sync_to_thread=False)

@@ -5,7 +5,9 @@ takes at most ``size`` tokens and ends at the strongest boundary that fits:
 a paragraph break, else a line break, else a sentence end, else a space,
 else any token. Consecutive chunks of a section share exactly ``overlap``
 tokens. Chunks never cross sections, so headings and pages stay whole units.
-Every chunk is a substring of its section (``start``/``end`` say where).
+Every chunk is a substring of its section (``start``/``end`` say where). A word
+longer than ``size`` tokens (a URL, a hash) has to be cut inside; its pieces may
+then count a token or two differently when tokenised alone.
 """
 
 from __future__ import annotations

@@ -46,18 +46,18 @@ def ingest_command(
 async def _ingest_here(ctx: click.Context, paths: tuple[Path, ...]) -> dict[str, Any]:
     from lanewise.ingest.local import ingest_files, local_files
     from lanewise.ingest.service import open_service
-    from lanewise.ingest.wiring import open_parts
+    from lanewise.ingest.wiring import open_components
 
     settings = _settings(ctx)
-    parts, close_parts = open_parts(settings, (ctx.obj or {}).get("plugin_manager"))
+    components, close = open_components(settings, (ctx.obj or {}).get("plugin_manager"))
     try:
-        service = open_service(settings, parts)
+        service = open_service(settings, components)
         try:
             return await ingest_files(service, local_files(paths, Path.cwd()), console)
         finally:
             await service.aclose()
     finally:
-        await close_parts()
+        await close()
 
 
 @click.command("worker")

@@ -12,9 +12,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from lanewise.core.factory import Components
 from lanewise.ingest.local import ingest_files, local_files
 from lanewise.ingest.service import open_service
-from lanewise.ingest.wiring import parts_of
 from rich.console import Console
 
 
@@ -26,13 +26,14 @@ def demo_paths(docs_dir: Path) -> list[Path]:
     return paths
 
 
-async def ingest_docs(components: Any, docs_dir: Path, console: Console) -> dict[str, Any] | None:
-    parts = parts_of(components)
-    if parts.embedder() is None or parts.vector_store() is None:
+async def ingest_docs(
+    components: Components, docs_dir: Path, console: Console
+) -> dict[str, Any] | None:
+    if components.embedder() is None or components.vector_store() is None:
         console.print("[yellow]no embedder or vector store: the demo answers without sources[/]")
         return None
     # The demo shares the gateway's components (the embedded store has one owner): in process.
-    service = open_service(parts.settings, parts, queue="embedded")
+    service = open_service(components.settings, components, queue="embedded")
     try:
         files = local_files(demo_paths(docs_dir), docs_dir.parent)
         return await ingest_files(service, files, console, label="indexing docs")
@@ -63,5 +64,5 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     return result[0]
 
 
-def on_demo(components: Any, docs_dir: Path, console: Console) -> None:
+def on_demo(components: Components, docs_dir: Path, console: Console) -> None:
     _run(ingest_docs(components, docs_dir, console))

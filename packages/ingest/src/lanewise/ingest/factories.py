@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from lanewise.core.factory import FactoryContext
 from lanewise.ingest.chunker import TokenChunker
 from lanewise.ingest.loaders import (
     HtmlLoader,
@@ -15,7 +15,6 @@ from lanewise.ingest.loaders import (
 )
 from lanewise.ingest.settings import ingest_settings
 from lanewise.ingest.tokens import tokenizer_for
-from lanewise.ingest.wiring import factory_inputs
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -36,54 +35,39 @@ class JsonLinesOptions(_Options):
     metadata_fields: list[str] | None = None
 
 
-def _parse(model: type[_Options], options: dict[str, Any], key: str) -> Any:
-    from lanewise.core.errors import ConfigError
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(options)
-    except ValidationError as exc:
-        raise ConfigError(
-            "; ".join(f"{key}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        ) from None
-
-
-def build_token_chunker(*args: Any) -> TokenChunker:
-    options, parts = factory_inputs(args)
-    opts = _parse(TokenChunkerOptions, options, "ingest.chunker")
-    embedder = parts.embedder() if opts.tokenizer == "embedder" else None
+def build_token_chunker(ctx: FactoryContext) -> TokenChunker:
+    opts = ctx.parse(TokenChunkerOptions)
+    embedder = ctx.components.embedder() if opts.tokenizer == "embedder" else None
     try:
         return TokenChunker(
             size=opts.size, overlap=opts.overlap, tokenizer=tokenizer_for(opts.tokenizer, embedder)
         )
     except ValueError as exc:
-        from lanewise.core.errors import ConfigError
-
-        raise ConfigError(f"ingest.chunker (tokens): {exc}") from None
+        raise ctx.error(str(exc)) from None
 
 
-def build_text_loader(ctx: Any) -> TextLoader:
-    _parse(_Options, dict(ctx.options), ctx.key)
+def build_text_loader(ctx: FactoryContext) -> TextLoader:
+    ctx.parse(_Options)
     return TextLoader(ingest_settings(ctx.settings).read_block_bytes)
 
 
-def build_markdown_loader(ctx: Any) -> MarkdownLoader:
-    _parse(_Options, dict(ctx.options), ctx.key)
+def build_markdown_loader(ctx: FactoryContext) -> MarkdownLoader:
+    ctx.parse(_Options)
     return MarkdownLoader()
 
 
-def build_html_loader(ctx: Any) -> HtmlLoader:
-    _parse(_Options, dict(ctx.options), ctx.key)
+def build_html_loader(ctx: FactoryContext) -> HtmlLoader:
+    ctx.parse(_Options)
     return HtmlLoader()
 
 
-def build_pdf_loader(ctx: Any) -> PdfLoader:
-    _parse(_Options, dict(ctx.options), ctx.key)
+def build_pdf_loader(ctx: FactoryContext) -> PdfLoader:
+    ctx.parse(_Options)
     return PdfLoader()
 
 
-def build_jsonl_loader(ctx: Any) -> JsonLinesLoader:
-    opts = _parse(JsonLinesOptions, dict(ctx.options), ctx.key)
+def build_jsonl_loader(ctx: FactoryContext) -> JsonLinesLoader:
+    opts = ctx.parse(JsonLinesOptions)
     return JsonLinesLoader(opts.text_field, opts.metadata_fields)
 
 
@@ -109,6 +93,5 @@ class NoopOptions(_Options):
     dimension: int = Field(8, ge=1)
 
 
-def build_noop_embedder(*args: Any) -> NoopEmbedder:
-    options, _ = factory_inputs(args)
-    return NoopEmbedder(_parse(NoopOptions, options, "retrieval.embedder").dimension)
+def build_noop_embedder(ctx: FactoryContext) -> NoopEmbedder:
+    return NoopEmbedder(ctx.parse(NoopOptions).dimension)

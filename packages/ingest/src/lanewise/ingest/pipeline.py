@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lanewise.core.errors import ConfigError
+from lanewise.core.factory import Components
 from lanewise.core.protocols import Chunker, Embedder, VectorStore
 from lanewise.core.stages import timed_stage
 from lanewise.core.types import Document, Principal
@@ -42,7 +43,7 @@ from lanewise.ingest.ids import chunk_id, document_key
 from lanewise.ingest.loaders import Loader, Section, choose
 from lanewise.ingest.settings import IngestSettings
 from lanewise.ingest.state import IngestState
-from lanewise.ingest.wiring import embed_guarded, embedder_tag
+from lanewise.ingest.wiring import embed_batch, embedder_tag
 
 log = logging.getLogger("lanewise.ingest")
 
@@ -101,7 +102,7 @@ def chunker_key(chunker: Chunker) -> str:
 @dataclass
 class IngestRuntime:
     settings: IngestSettings
-    parts: Any
+    components: Components
     embedder: Embedder
     store: VectorStore
     chunker: Chunker
@@ -110,7 +111,7 @@ class IngestRuntime:
 
     @property
     def hook(self) -> Any:
-        return self.parts.hook
+        return self.components.hook
 
     # parse ---------------------------------------------------------------------------------
 
@@ -241,7 +242,6 @@ class IngestRuntime:
                 "ids": [b[0] for b in new],
                 "texts": [b[1] for b in new],
                 "metadata": [b[2] for b in new],
-                "tokens": sum(b[3] for b in new),
             }
         )
 
@@ -253,11 +253,10 @@ class IngestRuntime:
         attrs = {"batch": payload["batch"], "chunks": len(payload["ids"])}
         with timed_stage(self.hook, payload["request_id"], "ingest.embed", attrs):
             try:
-                vectors = await embed_guarded(
-                    self.parts,
+                vectors = await embed_batch(
+                    self.components,
                     self.embedder,
                     payload["texts"],
-                    tokens=payload["tokens"],
                     principal=Principal(tenant=tenant),
                     request_id=payload["request_id"],
                 )
@@ -374,13 +373,13 @@ def backoff_s(attempt: int, settings: IngestSettings) -> float:
 
 
 def build_runtime(
-    parts: Any, settings: IngestSettings, state: IngestState, loaders: Sequence[Loader]
+    components: Components, settings: IngestSettings, state: IngestState, loaders: Sequence[Loader]
 ) -> IngestRuntime:
-    embedder, store = parts.embedder(), parts.vector_store()
+    embedder, store = components.embedder(), components.vector_store()
     if embedder is None or store is None:
         raise ConfigError(
             "ingest needs an embedder and a vector store: install lanewise-retrieval or "
             "configure [retrieval.embedder] and [retrieval.vector_store]"
         )
-    chunker = parts.chunker() or TokenChunker()
-    return IngestRuntime(settings, parts, embedder, store, chunker, loaders, state)
+    chunker = components.chunker() or TokenChunker()
+    return IngestRuntime(settings, components, embedder, store, chunker, loaders, state)

@@ -6,11 +6,23 @@ from pathlib import Path
 from typing import Any
 
 import click
+from lanewise.core.factory import Components
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.registry import Register
-from lanewise.core.settings import Settings
+from lanewise.core.settings import SectionRegister, Settings
 from lanewise.ingest import factories
+from lanewise.ingest.settings import IngestSettings
 from rich.console import Console
+
+
+@hookimpl
+def lanewise_register_settings(register: SectionRegister) -> None:
+    register(
+        "ingest",
+        IngestSettings,
+        description="loaders, chunker, executor (embedded or Celery), limits and retries",
+        components={"chunker": "chunker"},
+    )
 
 
 @hookimpl
@@ -46,10 +58,10 @@ def lanewise_register_embedders(register: Register) -> None:
 
 
 @hookimpl
-def lanewise_configure_gateway(app_config: Any, settings: Settings, container: Any) -> None:
+def lanewise_configure_gateway(app_config: Any, settings: Settings, components: Components) -> None:
     from lanewise.ingest.api import configure
 
-    configure(app_config, settings, container)
+    configure(app_config, settings, components)
 
 
 @hookimpl
@@ -61,7 +73,7 @@ def lanewise_configure_cli(cli: click.Group) -> None:
 
 
 @hookimpl
-def lanewise_on_demo(container: Any, docs_dir: Path, console: Console) -> None:
+def lanewise_on_demo(components: Components, docs_dir: Path, console: Console) -> None:
     from lanewise.ingest.demo import on_demo
 
-    on_demo(container, docs_dir, console)
+    on_demo(components, docs_dir, console)

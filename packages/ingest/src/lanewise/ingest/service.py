@@ -10,21 +10,19 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lanewise.core.factory import Components
 from lanewise.core.settings import Settings
 from lanewise.ingest.executor import EmbeddedExecutor
 from lanewise.ingest.kv import SqliteKeyValue
-from lanewise.ingest.loaders import Loader
 from lanewise.ingest.pipeline import IngestRuntime, Payload, build_runtime, item_payload
 from lanewise.ingest.settings import IngestSettings, ingest_settings
 from lanewise.ingest.state import IngestState, JobView
-from lanewise.ingest.wiring import build_loader, loader_factories, open_parts
-
-Closer = Callable[[], Awaitable[None]]
+from lanewise.ingest.wiring import Closer, build_loaders, open_components
 
 
 def open_state(
@@ -48,31 +46,24 @@ def open_state(
     return IngestState(kv), close_sqlite
 
 
-def loaders_for(parts: Any, ingest: IngestSettings) -> list[Loader]:
-    return [
-        build_loader(factory, name, dict(ingest.loaders.get(name, {})), parts)
-        for name, factory in loader_factories(parts).items()
-    ]
-
-
-def runtime_from(parts: Any, settings: Settings, state: IngestState) -> IngestRuntime:
+def runtime_from(components: Components, settings: Settings, state: IngestState) -> IngestRuntime:
     ingest = ingest_settings(settings)
-    return build_runtime(parts, ingest, state, loaders_for(parts, ingest))
+    return build_runtime(components, ingest, state, build_loaders(components, ingest.loaders))
 
 
 def open_runtime(
     settings: Settings, *, queue: str, plugin_manager: Any = None
 ) -> tuple[IngestRuntime, Closer]:
     """Components, job state and runtime for a worker (or the CLI's own process)."""
-    parts, close_parts = open_parts(settings, plugin_manager)
+    components, close_components = open_components(settings, plugin_manager)
     state, close_state = open_state(settings, ingest_settings(settings), queue)
 
     async def close() -> None:
         await close_state()
-        await close_parts()
+        await close_components()
 
     try:
-        return runtime_from(parts, settings, state), close
+        return runtime_from(components, settings, state), close
     except BaseException:
         asyncio.run(close()) if not _loop_running() else None
         raise
@@ -177,8 +168,10 @@ class IngestService:
         await self._close()
 
 
-def open_service(settings: Settings, parts: Any, *, queue: str | None = None) -> IngestService:
-    """The service for ``settings``: ``parts`` are the caller's already-built components."""
+def open_service(
+    settings: Settings, components: Components, *, queue: str | None = None
+) -> IngestService:
+    """The service for ``settings``, on the caller's already-built ``components``."""
     ingest = ingest_settings(settings)
     queue = queue or ingest.queue
     state, close_state = open_state(settings, ingest, queue)
@@ -187,8 +180,8 @@ def open_service(settings: Settings, parts: Any, *, queue: str | None = None) ->
         from lanewise.ingest.celery_app import create_celery_app
         from lanewise.ingest.celery_executor import CeleryExecutor
 
-        pm = getattr(parts, "plugin_manager", None)
-        executor = CeleryExecutor(create_celery_app(settings, pm), state)
+        app = create_celery_app(settings, components.plugin_manager)
+        executor = CeleryExecutor(app, state)
     else:
-        executor = EmbeddedExecutor(runtime_from(parts, settings, state))
+        executor = EmbeddedExecutor(runtime_from(components, settings, state))
     return IngestService(settings=settings, state=state, executor=executor, close=close_state)

@@ -1,9 +1,8 @@
 """The ingest lane's configuration section, ``[ingest]`` in ``lanewise.toml``.
 
-Core reads the table through the section this lane registers (spine v2);
-``ingest_settings`` is the one place that knows how to get it from a
-:class:`~lanewise.core.settings.Settings`, so the rest of the lane only ever
-sees :class:`IngestSettings`.
+Registered through ``lanewise_register_settings``: core validates the table
+(unknown keys fail at start-up, naming the allowed ones) and builds the
+``chunker`` component it declares.
 """
 
 from __future__ import annotations
@@ -11,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig, Section, Settings
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 
 class IngestSettings(Section):
@@ -67,22 +65,5 @@ class IngestSettings(Section):
 
 
 def ingest_settings(settings: Settings) -> IngestSettings:
-    """The ``[ingest]`` section, whichever way core carries it."""
-    section = getattr(settings, "section", None)
-    if callable(section):  # spine v2: lane-owned sections
-        found: IngestSettings = section(IngestSettings)
-        return found
-    raw: Any = getattr(settings, "ingest", None)
-    if isinstance(raw, IngestSettings):
-        return raw
-    data = raw.model_dump(exclude_unset=True) if raw is not None else {}
-    try:
-        return IngestSettings.model_validate(data)
-    except ValidationError as exc:
-        allowed = ", ".join(sorted(IngestSettings.model_fields))
-        problems = "; ".join(
-            f"ingest.{'.'.join(map(str, e['loc']))}: "
-            + ("unknown key; allowed: " + allowed if e["type"] == "extra_forbidden" else e["msg"])
-            for e in exc.errors()
-        )
-        raise ConfigError(f"invalid configuration: {problems}") from None
+    """The ``[ingest]`` section (its defaults when the lane's section is not registered)."""
+    return settings.section(IngestSettings)

@@ -5,20 +5,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from lanewise.core.commands import single_process_components
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import Settings
 from lanewise.ingest.celery_app import QUEUES, create_celery_app
-from lanewise.ingest.wiring import closeables_of, open_parts
+from lanewise.ingest.wiring import open_components
 
 
 def refuse_single_process_store(settings: Settings) -> None:
     """Workers are separate processes: a store one process owns cannot take their writes."""
-    parts, close = open_parts(settings)
+    components, close = open_components(settings)
     try:
-        parts.vector_store()
-        single = sorted(
-            type(c).__name__ for c in closeables_of(parts) if getattr(c, "single_process", False)
-        )
+        components.vector_store()
+        single = single_process_components(components)
     finally:
         asyncio.run(close())
     if single:
