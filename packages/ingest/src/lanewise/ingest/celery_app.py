@@ -109,31 +109,39 @@ def create_celery_app(settings: Settings, plugin_manager: Any = None) -> Any:
         worker_hijack_root_logger=False,
         enable_utc=True,
     )
-    _register_tasks(app, ingest)
+    _register_tasks(app)
     if plugin_manager is not None:
         plugin_manager.hook.lanewise_configure_celery(celery_app=app, settings=settings)
     return app
 
 
-def _register_tasks(app: Any, ingest: IngestSettings) -> None:
+def _parse_task(task: Any, item: Payload) -> None:
+    here = worker()
+    here.run(run_parse(here.runtime, item, CeleryDispatch(task.app)))
+
+
+def _embed_task(task: Any, payload: Payload) -> None:
+    here = worker()
+    here.run(run_embed(here.runtime, payload))
+
+
+def _ping_task(task: Any, counter: str | None = None) -> None:
+    """Does nothing (but count itself in ``counter``): the benchmark's Celery baseline."""
+    if counter is not None:
+        worker().runtime.state.kv.incr(counter)
+
+
+def _register_tasks(app: Any) -> None:
     # Retries happen inside the task (run_parse/run_embed), not through Celery's retry:
     # the message stays unacknowledged meanwhile, so a retry needs no broker (it may be
     # the thing that is down) and a worker that dies mid-backoff still gets it redelivered.
-    @app.task(name=PARSE_TASK)  # type: ignore[untyped-decorator]
-    def parse(item: Payload) -> None:
-        here = worker()
-        here.run(run_parse(here.runtime, item, CeleryDispatch(app)))
-
-    @app.task(name=EMBED_TASK)  # type: ignore[untyped-decorator]
-    def embed(payload: Payload) -> None:
-        here = worker()
-        here.run(run_embed(here.runtime, payload))
-
-    @app.task(name=PING_TASK)  # type: ignore[untyped-decorator]
-    def ping(counter: str | None = None) -> None:
-        """Does nothing (but count itself in ``counter``): the benchmark's Celery baseline."""
-        if counter is not None:
-            worker().runtime.state.kv.incr(counter)
+    # Module-level functions: every app this process creates registers the same callables.
+    for name, func in (
+        (PARSE_TASK, _parse_task),
+        (EMBED_TASK, _embed_task),
+        (PING_TASK, _ping_task),
+    ):
+        app.task(name=name, bind=True)(func)
 
 
 class CeleryDispatch:

@@ -38,7 +38,7 @@ from lanewise.core.stages import timed_stage
 from lanewise.core.types import Document, Principal
 from lanewise.ingest.blobs import Blob
 from lanewise.ingest.chunker import Piece, TokenChunker
-from lanewise.ingest.errors import PoisonItem, is_transient, reason_of
+from lanewise.ingest.errors import is_transient, reason_of
 from lanewise.ingest.ids import chunk_id, document_key
 from lanewise.ingest.loaders import Loader, Section, choose
 from lanewise.ingest.settings import IngestSettings
@@ -154,7 +154,7 @@ class IngestRuntime:
                     job, tenant, name, item=index, expected=sent, key=key, chunks=chunks
                 )
             except Exception as exc:
-                if is_transient(exc) and not isinstance(exc, PoisonItem):
+                if is_transient(exc):
                     raise  # the executor retries the whole parse (idempotent)
                 self.state.fail(job, tenant, name, reason_of(exc))
                 self.state.plan(job, tenant, name, item=index, expected=sent, chunks=0)
