@@ -33,7 +33,7 @@ def test_content_decides_not_the_name(tmp_path: Path) -> None:
 def test_markdown_sections_carry_their_heading_path(corpus: Path) -> None:
     got = sections(corpus / "guide.md")
     assert [m["heading_path"] for _, m in got] == [["Guide"], ["Guide", "Ingest"]]
-    assert got[1][0].startswith("Ingest\n")
+    assert got[1][0].startswith("Ingest: Parsing is memory-bound")
 
 
 def test_html_drops_chrome_and_splits_at_headings(corpus: Path) -> None:
@@ -43,6 +43,7 @@ def test_html_drops_chrome_and_splits_at_headings(corpus: Path) -> None:
     assert "menu" not in text
     assert "p{}" not in text
     assert "Queue depth above the limit pages someone." in text
+    assert got[0][0] == "Operations: Workers restart after a crash."
 
 
 def test_pdf_pages_and_a_corrupt_pdf(corpus: Path) -> None:

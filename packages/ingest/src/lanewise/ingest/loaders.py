@@ -140,18 +140,20 @@ class MarkdownLoader(_AsDocuments):
             yield from _section("".join(lines), path)
             level, heading = len(match.group(1)), match.group(2)
             path = [*path[: level - 1], heading]
-            # The heading's words (not its '#'s) stay in its section's text: they help it match
-            # a query, and a quoted chunk reads as text.
-            lines = [heading + "\n"]
+            lines = []
         yield from _section("".join(lines), path)
 
 
 def _section(text: str, path: Sequence[str]) -> Iterator[Section]:
-    if text.strip():
-        meta: dict[str, Any] = {"heading_path": list(path)}
-        if path:
-            meta["heading"] = " > ".join(path)
-        yield Section(text, meta)
+    if not text.strip():
+        return
+    meta: dict[str, Any] = {"heading_path": list(path)}
+    if path:
+        meta["heading"] = " > ".join(path)
+        # The heading's words (not its '#'s) lead into the section's first paragraph: they
+        # help it match a query, and a quoted chunk reads as a sentence, not a bare title.
+        text = f"{path[-1]}: {text.lstrip()}"
+    yield Section(text, meta)
 
 
 _HTML_BLOCKS = "h1,h2,h3,h4,h5,h6,p,li,pre,blockquote,td,th,dt,dd,figcaption"
@@ -195,7 +197,7 @@ class HtmlLoader(_AsDocuments):
             if len(tag) == 2 and tag[0] == "h" and tag[1].isdigit():
                 yield from _section("\n\n".join(paragraphs), path)
                 path = [*path[: int(tag[1]) - 1], text]
-                paragraphs = [text]
+                paragraphs = []
             else:
                 paragraphs.append(text)
         yield from _section("\n\n".join(paragraphs), path)

@@ -48,7 +48,7 @@ from lanewise.ingest.wiring import embed_batch, embedder_tag
 log = logging.getLogger("lanewise.ingest")
 
 DELETE_BATCH = 500
-PARSER_VERSION = "2"
+PARSER_VERSION = "3"
 """Part of every document's key: bump it when a loader's output changes, and the next run
 re-ingests documents whose bytes did not change."""
 
