@@ -1,0 +1,177 @@
+"""Prometheus metrics: definitions, bounded labels and the ``/metrics`` exposition.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``lanewise serve --workers N`` sets it
+for its workers), prometheus-client keeps each process's values in memory-mapped
+files there and ``/metrics`` adds them up, so a scrape that lands on any worker
+sees the whole gateway. Every label's values are bounded: routes, stages,
+problem types and models come from configuration and code, tenants are capped
+per process and users are labelled only when ``observe.metrics_user_labels``
+asks for it (capped too); values past a cap count as ``other``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as _multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+OTHER = "other"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+RATE_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+
+REQUESTS = Counter(
+    "lanewise_requests",
+    "Requests to /v1 routes by outcome (ok, rejected, error, client_disconnect)",
+    ["route", "method", "status", "outcome"],
+)
+REQUEST_SECONDS = Histogram(
+    "lanewise_request_duration_seconds",
+    "Time from request to the last byte of the response (or the disconnect)",
+    ["route", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+STAGE_SECONDS = Histogram(
+    "lanewise_stage_duration_seconds",
+    "Duration of each pipeline stage (retrieve, cache, embed, search, prompt, generate, ...)",
+    ["stage", "ok"],
+    buckets=LATENCY_BUCKETS,
+)
+TTFT_SECONDS = Histogram(
+    "lanewise_ttft_seconds",
+    "Time to the first token of a model call",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
+)
+OUTPUT_TOKENS_PER_SECOND = Histogram(
+    "lanewise_output_tokens_per_second",
+    "Output tokens per second of generation, after the first token",
+    ["model"],
+    buckets=RATE_BUCKETS,
+)
+TOKENS = Counter(
+    "lanewise_tokens",
+    "Tokens by direction (input, output), tenant, model and prompt version",
+    ["direction", "tenant", "model", "prompt_version", "user"],
+)
+COST = Counter("lanewise_cost", "Cost of requests (governance's pricing)", ["tenant", "model"])
+ERRORS = Counter(
+    "lanewise_errors", "Failed requests by problem type (RFC 9457 type)", ["type", "route"]
+)
+CACHE_LOOKUPS = Counter(
+    "lanewise_cache_lookups",
+    "Retrieval cache lookups by cache (embedding, result) and result (hit, miss)",
+    ["cache", "result"],
+)
+INDEX_VERSION = Gauge(
+    "lanewise_index_version",
+    "Vector index version last served, per tenant",
+    ["tenant"],
+    multiprocess_mode="max",
+)
+INDEX_AGE_SECONDS = Gauge(
+    "lanewise_index_age_seconds",
+    "Age of the index version last served (since this gateway first saw it)",
+    ["tenant"],
+    multiprocess_mode="mostrecent",
+)
+STALE_INDEX_ANSWERS = Counter(
+    "lanewise_stale_index_answers",
+    "Answers served from an index older than the newest known one by more than the threshold",
+    ["tenant"],
+)
+TOKEN_ANOMALIES = Counter(
+    "lanewise_token_anomalies",
+    "Times a prompt version's recent mean tokens per request reached the anomaly factor",
+    ["prompt"],
+)
+TOKEN_RATIO = Gauge(
+    "lanewise_token_ratio",
+    "A prompt version's recent mean tokens per request over its trailing baseline",
+    ["prompt"],
+    multiprocess_mode="mostrecent",
+)
+TELEMETRY_DROPPED = Counter(
+    "lanewise_telemetry_dropped",
+    "Telemetry items dropped because a sink was full or down (logs, usage, traces)",
+    ["sink"],
+)
+CELERY_TASKS = Counter(
+    "lanewise_celery_tasks", "Celery tasks by name and state", ["task", "state"]
+)
+CELERY_TASK_SECONDS = Histogram(
+    "lanewise_celery_task_duration_seconds",
+    "Celery task run time",
+    ["task"],
+    buckets=LATENCY_BUCKETS,
+)
+
+METRIC_NAMES = (
+    "lanewise_requests_total",
+    "lanewise_request_duration_seconds",
+    "lanewise_stage_duration_seconds",
+    "lanewise_ttft_seconds",
+    "lanewise_output_tokens_per_second",
+    "lanewise_tokens_total",
+    "lanewise_cost_total",
+    "lanewise_errors_total",
+    "lanewise_cache_lookups_total",
+    "lanewise_index_version",
+    "lanewise_index_age_seconds",
+    "lanewise_stale_index_answers_total",
+    "lanewise_token_anomalies_total",
+    "lanewise_token_ratio",
+    "lanewise_telemetry_dropped_total",
+    "lanewise_celery_tasks_total",
+    "lanewise_celery_task_duration_seconds",
+)
+"""Every metric this lane exports (as named in the exposition; histograms add suffixes)."""
+
+
+class LabelCap:
+    """Admit the first ``cap`` distinct values of a label; later ones become ``other``."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str | None) -> str:
+        if value is None:
+            return ""
+        if value in self.seen:
+            return value
+        with self._lock:
+            if len(self.seen) < self.cap:
+                self.seen.add(value)
+                return value
+        return OTHER
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every metric (all worker processes in multiprocess mode)."""
+    if multiprocess_dir() is None:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead() -> None:
+    """Drop this process's live gauges from the shared directory when it exits."""
+    if multiprocess_dir() is not None:
+        _multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

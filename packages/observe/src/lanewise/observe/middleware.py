@@ -1,0 +1,86 @@
+"""Pure ASGI middleware: sees each /v1 request's final status, its stream end or disconnect.
+
+It is the only per-request code the lane adds to the hot path: create a record,
+put it in a context variable for the events, note the status and scan outgoing
+bytes for the finish reason. Everything else happens once, when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from lanewise.observe.record import CURRENT
+from lanewise.observe.telemetry import Telemetry, count_drop
+
+OBSERVED_PREFIX = "/v1/"
+CONTENT_TYPE = b"content-type"
+EVENT_STREAM = b"text/event-stream"
+log = logging.getLogger("lanewise.observe")
+
+
+class ObserveMiddleware:
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(OBSERVED_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        telemetry = self.telemetry
+        try:
+            record = telemetry.start(scope)
+        except Exception:
+            count_drop("internal")
+            log.warning("telemetry could not start for %s", scope["path"], exc_info=True)
+            await self.app(scope, receive, send)
+            return
+        token = CURRENT.set(record)
+
+        async def observed_send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.body":
+                body = message.get("body")
+                if body:
+                    record.scan_body(body)
+                if not message.get("more_body", False):
+                    record.body_done = True
+            elif kind == "http.response.start":
+                record.status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name == CONTENT_TYPE:
+                        record.stream = value.startswith(EVENT_STREAM)
+                        break
+            try:
+                await send(message)
+            except OSError:
+                record.disconnected = True
+                raise
+
+        async def observed_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not record.body_done:
+                record.disconnected = True
+            return message
+
+        try:
+            await self.app(scope, observed_receive, observed_send)  # type: ignore[arg-type]
+        except BaseException as exc:
+            record.failed = exc
+            raise
+        finally:
+            CURRENT.reset(token)
+            try:
+                telemetry.finish(record, scope)
+            except Exception:
+                count_drop("internal")
+                log.warning("telemetry could not finish %s", record.request_id, exc_info=True)
+
+
+def middleware_for(telemetry: Telemetry) -> Any:
+    from litestar.middleware import DefineMiddleware
+
+    return DefineMiddleware(ObserveMiddleware, telemetry=telemetry)

@@ -1,0 +1,335 @@
+"""One gateway's telemetry: turns finished request records into logs, metrics, spans, rows.
+
+Nothing here may fail or stall a request: every entry point catches its own
+errors (counted as ``lanewise_telemetry_dropped_total{sink="internal"}``) and
+every sink with I/O behind it (log file, usage database, span exporter) sits
+behind a bounded queue drained by a background thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from lanewise.core.settings import Settings
+from lanewise.core.types import Principal, StageTiming, UsageEvent
+
+from lanewise.observe import metrics as m
+from lanewise.observe.logs import configure_logging, shutdown_logging
+from lanewise.observe.record import RequestRecord
+from lanewise.observe.request_context import context_attributes
+from lanewise.observe.settings import ObserveSettings
+from lanewise.observe.signals import StaleIndexDetector, TokenAnomalyDetector
+from lanewise.observe.summary import SUMMARY_EVENT, build_summary
+from lanewise.observe.traces import Tracing, otlp_exporter, trace_id_from_header
+from lanewise.observe.usage.store import UsageWriter, make_engine
+
+log = structlog.get_logger("lanewise.request")
+internal_log = logging.getLogger("lanewise.observe")
+USAGE_GRACE_S = 2.0
+"""After a client disconnect, how long the summary waits for the cancelled model call's usage."""
+
+
+def count_drop(sink: str, n: int = 1) -> None:
+    try:
+        m.TELEMETRY_DROPPED.labels(sink).inc(n)
+    except Exception:  # the metrics sink itself can fail (a full disk in multiprocess mode)
+        pass
+
+
+def usage_database_url(settings: Settings, observe: ObserveSettings) -> str:
+    if observe.usage_database_url:
+        return observe.usage_database_url
+    if settings.database_url:
+        return settings.database_url
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(settings.data_dir / 'usage.sqlite3').resolve()}"
+
+
+class Telemetry:
+    def __init__(
+        self, settings: Settings, observe: ObserveSettings, *, span_exporter: Any = None
+    ) -> None:
+        self.observe = observe
+        self.metrics = observe.metrics
+        self.summaries = observe.summaries
+        exporter = span_exporter
+        if exporter is None and observe.otlp_endpoint:
+            exporter = otlp_exporter(observe.otlp_endpoint)
+        self.tracing = (
+            Tracing(
+                exporter,
+                sample_ratio=observe.trace_sample_ratio,
+                on_drop=lambda n: count_drop("traces", n),
+            )
+            if observe.traces and exporter is not None
+            else None
+        )
+        self.tenants = m.LabelCap(observe.metrics_tenant_cap)
+        self.users = m.LabelCap(observe.metrics_user_cap)
+        self.labels = m.LabelCap(500)
+        self.stale = StaleIndexDetector(observe.stale_index_after_s)
+        self.anomaly = TokenAnomalyDetector(
+            factor=observe.anomaly_factor,
+            window=observe.anomaly_window,
+            baseline_min=observe.anomaly_baseline_min,
+        )
+        self.writer: UsageWriter | None = None
+        if observe.usage_store:
+            self.writer = UsageWriter(
+                make_engine(usage_database_url(settings, observe)),
+                capacity=observe.usage_buffer,
+                on_drop=lambda n: count_drop("usage", n),
+            )
+        configure_logging(observe, on_drop=lambda: count_drop("logs"))
+
+    # -- request lifecycle ------------------------------------------------------------
+    def start(self, scope: Any) -> RequestRecord:
+        state = scope.setdefault("state", {})
+        record = RequestRecord(
+            request_id=str(state.get("request_id", "")),
+            method=scope["method"],
+            path=scope["path"],
+        )
+        record.owner = self
+        record.route = scope.get("path_template") or scope["path"]
+        traceparent = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                traceparent = value.decode("latin-1")
+                break
+        attributes = context_attributes()
+        record.context_attributes = attributes
+        if self.tracing is not None:
+            headers = {"traceparent": traceparent} if traceparent else {}
+            self.tracing.start_request(record, headers)
+            record.traceparent = self.tracing.traceparent(record)
+        elif traceparent is not None:
+            # No tracing here: still correlate logs with the caller's trace and pass
+            # its context on to upstreams unchanged.
+            record.trace_id = trace_id_from_header(traceparent)
+            record.traceparent = traceparent if record.trace_id else None
+        if attributes is not None and record.trace_id is not None:
+            attributes["trace_id"] = record.trace_id
+            attributes["traceparent"] = record.traceparent
+        return record
+
+    def on_usage(self, record: RequestRecord | None, event: UsageEvent) -> None:
+        if record is None:
+            self._standalone_usage(event)
+            return
+        record.add_usage(event)
+        if record.awaiting_usage and not record.completed:
+            # The stage event of the same call follows at once; let it land first.
+            asyncio.get_running_loop().call_soon(self.complete, record)
+
+    def on_stage(self, record: RequestRecord | None, event: StageTiming) -> None:
+        if self.metrics:
+            m.STAGE_SECONDS.labels(self.labels(event.stage), "true" if event.ok else "false").observe(
+                event.duration_s
+            )
+            attrs = event.attributes
+            if attrs:
+                for cache in ("result", "embedding"):
+                    outcome = attrs.get(f"lanewise.cache.{cache}")
+                    if outcome == "hit" or outcome == "miss":
+                        m.CACHE_LOOKUPS.labels(cache, outcome).inc()
+        if record is not None:
+            record.add_stage(event, keep=self.tracing is not None)
+        elif event.stage == "ingest":
+            version = event.attributes.get("lanewise.index.version")
+            tenant = event.attributes.get("lanewise.tenant")
+            if isinstance(version, int) and isinstance(tenant, str):
+                self.stale.completed(tenant, version, time.time())
+
+    def finish(self, record: RequestRecord, scope: Any) -> None:
+        """The response is over (sent, failed or abandoned by the client)."""
+        record.duration_s = time.perf_counter() - record.started
+        principal = scope.get("state", {}).get("principal")
+        if isinstance(principal, Principal) and record.principal is None:
+            record.principal = principal
+        if record.stream and not record.body_done and not record.model_calls:
+            # A client disconnect cancels the model call; its usage event comes
+            # from the cancelled task a moment later. Wait for it, but not forever.
+            record.awaiting_usage = True
+            asyncio.get_running_loop().call_later(USAGE_GRACE_S, self.complete, record)
+            return
+        self.complete(record)
+
+    def complete(self, record: RequestRecord) -> None:
+        if record.completed:
+            return
+        record.completed = True
+        try:
+            self._complete(record)
+        except Exception:
+            count_drop("internal")
+            internal_log.warning("telemetry for request %s failed", record.request_id, exc_info=True)
+
+    def _complete(self, record: RequestRecord) -> None:
+        attributes = record.context_attributes
+        cost = attributes.get("cost") if attributes else None
+        summary = build_summary(record, cost)
+        principal = record.principal
+        tenant = principal.tenant if principal else None
+        now = time.time()
+        if isinstance(record.index_version, int) and tenant is not None:
+            self._index_signals(record, tenant, now)
+        if record.model_calls and record.model is not None:
+            self._token_signals(record)
+        if self.metrics:
+            self._metrics(record, summary, tenant, cost)
+        if self.summaries:
+            log.info(SUMMARY_EVENT, **summary)
+        if self.tracing is not None:
+            self.tracing.finish_request(record, summary)
+        if self.writer is not None and record.usage_events:
+            self._rows(record, summary, cost, now)
+
+    # -- sinks ------------------------------------------------------------------------
+    def _metrics(
+        self, record: RequestRecord, summary: dict[str, Any], tenant: str | None, cost: Any
+    ) -> None:
+        route = self.labels(summary["route"])
+        outcome = summary["outcome"]
+        m.REQUESTS.labels(route, record.method, str(record.status), outcome).inc()
+        m.REQUEST_SECONDS.labels(route, outcome).observe(record.duration_s)
+        if summary["error_type"] is not None:
+            m.ERRORS.labels(self.labels(summary["error_type"]), route).inc()
+        if not record.model_calls or record.model is None:
+            return
+        model = self.labels(record.model)
+        tenant_label = self.tenants(tenant)
+        version = self.labels(record.prompt_version) if record.prompt_version else ""
+        user = ""
+        if self.observe.metrics_user_labels and record.principal is not None:
+            user = self.users(record.principal.user)
+        m.TOKENS.labels("input", tenant_label, model, version, user).inc(record.tokens_in)
+        m.TOKENS.labels("output", tenant_label, model, version, user).inc(record.tokens_out)
+        if isinstance(cost, int | float) and cost > 0:
+            m.COST.labels(tenant_label, model).inc(cost)
+        if record.ttft_s is not None:
+            m.TTFT_SECONDS.labels(model).observe(record.ttft_s)
+            gen = (record.generate_s or 0.0) - record.ttft_s
+            if record.tokens_out > 1 and gen > 0:
+                m.OUTPUT_TOKENS_PER_SECOND.labels(model).observe((record.tokens_out - 1) / gen)
+
+    def _index_signals(self, record: RequestRecord, tenant: str, now: float) -> None:
+        seen = self.stale.served(tenant, int(record.index_version), now)
+        label = self.tenants(tenant)
+        if self.metrics:
+            m.INDEX_VERSION.labels(label).set(seen.version)
+            m.INDEX_AGE_SECONDS.labels(label).set(seen.age_s)
+        if seen.stale_by_s is not None:
+            if self.metrics:
+                m.STALE_INDEX_ANSWERS.labels(label).inc()
+            log.warning(
+                "index.stale",
+                request_id=record.request_id,
+                tenant=tenant,
+                index_version=seen.version,
+                newest_index_version=self.stale.tenants[tenant].newest,
+                stale_by_s=round(seen.stale_by_s, 3),
+            )
+
+    def _token_signals(self, record: RequestRecord) -> None:
+        key = (
+            f"{record.prompt_name}@{record.prompt_version}"
+            if record.prompt_name
+            else f"model:{record.model}"
+        )
+        ratio, anomaly = self.anomaly.observe(key, record.tokens_in + record.tokens_out)
+        if ratio is None:
+            return
+        label = self.labels(key)
+        if self.metrics:
+            m.TOKEN_RATIO.labels(label).set(ratio)
+        if anomaly is not None:
+            if self.metrics:
+                m.TOKEN_ANOMALIES.labels(label).inc()
+            log.warning(
+                "tokens.anomaly",
+                prompt=key,
+                ratio=round(anomaly.ratio, 3),
+                recent_mean_tokens=round(anomaly.recent_mean, 1),
+                baseline_mean_tokens=round(anomaly.baseline_mean, 1),
+                request_id=record.request_id,
+            )
+
+    def _rows(self, record: RequestRecord, summary: dict[str, Any], cost: Any, now: float) -> None:
+        assert self.writer is not None
+        main = [e for e in record.usage_events if getattr(e, "purpose", "request") == "request"]
+        priced = main[-1] if main and isinstance(cost, int | float) else None
+        status = summary["outcome"]
+        for event in record.usage_events:
+            self.writer.put(
+                usage_row(
+                    event,
+                    now,
+                    cost=float(cost) if event is priced else None,
+                    status=status,
+                    prompt_name=record.prompt_name,
+                    prompt_version=record.prompt_version,
+                )
+            )
+
+    def _standalone_usage(self, event: UsageEvent) -> None:
+        """A model call outside a gateway request (ingest embeddings, CLI): metrics and a row."""
+        if self.metrics:
+            tenant = self.tenants(event.principal.tenant)
+            model = self.labels(event.model)
+            m.TOKENS.labels("input", tenant, model, "", "").inc(event.usage.prompt_tokens)
+            m.TOKENS.labels("output", tenant, model, "", "").inc(event.usage.completion_tokens)
+        if self.writer is not None:
+            self.writer.put(usage_row(event, time.time(), cost=None, status="ok"))
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @asynccontextmanager
+    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
+        m.mark_process_dead()
+        shutdown_logging()
+
+
+def usage_row(
+    event: UsageEvent,
+    now: float,
+    *,
+    cost: float | None,
+    status: str,
+    prompt_name: str | None = None,
+    prompt_version: str | None = None,
+) -> dict[str, Any]:
+    principal = event.principal
+    return {
+        "ts": now,
+        "request_id": event.request_id[:128],
+        "tenant": principal.tenant,
+        "user_id": principal.user,
+        "key_id": principal.key_id,
+        "workflow": principal.workflow,
+        "model": event.model,
+        "operation": event.operation,
+        "purpose": getattr(event, "purpose", None) or "request",
+        "prompt_name": getattr(event, "prompt_name", None) or prompt_name,
+        "prompt_version": getattr(event, "prompt_version", None) or prompt_version,
+        "input_tokens": event.usage.prompt_tokens,
+        "output_tokens": event.usage.completion_tokens,
+        "cost": cost,
+        "duration_s": event.duration_s,
+        "status": getattr(event, "status", None) or status,
+    }

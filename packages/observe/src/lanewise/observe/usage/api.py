@@ -1,0 +1,48 @@
+"""``GET /v1/usage``: the caller's own tenant's usage, grouped and windowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lanewise.core.errors import LanewiseError
+from lanewise.core.types import Principal
+from litestar import Request, get
+
+from lanewise.observe.usage.query import usage_summary
+from lanewise.observe.usage.store import UsageWriter
+
+
+class Forbidden(LanewiseError):
+    type_slug = "forbidden"
+    title = "Forbidden"
+    status = 403
+
+
+def make_usage_route(writer: UsageWriter) -> Any:
+    @get("/v1/usage", tags=["usage"], sync_to_thread=True)
+    def read_usage(
+        request: Request[Any, Any, Any],
+        group_by: str = "model",
+        window: str = "24h",
+        tenant: str | None = None,
+    ) -> dict[str, Any]:
+        """Token usage (and cost, when priced) of the caller's tenant over ``window``.
+
+        ``group_by`` is one of tenant, user, workflow, model, prompt. Naming
+        another ``tenant`` is refused with 403: API keys see their own tenant only.
+        """
+        principal = request.scope.get("state", {}).get("principal")
+        if not isinstance(principal, Principal):
+            raise Forbidden("usage is scoped to an authenticated tenant")
+        if tenant is not None and tenant != principal.tenant:
+            raise Forbidden(
+                f"this API key belongs to tenant {principal.tenant!r} and cannot read "
+                f"tenant {tenant!r}'s usage; omit tenant or use that tenant's key",
+                tenant=principal.tenant,
+            )
+        writer.ready.wait(10)  # the schema is created by the writer thread at start-up
+        return usage_summary(
+            writer.engine, tenant=principal.tenant, group_by=group_by, window=window
+        )
+
+    return read_usage
