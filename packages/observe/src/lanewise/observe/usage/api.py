@@ -7,6 +7,7 @@ from typing import Any
 from lanewise.core.errors import LanewiseError
 from lanewise.core.types import Principal
 from litestar import Request, get
+from litestar.params import FromQuery
 
 from lanewise.observe.usage.query import usage_summary
 from lanewise.observe.usage.store import UsageWriter
@@ -22,9 +23,9 @@ def make_usage_route(writer: UsageWriter) -> Any:
     @get("/v1/usage", tags=["usage"], sync_to_thread=True)
     def read_usage(
         request: Request[Any, Any, Any],
-        group_by: str = "model",
-        window: str = "24h",
-        tenant: str | None = None,
+        group_by: FromQuery[str] = "model",
+        window: FromQuery[str] = "24h",
+        tenant: FromQuery[str | None] = None,
     ) -> dict[str, Any]:
         """Token usage (and cost, when priced) of the caller's tenant over ``window``.
 
