@@ -11,6 +11,7 @@ stalling requests.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 from collections.abc import Callable, MutableMapping
@@ -58,6 +59,14 @@ def add_request_context(
     return event_dict
 
 
+def add_pid(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Which worker process wrote the line (``lanewise serve --workers N``)."""
+    event_dict["pid"] = os.getpid()
+    return event_dict
+
+
 def _json(obj: Any, **_: Any) -> str:
     return msgspec.json.encode(obj, enc_hook=str).decode()
 
@@ -89,6 +98,7 @@ def configure_logging(settings: ObserveSettings, on_drop: Callable[[], None]) ->
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         add_request_context,
+        add_pid,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
