@@ -90,8 +90,8 @@ def observed_gateway(
     """``with observed_gateway(**settings) as (base, plugin): ...`` serves a gateway."""
 
     @contextmanager
-    def serve(**overrides: Any) -> Iterator[tuple[str, ObservePlugin]]:
-        plugin = ObservePlugin(span_exporter=spans)
+    def serve(*, exporter: Any = None, **overrides: Any) -> Iterator[tuple[str, ObservePlugin]]:
+        plugin = ObservePlugin(span_exporter=exporter or spans)
         pm = register_plugin(ScriptedPlugin(), plugin, allowlist=[])
         overrides.setdefault("models", {"scripted": {"kind": "scripted"}})
         app = create_app(lanewise_settings(**overrides), plugin_manager=pm)

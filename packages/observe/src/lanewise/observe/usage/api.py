@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from lanewise.core.errors import LanewiseError
+from lanewise.core.errors import LanewiseError, Unavailable
 from lanewise.core.types import Principal
 from litestar import Request, get
 from litestar.params import FromQuery
+from sqlalchemy.exc import SQLAlchemyError
 
 from lanewise.observe.usage.query import usage_summary
 from lanewise.observe.usage.store import UsageWriter
@@ -42,8 +43,14 @@ def make_usage_route(writer: UsageWriter) -> Any:
                 tenant=principal.tenant,
             )
         writer.ready.wait(10)  # the schema is created by the writer thread at start-up
-        return usage_summary(
-            writer.engine, tenant=principal.tenant, group_by=group_by, window=window
-        )
+        try:
+            return usage_summary(
+                writer.engine, tenant=principal.tenant, group_by=group_by, window=window
+            )
+        except SQLAlchemyError:
+            raise Unavailable(
+                "the usage store is unreachable; retry later (requests are served meanwhile)",
+                retry_after_s=5,
+            ) from None
 
     return read_usage
