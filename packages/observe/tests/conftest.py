@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +22,8 @@ from lanewise.core.errors import UpstreamError
 from lanewise.core.gateway.app import create_app
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.server import serve_in_thread
-from lanewise.core.types import ChatChunk, ChatCompletion, ChatRequest, Usage
+from lanewise.core.stages import timed_stage
+from lanewise.core.types import ChatChunk, ChatCompletion, ChatRequest, Hit, Usage
 from lanewise.observe.plugin import ObservePlugin
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -47,6 +49,8 @@ class ScriptedBackend:
         n = int(script.get("tokens", "3"))
         delay = float(script.get("delay", "0"))
         fail = script.get("fail")
+        if "log" in script:
+            logging.getLogger("scripted.backend").warning("backend note %s", script["log"])
         if fail == "before":
             raise UpstreamError("the upstream refused on purpose")
         for i in range(n):
@@ -59,10 +63,31 @@ class ScriptedBackend:
         yield ChatChunk(finish_reason=finish, usage=Usage(prompt_tokens=7, completion_tokens=n))  # type: ignore[arg-type]
 
 
+class VersionedRetriever:
+    """Returns one hit and reports, like the retrieval lane, the index version it served."""
+
+    def __init__(self, plugin: ScriptedPlugin) -> None:
+        self.plugin = plugin
+
+    async def retrieve(self, *, principal: Any, query: str, k: int, filter: Any = None, request_id: str = "") -> list[Hit]:
+        attrs = {"lanewise.index.version": self.plugin.index_version, "lanewise.cache.result": "miss"}
+        with timed_stage(self.plugin.hook, request_id, "cache", attrs):
+            pass
+        return [Hit(id="doc-1", score=1.0, text="The sky is blue.", source="sky.md")]
+
+
 class ScriptedPlugin:
+    def __init__(self) -> None:
+        self.index_version = 1
+        self.hook: Any = None
+
     @hookimpl
     def lanewise_register_backends(self, register: Any) -> None:
         register("scripted", lambda *_: ScriptedBackend(), default=True)
+
+    @hookimpl
+    def lanewise_resolve_retriever(self) -> VersionedRetriever:
+        return VersionedRetriever(self)
 
 
 @pytest.fixture
@@ -92,7 +117,10 @@ def observed_gateway(
     @contextmanager
     def serve(*, exporter: Any = None, **overrides: Any) -> Iterator[tuple[str, ObservePlugin]]:
         plugin = ObservePlugin(span_exporter=exporter or spans)
-        pm = register_plugin(ScriptedPlugin(), plugin, allowlist=[])
+        scripted = ScriptedPlugin()
+        pm = register_plugin(scripted, plugin, allowlist=[])
+        scripted.hook = pm.hook
+        plugin.scripted = scripted  # type: ignore[attr-defined]
         overrides.setdefault("models", {"scripted": {"kind": "scripted"}})
         app = create_app(lanewise_settings(**overrides), plugin_manager=pm)
         with serve_in_thread(app) as base:

@@ -38,7 +38,7 @@ def add_request_context(
     record = CURRENT.get()
     if record is None or "tenant" in event_dict:
         return event_dict
-    principal = record.principal
+    principal = record.caller()
     values = (
         record.request_id,
         record.trace_id,
@@ -104,7 +104,7 @@ def configure_logging(settings: ObserveSettings, on_drop: Callable[[], None]) ->
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any = (
-        structlog.dev.ConsoleRenderer()
+        structlog.dev.ConsoleRenderer(colors=settings.log_file is None and sys.stderr.isatty())
         if wants_console(settings)
         else structlog.processors.JSONRenderer(serializer=_json)
     )
@@ -137,14 +137,23 @@ def configure_logging(settings: ObserveSettings, on_drop: Callable[[], None]) ->
     shutdown_logging()
     root.addHandler(handler)
     root.setLevel(level)
-    for name in THIRD_PARTY_LOGGERS:
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
+    route_third_party_loggers()
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     listener.start()
     _installed = (handler, listener)
+
+
+def route_third_party_loggers() -> None:
+    """Send uvicorn's and Celery's loggers to the root handler (they install their own).
+
+    Called again when the gateway starts serving: uvicorn configures its loggers
+    when its server starts, which may be after the app was built.
+    """
+    for name in THIRD_PARTY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
 
 
 def shutdown_logging() -> None:

@@ -21,9 +21,15 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client import multiprocess as _multiprocess
+
+# ``*_created`` series double the exposition for nothing a dashboard uses (and
+# multiprocess mode cannot produce them, so single- and multi-worker gateways
+# would export different names).
+disable_created_metrics()
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER = "other"

@@ -59,11 +59,20 @@ class RequestRecord:
     traceparent: str | None = None
     context_attributes: dict[str, Any] | None = None
     """Core's request-context attributes (other lanes put ``cost`` there)."""
+    scope_state: dict[str, Any] | None = None
+    """The ASGI scope's state: core's auth puts the caller's principal there."""
     owner: Any = None
     """The :class:`~lanewise.observe.telemetry.Telemetry` that finishes this record."""
     awaiting_usage: bool = False
     completed: bool = False
     duration_s: float = 0.0
+
+    def caller(self) -> Principal | None:
+        if self.principal is None and self.scope_state is not None:
+            found = self.scope_state.get("principal")
+            if isinstance(found, Principal):
+                self.principal = found
+        return self.principal
 
     # -- events ------------------------------------------------------------------
     def add_usage(self, event: UsageEvent) -> None:

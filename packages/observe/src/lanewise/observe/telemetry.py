@@ -17,10 +17,10 @@ from typing import Any
 
 import structlog
 from lanewise.core.settings import Settings
-from lanewise.core.types import Principal, StageTiming, UsageEvent
+from lanewise.core.types import StageTiming, UsageEvent
 
 from lanewise.observe import metrics as m
-from lanewise.observe.logs import configure_logging, shutdown_logging
+from lanewise.observe.logs import configure_logging, route_third_party_loggers, shutdown_logging
 from lanewise.observe.record import RequestRecord
 from lanewise.observe.request_context import context_attributes
 from lanewise.observe.settings import ObserveSettings
@@ -97,6 +97,7 @@ class Telemetry:
             path=scope["path"],
         )
         record.owner = self
+        record.scope_state = state
         record.route = scope.get("path_template") or scope["path"]
         traceparent = None
         for name, value in scope["headers"]:
@@ -150,9 +151,7 @@ class Telemetry:
     def finish(self, record: RequestRecord, scope: Any) -> None:
         """The response is over (sent, failed or abandoned by the client)."""
         record.duration_s = time.perf_counter() - record.started
-        principal = scope.get("state", {}).get("principal")
-        if isinstance(principal, Principal) and record.principal is None:
-            record.principal = principal
+        record.caller()
         if record.stream and not record.body_done and not record.model_calls:
             # A client disconnect cancels the model call; its usage event comes
             # from the cancelled task a moment later. Wait for it, but not forever.
@@ -291,6 +290,7 @@ class Telemetry:
     # -- lifecycle ----------------------------------------------------------------------
     @asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        route_third_party_loggers()
         try:
             yield
         finally:
