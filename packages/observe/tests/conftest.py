@@ -42,7 +42,9 @@ class ScriptedBackend:
             text.append(chunk.delta)
             usage = chunk.usage or usage
             finish = chunk.finish_reason or finish
-        return ChatCompletion(model=request.model, text="".join(text), finish_reason=finish, usage=usage)  # type: ignore[arg-type]
+        return ChatCompletion(
+            model=request.model, text="".join(text), finish_reason=finish, usage=usage
+        )  # type: ignore[arg-type]
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         script = script_of(request)
@@ -69,8 +71,13 @@ class VersionedRetriever:
     def __init__(self, plugin: ScriptedPlugin) -> None:
         self.plugin = plugin
 
-    async def retrieve(self, *, principal: Any, query: str, k: int, filter: Any = None, request_id: str = "") -> list[Hit]:
-        attrs = {"lanewise.index.version": self.plugin.index_version, "lanewise.cache.result": "miss"}
+    async def retrieve(
+        self, *, principal: Any, query: str, k: int, filter: Any = None, request_id: str = ""
+    ) -> list[Hit]:
+        attrs = {
+            "lanewise.index.version": self.plugin.index_version,
+            "lanewise.cache.result": "miss",
+        }
         with timed_stage(self.plugin.hook, request_id, "cache", attrs):
             pass
         return [Hit(id="doc-1", score=1.0, text="The sky is blue.", source="sky.md")]

@@ -12,7 +12,10 @@ from lanewise.observe.settings import ObserveSettings
 
 def test_logs_inside_a_request_carry_its_context(observed_gateway, read_logs):
     with observed_gateway() as (base, _plugin):
-        body = {"model": "scripted", "messages": [{"role": "user", "content": "tokens=2 log=hello"}]}
+        body = {
+            "model": "scripted",
+            "messages": [{"role": "user", "content": "tokens=2 log=hello"}],
+        }
         r = httpx.post(
             f"{base}/v1/chat/completions", json=body, headers={"x-request-id": "ctx-1"}, timeout=30
         )
@@ -21,10 +24,14 @@ def test_logs_inside_a_request_carry_its_context(observed_gateway, read_logs):
     lines = read_logs()
     note = next(line for line in lines if line.get("logger") == "scripted.backend")
     assert note["event"] == "backend note hello"
-    assert note["request_id"] == "ctx-1" and note["tenant"] == "default"
-    assert note["level"] == "warning" and "timestamp" in note and "pid" in note
+    assert note["request_id"] == "ctx-1"
+    assert note["tenant"] == "default"
+    assert note["level"] == "warning"
+    assert "timestamp" in note
+    assert "pid" in note
     uvicorn_line = next(line for line in lines if line.get("logger") == "uvicorn.error")
-    assert uvicorn_line["event"] == "uvicorn says hi" and "request_id" not in uvicorn_line
+    assert uvicorn_line["event"] == "uvicorn says hi"
+    assert "request_id" not in uvicorn_line
     summary = next(line for line in lines if line["event"] == "request.summary")
     # No prompt or completion text in the log lines.
     assert not any("tokens=2" in str(v) or "w0" in str(v) for line in lines for v in line.values())
@@ -43,6 +50,7 @@ def test_console_renderer_for_development(tmp_path):
     finally:
         shutdown_logging()
     text = log_file.read_text()
-    assert "hello.console" in text and "answer=42" in text
+    assert "hello.console" in text
+    assert "answer=42" in text
     assert "plain 7" in text
     assert not text.lstrip().startswith("{")

@@ -57,7 +57,8 @@ def test_metrics_add_up_across_two_workers(tmp_path):
                     break
             except httpx.HTTPError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, "gateway did not start"
+            assert proc.poll() is None, "gateway exited"
+            assert time.monotonic() < deadline, "gateway did not start"
             time.sleep(0.2)
         sent, pids = 0, set()
         # A new connection per request lets the kernel spread them over both workers.

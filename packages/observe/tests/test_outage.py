@@ -38,7 +38,9 @@ def test_usage_database_down(observed_gateway):
     dead = f"postgresql://nobody@127.0.0.1:{free_port()}/gone"
     with observed_gateway(database_url=dead) as (base, plugin):
         for _ in range(5):
-            assert httpx.post(f"{base}/v1/chat/completions", json=BODY, timeout=30).status_code == 200
+            assert (
+                httpx.post(f"{base}/v1/chat/completions", json=BODY, timeout=30).status_code == 200
+            )
         assert plugin.telemetry.writer.flush(30)
         usage = httpx.get(f"{base}/v1/usage", timeout=30)
         assert usage.status_code == 503
@@ -86,7 +88,9 @@ def test_span_exporter_down(observed_gateway):
     before = dropped("traces")
     with observed_gateway(exporter=BrokenExporter()) as (base, plugin):
         for _ in range(3):
-            assert httpx.post(f"{base}/v1/chat/completions", json=BODY, timeout=30).status_code == 200
+            assert (
+                httpx.post(f"{base}/v1/chat/completions", json=BODY, timeout=30).status_code == 200
+            )
         plugin.telemetry.tracing.flush()
     # Each request makes a server span and a generate span.
     assert dropped("traces") - before == 6

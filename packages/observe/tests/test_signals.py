@@ -38,7 +38,8 @@ def test_token_anomaly_detector_reports_once_per_episode():
     assert results[-1][0] == 1.0
     spikes = [detector.observe("p@1", 100) for _ in range(4)]
     fired = [a for _, a in spikes if a is not None]
-    assert len(fired) == 1 and fired[0].ratio >= 3
+    assert len(fired) == 1
+    assert fired[0].ratio >= 3
     assert detector.observe("other@1", 1000) == (None, None)  # no baseline yet
 
 
@@ -79,12 +80,15 @@ def test_signals_through_the_gateway(observed_gateway, read_logs, monkeypatch):
         ask(2, rag=True)
     logs = read_logs()
     anomalies = [line for line in logs if line["event"] == "tokens.anomaly"]
-    assert len(anomalies) == 1 and anomalies[0]["prompt"] == "model:scripted"
+    assert len(anomalies) == 1
+    assert anomalies[0]["prompt"] == "model:scripted"
     assert anomalies[0]["ratio"] >= 3
     stale = [line for line in logs if line["event"] == "index.stale"]
     assert len(stale) == 1
-    assert stale[0]["index_version"] == 6 and stale[0]["newest_index_version"] == 7
-    assert stale[0]["tenant"] == "default" and stale[0]["request_id"]
+    assert stale[0]["index_version"] == 6
+    assert stale[0]["newest_index_version"] == 7
+    assert stale[0]["tenant"] == "default"
+    assert stale[0]["request_id"]
     assert metric("lanewise_token_anomalies_total", prompt="model:scripted") - anomalies_before == 1
     assert metric("lanewise_stale_index_answers_total", tenant="default") - stale_before == 1
     assert metric("lanewise_index_version", tenant="default") == 6

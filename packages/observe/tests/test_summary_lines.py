@@ -53,7 +53,11 @@ def expected(outcome: str, stream: bool) -> dict[str, Any]:
     if outcome == "disconnect":
         return {"outcome": "client_disconnect", "finish_reason": "cancelled", "stream": True}
     if outcome in ("ok", "length"):
-        return {"outcome": "ok", "status": 200, "finish_reason": "stop" if outcome == "ok" else "length"}
+        return {
+            "outcome": "ok",
+            "status": 200,
+            "finish_reason": "stop" if outcome == "ok" else "length",
+        }
     if outcome == "unknown_model":
         return {"outcome": "rejected", "status": 404, "error_type": "not-found", "tokens_out": 0}
     if outcome == "bad_body":
@@ -79,7 +83,8 @@ def test_every_request_has_one_complete_summary_line(observed_gateway, read_summ
                 missing = [f for f in REQUIRED_FIELDS if f not in line]
                 assert not missing, missing
                 assert line["tenant"] == "default"
-                assert isinstance(line["duration_ms"], float) and line["duration_ms"] > 0
+                assert isinstance(line["duration_ms"], float)
+                assert line["duration_ms"] > 0
                 for key, value in expected(outcome, stream).items():
                     assert line[key] == value, (outcome, stream, key, line)
                 if outcome in ("ok", "length"):

@@ -11,7 +11,9 @@ TRACEPARENT = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
 BODY = {"model": "scripted", "messages": [{"role": "user", "content": "tokens=5"}]}
 
 
-def test_spans_carry_genai_attributes_and_the_client_trace_id(observed_gateway, spans, read_summaries):
+def test_spans_carry_genai_attributes_and_the_client_trace_id(
+    observed_gateway, spans, read_summaries
+):
     with observed_gateway() as (base, plugin):
         r = httpx.post(
             f"{base}/v1/chat/completions",
@@ -20,7 +22,8 @@ def test_spans_carry_genai_attributes_and_the_client_trace_id(observed_gateway, 
         )
         assert r.status_code == 200
         summary = read_summaries(["traced-1"])["traced-1"][0]
-        assert plugin.telemetry is not None and plugin.telemetry.tracing is not None
+        assert plugin.telemetry is not None
+        assert plugin.telemetry.tracing is not None
         plugin.telemetry.tracing.flush()
     finished = spans.get_finished_spans()
     request = next(s for s in finished if s.kind is SpanKind.SERVER)
@@ -43,7 +46,8 @@ def test_spans_carry_genai_attributes_and_the_client_trace_id(observed_gateway, 
     # No prompt or completion text anywhere in the spans.
     for span in finished:
         for value in span.attributes.values():
-            assert "tokens=5" not in str(value) and "w0" not in str(value)
+            assert "tokens=5" not in str(value)
+            assert "w0" not in str(value)
 
 
 def test_a_malformed_traceparent_starts_a_new_trace(observed_gateway, spans):

@@ -6,10 +6,9 @@ from typing import Any
 
 import click
 import httpx
+from lanewise.observe.usage.query import GROUP_COLUMNS
 from rich.console import Console
 from rich.table import Table
-
-from lanewise.observe.usage.query import GROUP_COLUMNS
 
 
 @click.command()

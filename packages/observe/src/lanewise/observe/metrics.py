@@ -29,11 +29,27 @@ from prometheus_client import multiprocess as _multiprocess
 # ``*_created`` series double the exposition for nothing a dashboard uses (and
 # multiprocess mode cannot produce them, so single- and multi-worker gateways
 # would export different names).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER = "other"
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
 RATE_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 
 REQUESTS = Counter(
@@ -112,15 +128,15 @@ TELEMETRY_DROPPED = Counter(
     "Telemetry items dropped because a sink was full or down (logs, usage, traces)",
     ["sink"],
 )
-CELERY_TASKS = Counter(
-    "lanewise_celery_tasks", "Celery tasks by name and state", ["task", "state"]
-)
+CELERY_TASKS = Counter("lanewise_celery_tasks", "Celery tasks by name and state", ["task", "state"])
 CELERY_TASK_SECONDS = Histogram(
     "lanewise_celery_task_duration_seconds",
     "Celery task run time",
     ["task"],
     buckets=LATENCY_BUCKETS,
 )
+
+__all__ = ["REGISTRY", "LabelCap", "exposition", "mark_process_dead", "multiprocess_dir"]
 
 METRIC_NAMES = (
     "lanewise_requests_total",

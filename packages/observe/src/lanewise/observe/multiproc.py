@@ -12,12 +12,10 @@ import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
 import click
 from lanewise.core.settings import load_settings
-
 from lanewise.observe.metrics import MULTIPROC_ENV
 
 _WRAPPED = "_lanewise_observe_multiproc"
@@ -58,5 +56,3 @@ def _workers(ctx: click.Context, asked: Any) -> int:
         return load_settings(config).gateway.workers
     except Exception:
         return 1  # the serve command reports the configuration error itself
-
-

@@ -14,13 +14,12 @@ import click
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.settings import Settings
 from lanewise.core.types import StageTiming, UsageEvent
-from litestar import Response, get
-from litestar.config.app import AppConfig
-
 from lanewise.observe import metrics
 from lanewise.observe.record import CURRENT
 from lanewise.observe.settings import observe_settings
 from lanewise.observe.telemetry import Telemetry, count_drop
+from litestar import Response, get
+from litestar.config.app import AppConfig
 
 log = logging.getLogger("lanewise.observe")
 

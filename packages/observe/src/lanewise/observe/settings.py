@@ -52,7 +52,9 @@ class ObserveSettings(Section):
     stale_index_after_s: float = Field(
         300.0, gt=0, description="answers from an index older than the newest by this long"
     )
-    anomaly_factor: float = Field(3.0, gt=1.0, description="token anomaly: mean ≥ factor × base")
+    anomaly_factor: float = Field(
+        3.0, gt=1.0, description="token anomaly: mean >= factor x baseline"
+    )
     anomaly_window: int = Field(20, ge=2, description="requests in the recent window")
     anomaly_baseline_min: int = Field(50, ge=2, description="requests before a baseline counts")
 

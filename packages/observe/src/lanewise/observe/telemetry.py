@@ -9,6 +9,7 @@ behind a bounded queue drained by a background thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +19,6 @@ from typing import Any
 import structlog
 from lanewise.core.settings import Settings
 from lanewise.core.types import StageTiming, UsageEvent
-
 from lanewise.observe import metrics as m
 from lanewise.observe.logs import configure_logging, route_third_party_loggers, shutdown_logging
 from lanewise.observe.record import RequestRecord
@@ -36,10 +36,9 @@ USAGE_GRACE_S = 2.0
 
 
 def count_drop(sink: str, n: int = 1) -> None:
-    try:
+    # The metrics sink itself can fail (a full disk in multiprocess mode).
+    with contextlib.suppress(Exception):
         m.TELEMETRY_DROPPED.labels(sink).inc(n)
-    except Exception:  # the metrics sink itself can fail (a full disk in multiprocess mode)
-        pass
 
 
 def usage_database_url(settings: Settings, observe: ObserveSettings) -> str:
@@ -131,9 +130,9 @@ class Telemetry:
 
     def on_stage(self, record: RequestRecord | None, event: StageTiming) -> None:
         if self.metrics:
-            m.STAGE_SECONDS.labels(self.labels(event.stage), "true" if event.ok else "false").observe(
-                event.duration_s
-            )
+            m.STAGE_SECONDS.labels(
+                self.labels(event.stage), "true" if event.ok else "false"
+            ).observe(event.duration_s)
             attrs = event.attributes
             if attrs:
                 for cache in ("result", "embedding"):
@@ -168,7 +167,9 @@ class Telemetry:
             self._complete(record)
         except Exception:
             count_drop("internal")
-            internal_log.warning("telemetry for request %s failed", record.request_id, exc_info=True)
+            internal_log.warning(
+                "telemetry for request %s failed", record.request_id, exc_info=True
+            )
 
     def _complete(self, record: RequestRecord) -> None:
         attributes = record.context_attributes

@@ -6,12 +6,11 @@ from typing import Any
 
 from lanewise.core.errors import LanewiseError, Unavailable
 from lanewise.core.types import Principal
+from lanewise.observe.usage.query import usage_summary
+from lanewise.observe.usage.store import UsageWriter
 from litestar import Request, get
 from litestar.params import FromQuery
 from sqlalchemy.exc import SQLAlchemyError
-
-from lanewise.observe.usage.query import usage_summary
-from lanewise.observe.usage.store import UsageWriter
 
 
 class Forbidden(LanewiseError):

@@ -7,9 +7,8 @@ import time
 from typing import Any, Literal
 
 from lanewise.core.errors import InvalidRequest
-from sqlalchemy import ColumnElement, Engine, func, select
-
 from lanewise.observe.usage.schema import usage
+from sqlalchemy import ColumnElement, Engine, func, select
 
 GroupBy = Literal["tenant", "user", "workflow", "model", "prompt"]
 GROUP_COLUMNS: dict[str, tuple[tuple[str, ColumnElement[Any]], ...]] = {

@@ -17,10 +17,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from lanewise.observe.usage.schema import usage
 from sqlalchemy import Engine, create_engine, event, insert
 from sqlalchemy.exc import SQLAlchemyError
-
-from lanewise.observe.usage.schema import usage
 
 log = logging.getLogger("lanewise.observe.usage")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -70,9 +69,7 @@ def migrate(engine: Engine) -> None:
 
 
 class UsageWriter:
-    def __init__(
-        self, engine: Engine, *, capacity: int, on_drop: Callable[[int], None]
-    ) -> None:
+    def __init__(self, engine: Engine, *, capacity: int, on_drop: Callable[[int], None]) -> None:
         self.engine = engine
         self.on_drop = on_drop
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
@@ -140,7 +137,9 @@ class UsageWriter:
                 migrate(self.engine)
                 self._migrated = True
             except Exception:
-                log.warning("usage store: migration failed; retrying with the next rows", exc_info=True)
+                log.warning(
+                    "usage store: migration failed; retrying with the next rows", exc_info=True
+                )
         return self._migrated
 
     def _write(self, rows: list[dict[str, Any]]) -> bool:

@@ -8,8 +8,6 @@ from lanewise.observe.usage.schema import metadata
 VERSION_TABLE = "lanewise_observe_alembic_version"
 
 connection = context.config.attributes["connection"]
-context.configure(
-    connection=connection, target_metadata=metadata, version_table=VERSION_TABLE
-)
+context.configure(connection=connection, target_metadata=metadata, version_table=VERSION_TABLE)
 with context.begin_transaction():
     context.run_migrations()
