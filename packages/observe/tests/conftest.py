@@ -24,6 +24,7 @@ from lanewise.core.hookspecs import hookimpl
 from lanewise.core.server import serve_in_thread
 from lanewise.core.stages import timed_stage
 from lanewise.core.types import ChatChunk, ChatCompletion, ChatRequest, Hit, Usage
+from lanewise.observe.logs import flush_logging
 from lanewise.observe.plugin import ObservePlugin
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -137,6 +138,7 @@ def observed_gateway(
 
 
 def log_lines(path: Path) -> list[dict[str, Any]]:
+    flush_logging()
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -8,6 +8,7 @@ import threading
 import httpx
 from lanewise.core.server import free_port
 from lanewise.observe import metrics
+from lanewise.observe.logs import shutdown_logging
 from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -72,6 +73,7 @@ def test_blocked_log_sink(observed_gateway, monkeypatch):
             # Let the writer go again so the gateway can shut down cleanly.
             reader = threading.Thread(target=lambda: _drain(read_end, drained), daemon=True)
             reader.start()
+        shutdown_logging()  # the sink holds the pipe open: close it so the reader sees EOF
     finally:
         os.close(write_end)
     reader.join(10)

@@ -10,10 +10,12 @@ stalling requests.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
 import sys
+import time
 from collections.abc import Callable, MutableMapping
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any
@@ -28,7 +30,8 @@ QUIET_LOGGERS = ("httpx", "httpcore", "alembic", "aiohttp.access")
 """Loggers that log every call at INFO: on the hot path, so WARNING unless debugging."""
 CONTEXT_KEYS = ("request_id", "trace_id", "tenant", "user", "key_id", "workflow", "model")
 
-_installed: tuple[logging.Handler, QueueListener] | None = None
+_installed: tuple[BoundedQueueHandler, QueueListener] | None = None
+_atexit_registered = False
 
 
 def add_request_context(
@@ -85,6 +88,21 @@ class BoundedQueueHandler(QueueHandler):
             self.on_drop()
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Write to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def wants_console(settings: ObserveSettings) -> bool:
     if settings.log_format != "auto":
         return settings.log_format == "console"
@@ -126,7 +144,7 @@ def configure_logging(settings: ObserveSettings, on_drop: Callable[[], None]) ->
     sink: logging.Handler = (
         logging.FileHandler(settings.log_file, encoding="utf-8")
         if settings.log_file is not None
-        else logging.StreamHandler(sys.stderr)
+        else StderrHandler()
     )
     sink.setFormatter(logging.Formatter("%(message)s"))
     q: queue.Queue[Any] = queue.Queue(maxsize=settings.log_buffer)
@@ -142,6 +160,24 @@ def configure_logging(settings: ObserveSettings, on_drop: Callable[[], None]) ->
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     listener.start()
     _installed = (handler, listener)
+    global _atexit_registered
+    if not _atexit_registered:
+        # The writer thread is a daemon: flush what is queued when the process exits.
+        atexit.register(shutdown_logging)
+        _atexit_registered = True
+
+
+def flush_logging(timeout: float = 10.0) -> bool:
+    """Wait until every queued line was written (tests; a stuck sink returns False)."""
+    if _installed is None:
+        return True
+    q = _installed[0].queue
+    deadline = time.monotonic() + timeout
+    while getattr(q, "unfinished_tasks", 0):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def route_third_party_loggers() -> None:

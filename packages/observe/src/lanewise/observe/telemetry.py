@@ -20,7 +20,7 @@ import structlog
 from lanewise.core.settings import Settings
 from lanewise.core.types import StageTiming, UsageEvent
 from lanewise.observe import metrics as m
-from lanewise.observe.logs import configure_logging, route_third_party_loggers, shutdown_logging
+from lanewise.observe.logs import configure_logging, flush_logging, route_third_party_loggers
 from lanewise.observe.record import RequestRecord
 from lanewise.observe.request_context import context_attributes
 from lanewise.observe.settings import ObserveSettings
@@ -303,7 +303,8 @@ class Telemetry:
         if self.tracing is not None:
             self.tracing.shutdown()
         m.mark_process_dead()
-        shutdown_logging()
+        # Logging stays up: uvicorn logs its own shutdown after the app's lifespan ends.
+        flush_logging(timeout=2.0)
 
 
 def usage_row(
