@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--telemetry", choices=("on", "off"), required=True)
     parser.add_argument("--log-file", default=None)
+    parser.add_argument("--no-traces", action="store_true", help="(profiling one sink)")
     args = parser.parse_args()
     data_dir = tempfile.mkdtemp(prefix="lanewise-observe-bench-")
     models = {"m": {"kind": "openai", "base_url": args.upstream, "model": "bench"}}

@@ -13,15 +13,14 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import queue
 import sys
 import time
 from collections.abc import Callable, MutableMapping
-from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 import msgspec
 import structlog
+from lanewise.observe.logwriter import LineWriter
 from lanewise.observe.record import CURRENT
 from lanewise.observe.settings import ObserveSettings
 
@@ -30,7 +29,8 @@ QUIET_LOGGERS = ("httpx", "httpcore", "alembic", "aiohttp.access")
 """Loggers that log every call at INFO: on the hot path, so WARNING unless debugging."""
 CONTEXT_KEYS = ("request_id", "trace_id", "tenant", "user", "key_id", "workflow", "model")
 
-_installed: tuple[BoundedQueueHandler, QueueListener] | None = None
+_installed: tuple[WriterHandler, LineWriter, bool] | None = None
+"""The root handler, its writer, and whether lines are JSON."""
 _atexit_registered = False
 
 
@@ -66,7 +66,7 @@ def add_pid(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """Which worker process wrote the line (``lanewise serve --workers N``)."""
-    event_dict["pid"] = os.getpid()
+    event_dict["pid"] = _PID
     return event_dict
 
 
@@ -74,33 +74,20 @@ def _json(obj: Any, **_: Any) -> str:
     return msgspec.json.encode(obj, enc_hook=str).decode()
 
 
-class BoundedQueueHandler(QueueHandler):
-    """Render on the caller's thread, then hand off without ever blocking."""
+class WriterHandler(logging.Handler):
+    """Render a stdlib record with structlog's processors, hand the line to the writer."""
 
-    def __init__(self, q: queue.Queue[Any], on_drop: Callable[[], None]) -> None:
-        super().__init__(q)
-        self.on_drop = on_drop
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            self.on_drop()
-
-
-class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Write to whatever ``sys.stderr`` is at the time (test runners swap it)."""
-
-    def __init__(self) -> None:
+    def __init__(self, writer: LineWriter) -> None:
         super().__init__()
+        self.writer = writer
 
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self.writer.put(line)
 
 
 def wants_console(settings: ObserveSettings) -> bool:
@@ -141,25 +128,17 @@ def configure_logging(settings: ObserveSettings, on_drop: Callable[[], None]) ->
         foreign_pre_chain=[*shared, structlog.processors.format_exc_info],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    sink: logging.Handler = (
-        logging.FileHandler(settings.log_file, encoding="utf-8")
-        if settings.log_file is not None
-        else StderrHandler()
-    )
-    sink.setFormatter(logging.Formatter("%(message)s"))
-    q: queue.Queue[Any] = queue.Queue(maxsize=settings.log_buffer)
-    handler = BoundedQueueHandler(q, on_drop)
-    handler.setFormatter(formatter)
-    listener = QueueListener(q, sink, respect_handler_level=False)
-    root = logging.getLogger()
     shutdown_logging()
+    writer = LineWriter(settings.log_file, settings.log_buffer, on_drop)
+    handler = WriterHandler(writer)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)
     route_third_party_loggers()
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
-    listener.start()
-    _installed = (handler, listener)
+    _installed = (handler, writer, not wants_console(settings))
     global _atexit_registered
     if not _atexit_registered:
         # The writer thread is a daemon: flush what is queued when the process exits.
@@ -171,13 +150,7 @@ def flush_logging(timeout: float = 10.0) -> bool:
     """Wait until every queued line was written (tests; a stuck sink returns False)."""
     if _installed is None:
         return True
-    q = _installed[0].queue
-    deadline = time.monotonic() + timeout
-    while getattr(q, "unfinished_tasks", 0):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+    return _installed[1].flush(timeout)
 
 
 def route_third_party_loggers() -> None:
@@ -197,9 +170,45 @@ def shutdown_logging() -> None:
     global _installed
     if _installed is None:
         return
-    handler, listener = _installed
+    handler, writer, _ = _installed
     _installed = None
     logging.getLogger().removeHandler(handler)
-    listener.stop()
-    for sink in listener.handlers:
-        sink.close()
+    writer.close()
+
+
+def json_line_writer() -> LineWriter | None:
+    """The writer, when lines are JSON: the request path renders summaries itself."""
+    if _installed is None or not _installed[2]:
+        return None
+    return _installed[1]
+
+
+def emit_json_line(
+    writer: LineWriter, event: str, level: str, logger: str, fields: dict[str, Any]
+) -> None:
+    """One JSON line without the stdlib/structlog machinery (the per-request summary).
+
+    The same keys as structlog's JSON lines: ``event``, ``pid``, ``level``,
+    ``logger``, ``timestamp`` (ISO 8601, UTC).
+    """
+    now = time.time()
+    fields["event"] = event
+    fields["pid"] = _PID
+    fields["level"] = level
+    fields["logger"] = logger
+    fields["timestamp"] = (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+    )
+    writer.put(_ENCODER.encode(fields).decode())
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=str)
+_PID = os.getpid()
+
+
+def _refresh_pid() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_refresh_pid)

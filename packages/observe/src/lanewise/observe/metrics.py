@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -178,6 +179,25 @@ class LabelCap:
                 self.seen.add(value)
                 return value
         return OTHER
+
+
+class Children:
+    """``metric.labels(...)`` costs a lock and label validation each call; look it up once.
+
+    Label values are bounded (capped or from configuration), so the cache is too.
+    Values are turned to strings as prometheus-client would (``200``, ``True``).
+    """
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[Any, ...], Any] = {}
+
+    def __call__(self, metric: Any, *values: Any) -> Any:
+        key = (metric, *values)
+        child = self.cache.get(key)
+        if child is None:
+            labels = [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
+            child = self.cache[key] = metric.labels(*labels)
+        return child
 
 
 def multiprocess_dir() -> str | None:

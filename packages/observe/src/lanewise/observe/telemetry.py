@@ -20,7 +20,13 @@ import structlog
 from lanewise.core.settings import Settings
 from lanewise.core.types import StageTiming, UsageEvent
 from lanewise.observe import metrics as m
-from lanewise.observe.logs import configure_logging, flush_logging, route_third_party_loggers
+from lanewise.observe.logs import (
+    configure_logging,
+    emit_json_line,
+    flush_logging,
+    json_line_writer,
+    route_third_party_loggers,
+)
 from lanewise.observe.record import RequestRecord
 from lanewise.observe.request_context import context_attributes
 from lanewise.observe.settings import ObserveSettings
@@ -72,6 +78,7 @@ class Telemetry:
         self.tenants = m.LabelCap(observe.metrics_tenant_cap)
         self.users = m.LabelCap(observe.metrics_user_cap)
         self.labels = m.LabelCap(500)
+        self.children = m.Children()
         self.stale = StaleIndexDetector(observe.stale_index_after_s)
         self.anomaly = TokenAnomalyDetector(
             factor=observe.anomaly_factor,
@@ -138,7 +145,7 @@ class Telemetry:
                 for cache in ("result", "embedding"):
                     outcome = attrs.get(f"lanewise.cache.{cache}")
                     if outcome == "hit" or outcome == "miss":
-                        m.CACHE_LOOKUPS.labels(cache, outcome).inc()
+                        self.children(m.CACHE_LOOKUPS, cache, outcome).inc()
         if record is not None:
             record.add_stage(event, keep=self.tracing is not None)
         elif event.stage == "ingest":
@@ -185,7 +192,11 @@ class Telemetry:
         if self.metrics:
             self._metrics(record, summary, tenant, cost)
         if self.summaries:
-            log.info(SUMMARY_EVENT, **summary)
+            writer = json_line_writer()
+            if writer is not None:  # JSON: render here, ~10x cheaper than via stdlib logging
+                emit_json_line(writer, SUMMARY_EVENT, "info", "lanewise.request", dict(summary))
+            else:
+                log.info(SUMMARY_EVENT, **summary)
         if self.tracing is not None:
             self.tracing.finish_request(record, summary)
         if self.writer is not None and record.usage_events:
@@ -197,10 +208,11 @@ class Telemetry:
     ) -> None:
         route = self.labels(summary["route"])
         outcome = summary["outcome"]
-        m.REQUESTS.labels(route, record.method, str(record.status), outcome).inc()
-        m.REQUEST_SECONDS.labels(route, outcome).observe(record.duration_s)
+        child = self.children
+        child(m.REQUESTS, route, record.method, record.status, outcome).inc()
+        child(m.REQUEST_SECONDS, route, outcome).observe(record.duration_s)
         if summary["error_type"] is not None:
-            m.ERRORS.labels(self.labels(summary["error_type"]), route).inc()
+            child(m.ERRORS, self.labels(summary["error_type"]), route).inc()
         if not record.model_calls or record.model is None:
             return
         model = self.labels(record.model)
@@ -209,15 +221,15 @@ class Telemetry:
         user = ""
         if self.observe.metrics_user_labels and record.principal is not None:
             user = self.users(record.principal.user)
-        m.TOKENS.labels("input", tenant_label, model, version, user).inc(record.tokens_in)
-        m.TOKENS.labels("output", tenant_label, model, version, user).inc(record.tokens_out)
+        child(m.TOKENS, "input", tenant_label, model, version, user).inc(record.tokens_in)
+        child(m.TOKENS, "output", tenant_label, model, version, user).inc(record.tokens_out)
         if isinstance(cost, int | float) and cost > 0:
-            m.COST.labels(tenant_label, model).inc(cost)
+            child(m.COST, tenant_label, model).inc(cost)
         if record.ttft_s is not None:
-            m.TTFT_SECONDS.labels(model).observe(record.ttft_s)
+            child(m.TTFT_SECONDS, model).observe(record.ttft_s)
             gen = (record.generate_s or 0.0) - record.ttft_s
             if record.tokens_out > 1 and gen > 0:
-                m.OUTPUT_TOKENS_PER_SECOND.labels(model).observe((record.tokens_out - 1) / gen)
+                child(m.OUTPUT_TOKENS_PER_SECOND, model).observe((record.tokens_out - 1) / gen)
 
     def _index_signals(self, record: RequestRecord, tenant: str, now: float) -> None:
         seen = self.stale.served(tenant, int(record.index_version), now)

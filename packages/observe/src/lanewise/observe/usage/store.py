@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 log = logging.getLogger("lanewise.observe.usage")
 MIGRATIONS = Path(__file__).parent / "migrations"
 BATCH = 500
+COLUMNS = [c.name for c in usage.columns if c.name != "id"]
 _STOP = object()
 
 
@@ -74,6 +75,9 @@ class UsageWriter:
         self.on_drop = on_drop
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
         self._migrated = False
+        compiled = insert(usage).compile(dialect=engine.dialect, column_keys=COLUMNS)
+        self._sql = str(compiled)
+        self._positional = list(compiled.positiontup or []) if compiled.positional else None
         self.ready = threading.Event()
         """Set once the schema is migrated (the first thing the writer thread does)."""
         self._thread = threading.Thread(target=self._run, name="lanewise-usage-writer", daemon=True)
@@ -147,7 +151,13 @@ class UsageWriter:
             if not self._migrate():
                 raise ConnectionError("usage store schema is not migrated")
             with self.engine.begin() as connection:
-                connection.execute(insert(usage), rows)
+                # The driver's executemany on a statement compiled once: SQLAlchemy's
+                # per-row parameter processing would cost the gateway's core far more.
+                if self._positional is not None:
+                    params: Any = [tuple(row[k] for k in self._positional) for row in rows]
+                else:
+                    params = rows
+                connection.exec_driver_sql(self._sql, params)
             return True
         except Exception:
             log.warning("usage store unavailable; %d rows dropped", len(rows), exc_info=True)

@@ -1,0 +1,83 @@
+"""The one thread that writes log lines, from a bounded queue of rendered strings.
+
+Lines are rendered on the caller's thread; this thread only writes, many
+lines per ``write`` + ``flush`` when they queue up. A full queue (a stuck or
+slow sink) drops the line and counts it; the caller never waits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+_STOP = None
+
+
+class LineWriter:
+    def __init__(self, path: Path | None, capacity: int, on_drop: Callable[[], None]) -> None:
+        self.path = path
+        self.on_drop = on_drop
+        self.queue: queue.Queue[str | None] = queue.Queue(maxsize=capacity)
+        self._file: IO[str] | None = (
+            open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
+        )
+        self._thread = threading.Thread(target=self._run, name="lanewise-log-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, line: str) -> None:
+        try:
+            self.queue.put_nowait(line)
+        except queue.Full:
+            self.on_drop()
+
+    def _stream(self) -> Any:
+        # stderr is looked up per batch: test runners and daemons swap it.
+        return self._file if self._file is not None else sys.stderr
+
+    def _run(self) -> None:
+        q = self.queue
+        while True:
+            first = q.get()
+            lines = [first]
+            while len(lines) < 1024:
+                try:
+                    lines.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            stop = _STOP in lines
+            text = "".join(line + "\n" for line in lines if line is not _STOP)
+            try:
+                if text:
+                    stream = self._stream()
+                    stream.write(text)
+                    stream.flush()
+            except Exception:  # a broken sink: the lines are lost, counted, not retried
+                for _ in range(text.count("\n")):
+                    self.on_drop()
+            finally:
+                for _ in lines:
+                    q.task_done()
+            if stop:
+                return
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                self.queue.put(_STOP, timeout=timeout)
+            self._thread.join(timeout)
+        if self._file is not None and not self._thread.is_alive():
+            self._file.close()
