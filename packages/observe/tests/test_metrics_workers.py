@@ -68,7 +68,8 @@ def test_metrics_add_up_across_two_workers(tmp_path):
             sent += 1
             if sent % 10 == 0:
                 pids = summary_pids(log_file)
-        time.sleep(0.5)  # the last summary lines are written by a background thread
+        # Summary lines are written by a background thread, metrics folded in every second.
+        time.sleep(1.5)
         pids = summary_pids(log_file)
         assert len(pids) == 2, f"only workers {pids} served {sent} requests"
         scrapes = [httpx.get(f"{base}/metrics", timeout=10).text for _ in range(6)]

@@ -191,15 +191,25 @@ def emit_json_line(
     The same keys as structlog's JSON lines: ``event``, ``pid``, ``level``,
     ``logger``, ``timestamp`` (ISO 8601, UTC).
     """
-    now = time.time()
     fields["event"] = event
     fields["pid"] = _PID
     fields["level"] = level
     fields["logger"] = logger
-    fields["timestamp"] = (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-    )
+    fields["timestamp"] = iso_now()
     writer.put(_ENCODER.encode(fields).decode())
+
+
+_second: tuple[int, str] = (0, "")
+
+
+def iso_now() -> str:
+    """``2026-01-02T03:04:05.123456Z``; the seconds part is formatted once per second."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int((now - whole) * 1e6):06d}Z"
 
 
 _ENCODER = msgspec.json.Encoder(enc_hook=str)

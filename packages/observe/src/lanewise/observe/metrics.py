@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import (
@@ -139,6 +140,17 @@ CELERY_TASK_SECONDS = Histogram(
 
 __all__ = ["REGISTRY", "LabelCap", "exposition", "mark_process_dead", "multiprocess_dir"]
 
+HISTOGRAM_BOUNDS: dict[Any, tuple[float, ...]] = {
+    metric: (*metric._upper_bounds[:-1], float("inf"))
+    for metric in (
+        REQUEST_SECONDS,
+        STAGE_SECONDS,
+        TTFT_SECONDS,
+        OUTPUT_TOKENS_PER_SECOND,
+        CELERY_TASK_SECONDS,
+    )
+}
+
 METRIC_NAMES = (
     "lanewise_requests_total",
     "lanewise_request_duration_seconds",
@@ -200,12 +212,62 @@ class Children:
         return child
 
 
+class Batch:
+    """Increments gathered on the request path, folded into prometheus-client later.
+
+    A prometheus-client update takes a lock (or an mmap write in multiprocess
+    mode) per call, several per request; here a request costs a few dict
+    updates, and :meth:`flush` applies the sums once a second and before every
+    scrape. Only the event loop's thread touches a batch, so no lock is needed.
+    """
+
+    def __init__(self) -> None:
+        self.children = Children()
+        self.counts: dict[tuple[Any, ...], float] = {}
+        self.histograms: dict[tuple[Any, ...], list[float]] = {}
+
+    def inc(self, metric: Any, labels: tuple[Any, ...], amount: float = 1.0) -> None:
+        key = (metric, labels)
+        self.counts[key] = self.counts.get(key, 0.0) + amount
+
+    def observe(self, metric: Any, labels: tuple[Any, ...], value: float) -> None:
+        key = (metric, labels)
+        cells = self.histograms.get(key)
+        if cells is None:
+            bounds = HISTOGRAM_BOUNDS[metric]
+            cells = self.histograms[key] = [0.0] * (len(bounds) + 2)
+        cells[bisect_left(HISTOGRAM_BOUNDS[metric], value)] += 1
+        cells[-1] += value
+
+    def flush(self) -> None:
+        counts, self.counts = self.counts, {}
+        histograms, self.histograms = self.histograms, {}
+        for (metric, labels), amount in counts.items():
+            self.children(metric, *labels).inc(amount)
+        for (metric, labels), cells in histograms.items():
+            child = self.children(metric, *labels)
+            # prometheus-client keeps one (non-cumulative) value per bucket and a sum.
+            for i, n in enumerate(cells[:-1]):
+                if n:
+                    child._buckets[i].inc(n)
+            child._sum.inc(cells[-1])
+
+
+BATCHES: list[Batch] = []
+"""The batches of this process's gateways, flushed before each exposition."""
+
+
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
 def exposition() -> tuple[bytes, str]:
-    """The text exposition of every metric (all worker processes in multiprocess mode)."""
+    """The text exposition of every metric (all worker processes in multiprocess mode).
+
+    Call it on the event loop's thread (it flushes this process's batches).
+    """
+    for batch in BATCHES:
+        batch.flush()
     if multiprocess_dir() is None:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     registry = CollectorRegistry()

@@ -54,8 +54,9 @@ class RequestRecord:
     prompt_name: str | None = None
     prompt_version: str | None = None
     trace_id: str | None = None
-    span: Any = None
-    """The request's OpenTelemetry span, when tracing is on."""
+    span_id: int | None = None
+    parent_span_id: int | None = None
+    sampled: bool = False
     traceparent: str | None = None
     context_attributes: dict[str, Any] | None = None
     """Core's request-context attributes (other lanes put ``cost`` there)."""

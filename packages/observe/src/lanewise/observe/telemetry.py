@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -79,6 +80,8 @@ class Telemetry:
         self.users = m.LabelCap(observe.metrics_user_cap)
         self.labels = m.LabelCap(500)
         self.children = m.Children()
+        self.batch = m.Batch()
+        m.BATCHES.append(self.batch)
         self.stale = StaleIndexDetector(observe.stale_index_after_s)
         self.anomaly = TokenAnomalyDetector(
             factor=observe.anomaly_factor,
@@ -145,7 +148,7 @@ class Telemetry:
                 for cache in ("result", "embedding"):
                     outcome = attrs.get(f"lanewise.cache.{cache}")
                     if outcome == "hit" or outcome == "miss":
-                        self.children(m.CACHE_LOOKUPS, cache, outcome).inc()
+                        self.batch.inc(m.CACHE_LOOKUPS, (cache, outcome))
         if record is not None:
             record.add_stage(event, keep=self.tracing is not None)
         elif event.stage == "ingest":
@@ -208,11 +211,11 @@ class Telemetry:
     ) -> None:
         route = self.labels(summary["route"])
         outcome = summary["outcome"]
-        child = self.children
-        child(m.REQUESTS, route, record.method, record.status, outcome).inc()
-        child(m.REQUEST_SECONDS, route, outcome).observe(record.duration_s)
+        batch = self.batch
+        batch.inc(m.REQUESTS, (route, record.method, record.status, outcome))
+        batch.observe(m.REQUEST_SECONDS, (route, outcome), record.duration_s)
         if summary["error_type"] is not None:
-            child(m.ERRORS, self.labels(summary["error_type"]), route).inc()
+            batch.inc(m.ERRORS, (self.labels(summary["error_type"]), route))
         if not record.model_calls or record.model is None:
             return
         model = self.labels(record.model)
@@ -221,15 +224,15 @@ class Telemetry:
         user = ""
         if self.observe.metrics_user_labels and record.principal is not None:
             user = self.users(record.principal.user)
-        child(m.TOKENS, "input", tenant_label, model, version, user).inc(record.tokens_in)
-        child(m.TOKENS, "output", tenant_label, model, version, user).inc(record.tokens_out)
+        batch.inc(m.TOKENS, ("input", tenant_label, model, version, user), record.tokens_in)
+        batch.inc(m.TOKENS, ("output", tenant_label, model, version, user), record.tokens_out)
         if isinstance(cost, int | float) and cost > 0:
-            child(m.COST, tenant_label, model).inc(cost)
+            batch.inc(m.COST, (tenant_label, model), cost)
         if record.ttft_s is not None:
-            child(m.TTFT_SECONDS, model).observe(record.ttft_s)
+            batch.observe(m.TTFT_SECONDS, (model,), record.ttft_s)
             gen = (record.generate_s or 0.0) - record.ttft_s
             if record.tokens_out > 1 and gen > 0:
-                child(m.OUTPUT_TOKENS_PER_SECOND, model).observe((record.tokens_out - 1) / gen)
+                batch.observe(m.OUTPUT_TOKENS_PER_SECOND, (model,), (record.tokens_out - 1) / gen)
 
     def _index_signals(self, record: RequestRecord, tenant: str, now: float) -> None:
         seen = self.stale.served(tenant, int(record.index_version), now)
@@ -280,7 +283,8 @@ class Telemetry:
         status = summary["outcome"]
         for event in record.usage_events:
             self.writer.put(
-                usage_row(
+                functools.partial(
+                    usage_row,
                     event,
                     now,
                     cost=float(cost) if event is priced else None,
@@ -304,12 +308,28 @@ class Telemetry:
     @asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
         route_third_party_loggers()
+        flusher = asyncio.get_running_loop().create_task(self._flush_metrics_every(1.0))
         try:
             yield
         finally:
+            flusher.cancel()
+            self.batch.flush()
             await asyncio.to_thread(self.close)
 
+    async def _flush_metrics_every(self, interval_s: float) -> None:
+        # On the event loop's thread, like every update of the batch.
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.batch.flush()
+            except Exception:
+                count_drop("internal")
+                internal_log.warning("metrics flush failed", exc_info=True)
+
     def close(self) -> None:
+        if self.batch in m.BATCHES:
+            m.BATCHES.remove(self.batch)
+            self.batch.flush()
         if self.writer is not None:
             self.writer.close()
         if self.tracing is not None:

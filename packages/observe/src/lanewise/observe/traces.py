@@ -11,23 +11,21 @@ for backends that forward it.
 from __future__ import annotations
 
 import logging
+import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from lanewise.core.types import StageTiming
 from lanewise.observe.record import RequestRecord
-from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 log = logging.getLogger("lanewise.observe.traces")
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
-_PROPAGATOR = TraceContextTextMapPropagator()
+TRACEPARENT_FULL = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _PRIMITIVE = (str, bool, int, float)
 
 
@@ -87,11 +85,22 @@ def _attributes(values: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, _PRIMITIVE):
             out[key] = value
         elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-            out[key] = list(value)
+            out[key] = tuple(value)
     return out
 
 
 class Tracing:
+    """Spans for finished requests, built directly as the SDK's ``ReadableSpan``.
+
+    Every timing is known when the request ends, so there is no live span to
+    keep: the request span and its stage spans are assembled from the record and
+    handed to a ``BatchSpanProcessor`` (bounded queue, background export). That
+    skips the tracer's per-span sampler, lock and attribute re-validation, which
+    cost several times more than the spans themselves. Sampling follows the
+    SDK's ``ParentBased(TraceIdRatioBased)``: a sampled caller's trace is always
+    recorded, otherwise ``sample_ratio`` of new traces.
+    """
+
     def __init__(
         self,
         exporter: SpanExporter,
@@ -100,54 +109,55 @@ class Tracing:
         on_drop: Callable[[int], None],
         service_name: str = "lanewise-gateway",
     ) -> None:
-        self.provider = TracerProvider(
-            sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
-            resource=Resource.create({"service.name": service_name}),
-        )
+        self.sample_ratio = sample_ratio
+        self.resource = Resource.create({"service.name": service_name})
+        self.scope = InstrumentationScope("lanewise.observe")
         # The batch processor's queue is bounded (2048 spans): when the exporter
         # stalls, spans are dropped rather than held or waited for.
-        self.provider.add_span_processor(BatchSpanProcessor(CountingExporter(exporter, on_drop)))
-        self.tracer = self.provider.get_tracer("lanewise.observe")
+        self.processor = BatchSpanProcessor(CountingExporter(exporter, on_drop))
+        self._random = random.Random()
 
     def start_request(self, record: RequestRecord, headers: Mapping[str, str]) -> None:
-        parent = _PROPAGATOR.extract(headers) if "traceparent" in headers else None
-        span = self.tracer.start_span(
-            f"{record.method} {record.path}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            start_time=int(record.started_wall * 1e9),
-        )
-        record.span = span
-        ctx = span.get_span_context()
-        record.trace_id = format(ctx.trace_id, "032x")
+        parent = parse_traceparent(headers.get("traceparent"))
+        if parent is not None:
+            trace_id, parent_span, flags = parent
+            record.parent_span_id = parent_span
+            record.sampled = bool(flags & 1)
+        else:
+            trace_id = self._random.getrandbits(128) or 1
+            record.sampled = self._random.random() < self.sample_ratio
+        record.span_id = self._random.getrandbits(64) or 1
+        record.trace_id = format(trace_id, "032x")
 
     def traceparent(self, record: RequestRecord) -> str | None:
-        if record.span is None:
+        if record.trace_id is None or record.span_id is None:
             return None
-        ctx = record.span.get_span_context()
-        return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+        return f"00-{record.trace_id}-{record.span_id:016x}-{1 if record.sampled else 0:02x}"
 
     def finish_request(self, record: RequestRecord, summary: Mapping[str, Any]) -> None:
-        span = record.span
-        if span is None:
+        if not record.sampled or record.trace_id is None or record.span_id is None:
             return
+        trace_id = int(record.trace_id, 16)
         operation = record.operation or "chat"
-        if record.model:
-            span.update_name(f"{operation} {record.model}")
         attrs: dict[str, Any] = {
             "http.request.method": record.method,
             "http.route": summary["route"],
             "http.response.status_code": record.status,
-            "gen_ai.operation.name": operation,
             "lanewise.request_id": record.request_id,
             "lanewise.outcome": summary["outcome"],
-            "gen_ai.usage.input_tokens": record.tokens_in,
-            "gen_ai.usage.output_tokens": record.tokens_out,
         }
+        if record.model is not None:
+            attrs.update(
+                {
+                    "gen_ai.operation.name": operation,
+                    "gen_ai.request.model": record.model,
+                    "gen_ai.usage.input_tokens": record.tokens_in,
+                    "gen_ai.usage.output_tokens": record.tokens_out,
+                }
+            )
         optional = {
-            "gen_ai.request.model": record.model,
             "gen_ai.response.finish_reasons": (
-                [summary["finish_reason"]] if summary["finish_reason"] else None
+                (summary["finish_reason"],) if summary["finish_reason"] else None
             ),
             "lanewise.tenant": summary["tenant"],
             "lanewise.workflow": summary["workflow"],
@@ -159,42 +169,104 @@ class Tracing:
             "lanewise.cost": summary["cost"],
             "error.type": summary["error_type"],
         }
-        attrs.update({k: v for k, v in optional.items() if v is not None})
-        span.set_attributes(_attributes(attrs))
-        if summary["outcome"] == "error":
-            span.set_status(Status(StatusCode.ERROR, summary["error_type"] or None))
-        parents: list[tuple[float, Any]] = [(float("inf"), span)]
-        for event in sorted(record.stage_events, key=lambda e: (e.started_at, -e.duration_s)):
-            parents = self._stage_span(record, event, parents)
-        span.end(end_time=int((record.started_wall + record.duration_s) * 1e9))
-
-    def _stage_span(
-        self, record: RequestRecord, event: StageTiming, parents: list[tuple[float, Any]]
-    ) -> list[tuple[float, Any]]:
-        # Stages nest by time (retrieval's cache/embed/search run inside ``retrieve``).
-        end = event.started_at + event.duration_s
-        while len(parents) > 1 and parents[-1][0] < end:
-            parents.pop()
-        attrs = {"lanewise.stage": event.stage, **event.attributes}
-        name = event.stage
-        if event.stage == "generate":
-            attrs["gen_ai.operation.name"] = record.operation or "chat"
-            model = attrs.get("gen_ai.request.model") or record.model
-            name = f"{attrs['gen_ai.operation.name']} {model}"
-        span = self.tracer.start_span(
-            name,
-            context=trace.set_span_in_context(parents[-1][1]),
-            kind=SpanKind.CLIENT if event.stage == "generate" else SpanKind.INTERNAL,
-            start_time=int(event.started_at * 1e9),
-            attributes=_attributes(attrs),
+        for key, value in optional.items():
+            if value is not None:
+                attrs[key] = value
+        error = summary["outcome"] == "error"
+        context = SpanContext(trace_id, record.span_id, is_remote=False, trace_flags=_SAMPLED)
+        parent = (
+            SpanContext(trace_id, record.parent_span_id, is_remote=True, trace_flags=_SAMPLED)
+            if record.parent_span_id is not None
+            else None
         )
-        if not event.ok:
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=int(end * 1e9))
-        return [*parents, (end, span)]
+        start = int(record.started_wall * 1e9)
+        spans = [
+            self._span(
+                f"{operation} {record.model}" if record.model else f"{record.method} {record.path}",
+                context,
+                parent,
+                attrs,
+                SpanKind.SERVER,
+                Status(StatusCode.ERROR, summary["error_type"]) if error else _UNSET,
+                start,
+                start + int(record.duration_s * 1e9),
+            )
+        ]
+        parents: list[tuple[float, SpanContext]] = [(float("inf"), context)]
+        for event in sorted(record.stage_events, key=lambda e: (e.started_at, -e.duration_s)):
+            # Stages nest by time (retrieval's cache/embed/search run inside ``retrieve``).
+            end = event.started_at + event.duration_s
+            while len(parents) > 1 and parents[-1][0] < end:
+                parents.pop()
+            stage_attrs = {"lanewise.stage": event.stage, **_attributes(event.attributes)}
+            name = event.stage
+            kind = SpanKind.INTERNAL
+            if event.stage == "generate":
+                model = stage_attrs.get("gen_ai.request.model") or record.model
+                stage_attrs["gen_ai.operation.name"] = operation
+                name, kind = f"{operation} {model}", SpanKind.CLIENT
+            stage_context = SpanContext(
+                trace_id, self._random.getrandbits(64) or 1, is_remote=False, trace_flags=_SAMPLED
+            )
+            spans.append(
+                self._span(
+                    name,
+                    stage_context,
+                    parents[-1][1],
+                    stage_attrs,
+                    kind,
+                    _UNSET if event.ok else Status(StatusCode.ERROR),
+                    int(event.started_at * 1e9),
+                    int(end * 1e9),
+                )
+            )
+            parents.append((end, stage_context))
+        for span in spans:
+            self.processor.on_end(span)
+
+    def _span(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        attributes: dict[str, Any],
+        kind: SpanKind,
+        status: Status,
+        start: int,
+        end: int,
+    ) -> ReadableSpan:
+        return ReadableSpan(
+            name=name,
+            context=context,
+            parent=parent,
+            resource=self.resource,
+            attributes=attributes,
+            kind=kind,
+            status=status,
+            start_time=start,
+            end_time=end,
+            instrumentation_scope=self.scope,
+        )
 
     def flush(self) -> None:
-        self.provider.force_flush()
+        self.processor.force_flush()
 
     def shutdown(self) -> None:
-        self.provider.shutdown()
+        self.processor.shutdown()  # type: ignore[no-untyped-call]
+
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
+
+
+def parse_traceparent(value: str | None) -> tuple[int, int, int] | None:
+    """(trace id, parent span id, flags) of a valid W3C ``traceparent``, else None."""
+    if not value:
+        return None
+    match = TRACEPARENT_FULL.match(value.strip().lower())
+    if match is None:
+        return None
+    trace_id, span_id = int(match.group(1), 16), int(match.group(2), 16)
+    if not trace_id or not span_id or match.group(0).startswith("ff"):
+        return None
+    return trace_id, span_id, int(match.group(3), 16)
