@@ -253,6 +253,19 @@ class Batch:
             child._sum.inc(cells[-1])
 
 
+class Immediate:
+    """The batch interface, applied at once: for updates from threads other than the loop's."""
+
+    def __init__(self, children: Children) -> None:
+        self.children = children
+
+    def inc(self, metric: Any, labels: tuple[Any, ...], amount: float = 1.0) -> None:
+        self.children(metric, *labels).inc(amount)
+
+    def observe(self, metric: Any, labels: tuple[Any, ...], value: float) -> None:
+        self.children(metric, *labels).observe(value)
+
+
 BATCHES: list[Batch] = []
 """The batches of this process's gateways, flushed before each exposition."""
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -81,6 +82,9 @@ class Telemetry:
         self.labels = m.LabelCap(500)
         self.children = m.Children()
         self.batch = m.Batch()
+        self.immediate = m.Immediate(self.children)
+        self.loop_thread: int | None = None
+        """The event loop's thread: the only one that updates ``batch``."""
         m.BATCHES.append(self.batch)
         self.stale = StaleIndexDetector(observe.stale_index_after_s)
         self.anomaly = TokenAnomalyDetector(
@@ -140,15 +144,14 @@ class Telemetry:
 
     def on_stage(self, record: RequestRecord | None, event: StageTiming) -> None:
         if self.metrics:
-            m.STAGE_SECONDS.labels(
-                self.labels(event.stage), "true" if event.ok else "false"
-            ).observe(event.duration_s)
+            sink = self._sink()
+            sink.observe(m.STAGE_SECONDS, (self.labels(event.stage), event.ok), event.duration_s)
             attrs = event.attributes
             if attrs:
                 for cache in ("result", "embedding"):
                     outcome = attrs.get(f"lanewise.cache.{cache}")
                     if outcome == "hit" or outcome == "miss":
-                        self.batch.inc(m.CACHE_LOOKUPS, (cache, outcome))
+                        sink.inc(m.CACHE_LOOKUPS, (cache, outcome))
         if record is not None:
             record.add_stage(event, keep=self.tracing is not None)
         elif event.stage == "ingest":
@@ -211,7 +214,7 @@ class Telemetry:
     ) -> None:
         route = self.labels(summary["route"])
         outcome = summary["outcome"]
-        batch = self.batch
+        batch = self._sink()
         batch.inc(m.REQUESTS, (route, record.method, record.status, outcome))
         batch.observe(m.REQUEST_SECONDS, (route, outcome), record.duration_s)
         if summary["error_type"] is not None:
@@ -234,15 +237,19 @@ class Telemetry:
             if record.tokens_out > 1 and gen > 0:
                 batch.observe(m.OUTPUT_TOKENS_PER_SECOND, (model,), (record.tokens_out - 1) / gen)
 
+    def _sink(self) -> m.Batch | m.Immediate:
+        """The batch on the event loop's thread; elsewhere, prometheus-client at once."""
+        return self.batch if threading.get_ident() == self.loop_thread else self.immediate
+
     def _index_signals(self, record: RequestRecord, tenant: str, now: float) -> None:
         seen = self.stale.served(tenant, int(record.index_version), now)
         label = self.tenants(tenant)
         if self.metrics:
-            m.INDEX_VERSION.labels(label).set(seen.version)
-            m.INDEX_AGE_SECONDS.labels(label).set(seen.age_s)
+            self.children(m.INDEX_VERSION, label).set(seen.version)
+            self.children(m.INDEX_AGE_SECONDS, label).set(seen.age_s)
         if seen.stale_by_s is not None:
             if self.metrics:
-                m.STALE_INDEX_ANSWERS.labels(label).inc()
+                self.children(m.STALE_INDEX_ANSWERS, label).inc()
             log.warning(
                 "index.stale",
                 request_id=record.request_id,
@@ -263,10 +270,10 @@ class Telemetry:
             return
         label = self.labels(key)
         if self.metrics:
-            m.TOKEN_RATIO.labels(label).set(ratio)
+            self.children(m.TOKEN_RATIO, label).set(ratio)
         if anomaly is not None:
             if self.metrics:
-                m.TOKEN_ANOMALIES.labels(label).inc()
+                self.children(m.TOKEN_ANOMALIES, label).inc()
             log.warning(
                 "tokens.anomaly",
                 prompt=key,
@@ -299,8 +306,9 @@ class Telemetry:
         if self.metrics:
             tenant = self.tenants(event.principal.tenant)
             model = self.labels(event.model)
-            m.TOKENS.labels("input", tenant, model, "", "").inc(event.usage.prompt_tokens)
-            m.TOKENS.labels("output", tenant, model, "", "").inc(event.usage.completion_tokens)
+            sink = self._sink()
+            sink.inc(m.TOKENS, ("input", tenant, model, "", ""), event.usage.prompt_tokens)
+            sink.inc(m.TOKENS, ("output", tenant, model, "", ""), event.usage.completion_tokens)
         if self.writer is not None:
             self.writer.put(usage_row(event, time.time(), cost=None, status="ok"))
 
@@ -308,6 +316,7 @@ class Telemetry:
     @asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
         route_third_party_loggers()
+        self.loop_thread = threading.get_ident()
         flusher = asyncio.get_running_loop().create_task(self._flush_metrics_every(1.0))
         try:
             yield
