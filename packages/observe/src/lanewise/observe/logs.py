@@ -176,6 +176,12 @@ def shutdown_logging() -> None:
     writer.close()
 
 
+def write_synchronously() -> None:
+    """From now on log lines are written by their caller (the server is shutting down)."""
+    if _installed is not None:
+        _installed[1].go_synchronous()
+
+
 def json_line_writer() -> LineWriter | None:
     """The writer, when lines are JSON: the request path renders summaries itself."""
     if _installed is None or not _installed[2]:

@@ -30,6 +30,8 @@ class LineWriter:
     ) -> None:
         self.path = path
         self.interval_s = interval_s
+        self.synchronous = False
+        self._lock = threading.Lock()
         self.on_drop = on_drop
         self.queue: queue.Queue[str | None] = queue.Queue(maxsize=capacity)
         self._file: IO[str] | None = (
@@ -39,6 +41,9 @@ class LineWriter:
         self._thread.start()
 
     def put(self, line: str) -> None:
+        if self.synchronous:
+            self._write_now(line)
+            return
         try:
             self.queue.put_nowait(line)
         except queue.Full:
@@ -77,6 +82,21 @@ class LineWriter:
                     q.task_done()
             if stop:
                 return
+
+    def go_synchronous(self) -> None:
+        """Write each line at once from now on: the server is stopping, and a process
+        killed by its re-raised SIGTERM would lose what the thread had not written."""
+        # A sink that cannot even drain the queue would block the caller: stay queued.
+        self.synchronous = self.flush(timeout=2.0)
+
+    def _write_now(self, line: str) -> None:
+        try:
+            with self._lock:
+                stream = self._stream()
+                stream.write(line + "\n")
+                stream.flush()
+        except Exception:
+            self.on_drop()
 
     def flush(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout

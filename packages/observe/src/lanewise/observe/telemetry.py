@@ -25,9 +25,9 @@ from lanewise.observe import metrics as m
 from lanewise.observe.logs import (
     configure_logging,
     emit_json_line,
-    flush_logging,
     json_line_writer,
     route_third_party_loggers,
+    write_synchronously,
 )
 from lanewise.observe.record import RequestRecord
 from lanewise.observe.request_context import context_attributes
@@ -344,8 +344,9 @@ class Telemetry:
         if self.tracing is not None:
             self.tracing.shutdown()
         m.mark_process_dead()
-        # Logging stays up: uvicorn logs its own shutdown after the app's lifespan ends.
-        flush_logging(timeout=2.0)
+        # Logging stays up (uvicorn logs its own shutdown after the app's lifespan ends),
+        # written synchronously from here on.
+        write_synchronously()
 
 
 def usage_row(
