@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lanewise.core.context import current_request
 from lanewise.core.errors import UpstreamError
 from lanewise.core.gateway.app import create_app
 from lanewise.core.hookspecs import hookimpl
@@ -36,6 +37,8 @@ def script_of(request: ChatRequest) -> dict[str, str]:
 
 class ScriptedBackend:
     name = "scripted"
+    seen_traceparents: list[str | None] = []
+    """What each call found in the request context for its upstream (``traceparent``)."""
 
     async def generate(self, request: ChatRequest) -> ChatCompletion:
         text, usage, finish = [], Usage(), "stop"
@@ -48,6 +51,8 @@ class ScriptedBackend:
         )  # type: ignore[arg-type]
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        context = current_request()
+        self.seen_traceparents.append(context.attributes.get("traceparent") if context else None)
         script = script_of(request)
         n = int(script.get("tokens", "3"))
         delay = float(script.get("delay", "0"))
@@ -68,6 +73,9 @@ class ScriptedBackend:
 
 class VersionedRetriever:
     """Returns one hit and reports, like the retrieval lane, the index version it served."""
+
+    default_k = 1
+    degrade = False
 
     def __init__(self, plugin: ScriptedPlugin) -> None:
         self.plugin = plugin
@@ -129,6 +137,7 @@ def observed_gateway(
         pm = register_plugin(scripted, plugin, allowlist=[])
         scripted.hook = pm.hook
         plugin.scripted = scripted  # type: ignore[attr-defined]
+        plugin.scripted_backend_class = ScriptedBackend  # type: ignore[attr-defined]
         overrides.setdefault("models", {"scripted": {"kind": "scripted"}})
         app = create_app(lanewise_settings(**overrides), plugin_manager=pm)
         with serve_in_thread(app) as base:

@@ -95,3 +95,31 @@ def test_every_request_has_one_complete_summary_line(observed_gateway, read_summ
                     assert line["model"] == "scripted"
 
         check()
+
+
+def test_refused_requests_have_a_summary_line_too(observed_gateway, read_summaries):
+    """401s are raised by core's middleware; the observe middleware sits outside it."""
+    from lanewise.core.auth import hash_key
+
+    keys = [{"sha256": hash_key("good"), "tenant": "acme"}]
+    with observed_gateway(gateway={"api_keys": keys}) as (base, _plugin):
+        body = {"model": "scripted", "messages": [{"role": "user", "content": "tokens=1"}]}
+        r = httpx.post(
+            f"{base}/v1/chat/completions",
+            json=body,
+            headers={"authorization": "Bearer wrong", "x-request-id": "refused-1"},
+        )
+        assert r.status_code == 401
+        ok = httpx.post(
+            f"{base}/v1/chat/completions",
+            json=body,
+            headers={"authorization": "Bearer good", "x-request-id": "allowed-1"},
+        )
+        assert ok.status_code == 200
+        found = read_summaries(["refused-1", "allowed-1"])
+    refused = found["refused-1"][0]
+    assert refused["status"] == 401
+    assert refused["outcome"] == "rejected"
+    assert refused["error_type"] == "unauthorized"
+    assert refused["tenant"] is None
+    assert found["allowed-1"][0]["tenant"] == "acme"

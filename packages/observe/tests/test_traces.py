@@ -11,6 +11,17 @@ TRACEPARENT = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
 BODY = {"model": "scripted", "messages": [{"role": "user", "content": "tokens=5"}]}
 
 
+def test_upstream_calls_get_the_gateway_span_as_parent(observed_gateway, spans):
+    """Backends read ``traceparent`` from the request context to forward it upstream."""
+    with observed_gateway() as (base, plugin):
+        seen = plugin.scripted_backend_class.seen_traceparents
+        seen.clear()
+        httpx.post(f"{base}/v1/chat/completions", json=BODY, headers={"traceparent": TRACEPARENT})
+        plugin.telemetry.tracing.flush()
+    request = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER)
+    assert seen == [f"00-{CLIENT_TRACE}-{request.context.span_id:016x}-01"]
+
+
 def test_spans_carry_genai_attributes_and_the_client_trace_id(
     observed_gateway, spans, read_summaries
 ):

@@ -1,5 +1,10 @@
 """Pure ASGI middleware: sees each /v1 request's final status, its stream end or disconnect.
 
+It is the outermost middleware, outside core's (which authenticates), so requests
+refused with 401 get their summary line too; core's request context is picked up
+when core opens it (see ``ObservePlugin.lanewise_resolve_principal``) or, at the
+latest, when the response starts.
+
 It is the only per-request code the lane adds to the hot path: create a record,
 put it in a context variable for the events, note the status and scan outgoing
 bytes for the finish reason. Everything else happens once, when it ends.
@@ -10,8 +15,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from lanewise.core.errors import LanewiseError
 from lanewise.observe.record import CURRENT
+from lanewise.observe.request_context import current_request
 from lanewise.observe.telemetry import Telemetry, count_drop
+from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp
 
 OBSERVED_PREFIX = "/v1/"
@@ -51,6 +59,10 @@ class ObserveMiddleware:
                     record.body_done = True
             elif kind == "http.response.start":
                 record.status = message["status"]
+                if record.context is None:  # still inside core's middleware here
+                    context = current_request()
+                    if context is not None:
+                        telemetry.attach_context(record, context)
                 for name, value in message.get("headers", ()):
                     if name == CONTENT_TYPE:
                         record.stream = value.startswith(EVENT_STREAM)
@@ -70,7 +82,16 @@ class ObserveMiddleware:
         try:
             await self.app(scope, observed_receive, observed_send)
         except BaseException as exc:
-            record.failed = exc
+            if not record.status and isinstance(exc, LanewiseError | HTTPException):
+                # Raised outside the route (core's authentication): Litestar's outer
+                # handler turns it into a problem response after we are gone.
+                record.status = exc.status if isinstance(exc, LanewiseError) else exc.status_code
+                record.error_type = (
+                    exc.type_slug if isinstance(exc, LanewiseError) else str(record.status)
+                )
+                record.body_done = True
+            else:
+                record.failed = exc
             raise
         finally:
             CURRENT.reset(token)

@@ -16,7 +16,8 @@ from lanewise.core.settings import Settings
 from lanewise.core.types import StageTiming, UsageEvent
 from lanewise.observe import metrics
 from lanewise.observe.record import CURRENT
-from lanewise.observe.settings import observe_settings
+from lanewise.observe.request_context import current_request
+from lanewise.observe.settings import ObserveSettings, observe_settings
 from lanewise.observe.telemetry import Telemetry, count_drop
 from litestar import Response, get
 from litestar.config.app import AppConfig
@@ -37,6 +38,10 @@ class ObservePlugin:
         self.telemetry: Telemetry | None = None
 
     @hookimpl
+    def lanewise_register_settings(self, register: Any) -> None:
+        register("observe", ObserveSettings, description="logs, metrics, traces, usage table")
+
+    @hookimpl
     def lanewise_configure_gateway(self, app_config: AppConfig, settings: Settings) -> None:
         from lanewise.observe.middleware import middleware_for
         from lanewise.observe.usage.api import make_usage_route
@@ -45,12 +50,23 @@ class ObservePlugin:
         if self.telemetry is not None:
             self.telemetry.close()  # a second app in this process (tests) replaces the first
         telemetry = self.telemetry = Telemetry(settings, observe, span_exporter=self.span_exporter)
-        app_config.middleware.append(middleware_for(telemetry))
+        # Outermost: it must also see the 401s core's middleware raises.
+        app_config.middleware.insert(0, middleware_for(telemetry))
         if observe.metrics:
             app_config.route_handlers.append(metrics_endpoint)
         if telemetry.writer is not None:
             app_config.route_handlers.append(make_usage_route(telemetry.writer))
         app_config.lifespan.append(telemetry.lifespan)
+
+    @hookimpl(tryfirst=True)
+    def lanewise_resolve_principal(self) -> None:
+        """Never answers: core's middleware calls this right after opening the request
+        context, the moment to hand it the trace (``traceparent``) for upstream calls."""
+        record = CURRENT.get()
+        if record is not None and record.context is None and record.owner is not None:
+            context = current_request()
+            if context is not None:
+                record.owner.attach_context(record, context)
 
     @hookimpl
     def lanewise_on_usage(self, event: UsageEvent) -> None:

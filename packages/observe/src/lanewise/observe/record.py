@@ -58,10 +58,8 @@ class RequestRecord:
     parent_span_id: int | None = None
     sampled: bool = False
     traceparent: str | None = None
-    context_attributes: dict[str, Any] | None = None
-    """Core's request-context attributes (other lanes put ``cost`` there)."""
-    scope_state: dict[str, Any] | None = None
-    """The ASGI scope's state: core's auth puts the caller's principal there."""
+    context: Any = None
+    """Core's :class:`~lanewise.core.context.RequestContext` of this request."""
     owner: Any = None
     """The :class:`~lanewise.observe.telemetry.Telemetry` that finishes this record."""
     awaiting_usage: bool = False
@@ -69,10 +67,10 @@ class RequestRecord:
     duration_s: float = 0.0
 
     def caller(self) -> Principal | None:
-        if self.principal is None and self.scope_state is not None:
-            found = self.scope_state.get("principal")
-            if isinstance(found, Principal):
-                self.principal = found
+        """The caller while the request runs (core's middleware authenticated it by then)."""
+        if self.principal is None and self.context is not None:
+            principal: Principal = self.context.principal
+            return principal
         return self.principal
 
     # -- events ------------------------------------------------------------------

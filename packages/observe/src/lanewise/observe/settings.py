@@ -1,8 +1,7 @@
 """The ``[observe]`` settings section and the one place that reads it.
 
-Until core's settings accept lane-owned sections (``settings.section(...)``),
-the section is read from ``LANEWISE_OBSERVE__*`` environment variables;
-:func:`observe_settings` hides which.
+Registered through ``lanewise_register_settings``: the ``[observe]`` table of
+``lanewise.toml`` and ``LANEWISE_OBSERVE__*`` environment variables set it.
 """
 
 from __future__ import annotations
@@ -60,14 +59,14 @@ class ObserveSettings(Section):
 
 
 def observe_settings(settings: Settings) -> ObserveSettings:
-    """The section for ``settings``; defaults when nothing configures it."""
-    section = getattr(settings, "section", None)
-    if callable(section):  # spine v2: lanes own their sections in core's Settings
-        found = section(ObserveSettings)
-        if isinstance(found, ObserveSettings):
-            return found
-    # Before spine v2 core's Settings forbids an [observe] table, so only the
-    # environment can configure the section.
+    """The ``[observe]`` section of ``settings``.
+
+    When the section is not registered (the observe entry point left out of
+    ``plugins`` while an :class:`ObservePlugin` is passed in directly), the
+    ``LANEWISE_OBSERVE__*`` environment variables still configure it.
+    """
+    if any(spec.model is ObserveSettings for spec in settings.lane_sections.values()):
+        return settings.section(ObserveSettings)
     values: dict[str, Any] = {
         key.removeprefix(ENV_PREFIX).lower(): value
         for key, value in os.environ.items()

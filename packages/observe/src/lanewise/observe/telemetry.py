@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 from lanewise.core.settings import Settings
-from lanewise.core.types import StageTiming, UsageEvent
+from lanewise.core.types import Principal, StageTiming, UsageEvent
 from lanewise.observe import metrics as m
 from lanewise.observe.logs import (
     configure_logging,
@@ -30,7 +30,7 @@ from lanewise.observe.logs import (
     write_synchronously,
 )
 from lanewise.observe.record import RequestRecord
-from lanewise.observe.request_context import context_attributes
+from lanewise.observe.request_context import current_request
 from lanewise.observe.settings import ObserveSettings
 from lanewise.observe.signals import StaleIndexDetector, TokenAnomalyDetector
 from lanewise.observe.summary import SUMMARY_EVENT, build_summary
@@ -110,15 +110,13 @@ class Telemetry:
             path=scope["path"],
         )
         record.owner = self
-        record.scope_state = state
+        context = current_request()  # None while this middleware runs outside core's
         record.route = scope.get("path_template") or scope["path"]
         traceparent = None
         for name, value in scope["headers"]:
             if name == b"traceparent":
                 traceparent = value.decode("latin-1")
                 break
-        attributes = context_attributes()
-        record.context_attributes = attributes
         if self.tracing is not None:
             headers = {"traceparent": traceparent} if traceparent else {}
             self.tracing.start_request(record, headers)
@@ -128,10 +126,17 @@ class Telemetry:
             # its context on to upstreams unchanged.
             record.trace_id = trace_id_from_header(traceparent)
             record.traceparent = traceparent if record.trace_id else None
-        if attributes is not None and record.trace_id is not None:
-            attributes["trace_id"] = record.trace_id
-            attributes["traceparent"] = record.traceparent
+        if context is not None:
+            self.attach_context(record, context)
         return record
+
+    def attach_context(self, record: RequestRecord, context: Any) -> None:
+        """Core's request context is open: remember it, give it the trace for upstreams."""
+        record.context = context
+        record.request_id = context.request_id
+        if record.trace_id is not None:
+            context.attributes["trace_id"] = record.trace_id
+            context.attributes["traceparent"] = record.traceparent
 
     def on_usage(self, record: RequestRecord | None, event: UsageEvent) -> None:
         if record is None:
@@ -163,7 +168,14 @@ class Telemetry:
     def finish(self, record: RequestRecord, scope: Any) -> None:
         """The response is over (sent, failed or abandoned by the client)."""
         record.duration_s = time.perf_counter() - record.started
-        record.caller()
+        if not record.request_id:  # a request core refused before its context reached us
+            record.request_id = str(scope.get("state", {}).get("request_id", ""))
+        if record.principal is None:
+            # Core's middleware sets ``user`` only once authentication succeeded; a
+            # refused request has no tenant (the context's default principal is not one).
+            user = scope.get("user")
+            if isinstance(user, Principal):
+                record.principal = user
         if record.stream and not record.body_done and not record.model_calls:
             # A client disconnect cancels the model call; its usage event comes
             # from the cancelled task a moment later. Wait for it, but not forever.
@@ -185,8 +197,15 @@ class Telemetry:
             )
 
     def _complete(self, record: RequestRecord) -> None:
-        attributes = record.context_attributes
-        cost = attributes.get("cost") if attributes else None
+        context = record.context
+        cost = context.attributes.get("cost") if context is not None else None
+        if context is not None:
+            record.prompt_name = record.prompt_name or context.prompt_name
+            record.prompt_version = record.prompt_version or context.prompt_version
+            if record.index_version is None:
+                record.index_version = context.index_version
+            if record.model is None and context.model and record.model_calls:
+                record.model = context.model
         summary = build_summary(record, cost)
         principal = record.principal
         tenant = principal.tenant if principal else None

@@ -32,7 +32,7 @@ def make_usage_route(writer: UsageWriter) -> Any:
         ``group_by`` is one of tenant, user, workflow, model, prompt. Naming
         another ``tenant`` is refused with 403: API keys see their own tenant only.
         """
-        principal = request.scope.get("state", {}).get("principal")
+        principal = request.scope.get("user")  # core's middleware authenticated /v1
         if not isinstance(principal, Principal):
             raise Forbidden("usage is scoped to an authenticated tenant")
         if tenant is not None and tenant != principal.tenant:
