@@ -45,12 +45,13 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = tempfile.mkdtemp(prefix="lanewise-observe-bench-")
     models = {"m": {"kind": "openai", "base_url": args.upstream, "model": "bench"}}
+    # Before the settings load: the [observe] section reads them.
+    os.environ["LANEWISE_OBSERVE__LOG_FORMAT"] = "json"
+    os.environ["LANEWISE_OBSERVE__LOG_FILE"] = args.log_file or f"{data_dir}/gateway.log"
     settings = load_settings(None, models=models, data_dir=data_dir)
     if args.telemetry == "on":
         from lanewise.observe.plugin import ObservePlugin
 
-        os.environ["LANEWISE_OBSERVE__LOG_FORMAT"] = "json"
-        os.environ["LANEWISE_OBSERVE__LOG_FILE"] = args.log_file or f"{data_dir}/gateway.log"
         pm = get_plugin_manager(
             ["inference"], extra=[ObservePlugin(span_exporter=DiscardExporter())]
         )
