@@ -212,3 +212,22 @@ def test_worker_refuses_the_embedded_store_and_a_short_visibility_timeout(
     )
     assert result.returncode == 2
     assert "celery#5508" in result.stdout + result.stderr
+
+
+async def test_a_lost_task_is_sent_again_once_the_job_stalls(
+    lane: tuple[Any, IngestService], start_worker: Any, corpus: Path, tmp_path: Path
+) -> None:
+    parts, service = lane
+    files = local_files([corpus / "guide.md", corpus / "notes.txt"], corpus)
+    job = await service.submit(tenant=TENANT, files=files)
+    # Lose every queued message, as a worker SIGKILLed between taking a message from Redis
+    # and recording it as unacknowledged would: nothing will ever redeliver them.
+    kv: Any = service.state.kv
+    assert kv.llen("ingest") == 2
+    kv.delete("ingest")
+    start_worker("w1")
+    # Polling the job (as GET /v1/ingest/jobs/{id} does) finds it untouched for twice the
+    # visibility timeout and sends its pending items again.
+    view = await wait_job(service, job, within_s=120)
+    assert (view.done, view.failed) == (2, 0)
+    assert await stored(parts.vector_store(), TENANT, DIM) == await reference(tmp_path, files)

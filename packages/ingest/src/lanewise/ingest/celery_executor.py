@@ -30,16 +30,24 @@ class CeleryExecutor:
         for item in items:
             self.app.send_task(PARSE_TASK, args=[item], queue="ingest")
 
+    def resend(self, items: Sequence[Payload]) -> None:
+        """Send items again whose tasks were lost (parse is idempotent)."""
+        self._send(items)
+
     async def run(self, items: Sequence[Payload]) -> None:
         """Send, then wait until the workers finished every item."""
         await self.submit(items)
         if not items:
             return
         job = items[0]["job"]
+        ingest_visibility = self.app.conf.broker_transport_options["visibility_timeout"]
         while True:
             view = await asyncio.to_thread(self.state.job, job)
             if view is not None and view.finished_at is not None:
                 return
+            stalled = await asyncio.to_thread(self.state.stalled_items, job, 2 * ingest_visibility)
+            if stalled:
+                await asyncio.to_thread(self.resend, stalled)
             await asyncio.sleep(0.2)
 
     async def aclose(self) -> None:

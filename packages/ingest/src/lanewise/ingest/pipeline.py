@@ -120,10 +120,13 @@ class IngestRuntime:
         job, tenant, index, name = item["job"], item["tenant"], item["item"], item["name"]
         if self.state.item_status(job, index) is not None:
             return  # finished before (this is a redelivery)
-        if "expected" in self.state.progress(job, tenant, name)[0]:
-            # Redelivered after it had sent every batch: only the commit may be left to do.
+        plan, done = self.state.progress(job, tenant, name)
+        if "expected" in plan and done >= int(plan["expected"]):
+            # Redelivered after every batch was in: only the commit may be left to do.
             await self.maybe_commit(job, tenant, name, claim="parse")
             return
+        # Otherwise parse again from the start: the batches come out the same, and sending
+        # one twice changes nothing, so a batch whose message was lost is sent again.
         blob = Blob(name=name, path=Path(item["path"]))
         sent = 0
         with timed_stage(self.hook, item["request_id"], "ingest.parse", {"item": index}) as attrs:

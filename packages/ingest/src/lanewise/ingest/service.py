@@ -116,13 +116,15 @@ class IngestService:
         """Record a job over ``files``; returns its id and its items (not yet started)."""
         job = uuid.uuid4().hex
         names = [f.name for f in files]
-        await asyncio.to_thread(self.state.create_job, tenant=tenant, items=names, job_id=job)
         items = [
             item_payload(
                 job=job, tenant=tenant, index=n, name=f.name, path=f.path, request_id=request_id
             )
             for n, f in enumerate(files)
         ]
+        await asyncio.to_thread(
+            self.state.create_job, tenant=tenant, items=names, job_id=job, payloads=items
+        )
         return job, items
 
     async def submit(
@@ -151,7 +153,16 @@ class IngestService:
     def job(self, job: str, *, tenant: str) -> JobView | None:
         """The job, only for its own tenant (another tenant's id reads as unknown)."""
         view = self.state.job(job)
-        return view if view is not None and view.tenant == tenant else None
+        if view is None or view.tenant != tenant:
+            return None
+        resend = getattr(self.executor, "resend", None)
+        if resend is not None and view.status != "completed":
+            # Past twice the visibility timeout, Redis would have redelivered anything a dead
+            # worker held; what is still untouched was lost on the way: send it again.
+            stalled = self.state.stalled_items(job, 2 * self.ingest.visibility_timeout_s)
+            if stalled:
+                resend(stalled)
+        return view
 
     def spool_dir(self) -> Path:
         path = self.spool / uuid.uuid4().hex

@@ -87,16 +87,48 @@ class IngestState:
 
     # Jobs ---------------------------------------------------------------------------------
 
-    def create_job(self, *, tenant: str, items: Sequence[str], job_id: str | None = None) -> str:
+    def create_job(
+        self,
+        *,
+        tenant: str,
+        items: Sequence[str],
+        job_id: str | None = None,
+        payloads: Sequence[dict[str, Any]] = (),
+    ) -> str:
         job = job_id or uuid.uuid4().hex
+        now = time.time()
         self.kv.hset(
             f"{PREFIX}:job:{job}",
-            mapping={"tenant": tenant, "total": len(items), "created_at": time.time()},
+            mapping={"tenant": tenant, "total": len(items), "created_at": now, "touched_at": now},
         )
         self.kv.hset(
             f"{PREFIX}:job:{job}:names", mapping={str(n): name for n, name in enumerate(items)}
         )
+        if payloads:
+            self.kv.hset(
+                f"{PREFIX}:job:{job}:payloads",
+                mapping={str(n): json.dumps(p) for n, p in enumerate(payloads)},
+            )
         return job
+
+    def stalled_items(self, job: str, after_s: float) -> list[dict[str, Any]]:
+        """Pending items of a job nothing has touched for ``after_s`` (claimed once per period).
+
+        Their tasks may be lost (a worker SIGKILLed between taking a message from Redis and
+        recording it as unacknowledged): the caller sends them again, which is safe.
+        """
+        head = self.kv.hgetall(f"{PREFIX}:job:{job}")
+        if not head or "finished_at" in head:
+            return []
+        if time.time() - float(head.get("touched_at", head["created_at"])) < after_s:
+            return []
+        self.touch(job)  # the next resend waits another period
+        done = self.kv.hgetall(f"{PREFIX}:job:{job}:items")
+        payloads = self.kv.hgetall(f"{PREFIX}:job:{job}:payloads")
+        return [json.loads(p) for n, p in sorted(payloads.items()) if n not in done]
+
+    def touch(self, job: str) -> None:
+        self.kv.hset(f"{PREFIX}:job:{job}", "touched_at", time.time())
 
     def job_tenant(self, job: str) -> str | None:
         value = self.kv.hget(f"{PREFIX}:job:{job}", "tenant")
@@ -111,10 +143,11 @@ class IngestState:
         assert status in FINISHED
         record = json.dumps({"status": status, **details})
         pipe = self.kv.pipeline(transaction=False)
+        pipe.hset(f"{PREFIX}:job:{job}", "touched_at", time.time())
         pipe.hsetnx(f"{PREFIX}:job:{job}:items", str(item), record)
         pipe.hget(f"{PREFIX}:job:{job}", "total")
         pipe.hlen(f"{PREFIX}:job:{job}:items")
-        _, total, finished = pipe.execute()
+        _, _, total, finished = pipe.execute()
         return int(finished) >= int(total or 0)
 
     def count_chunks(self, job: str, *, added: int = 0, removed: int = 0) -> None:
@@ -222,9 +255,10 @@ class IngestState:
 
     def batch_done(self, job: str, tenant: str, document_id: str, batch: int) -> bool:
         """Record an embedded batch; False when it was recorded before (a redelivery)."""
-        return bool(
-            self.kv.sadd(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:batches", batch)
-        )
+        pipe = self.kv.pipeline(transaction=False)
+        pipe.sadd(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:batches", batch)
+        pipe.hset(f"{PREFIX}:job:{job}", "touched_at", time.time())
+        return bool(pipe.execute()[0])
 
     def progress(self, job: str, tenant: str, document_id: str) -> tuple[dict[str, str], int]:
         """The document's plan in this job and how many of its batches are in (one trip)."""
