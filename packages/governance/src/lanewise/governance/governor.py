@@ -293,6 +293,13 @@ class Governor:
     ) -> None:
         if admission.status == "rate":
             charge = rate_charges[admission.index]
+            if charge.cost > charge.limit:
+                raise RateLimited(
+                    f"this call needs {charge.cost} units, more than the {charge.label} limit "
+                    f"of {charge.limit} per minute allows; send a shorter prompt",
+                    limit=charge.label,
+                    window="minute",
+                )
             raise RateLimited(
                 f"the {charge.label} limit ({charge.limit} per minute) is used up; "
                 f"retry after {admission.retry_after_s:.2f}s",
