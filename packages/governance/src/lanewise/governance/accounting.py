@@ -110,6 +110,14 @@ class Accounting:
                 )
             return done
 
+    async def seed(self, budget: Budget, now: float | None = None) -> None:
+        """Start a budget set at run time from what its window has already spent."""
+        now = self.clock() if now is None else now
+        snapshot = await asyncio.to_thread(
+            self.ledger.snapshot, [budget], now=now, recent_s=0.0
+        )
+        await self.store.seed(snapshot)
+
     # -- settlement --------------------------------------------------------------
     def settle(self, charge: Charge, settlement: Settlement) -> None:
         """Queue a settlement; the writer records it in the ledger, then in the counters."""

@@ -145,10 +145,10 @@ class Ledger:
 
     def spent(self, budget: Budget, subject: str, now: float) -> int:
         """What ``subject`` has settled against ``budget`` in the current window."""
-        totals = self._sums(budget, now, subject)
+        totals = self.totals(budget, now, subject)
         return totals.get(subject, 0)
 
-    def _sums(self, budget: Budget, now: float, subject: str | None = None) -> dict[str, int]:
+    def totals(self, budget: Budget, now: float, subject: str | None = None) -> dict[str, int]:
         c = tables.charges.c
         start, end = bucket(budget.window, now)
         if budget.scope == "request":
@@ -170,7 +170,7 @@ class Ledger:
         """The hot counters of every budget's current window, as the ledger has them."""
         counters: dict[str, tuple[int, float]] = {}
         for budget in budgets:
-            for subject, total in self._sums(budget, now).items():
+            for subject, total in self.totals(budget, now).items():
                 counter = counter_for(budget, subject, now)
                 counters[counter.key] = (total, counter.expire_at)
         c = tables.charges.c

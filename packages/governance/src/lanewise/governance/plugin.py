@@ -1,1 +1,93 @@
 """Hook implementations of lanewise-governance (entry point group `lanewise`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from lanewise.core.auth import bearer_token
+from lanewise.core.hookspecs import hookimpl
+from lanewise.core.settings import Settings
+from lanewise.core.types import Principal
+
+from lanewise.governance.settings import GovernanceSettings
+
+if TYPE_CHECKING:
+    import click
+    from lanewise.core.factory import Components, FactoryContext
+    from lanewise.core.guards import ModelCallGuard
+    from lanewise.core.registry import Register
+    from litestar.config.app import AppConfig
+
+    from lanewise.governance.runtime import Governance
+
+GUARD_ORDER = 200
+
+
+def governance_for(settings: Settings) -> Governance:
+    from lanewise.governance.runtime import shared
+
+    return shared(
+        settings.section(GovernanceSettings),
+        data_dir=settings.data_dir,
+        redis_url=settings.redis_url,
+        database_url=settings.database_url,
+        owner=settings,
+    )
+
+
+@hookimpl
+def lanewise_register_settings(register: Register) -> None:
+    register(
+        "governance",
+        GovernanceSettings,
+        description="API keys, budgets, rate limits, prices (lanewise-governance)",
+    )
+
+
+def _make_guard(ctx: FactoryContext) -> ModelCallGuard:
+    from lanewise.governance.guard import BudgetGuard
+
+    governance = governance_for(ctx.settings)
+    ctx.on_close(governance)
+    return BudgetGuard(governance.governor, governance.keys)
+
+
+@hookimpl
+def lanewise_register_guards(register: Register) -> None:
+    register(
+        "budgets",
+        _make_guard,
+        order=GUARD_ORDER,
+        description="scopes, rate limits and budgets reserved before every model call",
+    )
+
+
+@hookimpl(tryfirst=True)
+def lanewise_resolve_principal(headers: Mapping[str, str], settings: Settings) -> Principal | None:
+    section = settings.section(GovernanceSettings)
+    if not section.enabled:
+        return None
+    return governance_for(settings).resolve(bearer_token(headers))
+
+
+@hookimpl
+def lanewise_configure_gateway(app_config: AppConfig, settings: Settings, components: Components) -> None:
+    if not settings.section(GovernanceSettings).enabled:
+        return
+    from lanewise.governance.api import build_router
+    from lanewise.governance.scopes import route_scope_guard
+
+    governance = governance_for(settings)
+    app_config.route_handlers.append(build_router(governance))
+    app_config.guards.append(route_scope_guard(governance))
+
+
+@hookimpl
+def lanewise_configure_cli(cli: click.Group) -> None:
+    from lanewise.governance.cli import budgets, keys
+
+    cli.add_command(keys)
+    cli.add_command(budgets)
+
+

@@ -63,6 +63,7 @@ class RedisStore:
         self._settle = self.redis.register_script(_lua("settle.lua"))
         self._usage = self.redis.register_script(_lua("usage.lua"))
         self._rebuild = self.redis.register_script(_lua("rebuild.lua"))
+        self._seed = self.redis.register_script(_lua("seed.lua"))
 
     def _counter_keys(self, counter: Counter) -> list[str]:
         return [self.prefix + "c:" + counter.key, self.prefix + "x:" + counter.key]
@@ -185,6 +186,12 @@ class RedisStore:
             args += [key, settled, _ms(expire_at)]
         args += list(snapshot.charge_ids)
         return bool(await self._call(self._rebuild, [self.prefix + "ready"], args))
+
+    async def seed(self, snapshot: Snapshot) -> None:
+        args: list[Any] = [self.prefix]
+        for key, (settled, expire_at) in snapshot.counters.items():
+            args += [key, settled, _ms(expire_at)]
+        await self._call(self._seed, [], args)
 
     async def aclose(self) -> None:
         await self.redis.aclose()

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from lanewise.core.errors import ConfigError
+from lanewise.core.types import Principal
 
 from lanewise.governance.accounting import Accounting
+from lanewise.governance.budgets import Budget
 from lanewise.governance.catalogue import Catalogue
 from lanewise.governance.governor import Governor
-from lanewise.governance.keys import KeyStore
+from lanewise.governance.keys import PREFIX, KeyStore, digest
 from lanewise.governance.ledger import Ledger, default_url
-from lanewise.governance.settings import GovernanceSettings
-from lanewise.governance.store import CounterStore, MemoryStore
+from lanewise.governance.settings import EACH, GovernanceSettings
+from lanewise.governance.store import CounterStore, MemoryStore, StoreUnavailable
+
+log = logging.getLogger("lanewise.governance")
+
+
+ADMIN_KEY_PREFIX = "admin:"
+"""``Principal.key_id`` of a ``[[governance.admin_keys]]`` caller."""
 
 
 @dataclass
@@ -24,6 +35,28 @@ class Governance:
     keys: KeyStore
     catalogue: Catalogue
     governor: Governor
+
+    async def set_budget(self, budget: Budget) -> None:
+        """Store a budget; its counters start from what the window has already spent."""
+        accounting = self.governor.accounting
+        try:
+            await accounting.seed(budget)
+        except StoreUnavailable:
+            log.error("governance: budget %s set while the store is unreachable", budget.id)
+        await asyncio.to_thread(self.ledger.set_budget, budget)
+        await asyncio.to_thread(self.catalogue.reload)
+
+    def resolve(self, token: str | None) -> Principal | None:
+        """The caller a bearer token names: an admin key, an ``lw_`` key, or None (pass)."""
+        if not token:
+            return None
+        sha = digest(token)
+        for admin in self.settings.admin_keys:
+            if hmac.compare_digest(sha, admin.sha256):
+                return Principal(tenant=admin.tenant or EACH, key_id=ADMIN_KEY_PREFIX + sha[:12])
+        if token.startswith(PREFIX):
+            return self.keys.authenticate(token).principal()
+        return None
 
     async def aclose(self) -> None:
         await self.governor.accounting.aclose()
@@ -66,7 +99,7 @@ def build(
     return Governance(
         settings=settings,
         ledger=ledger,
-        keys=KeyStore(ledger.engine, cache_s=settings.key_cache_s),
+        keys=key_store(ledger, settings.key_cache_s),
         catalogue=catalogue,
         governor=Governor(settings, catalogue, accounting, fallback),
     )
@@ -83,3 +116,44 @@ def open_ledger(url: str) -> Ledger:
         if ledger is None:
             ledger = _ledgers[url] = Ledger.open(url)
         return ledger
+
+
+_key_stores: dict[int, KeyStore] = {}
+
+
+def key_store(ledger: Ledger, cache_s: float) -> KeyStore:
+    """One key store per ledger: the auth hook and the guard share its cache."""
+    with _ledgers_lock:
+        found = _key_stores.get(id(ledger))
+        if found is None:
+            found = _key_stores[id(ledger)] = KeyStore(ledger.engine, cache_s=cache_s)
+        return found
+
+
+_shared: dict[int, tuple[object, Governance]] = {}
+
+
+def shared(
+    settings: GovernanceSettings, *, data_dir: Path, redis_url: str | None, database_url: str | None, owner: object
+) -> Governance:
+    """The process's Governance for one core Settings object (``owner``).
+
+    The auth hook, the guard and the routes are separate entry points that must
+    share one set of counters, keys and ledger; they find it here.
+    """
+    with _ledgers_lock:
+        found = _shared.get(id(owner))
+        if found is not None and found[0] is owner:
+            return found[1]
+    governance = build(settings, data_dir=data_dir, redis_url=redis_url, database_url=database_url)
+    with _ledgers_lock:
+        found = _shared.get(id(owner))
+        if found is not None and found[0] is owner:
+            return found[1]
+        _shared[id(owner)] = (owner, governance)
+    return governance
+
+
+def forget(owner: object) -> None:
+    with _ledgers_lock:
+        _shared.pop(id(owner), None)

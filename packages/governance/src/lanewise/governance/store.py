@@ -113,6 +113,10 @@ class CounterStore(Protocol):
         """Load the snapshot unless another replica already did; True when this one did."""
         ...
 
+    async def seed(self, snapshot: Snapshot) -> None:
+        """Create the counters of a new budget from the ledger; existing counters win."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -266,6 +270,11 @@ class MemoryStore:
             self._markers[charge_id] = now + snapshot.marker_ttl_s
         self._ready = True
         return True
+
+    async def seed(self, snapshot: Snapshot) -> None:
+        for key, (settled, expire_at) in snapshot.counters.items():
+            if key not in self._counters:
+                self._counters[key] = _CounterState(settled=settled, expire_at=expire_at)
 
     async def aclose(self) -> None:
         return None
