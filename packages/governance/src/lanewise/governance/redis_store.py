@@ -50,15 +50,20 @@ class RedisStore:
         prefix: str = "lw:",
         marker_ttl_s: float = 600.0,
         timeout_s: float = 0.5,
+        max_connections: int = 64,
     ) -> None:
         self.prefix = prefix
         self.marker_ttl_s = marker_ttl_s
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+        # A blocking pool: a burst of calls waits for a connection instead of failing
+        # (a full pool is not an outage and must not switch to local limits).
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout_s * 4,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
-            retry_on_timeout=False,
         )
+        self.redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._admit = self.redis.register_script(_lua("admit.lua"))
         self._settle = self.redis.register_script(_lua("settle.lua"))
         self._usage = self.redis.register_script(_lua("usage.lua"))
@@ -195,3 +200,4 @@ class RedisStore:
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+        await self.redis.connection_pool.disconnect()
