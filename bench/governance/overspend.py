@@ -42,7 +42,9 @@ def _calls(seed: int) -> list[tuple[str, int, float]]:
     ]
 
 
-async def lanewise_run(url: str, data_dir: Path, calls: list[tuple[str, int, float]]) -> dict[str, Any]:
+async def lanewise_run(
+    url: str, data_dir: Path, calls: list[tuple[str, int, float]]
+) -> dict[str, Any]:
     settings = GovernanceSettings.model_validate(
         {
             "store": "redis",
@@ -56,8 +58,12 @@ async def lanewise_run(url: str, data_dir: Path, calls: list[tuple[str, int, flo
     async def one(i: int, prompt: str, completion: int, seconds: float) -> None:
         governor = replicas[i % 2].governor
         call = CallInfo(
-            operation="chat", model="m", principal=ANN, request_id=f"r{i}",
-            messages=(Message(role="user", content=prompt),), max_tokens=MAX_TOKENS,
+            operation="chat",
+            model="m",
+            principal=ANN,
+            request_id=f"r{i}",
+            messages=(Message(role="user", content=prompt),),
+            max_tokens=MAX_TOKENS,
         )
         try:
             meter = await governor.admit(call)
@@ -65,7 +71,9 @@ async def lanewise_run(url: str, data_dir: Path, calls: list[tuple[str, int, flo
             refused_needs.append(governor.count_prompt(call) + completion)
             return
         await asyncio.sleep(seconds)
-        await meter.settle("ok", Usage(prompt_tokens=meter.prompt_tokens, completion_tokens=completion), seconds)
+        await meter.settle(
+            "ok", Usage(prompt_tokens=meter.prompt_tokens, completion_tokens=completion), seconds
+        )
 
     await asyncio.gather(*(one(i, *c) for i, c in enumerate(calls)))
     for replica in replicas:
@@ -78,7 +86,9 @@ async def lanewise_run(url: str, data_dir: Path, calls: list[tuple[str, int, flo
 
 async def naive_run(url: str, calls: list[tuple[str, int, float]]) -> dict[str, Any]:
     clients = [
-        aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(url, max_connections=64))
+        aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(url, max_connections=64)
+        )
         for _ in range(2)
     ]
     await clients[0].delete("naive:acme")

@@ -26,14 +26,13 @@ from hypothesis.stateful import (
     rule,
 )
 from lanewise.core.types import Principal
+from lanewise.governance import tables
 from lanewise.governance.accounting import Accounting
 from lanewise.governance.budgets import Budget, applicable
 from lanewise.governance.ledger import Charge, Ledger
 from lanewise.governance.redis_store import RedisStore
 from lanewise.governance.store import Hold, MemoryStore, Settlement
 from sqlalchemy import delete
-
-from lanewise.governance import tables
 
 TTL = 300.0
 SETTLED_CALLS: list[int] = []
@@ -85,8 +84,12 @@ class BudgetMachine(RuleBasedStateMachine):
             Budget(scope="tenant", subject="acme", window="hour", unit="tokens", limit=tenant_hour),
             Budget(scope="key", subject="*", window="lifetime", unit="tokens", limit=key_lifetime),
             Budget(
-                scope="user", subject="*", window="minute", unit="tokens",
-                limit=shadow_minute, shadow=True,
+                scope="user",
+                subject="*",
+                window="minute",
+                unit="tokens",
+                limit=shadow_minute,
+                shadow=True,
             ),
         ]
         self.ledger = Ledger.open(self.ledger_url)
@@ -113,9 +116,7 @@ class BudgetMachine(RuleBasedStateMachine):
 
     # -- the reference ----------------------------------------------------------
     def reserved(self, key: str) -> int:
-        return sum(
-            r.held.get(key, 0) for r in self.live.values() if r.expiry > self.clock
-        )
+        return sum(r.held.get(key, 0) for r in self.live.values() if r.expiry > self.clock)
 
     def expected_allowance(self, counters: list[Any], base: int, lo: int, hi: int) -> int | None:
         for allowance in range(hi, lo - 1, -1):
@@ -153,9 +154,14 @@ class BudgetMachine(RuleBasedStateMachine):
         assert admission.status == "ok"
         assert admission.allowance == expected
         reservation = Reservation(
-            rid=rid, principal=who, now=self.clock, base=base, allowance=expected,
+            rid=rid,
+            principal=who,
+            now=self.clock,
+            base=base,
+            allowance=expected,
             held={c.key: base + expected for c in counters},
-            expiry=self.clock + TTL, counters=counters,
+            expiry=self.clock + TTL,
+            counters=counters,
         )
         self.live[rid] = reservation
         return reservation
@@ -165,22 +171,37 @@ class BudgetMachine(RuleBasedStateMachine):
         prompt_share=st.floats(0, 1),
         completion_share=st.floats(0, 1),
     )
-    def settle(self, reservation: Reservation | None, prompt_share: float, completion_share: float) -> None:
+    def settle(
+        self, reservation: Reservation | None, prompt_share: float, completion_share: float
+    ) -> None:
         if reservation is None:
             return
         prompt = int(reservation.base * prompt_share)
         completion = int(reservation.allowance * completion_share)
         who = reservation.principal
         charge = Charge(
-            id=uuid.uuid4().hex, ts=reservation.now, settled_at=self.clock,
-            request_id=reservation.rid, tenant=who.tenant, user=who.user, key_id=who.key_id,
-            workflow=None, model="m", operation="chat", purpose="request", status="ok",
-            prompt_tokens=prompt, completion_tokens=completion, cost_nano=0,
+            id=uuid.uuid4().hex,
+            ts=reservation.now,
+            settled_at=self.clock,
+            request_id=reservation.rid,
+            tenant=who.tenant,
+            user=who.user,
+            key_id=who.key_id,
+            workflow=None,
+            model="m",
+            operation="chat",
+            purpose="request",
+            status="ok",
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_nano=0,
         )
         settlement = Settlement(
-            reservation_id=reservation.rid, charge_id=charge.id,
+            reservation_id=reservation.rid,
+            charge_id=charge.id,
             amounts=tuple((c, prompt + completion) for c in reservation.counters),
         )
+
         async def settle_and_flush() -> None:
             self.accounting.settle(charge, settlement)
             await self.accounting.flush()

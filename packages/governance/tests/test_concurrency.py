@@ -28,9 +28,7 @@ async def test_two_replicas_never_overspend_and_refuse_only_what_does_not_fit(
             "prices": {"m": {"tokenizer": "whitespace"}},
         }
     )
-    replicas = [
-        build(settings, data_dir=tmp_path, redis_url=redis_server.url) for _ in range(2)
-    ]
+    replicas = [build(settings, data_dir=tmp_path, redis_url=redis_server.url) for _ in range(2)]
     rng = random.Random(7)
 
     async def one(i: int) -> tuple[str, int]:
@@ -50,7 +48,9 @@ async def test_two_replicas_never_overspend_and_refuse_only_what_does_not_fit(
         await asyncio.sleep(rng.random() / 100)  # the upstream call
         # The backend reports exactly what was reserved: any refusal is then avoidable
         # only if budget was left over at the end.
-        await meter.settle("ok", Usage(prompt_tokens=meter.prompt_tokens, completion_tokens=MAX_TOKENS), 0.01)
+        await meter.settle(
+            "ok", Usage(prompt_tokens=meter.prompt_tokens, completion_tokens=MAX_TOKENS), 0.01
+        )
         return "ok", meter.prompt_tokens + MAX_TOKENS
 
     try:

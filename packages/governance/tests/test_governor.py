@@ -37,7 +37,14 @@ async def governance(tmp_path: Path) -> AsyncIterator[Factory]:
         await g.aclose()
 
 
-def chat(principal: Principal, text: str = "hello there", *, max_tokens: int | None = None, model: str = "m", rid: str = "r1") -> CallInfo:
+def chat(
+    principal: Principal,
+    text: str = "hello there",
+    *,
+    max_tokens: int | None = None,
+    model: str = "m",
+    rid: str = "r1",
+) -> CallInfo:
     return CallInfo(
         operation="chat",
         model=model,
@@ -65,12 +72,15 @@ async def test_refusal_names_the_budget(governance: Factory) -> None:
     assert (budget["scope"], budget["subject"], budget["window"]) == ("tenant", "acme", "day")
     assert (budget["limit"], budget["used"], budget["remaining"]) == (100, 60, 40)
     assert budget["reset"] is not None
-    assert error.retry_after_s is not None and 0 < error.retry_after_s <= 86_400
+    assert error.retry_after_s is not None
+    assert 0 < error.retry_after_s <= 86_400
     # Another tenant is untouched by acme's budget.
     await g.governor.admit(chat(BOB, max_tokens=50, rid="r3"))
 
 
-async def test_without_max_tokens_the_allowance_shrinks_to_what_is_left(governance: Factory) -> None:
+async def test_without_max_tokens_the_allowance_shrinks_to_what_is_left(
+    governance: Factory,
+) -> None:
     g = governance(
         budgets=[{"scope": "tenant", "window": "day", "limit": 40}],
         prices={"m": {"tokenizer": "whitespace"}},
@@ -96,7 +106,9 @@ async def test_without_max_tokens_the_allowance_shrinks_to_what_is_left(governan
 async def test_a_free_model_is_never_blocked_by_a_cost_budget(governance: Factory) -> None:
     g = governance(
         budgets=[{"scope": "tenant", "window": "day", "unit": "cost", "limit": 0.0}],
-        prices={"paid": {"input_per_million": 1.0, "output_per_million": 2.0, "tokenizer": "whitespace"}},
+        prices={
+            "paid": {"input_per_million": 1.0, "output_per_million": 2.0, "tokenizer": "whitespace"}
+        },
     )
     for i in range(3):
         meter = await g.governor.admit(chat(ANN, model="free", max_tokens=100, rid=f"f{i}"))
@@ -109,7 +121,11 @@ async def test_cost_is_tokens_at_price_plus_gpu_time_at_the_pool_price(governanc
     g = governance(
         budgets=[{"scope": "tenant", "window": "month", "unit": "cost", "limit": 10.0}],
         prices={
-            "api": {"input_per_million": 3.0, "output_per_million": 15.0, "tokenizer": "whitespace"},
+            "api": {
+                "input_per_million": 3.0,
+                "output_per_million": 15.0,
+                "tokenizer": "whitespace",
+            },
             "selfhosted": {"pool": "interactive", "tokenizer": "whitespace"},
         },
         pools={"interactive": 3.6},
@@ -138,7 +154,9 @@ async def test_shadow_budgets_measure_but_never_refuse(governance: Factory) -> N
 
 
 async def test_rpm_is_enforced_per_key_with_retry_after(governance: Factory) -> None:
-    g = governance(rate_limits=[{"scope": "key", "rpm": 3}], prices={"m": {"tokenizer": "whitespace"}})
+    g = governance(
+        rate_limits=[{"scope": "key", "rpm": 3}], prices={"m": {"tokenizer": "whitespace"}}
+    )
     for i in range(3):
         await g.governor.admit(chat(ANN, max_tokens=1, rid=f"q{i}"))
     with pytest.raises(RateLimited) as refused:
@@ -148,8 +166,14 @@ async def test_rpm_is_enforced_per_key_with_retry_after(governance: Factory) -> 
     # Another key has its own allowance; retrieval's query embedding is not a request.
     await g.governor.admit(chat(BOB, max_tokens=1, rid="q5"))
     await g.governor.admit(
-        CallInfo(operation="embedding", model="m", principal=ANN, request_id="q6",
-                 purpose="retrieval.query", inputs=("hi",))
+        CallInfo(
+            operation="embedding",
+            model="m",
+            principal=ANN,
+            request_id="q6",
+            purpose="retrieval.query",
+            inputs=("hi",),
+        )
     )
 
 
@@ -159,8 +183,14 @@ async def test_the_whole_request_counts_against_a_request_budget(governance: Fac
         prices={"m": {"tokenizer": "whitespace"}},
     )
     embed = await g.governor.admit(
-        CallInfo(operation="embedding", model="m", principal=ANN, request_id="big",
-                 purpose="retrieval.query", inputs=("a " * 30,))
+        CallInfo(
+            operation="embedding",
+            model="m",
+            principal=ANN,
+            request_id="big",
+            purpose="retrieval.query",
+            inputs=("a " * 30,),
+        )
     )
     await embed.settle("ok", Usage(prompt_tokens=30), 0.01)
     with pytest.raises(BudgetExceeded):

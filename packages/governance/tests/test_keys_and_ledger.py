@@ -9,18 +9,18 @@ from typing import Any
 import pytest
 from lanewise.core.errors import Unauthorized
 from lanewise.core.types import Principal
+from lanewise.governance import tables
 from lanewise.governance.budgets import Budget, applicable
 from lanewise.governance.keys import KeyStore, Scopes
 from lanewise.governance.ledger import Charge, Ledger
 from sqlalchemy import select
 
-from lanewise.governance import tables
-
 
 def test_keys_are_stored_as_hashes_and_shown_once(ledger: Ledger) -> None:
     keys = KeyStore(ledger.engine, cache_s=0)
     key, secret = keys.create(tenant="acme", user="ann", scopes=Scopes(models=("small",)))
-    assert secret.startswith(f"lw_{key.id}_") and len(secret) > 50
+    assert secret.startswith(f"lw_{key.id}_")
+    assert len(secret) > 50
     with ledger.engine.connect() as connection:
         stored = [tuple(row) for row in connection.execute(select(tables.api_keys))]
     assert secret not in repr(stored)
@@ -60,16 +60,29 @@ def test_scopes_match_routes_models_and_priorities() -> None:
     scopes = Scopes(routes=("/v1/chat/*",), models=("small", "rag/*"), priorities=("batch",))
     assert scopes.allows_route("/v1/chat/completions")
     assert not scopes.allows_route("/v1/embeddings")
-    assert scopes.allows_model("rag/small") and not scopes.allows_model("large")
-    assert scopes.allows_priority("batch") and not scopes.allows_priority("interactive")
+    assert scopes.allows_model("rag/small")
+    assert not scopes.allows_model("large")
+    assert scopes.allows_priority("batch")
+    assert not scopes.allows_priority("interactive")
     assert Scopes().allows_model("anything")
 
 
 def _charge(tenant: str, tokens: int, ts: float, request_id: str = "r") -> Charge:
     return Charge(
-        id=uuid.uuid4().hex, ts=ts, settled_at=ts + 1, request_id=request_id, tenant=tenant,
-        user="ann", key_id="k1", workflow="wf", model="m", operation="chat",
-        purpose="request", status="ok", prompt_tokens=tokens, completion_tokens=1,
+        id=uuid.uuid4().hex,
+        ts=ts,
+        settled_at=ts + 1,
+        request_id=request_id,
+        tenant=tenant,
+        user="ann",
+        key_id="k1",
+        workflow="wf",
+        model="m",
+        operation="chat",
+        purpose="request",
+        status="ok",
+        prompt_tokens=tokens,
+        completion_tokens=1,
         cost_nano=tokens * 7,
     )
 
@@ -104,7 +117,11 @@ def test_snapshot_sums_each_window_exactly_and_records_once(
         assert ledger.spent(day, "acme", now) in (11 + 21, 11)
         assert snapshot.counters[cost_counter.key][0] == (10 + 20 + 1000) * 7
         assert set(snapshot.charge_ids) == {c.id for c in charges[:3]}
-        ledger.set_budget(Budget(scope="tenant", subject="acme", window="day", unit="tokens", limit=5, tenant="acme"))
+        ledger.set_budget(
+            Budget(
+                scope="tenant", subject="acme", window="day", unit="tokens", limit=5, tenant="acme"
+            )
+        )
         assert [b.limit for b in ledger.budgets(tenant="acme")] == [5]
         assert ledger.budgets(tenant="globex") == []
     finally:

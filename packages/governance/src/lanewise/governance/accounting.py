@@ -11,6 +11,7 @@ from the ledger; when it is unreachable, settlements wait and are retried.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -85,7 +86,9 @@ class Accounting:
             await self.rebuild(now=now)
         raise NeedsRebuild("the counters were lost again while being rebuilt")
 
-    async def usage(self, counters: Sequence[Counter], now: float | None = None) -> list[tuple[int, int]]:
+    async def usage(
+        self, counters: Sequence[Counter], now: float | None = None
+    ) -> list[tuple[int, int]]:
         now = self.clock() if now is None else now
         try:
             return await self.store.usage(counters, now=now)
@@ -113,9 +116,7 @@ class Accounting:
     async def seed(self, budget: Budget, now: float | None = None) -> None:
         """Start a budget set at run time from what its window has already spent."""
         now = self.clock() if now is None else now
-        snapshot = await asyncio.to_thread(
-            self.ledger.snapshot, [budget], now=now, recent_s=0.0
-        )
+        snapshot = await asyncio.to_thread(self.ledger.snapshot, [budget], now=now, recent_s=0.0)
         await self.store.seed(snapshot)
 
     # -- settlement --------------------------------------------------------------
@@ -168,7 +169,9 @@ class Accounting:
             # or from the next rebuild once the markers that dedupe them would have expired.
             keep = [p for p in batch if now - p.charge.settled_at < 2 * self.ttl_s]
             if len(keep) < len(batch):
-                log.error("governance: %d settlements left to the next rebuild", len(batch) - len(keep))
+                log.error(
+                    "governance: %d settlements left to the next rebuild", len(batch) - len(keep)
+                )
             self._retry = keep
             log.error("governance: counters unreachable while settling (%s); will retry", exc)
 
@@ -179,10 +182,8 @@ class Accounting:
     async def aclose(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-            except asyncio.CancelledError:
-                pass
         try:
             await self._write_once()
         finally:

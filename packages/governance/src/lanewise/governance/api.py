@@ -14,16 +14,15 @@ from typing import Any, Literal
 import msgspec
 from lanewise.core.errors import InvalidRequest, NotFound
 from lanewise.core.types import Principal
-from litestar import Request, Router, delete, get, post, put
-from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
-
 from lanewise.governance.budgets import Budget, applicable, from_amount, to_amount
 from lanewise.governance.errors import OutOfScope
 from lanewise.governance.governor import budget_body
 from lanewise.governance.keys import Scopes
 from lanewise.governance.runtime import ADMIN_KEY_PREFIX, Governance
 from lanewise.governance.settings import EACH, Scope, Unit, Window
+from litestar import Request, Router, delete, get, post, put
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
@@ -132,7 +131,9 @@ def build_router(governance: Governance) -> Router:
         return {**key.public(time.time()), "key": secret}
 
     @get("/keys")
-    async def list_keys(request: Request[Any, Any, Any], tenant: str | None = None) -> dict[str, Any]:
+    async def list_keys(
+        request: Request[Any, Any, Any], tenant: str | None = None
+    ) -> dict[str, Any]:
         allowed = allowed_tenant(request)
         scope = allowed if allowed is not None else tenant
         if allowed is not None and tenant not in (None, allowed):
@@ -143,7 +144,9 @@ def build_router(governance: Governance) -> Router:
 
     @delete("/keys/{key_id:str}", status_code=200)
     async def revoke_key(request: Request[Any, Any, Any], key_id: str) -> dict[str, Any]:
-        key = await asyncio.to_thread(governance.keys.revoke, key_id, tenant=allowed_tenant(request))
+        key = await asyncio.to_thread(
+            governance.keys.revoke, key_id, tenant=allowed_tenant(request)
+        )
         return key.public(time.time())
 
     @put("/budgets")

@@ -7,7 +7,6 @@ $0.15 per million tokens is exactly 150 per token and Redis can ``INCRBY``).
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 
 from lanewise.core.types import Principal

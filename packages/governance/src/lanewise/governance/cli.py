@@ -12,15 +12,15 @@ from typing import Any
 
 import click
 from lanewise.core.settings import load_settings
-from rich.console import Console
-from rich.table import Table
-
 from lanewise.governance.budgets import Budget, counter_for, from_amount, to_amount
 from lanewise.governance.keys import Scopes
 from lanewise.governance.runtime import Governance, build
 from lanewise.governance.settings import GovernanceSettings
+from rich.console import Console
+from rich.table import Table
 
 console = Console()
+notes = Console(stderr=True)
 
 
 def _governance(ctx: click.Context) -> Governance:
@@ -73,9 +73,8 @@ def create_key(
         expires_at=time.time() + expires_in_days * 86_400 if expires_in_days else None,
     )
     click.echo(secret)
-    console.print(
-        f"[green]key {key.id}[/] for tenant {tenant!r}: store it now, it is not shown again",
-        stderr=True,
+    notes.print(
+        f"[green]key {key.id}[/] for tenant {tenant!r}: store it now, it is not shown again"
     )
 
 
@@ -94,7 +93,13 @@ def list_keys(ctx: click.Context, tenant: str | None) -> None:
             if values
         ) + (" admin" if scopes.admin else "")
         table.add_row(
-            key.id, key.tenant, key.user or "", key.workflow or "", key.status(now), described, key.name
+            key.id,
+            key.tenant,
+            key.user or "",
+            key.workflow or "",
+            key.status(now),
+            described,
+            key.name,
         )
     console.print(table)
 
@@ -113,9 +118,13 @@ def budgets() -> None:
 
 
 @budgets.command("set")
-@click.option("--scope", type=click.Choice(["request", "key", "user", "tenant", "workflow"]), required=True)
+@click.option(
+    "--scope", type=click.Choice(["request", "key", "user", "tenant", "workflow"]), required=True
+)
 @click.option("--subject", default="*", help="tenant, '<tenant>/<user>', key id, ... or '*'")
-@click.option("--window", type=click.Choice(["minute", "hour", "day", "month", "lifetime"]), default="day")
+@click.option(
+    "--window", type=click.Choice(["minute", "hour", "day", "month", "lifetime"]), default="day"
+)
 @click.option("--unit", type=click.Choice(["tokens", "cost"]), default="tokens")
 @click.option("--limit", type=float, required=True, help="tokens, or USD for --unit cost")
 @click.option("--shadow", is_flag=True, help="measure and report, never refuse")
@@ -131,7 +140,11 @@ def set_budget(
     shadow: bool,
     tenant: str | None,
 ) -> None:
-    owner = tenant or (subject.split("/")[0] if scope in ("tenant", "user", "workflow") and subject != "*" else None)
+    owner = tenant or (
+        subject.split("/")[0]
+        if scope in ("tenant", "user", "workflow") and subject != "*"
+        else None
+    )
     budget = Budget(
         scope=scope,
         subject=subject,
@@ -159,17 +172,26 @@ def show_budgets(ctx: click.Context, tenant: str | None) -> None:
         if tenant is not None and budget.tenant not in (tenant, None):
             continue
         subjects = (
-            [budget.subject] if budget.subject != "*" else sorted(governance.ledger.totals(budget, now))
+            [budget.subject]
+            if budget.subject != "*"
+            else sorted(governance.ledger.totals(budget, now))
         )
         for subject in subjects or ["*"]:
             spent = governance.ledger.spent(budget, subject, now)
             counter = counter_for(budget, subject, now)
-            reset = "never" if counter.reset_at == float("inf") else time.strftime(
-                "%Y-%m-%d %H:%M UTC", time.gmtime(counter.reset_at)
+            reset = (
+                "never"
+                if counter.reset_at == float("inf")
+                else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(counter.reset_at))
             )
             table.add_row(
-                budget.id, budget.scope, subject, budget.window, budget.unit,
+                budget.id,
+                budget.scope,
+                subject,
+                budget.window,
+                budget.unit,
                 f"{from_amount(budget.unit, budget.limit):g}",
-                f"{from_amount(budget.unit, spent):g}", reset,
+                f"{from_amount(budget.unit, spent):g}",
+                reset,
             )
     console.print(table)

@@ -243,7 +243,9 @@ class Governor:
                 counters[i].budget.describe(),
                 call.request_id,
             )
-        binding = counters[admission.index] if admission.index >= 0 and call.max_tokens is None else None
+        binding = (
+            counters[admission.index] if admission.index >= 0 and call.max_tokens is None else None
+        )
         return Meter(
             governor=self,
             call=call,
@@ -263,7 +265,11 @@ class Governor:
             c
             for c in counters
             if not c.budget.shadow
-            and (self.settings.on_outage_cost if c.budget.unit == "cost" else self.settings.on_outage_tokens)
+            and (
+                self.settings.on_outage_cost
+                if c.budget.unit == "cost"
+                else self.settings.on_outage_tokens
+            )
             == "closed"
         ]
         now = time.monotonic()
@@ -315,7 +321,11 @@ class Governor:
             raise BudgetExceeded(
                 f"the {counter.budget.describe()} has {body['remaining']:g} {body['unit']} "
                 f"left, not enough for {needed} ({prompt} prompt tokens); "
-                + ("wait for the window to reset or ask for a larger budget" if retry else "ask for a larger budget"),
+                + (
+                    "wait for the window to reset or ask for a larger budget"
+                    if retry
+                    else "ask for a larger budget"
+                ),
                 retry_after_s=retry,
                 budget=body,
                 **{k: body[k] for k in ("scope", "window", "limit", "used", "remaining", "reset")},

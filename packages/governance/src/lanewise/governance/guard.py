@@ -5,7 +5,6 @@ from __future__ import annotations
 from lanewise.core.context import current_request
 from lanewise.core.guards import CallOutcome, ModelCall, StreamStop
 from lanewise.core.types import ChatChunk
-
 from lanewise.governance.errors import OutOfScope
 from lanewise.governance.governor import CallInfo, Governor, Meter
 from lanewise.governance.keys import KeyStore

@@ -18,9 +18,8 @@ from typing import Any
 
 from lanewise.core.errors import NotFound, Unauthorized
 from lanewise.core.types import Principal, Priority
-from sqlalchemy import Engine, insert, select, update
-
 from lanewise.governance import tables
+from sqlalchemy import Engine, insert, select, update
 
 PREFIX = "lw_"
 _ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
@@ -194,7 +193,9 @@ class KeyStore:
         t = tables.api_keys
         with self.engine.begin() as connection:
             connection.execute(
-                update(t).where(t.c.id == key_id, t.c.revoked_at.is_(None)).values(revoked_at=time.time())
+                update(t)
+                .where(t.c.id == key_id, t.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
             )
         self._cache.pop(key_id, None)
         return self.get(key.id)

@@ -16,9 +16,6 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, Engine, create_engine, event, func, insert, select
-from sqlalchemy.engine import make_url
-
 from lanewise.governance import tables
 from lanewise.governance.budgets import (
     REQUEST_BUDGET_TTL_S,
@@ -28,6 +25,8 @@ from lanewise.governance.budgets import (
 from lanewise.governance.settings import EACH
 from lanewise.governance.store import Snapshot
 from lanewise.governance.windows import bucket
+from sqlalchemy import ColumnElement, Engine, create_engine, event, func, insert, select
+from sqlalchemy.engine import make_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +127,7 @@ class Ledger:
         with self.engine.begin() as connection:
             ids = [c.id for c in charges]
             known = set(
-                connection.scalars(
-                    select(tables.charges.c.id).where(tables.charges.c.id.in_(ids))
-                )
+                connection.scalars(select(tables.charges.c.id).where(tables.charges.c.id.in_(ids)))
             )
             rows = [asdict(c) for c in charges if c.id not in known]
             if rows:

@@ -9,7 +9,6 @@ from lanewise.core.auth import bearer_token
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.settings import Settings
 from lanewise.core.types import Principal
-
 from lanewise.governance.settings import GovernanceSettings
 
 if TYPE_CHECKING:
@@ -17,9 +16,8 @@ if TYPE_CHECKING:
     from lanewise.core.factory import Components, FactoryContext
     from lanewise.core.guards import ModelCallGuard
     from lanewise.core.registry import Register
-    from litestar.config.app import AppConfig
-
     from lanewise.governance.runtime import Governance
+    from litestar.config.app import AppConfig
 
 GUARD_ORDER = 200
 
@@ -72,7 +70,9 @@ def lanewise_resolve_principal(headers: Mapping[str, str], settings: Settings) -
 
 
 @hookimpl
-def lanewise_configure_gateway(app_config: AppConfig, settings: Settings, components: Components) -> None:
+def lanewise_configure_gateway(
+    app_config: AppConfig, settings: Settings, components: Components
+) -> None:
     if not settings.section(GovernanceSettings).enabled:
         return
     from lanewise.governance.api import build_router
@@ -89,5 +89,3 @@ def lanewise_configure_cli(cli: click.Group) -> None:
 
     cli.add_command(keys)
     cli.add_command(budgets)
-
-

@@ -29,7 +29,9 @@ class Rates:
 
     def cost(self, prompt_tokens: int, completion_tokens: int, gpu_s: float) -> int:
         gpu = math.ceil(self.gpu_per_s * gpu_s) if self.gpu_per_s else 0
-        return prompt_tokens * self.input_per_token + completion_tokens * self.output_per_token + gpu
+        return (
+            prompt_tokens * self.input_per_token + completion_tokens * self.output_per_token + gpu
+        )
 
 
 FREE = Rates(0, 0, 0, 0.0)

@@ -16,10 +16,6 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from lanewise.governance.budgets import Counter
 from lanewise.governance.store import (
     Admission,
@@ -30,6 +26,9 @@ from lanewise.governance.store import (
     Snapshot,
     StoreUnavailable,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError)
 

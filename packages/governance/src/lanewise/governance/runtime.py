@@ -11,7 +11,6 @@ from pathlib import Path
 
 from lanewise.core.errors import ConfigError
 from lanewise.core.types import Principal
-
 from lanewise.governance.accounting import Accounting
 from lanewise.governance.budgets import Budget
 from lanewise.governance.catalogue import Catalogue
@@ -83,7 +82,9 @@ def build(
     fallback: Accounting | None = None
     if settings.store == "redis":
         if not redis_url:
-            raise ConfigError("governance.store = 'redis' needs redis_url (e.g. redis://host:6379/0)")
+            raise ConfigError(
+                "governance.store = 'redis' needs redis_url (e.g. redis://host:6379/0)"
+            )
         from lanewise.governance.redis_store import RedisStore
 
         store = RedisStore(redis_url, marker_ttl_s=2 * ttl)
@@ -134,7 +135,12 @@ _shared: dict[int, tuple[object, Governance]] = {}
 
 
 def shared(
-    settings: GovernanceSettings, *, data_dir: Path, redis_url: str | None, database_url: str | None, owner: object
+    settings: GovernanceSettings,
+    *,
+    data_dir: Path,
+    redis_url: str | None,
+    database_url: str | None,
+    owner: object,
 ) -> Governance:
     """The process's Governance for one core Settings object (``owner``).
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
-
 from lanewise.governance.api import principal_of
 from lanewise.governance.errors import OutOfScope
 from lanewise.governance.runtime import ADMIN_KEY_PREFIX, Governance
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 
 PRIORITY_HEADER = "x-lanewise-priority"
 ADMIN_ROUTES = ("/v1/admin/", "/v1/budgets")
@@ -34,7 +33,8 @@ def route_scope_guard(
             return
         if not key.scopes.allows_route(path) and not path.startswith("/v1/budgets"):
             raise OutOfScope(
-                f"API key {key.id} may not call {path}; it may call: {', '.join(key.scopes.routes)}",
+                f"API key {key.id} may not call {path}; "
+                f"it may call: {', '.join(key.scopes.routes)}",
                 route=path,
             )
         asked = connection.headers.get(PRIORITY_HEADER, key.priority).strip().lower()

@@ -54,9 +54,7 @@ class ModelPrice(Section):
     input_per_million: float = Field(0.0, ge=0)
     output_per_million: float = Field(0.0, ge=0)
     pool: str | None = Field(None, description="self-hosted: the pool whose hourly price applies")
-    tokenizer: str = Field(
-        "auto", description="'auto', 'whitespace' or a path to a tokenizer.json"
-    )
+    tokenizer: str = Field("auto", description="'auto', 'whitespace' or a path to a tokenizer.json")
 
 
 class AdminKeyConfig(Section):

@@ -20,8 +20,8 @@ def bucket(window: Window, now: float) -> tuple[float, float]:
         end = datetime(day.year + (day.month == 12), day.month % 12 + 1, 1, tzinfo=UTC)
         return start.timestamp(), end.timestamp()
     size = _FIXED_S[window]
-    start = math.floor(now / size) * size
-    return float(start), float(start + size)
+    first = math.floor(now / size) * size
+    return float(first), float(first + size)
 
 
 def bucket_id(window: Window, now: float) -> str:
