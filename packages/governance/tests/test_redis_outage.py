@@ -98,3 +98,67 @@ async def test_unsettled_reservations_expire(redis_server: Any, tmp_path: Path) 
         await g.governor.admit(chat("after-ttl", max_tokens=20))
     finally:
         await g.aclose()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_settlement_racing_a_rebuild_counts_once(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from lanewise.governance.accounting import Accounting
+    from lanewise.governance.budgets import Budget
+    from lanewise.governance.ledger import Charge, Ledger
+    from lanewise.governance.redis_store import RedisStore
+    from lanewise.governance.store import Hold, MemoryStore, Settlement
+
+    budget = Budget(scope="tenant", subject="*", window="lifetime", unit="tokens", limit=1000)
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'l.db'}")
+    store: Any = (
+        RedisStore(request.getfixturevalue("redis_server").url)
+        if kind == "redis"
+        else MemoryStore()
+    )
+    accounting = Accounting(store, ledger, budgets=lambda: [budget], reservation_ttl_s=60)
+    now = time.time()
+    (counter,) = applicable([budget], ANN, "", now)
+
+    def charge(rid: str, tokens: int) -> tuple[Charge, Settlement]:
+        c = Charge(
+            id=rid,
+            ts=now,
+            settled_at=now,
+            request_id=rid,
+            tenant="acme",
+            user=None,
+            key_id=None,
+            workflow=None,
+            model="m",
+            operation="chat",
+            purpose="request",
+            status="ok",
+            prompt_tokens=tokens,
+            completion_tokens=0,
+            cost_nano=0,
+        )
+        return c, Settlement(reservation_id=rid, charge_id=rid, amounts=((counter, tokens),))
+
+    try:
+        for rid in ("in-snapshot", "after-snapshot"):
+            await accounting.admit(rid, [], [Hold(counter, 10)], min_allowance=0, max_allowance=0)
+        # The first charge reaches the ledger, then the counters vanish and are rebuilt
+        # from it before that charge's settlement arrives.
+        first, first_settlement = charge("in-snapshot", 7)
+        ledger.record([first])
+        if kind == "redis":
+            await store.redis.flushall()
+        else:
+            store.wipe()
+        assert await accounting.rebuild()
+        assert await store.settle([first_settlement], now=now)
+        second, second_settlement = charge("after-snapshot", 5)
+        accounting.settle(second, second_settlement)
+        await accounting.flush()
+        assert await accounting.usage([counter]) == [(12, 0)]
+        assert ledger.spent(budget, "acme", now) == 12
+    finally:
+        await accounting.aclose()
+        ledger.close()
