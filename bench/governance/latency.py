@@ -35,6 +35,7 @@ import redis
 
 MESSAGES = [{"role": "user", "content": "Where does the batch pool run? Answer briefly."}]
 STATIC_KEY = "bench-static-key"
+LANEWISE = str(Path(sys.executable).parent / "lanewise")
 
 
 def free_port() -> int:
@@ -189,7 +190,7 @@ def _run(tmp: Path, redis_url: str, *, quick: bool) -> dict[str, Any]:
     on_cfg = write_config(tmp, upstream, redis_url, governed=True)
     lw_key = create_key(on_cfg)
     others = ",".join(["inference"])
-    serve = [sys.executable, "-m", "lanewise.core.cli"]
+    serve = [LANEWISE]
     rows: list[dict[str, Any]] = []
     counter = redis.Redis.from_url(redis_url)
     with (
@@ -255,7 +256,8 @@ def _run(tmp: Path, redis_url: str, *, quick: bool) -> dict[str, Any]:
                         f"c={c:<3} off p50={off_p['p50_ms']:.2f}ms p99={off_p['p99_ms']:.2f}ms | "
                         f"on p50={on_p['p50_ms']:.2f}ms p99={on_p['p99_ms']:.2f}ms | "
                         f"added p50={row['added_p50_ms']:+.2f}ms | cpu/req "
-                        f"{row['cpu_ms_per_request_off']:.2f} → {row['cpu_ms_per_request_on']:.2f} ms | "
+                        f"{row['cpu_ms_per_request_off']:.2f} → "
+                        f"{row['cpu_ms_per_request_on']:.2f} ms | "
                         f"redis commands/req {row['redis_commands_per_request']:.2f}",
                         flush=True,
                     )
