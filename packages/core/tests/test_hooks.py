@@ -11,7 +11,7 @@ from typing import Any
 import click
 import httpx
 from click.testing import CliRunner
-from lanewise.core.container import build_container
+from lanewise.core.container import build_components
 from lanewise.core.demo import run_demo
 from lanewise.core.errors import Unauthorized
 from lanewise.core.hookspecs import hookimpl
@@ -46,7 +46,7 @@ def test_hook_lanewise_register_backends(gateway):
     class Plugin:
         @hookimpl
         def lanewise_register_backends(self, register):
-            register("shout", lambda config, settings, container: Shout(), description="loud")
+            register("shout", lambda ctx: Shout(), description="loud")
 
     body = {"model": "loud", "messages": [{"role": "user", "content": "hi there"}]}
     with gateway(plugins=(Plugin(),), models={"loud": {"kind": "shout"}}) as base:
@@ -73,14 +73,14 @@ async def test_hook_lanewise_register_embedders(lanewise_settings, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_embedders(self, register):
-            def build(config, settings, container):
-                seen.append(config.options)
+            def build(ctx):
+                seen.append(ctx.options)
                 return Letters()
 
             register("letters", build, description="letter frequencies")
 
     settings = lanewise_settings(retrieval={"embedder": {"kind": "letters", "scale": 2}})
-    container = build_container(settings, core_pm(Plugin()))
+    container = build_components(settings, core_pm(Plugin()))
     embedder = container.embedder()
     assert embedder is container.embedder()  # one per process
     assert seen == [{"scale": 2}]
@@ -97,15 +97,15 @@ async def test_hook_lanewise_register_vector_stores(lanewise_settings, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_embedders(self, register):
-            register("letters", lambda c, s, k: Letters(), default=True)
+            register("letters", lambda ctx: Letters(), default=True)
 
         @hookimpl
         def lanewise_register_vector_stores(self, register):
             # The factory reaches another component through the container.
-            register("memory", lambda c, s, container: MemoryStore(container.embedder().dimension))
+            register("memory", lambda ctx: MemoryStore(ctx.components.embedder().dimension))
 
     settings = lanewise_settings(retrieval={"vector_store": {"kind": "memory"}})
-    store = build_container(settings, core_pm(Plugin())).vector_store()
+    store = build_components(settings, core_pm(Plugin())).vector_store()
     assert isinstance(store, MemoryStore)
     assert store.dimension == 26
 
@@ -121,9 +121,9 @@ def test_hook_lanewise_register_loaders(lanewise_settings, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_loaders(self, register):
-            register("csv", lambda config, settings, container: CsvLoader())
+            register("csv", lambda ctx: CsvLoader())
 
-    container = build_container(lanewise_settings(), core_pm(Plugin()))
+    container = build_components(lanewise_settings(), core_pm(Plugin()))
     registry = container.loader_registry()
     assert registry.names() == ["csv"]
     loader = registry.get("csv", key="loader").build(None, container.settings(), container)
@@ -145,9 +145,9 @@ def test_hook_lanewise_register_chunkers(lanewise_settings, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_chunkers(self, register):
-            register("paragraphs", lambda c, s, k: Paragraphs(), default=True)
+            register("paragraphs", lambda ctx: Paragraphs(), default=True)
 
-    chunker = build_container(lanewise_settings(), core_pm(Plugin())).chunker()
+    chunker = build_components(lanewise_settings(), core_pm(Plugin())).chunker()
     chunks = chunker.chunk(Document(id="d", text="one\n\ntwo\n\n\nthree"))
     assert [(c.id, c.text) for c in chunks] == [("d:0", "one"), ("d:1", "two"), ("d:2", "\nthree")]
 
@@ -162,10 +162,10 @@ async def test_hook_lanewise_register_rerankers(lanewise_settings, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_rerankers(self, register):
-            register("shortest", lambda c, s, k: ShortestFirst())
+            register("shortest", lambda ctx: ShortestFirst())
 
     settings = lanewise_settings(retrieval={"reranker": {"kind": "shortest"}})
-    reranker = build_container(settings, core_pm(Plugin())).reranker()
+    reranker = build_components(settings, core_pm(Plugin())).reranker()
     hits = [Hit(id="a", score=1, text="long text"), Hit(id="b", score=0.5, text="hi")]
     assert [h.id for h in await reranker.rerank(query="q", hits=hits, k=1)] == ["b"]
 
@@ -182,9 +182,9 @@ async def test_hook_lanewise_register_evaluators(lanewise_settings, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_evaluators(self, register):
-            register("length", lambda c, s, k: Length())
+            register("length", lambda ctx: Length())
 
-    container = build_container(lanewise_settings(), core_pm(Plugin()))
+    container = build_components(lanewise_settings(), core_pm(Plugin()))
     registry = container.evaluator_registry()
     assert registry is collect(container.plugin_manager(), "evaluator") or registry.names() == [
         "length"
@@ -209,7 +209,7 @@ def test_hook_lanewise_register_health_checks(gateway):
 
     class Plugin:
         @hookimpl
-        def lanewise_register_health_checks(self, register, container):
+        def lanewise_register_health_checks(self, register, components):
             got.append(container)
             register("db", lambda: Check("db", None))
             register("queue", lambda: Check("queue", "broker unreachable"))
@@ -235,12 +235,12 @@ def test_hook_lanewise_resolve_retriever(gateway, echo_plugin):
 
     class Plugin:
         @hookimpl
-        def lanewise_resolve_retriever(self, container):
+        def lanewise_resolve_retriever(self, components):
             return Faq()
 
     class Passes:
         @hookimpl
-        def lanewise_resolve_retriever(self, container):
+        def lanewise_resolve_retriever(self, components):
             return None  # firstresult: None passes to the next plugin
 
     with gateway(plugins=(Plugin(), Passes())) as base:

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from lanewise.core.container import build_container
+from lanewise.core.container import build_components
 from lanewise.core.errors import NotFound, UpstreamTimeout
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.types import ChatRequest, Hit, Message
@@ -33,7 +33,7 @@ class RetrieverPlugin:
         self.retriever = Docs()
 
     @hookimpl
-    def lanewise_resolve_retriever(self, container):
+    def lanewise_resolve_retriever(self, components):
         return self.retriever
 
 
@@ -44,7 +44,7 @@ def request(text: str = "what are lanes", **kw: Any) -> ChatRequest:
 @pytest.fixture
 def pipeline_for(lanewise_settings, core_pm, echo_plugin):
     def make(*plugins: object, **overrides: Any) -> Any:
-        container = build_container(lanewise_settings(**overrides), core_pm(echo_plugin, *plugins))
+        container = build_components(lanewise_settings(**overrides), core_pm(echo_plugin, *plugins))
         return container.pipeline()
 
     return make
@@ -171,7 +171,7 @@ async def test_a_failing_stage_is_reported_not_ok(pipeline_for, echo_plugin):
 
     class Plugin:
         @hookimpl
-        def lanewise_resolve_retriever(self, container):
+        def lanewise_resolve_retriever(self, components):
             return Broken()
 
     pipeline = pipeline_for(Plugin())

@@ -11,7 +11,7 @@ from unittest import mock
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from lanewise.core.container import build_container
+from lanewise.core.container import build_components
 from lanewise.core.errors import ConfigError
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.settings import load_settings
@@ -186,15 +186,15 @@ def test_toml_syntax_error_is_a_config_error(tmp_path):
 class Stores:
     @hookimpl
     def lanewise_register_vector_stores(self, register: Any) -> None:
-        register("memory", lambda c, s, k: object(), default=True)
-        register("disk", lambda c, s, k: object())
+        register("memory", lambda ctx: object(), default=True)
+        register("disk", lambda ctx: object())
 
 
 def test_unknown_component_kind_fails_at_start_up(tmp_path, core_pm):
     path = write(tmp_path / "lanewise.toml", '[retrieval.vector_store]\nkind = "nope"\n')
     settings = load_settings(path)
     with pytest.raises(ConfigError) as info:
-        build_container(settings, core_pm(Stores()))
+        build_components(settings, core_pm(Stores()))
     assert info.value.detail == (
         "retrieval.vector_store.kind = 'nope' is not a known vector store; allowed: disk, memory"
     )
@@ -203,7 +203,7 @@ def test_unknown_component_kind_fails_at_start_up(tmp_path, core_pm):
 def test_unknown_component_kind_without_any_plugin_says_what_to_install(core_pm):
     settings = load_settings(None, ingest={"chunker": {"kind": "nope"}})
     with pytest.raises(ConfigError) as info:
-        build_container(settings, core_pm())
+        build_components(settings, core_pm())
     assert "ingest.chunker.kind = 'nope'" in info.value.detail
     assert "install a lanewise lane package" in info.value.detail
 
@@ -211,21 +211,21 @@ def test_unknown_component_kind_without_any_plugin_says_what_to_install(core_pm)
 def test_unknown_model_kind(core_pm, echo_plugin):
     settings = load_settings(None, models={"m": {"kind": "gpt"}})
     with pytest.raises(ConfigError) as info:
-        build_container(settings, core_pm(echo_plugin))
+        build_components(settings, core_pm(echo_plugin))
     assert info.value.detail == "models.m.kind = 'gpt' is not a known backend; allowed: echo"
 
 
 def test_unknown_default_model(core_pm, echo_plugin):
     settings = load_settings(None, default_model="big", models={"small": {"kind": "echo"}})
     with pytest.raises(ConfigError) as info:
-        build_container(settings, core_pm(echo_plugin))
+        build_components(settings, core_pm(echo_plugin))
     assert info.value.detail == "default_model = 'big' is not a configured model; allowed: small"
 
 
 def test_bad_component_option_names_the_key(core_pm, echo_plugin):
     settings = load_settings(None, models={"m": {"kind": "echo", "speed": 3}})
     with pytest.raises(ConfigError) as info:
-        build_container(settings, core_pm(echo_plugin))
+        build_components(settings, core_pm(echo_plugin))
     assert "speed" in info.value.detail
     assert "allowed: delay_s" in info.value.detail
 

@@ -9,7 +9,7 @@ import numpy as np
 import openai
 import pytest
 from lanewise.core.auth import hash_key
-from lanewise.core.container import build_container, close_container
+from lanewise.core.container import build_components, close_container
 from lanewise.core.gateway.app import create_app
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.plugins import get_plugin_manager
@@ -116,7 +116,7 @@ def test_openai_embedder_against_our_own_gateway(gateway, reference, lanewise_se
             }
         },
     )
-    container = build_container(settings, get_plugin_manager(None))
+    container = build_components(settings, get_plugin_manager(None))
     embedder = container.embedder()
     assert isinstance(embedder, OpenAIEmbedder)
     assert embedder.id == "openai:all-MiniLM-L6-v2"

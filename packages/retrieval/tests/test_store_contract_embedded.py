@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lanewise.core.container import build_container
+from lanewise.core.container import build_components
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig
 from lanewise.retrieval.contract import VectorStoreContract, put, random_rows, random_vector
@@ -47,7 +47,7 @@ async def test_container_builds_embedded_store_by_default(
     lanewise_settings: Any, register_plugin: Any
 ) -> None:
     settings = lanewise_settings(retrieval={"vector_store": {"kind": "embedded", "dimension": 4}})
-    container = build_container(settings, register_plugin())
+    container = build_components(settings, register_plugin())
     store = container.vector_store()
     assert isinstance(store, EmbeddedStore)
     assert store.path == settings.data_dir / "vectors.sqlite3"

@@ -91,6 +91,11 @@ class VectorStore(Protocol):
 class Retriever(Protocol):
     """Query text in, ranked hits out (embed + search + rerank behind it)."""
 
+    default_k: int
+    """Hits returned when a request does not say how many."""
+    degrade: bool
+    """On an outage, answer without context (flagged) instead of failing, unless a request says."""
+
     async def retrieve(
         self,
         *,
@@ -161,3 +166,41 @@ class Evaluator(Protocol):
     async def evaluate(
         self, *, request: ChatRequest, completion: ChatCompletion
     ) -> Mapping[str, float]: ...
+
+
+# -- optional capabilities: declared here, checked with isinstance, never getattr --
+
+
+@runtime_checkable
+class OutputLimited(Protocol):
+    """A backend with a ceiling on ``max_tokens`` (a larger ask is a 400 naming the limit)."""
+
+    max_output_tokens: int | None
+
+
+@runtime_checkable
+class Describable(Protocol):
+    """A backend that adds facts about itself to its ``/v1/models`` entry."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ProcessLocal(Protocol):
+    """A component holding a local resource (a file lock): one process only when True."""
+
+    single_process: bool
+
+
+@runtime_checkable
+class TokenCountingEmbedder(Protocol):
+    """An embedder that counts its own tokens exactly (usage for ``/v1/embeddings``)."""
+
+    def count_tokens(self, texts: Sequence[str]) -> int: ...
+
+
+@runtime_checkable
+class Dimensioned(Protocol):
+    """A vector store created for a fixed vector dimension."""
+
+    dimension: int
