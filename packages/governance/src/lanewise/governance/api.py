@@ -23,6 +23,7 @@ from lanewise.governance.settings import EACH, Scope, Unit, Window
 from litestar import Request, Router, delete, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath, FromQuery, JSONBody
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
@@ -109,7 +110,7 @@ def build_router(governance: Governance) -> Router:
         return found
 
     @post("/keys", status_code=201)
-    async def create_key(request: Request[Any, Any, Any], data: KeyIn) -> dict[str, Any]:
+    async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyIn]) -> dict[str, Any]:
         tenant = _own_tenant(data.tenant, allowed_tenant(request))
         if data.admin and allowed_tenant(request) is not None and tenant != allowed_tenant(request):
             raise OutOfScope("a tenant admin creates admin keys for its own tenant only")
@@ -132,7 +133,7 @@ def build_router(governance: Governance) -> Router:
 
     @get("/keys")
     async def list_keys(
-        request: Request[Any, Any, Any], tenant: str | None = None
+        request: Request[Any, Any, Any], tenant: FromQuery[str | None] = None
     ) -> dict[str, Any]:
         allowed = allowed_tenant(request)
         scope = allowed if allowed is not None else tenant
@@ -143,14 +144,16 @@ def build_router(governance: Governance) -> Router:
         return {"data": [k.public(now) for k in keys]}
 
     @delete("/keys/{key_id:str}", status_code=200)
-    async def revoke_key(request: Request[Any, Any, Any], key_id: str) -> dict[str, Any]:
+    async def revoke_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> dict[str, Any]:
         key = await asyncio.to_thread(
             governance.keys.revoke, key_id, tenant=allowed_tenant(request)
         )
         return key.public(time.time())
 
     @put("/budgets")
-    async def set_budget(request: Request[Any, Any, Any], data: BudgetIn) -> dict[str, Any]:
+    async def set_budget(
+        request: Request[Any, Any, Any], data: JSONBody[BudgetIn]
+    ) -> dict[str, Any]:
         tenant = _budget_tenant(data, allowed_tenant(request), governance)
         if data.limit < 0:
             raise InvalidRequest("limit must be zero or more", field="limit")
@@ -172,7 +175,9 @@ def build_router(governance: Governance) -> Router:
         return {"data": [_budget_out(b) for b in budgets]}
 
     @delete("/budgets/{budget_id:str}", status_code=200)
-    async def delete_budget(request: Request[Any, Any, Any], budget_id: str) -> dict[str, Any]:
+    async def delete_budget(
+        request: Request[Any, Any, Any], budget_id: FromPath[str]
+    ) -> dict[str, Any]:
         deleted = await asyncio.to_thread(
             governance.ledger.delete_budget, budget_id, tenant=allowed_tenant(request)
         )

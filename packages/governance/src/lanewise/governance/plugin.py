@@ -43,11 +43,14 @@ def lanewise_register_settings(register: Register) -> None:
     )
 
 
-def _make_guard(ctx: FactoryContext) -> ModelCallGuard:
+def _make_guard(ctx: FactoryContext) -> ModelCallGuard | None:
     from lanewise.governance.guard import BudgetGuard
+    from lanewise.governance.runtime import Release
 
+    if not ctx.settings.section(GovernanceSettings).enabled:
+        return None
     governance = governance_for(ctx.settings)
-    ctx.on_close(governance)
+    ctx.on_close(Release(governance, owner=ctx.settings))
     return BudgetGuard(governance.governor, governance.keys)
 
 

@@ -163,3 +163,15 @@ def shared(
 def forget(owner: object) -> None:
     with _ledgers_lock:
         _shared.pop(id(owner), None)
+
+
+class Release:
+    """Closes a shared Governance with the app that built it (and forgets it)."""
+
+    def __init__(self, governance: Governance, *, owner: object) -> None:
+        self.governance = governance
+        self.owner = owner
+
+    async def aclose(self) -> None:
+        forget(self.owner)
+        await self.governance.aclose()
