@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from lanewise.core.types import Message, Principal, Usage
 from lanewise.governance.accounting import Accounting
-from lanewise.governance.budgets import Counter, applicable, from_amount
+from lanewise.governance.budgets import Budget, Counter, applicable, from_amount
 from lanewise.governance.catalogue import Catalogue
 from lanewise.governance.errors import BudgetExceeded, BudgetStoreUnavailable, RateLimited
 from lanewise.governance.ledger import Charge
@@ -181,6 +181,7 @@ class Governor:
         self.fallback = fallback
         self.last_charge: Charge | None = None
         self._outage_logged = 0.0
+        self._seeded: set[str] = set()
 
     def counter(self, model: str) -> TokenCounter:
         price = self.settings.prices.get(model)
@@ -198,6 +199,8 @@ class Governor:
     async def admit(self, call: CallInfo) -> Meter:
         now = time.time()
         budgets = await self.catalogue.fresh()
+        if any(b.id not in self._seeded for b in budgets):
+            await self._seed_new(budgets)
         rates = rates_for(self.settings, call.model)
         counters = [
             c
@@ -259,6 +262,18 @@ class Governor:
             rates=rates,
             tpm_rules=[r for r in rate_charges if ":tpm:" in r.key],
         )
+
+    async def _seed_new(self, budgets: Sequence[Budget]) -> None:
+        """A budget this replica has not used yet starts from its window's spend so far
+        (set by the CLI or another replica); counters that exist already win."""
+        for budget in budgets:
+            if budget.id in self._seeded:
+                continue
+            try:
+                await self.accounting.seed(budget)
+            except StoreUnavailable:
+                return
+            self._seeded.add(budget.id)
 
     def _on_outage(self, counters: list[Counter], exc: StoreUnavailable) -> Accounting:
         closed = [
