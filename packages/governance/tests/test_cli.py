@@ -32,7 +32,8 @@ def test_keys_and_budgets_commands(tmp_path: Path) -> None:
         key = keys.authenticate(secret)
         assert (key.tenant, key.user, key.scopes.models) == ("acme", "ann", ("small",))
         listed = run("keys", "list", "--tenant", "acme")
-        assert key.id in listed and secret not in listed
+        assert key.id in listed
+        assert secret not in listed
         run("keys", "revoke", key.id)
         assert keys.get(key.id).revoked_at is not None
 
@@ -54,6 +55,7 @@ def test_keys_and_budgets_commands(tmp_path: Path) -> None:
         (budget,) = ledger.budgets(tenant="acme")
         assert budget.limit == 12_500_000_000
         shown = run("budgets", "show", "--tenant", "acme")
-        assert budget.id in shown and "12.5" in shown
+        assert budget.id in shown
+        assert "12.5" in shown
     finally:
         ledger.close()
