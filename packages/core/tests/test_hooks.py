@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from lanewise.core.container import build_components
 from lanewise.core.demo import run_demo
 from lanewise.core.errors import Unauthorized
+from lanewise.core.factory import Components
 from lanewise.core.hookspecs import hookimpl
-from lanewise.core.plugins import collect
-from lanewise.core.settings import Settings
+from lanewise.core.settings import ComponentConfig, Settings
 from lanewise.core.types import Chunk, Document, Hit, Principal
 from litestar import get
 from litestar.di import NamedDependency
@@ -123,10 +123,9 @@ def test_hook_lanewise_register_loaders(lanewise_settings, core_pm):
         def lanewise_register_loaders(self, register):
             register("csv", lambda ctx: CsvLoader())
 
-    container = build_components(lanewise_settings(), core_pm(Plugin()))
-    registry = container.loader_registry()
-    assert registry.names() == ["csv"]
-    loader = registry.get("csv", key="loader").build(None, container.settings(), container)
+    components = build_components(lanewise_settings(), core_pm(Plugin()))
+    assert components.registry("loader").names() == ["csv"]
+    loader = components.build("loader", ComponentConfig(kind="csv"), "ingest.loaders.csv")
     docs = list(loader.load("a.csv", b"x,1\ny,2\n"))
     assert [d.text for d in docs] == ["x,1", "y,2"]
 
@@ -184,12 +183,9 @@ async def test_hook_lanewise_register_evaluators(lanewise_settings, core_pm):
         def lanewise_register_evaluators(self, register):
             register("length", lambda ctx: Length())
 
-    container = build_components(lanewise_settings(), core_pm(Plugin()))
-    registry = container.evaluator_registry()
-    assert registry is collect(container.plugin_manager(), "evaluator") or registry.names() == [
-        "length"
-    ]
-    evaluator = registry.get("length", key="evaluator").build(None, container.settings(), container)
+    components = build_components(lanewise_settings(), core_pm(Plugin()))
+    assert components.registry("evaluator").names() == ["length"]
+    evaluator = components.build("evaluator", ComponentConfig(kind="length"), "evaluators.length")
     scores = await evaluator.evaluate(
         request=ChatRequest(model="m", messages=[Message(role="user", content="q")]),
         completion=ChatCompletion(model="m", text="four", finish_reason="stop", usage=Usage()),
@@ -210,7 +206,7 @@ def test_hook_lanewise_register_health_checks(gateway):
     class Plugin:
         @hookimpl
         def lanewise_register_health_checks(self, register, components):
-            got.append(container)
+            got.append(components)
             register("db", lambda: Check("db", None))
             register("queue", lambda: Check("queue", "broker unreachable"))
 
@@ -222,11 +218,13 @@ def test_hook_lanewise_register_health_checks(gateway):
     assert r.json()["checks"] == {"db": "ok", "queue": "broker unreachable"}
     assert again.status_code == 503
     assert len(got) == 1  # checks are built once and run per call
-    assert hasattr(got[0], "pipeline")
+    assert isinstance(got[0], Components)
 
 
 def test_hook_lanewise_resolve_retriever(gateway, echo_plugin):
     class Faq:
+        default_k, degrade = 4, False
+
         async def retrieve(self, *, principal, query, k, filter=None, request_id=""):
             return [
                 Hit(id="faq-1", score=1.0, text="Lanes meet through hooks.", source="faq.md"),
@@ -297,7 +295,7 @@ def test_hook_lanewise_configure_gateway(gateway):
 
     class Plugin:
         @hookimpl
-        def lanewise_configure_gateway(self, app_config, settings, container):
+        def lanewise_configure_gateway(self, app_config, settings, components):
             app_config.route_handlers.append(hello_route)
             app_config.lifespan.append(lifespan)
 
@@ -353,8 +351,8 @@ def test_hook_lanewise_on_demo(lanewise_settings, core_pm, echo_plugin, tmp_path
 
     class Plugin:
         @hookimpl
-        def lanewise_on_demo(self, container, docs_dir, console):
-            seen.append((container, docs_dir))
+        def lanewise_on_demo(self, components, docs_dir, console):
+            seen.append((components, docs_dir))
             console.print(f"indexed {len(list(docs_dir.glob('*.md')))} file(s)")
 
     out = io.StringIO()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lanewise.core.container import build_components, close_container
+from lanewise.core.container import build_components, close_components
 from lanewise.core.errors import ConfigError
 from lanewise.core.plugins import get_plugin_manager
 from lanewise.retrieval.embedders.minilm import MODEL_ID, MiniLMEmbedder
@@ -97,7 +97,7 @@ async def test_default_embedder_of_the_container(lanewise_settings):
     try:
         assert isinstance(container.embedder(), MiniLMEmbedder)
     finally:
-        await close_container(container)
+        await close_components(container)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from lanewise.core.auth import hash_key
-from lanewise.core.container import build_components, close_container
+from lanewise.core.container import build_components, close_components
 from lanewise.core.errors import ConfigError, Unavailable, UpstreamError
 from lanewise.core.gateway.app import create_app
 from lanewise.core.plugins import get_plugin_manager
@@ -287,7 +287,7 @@ def test_factory_builds_with_defaults(lanewise_settings) -> None:
         assert isinstance(embedder, TritonEmbedder)
         assert (embedder.url, embedder.model, embedder.batch_size) == ("h:8001", "minilm", 32)
     finally:
-        asyncio.run(close_container(container))
+        asyncio.run(close_components(container))
 
 
 def test_readyz_checks_the_triton_embedder(triton, lanewise_settings, tmp_path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from lanewise.core.container import build_components
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.retrieval.contract import VectorStoreContract, put, random_rows, random_vector
 from lanewise.retrieval.stores import EmbeddedStore, IndexParams, build_embedded
 
@@ -69,7 +70,9 @@ def test_bad_options_name_the_key(
 ) -> None:
     config = ComponentConfig(kind="embedded", **{"dimension": 4, **options})
     with pytest.raises(ConfigError) as caught:
-        build_embedded(config, lanewise_settings(), None)
+        build_embedded(
+            factory_context(config, key="retrieval.vector_store", settings=lanewise_settings())
+        )
     for name in names:
         assert name in caught.value.detail
 

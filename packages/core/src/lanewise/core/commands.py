@@ -107,6 +107,8 @@ def doctor(ctx: click.Context) -> None:
         sys.exit(1)
     loaded = loaded_plugin_names(pm)
     console.print(f"plugins loaded: {', '.join(loaded)}")
+    sections = [f"[{n}] ({s.plugin})" for n, s in sorted(settings.lane_sections.items())]
+    console.print(f"settings sections of installed lanes: {', '.join(sections) or 'none'}")
     skipped = sorted(set(installed_plugins()) - set(loaded))
     if skipped:
         console.print(

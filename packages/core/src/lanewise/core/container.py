@@ -19,7 +19,7 @@ from lanewise.core.guards import GuardChain, ModelCallGuard
 from lanewise.core.pipeline import Pipeline
 from lanewise.core.plugins import collect
 from lanewise.core.protocols import ChatBackend, Closeable, HealthCheck, Retriever
-from lanewise.core.registry import Register
+from lanewise.core.registry import Factory, Register
 from lanewise.core.settings import ComponentConfig, Settings
 
 
@@ -39,15 +39,20 @@ def build_component(
         spec = ComponentConfig(kind=defaults[0])
     factory = registry.get(spec.kind, key=f"{key}.kind")
     context = FactoryContext(key=key, kind=spec.kind, options=spec.options, components=components)
-    try:
-        built = factory.build(context)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{key} ({spec.kind}): {exc}") from exc
+    built = call_factory(factory, context)
     if isinstance(built, Closeable):
         components.on_close(built)
     return built
+
+
+def call_factory(factory: Factory, context: FactoryContext) -> Any:
+    """Run a factory; its bad-option errors become a ConfigError naming the key."""
+    try:
+        return factory.build(context)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{context.key} ({context.kind}): {exc}") from exc
 
 
 def build_slot(registry: Register, components: Components) -> Any | None:
@@ -81,10 +86,9 @@ def build_backends(registry: Register, components: Components) -> dict[str, Chat
 def build_guards(registry: Register, components: Components) -> GuardChain:
     guards: list[tuple[str, ModelCallGuard]] = []
     for factory in registry.ordered():
-        context = FactoryContext(
-            key=f"guards.{factory.name}", kind=factory.name, options={}, components=components
-        )
-        guard = factory.build(context)
+        key = f"guards.{factory.name}"
+        context = FactoryContext(key=key, kind=factory.name, options={}, components=components)
+        guard = call_factory(factory, context)
         if guard is None:  # the guard's own settings turned it off
             continue
         if not isinstance(guard, ModelCallGuard):
@@ -97,13 +101,7 @@ def build_guards(registry: Register, components: Components) -> GuardChain:
 
 def build_health_checks(pm: pluggy.PluginManager, components: Components) -> list[HealthCheck]:
     registry = collect(pm, "health check", components=components)
-    checks = []
-    for factory in registry.factories.values():
-        context = FactoryContext(
-            key=f"health.{factory.name}", kind=factory.name, options={}, components=components
-        )
-        checks.append(factory.build(context))
-    return checks
+    return [factory.build() for factory in registry.factories.values()]
 
 
 def resolve_retriever(pm: pluggy.PluginManager, components: Components) -> Retriever | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,15 @@ _current: ContextVar[RequestContext | None] = ContextVar("lanewise_request", def
 def current_request() -> RequestContext | None:
     """The context of the request being served here, or None outside one."""
     return _current.get()
+
+
+def enter_request(context: RequestContext) -> Token[RequestContext | None]:
+    """Make ``context`` current; pass the token to :func:`exit_request` (the hot-path form)."""
+    return _current.set(context)
+
+
+def exit_request(token: Token[RequestContext | None]) -> None:
+    _current.reset(token)
 
 
 @contextmanager

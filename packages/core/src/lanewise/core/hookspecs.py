@@ -1,6 +1,6 @@
 """Hook specifications: the only way lanes reach each other.
 
-Conventions (DESIGN.md §3): ``register_*`` hooks receive a ``register``
+Conventions (docs/hooks.md, docs/architecture.md): ``register_*`` hooks receive a ``register``
 callback; ``configure_*`` hooks mutate the object passed in; ``resolve_*``
 hooks are ``firstresult`` and return None to pass; ``on_*`` hooks are
 notifications whose results are ignored. Hooks are always called with keyword
@@ -91,8 +91,8 @@ def lanewise_register_evaluators(register: Register) -> None:
 def lanewise_register_health_checks(register: Register, components: Components) -> None:
     """Register readiness checks that ``/readyz`` and ``lanewise doctor`` run.
 
-    A factory is called with a FactoryContext and returns a
-    :class:`~lanewise.core.protocols.HealthCheck`.
+    The hook gets the process's components; a factory is called with no
+    arguments and returns a :class:`~lanewise.core.protocols.HealthCheck`.
     """
 
 

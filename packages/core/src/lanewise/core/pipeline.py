@@ -132,7 +132,8 @@ class Pipeline:
         if not query.strip():
             raise InvalidRequest("retrieval needs a non-empty user message", field="messages")
         options = request.retrieval
-        with self.stage(request, "retrieve", k=options.k or self.retriever.default_k) as attrs:
+        k = options.k if options.k is not None else self.retriever.default_k
+        with self.stage(request, "retrieve", k=k) as attrs:
             result = await retrieve_within(
                 self.retriever,
                 principal=request.principal,

@@ -19,7 +19,6 @@ from lanewise.core.types import (
     Document,
     Hit,
     Principal,
-    UsageEvent,
 )
 
 Filter = Mapping[str, Any]
@@ -134,29 +133,6 @@ class TokenCounter(Protocol):
     def count(self, text: str) -> int: ...
 
     def count_messages(self, request: ChatRequest) -> int: ...
-
-
-@runtime_checkable
-class BudgetLedger(Protocol):
-    """Reserve before a call, settle after it with what was really used."""
-
-    async def reserve(self, *, principal: Principal, tokens: int) -> str: ...
-
-    async def settle(self, *, reservation: str, tokens: int) -> None: ...
-
-    async def remaining(self, *, principal: Principal) -> int | None: ...
-
-
-@runtime_checkable
-class RateLimiter(Protocol):
-    async def acquire(self, *, principal: Principal, cost: int = 1) -> float | None:
-        """Return None when admitted, else seconds until a retry may succeed."""
-        ...
-
-
-@runtime_checkable
-class UsageSink(Protocol):
-    async def record(self, event: UsageEvent) -> None: ...
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ async def retrieve_within(
     deadline_s: float,
     request_id: str = "",
 ) -> RetrievalResult:
-    k = options.k or retriever.default_k
+    k = options.k if options.k is not None else retriever.default_k
     degrade = retriever.degrade if options.degrade is None else options.degrade
     try:
         try:

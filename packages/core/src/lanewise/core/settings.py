@@ -221,9 +221,11 @@ def load_settings(
 
 
 def installed_sections(allowlist: list[str] | None) -> dict[str, SectionSpec]:
-    from lanewise.core.plugins import get_plugin_manager, settings_sections
+    from lanewise.core.plugins import get_plugin_manager, installed_plugins, settings_sections
 
-    return settings_sections(get_plugin_manager(allowlist))
+    # Names that are not installed are reported when the gateway builds its plugins.
+    allowed = None if allowlist is None else sorted(set(allowlist) & set(installed_plugins()))
+    return settings_sections(get_plugin_manager(allowed))
 
 
 def _allowlist(source: Path | None, overrides: Mapping[str, Any]) -> list[str] | None:

@@ -12,19 +12,17 @@ tenant-agnostic, but usage is still metered per principal.
 from __future__ import annotations
 
 import base64
-import time
 from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
+from lanewise.core.embeddings import embed_metered, embedding_tokens
 from lanewise.core.errors import InvalidRequest, NotFound, Unavailable
 from lanewise.core.factory import Components
 from lanewise.core.gateway.principal import principal_of, request_id
-from lanewise.core.guards import ModelCall, outcome_status
 from lanewise.core.protocols import Embedder
 from lanewise.core.retrieve import retrieve_within
-from lanewise.core.types import Hit, RetrievalRequest, Usage, UsageEvent
-from lanewise.retrieval.retriever import query_tokens
+from lanewise.core.types import Hit, RetrievalRequest
 from lanewise.retrieval.settings import RetrievalSettings
 from litestar import Request, post
 from litestar.di import NamedDependency
@@ -96,38 +94,15 @@ async def embeddings(
             f"dimensions must be {embedder.dimension} for {embedder.id}", field="dimensions"
         )
     texts = texts_of(data)
-    principal = principal_of(request)
-    rid = request_id(request)
-    tokens = sum(query_tokens(embedder, t) for t in texts)
-    t0 = time.perf_counter()
-    failure: BaseException | None = None
-    call = ModelCall(
-        operation="embedding",
-        model=embedder.id,
-        principal=principal,
-        request_id=rid,
-        inputs=tuple(texts),
+    vectors = await embed_metered(
+        embedder,
+        texts,
+        guards=components.guards,
+        hook=components.hook,
+        principal=principal_of(request),
+        request_id=request_id(request),
     )
-    try:
-        async with components.guards.call(call) as scope:
-            vectors = await embedder.embed(texts)
-            scope.usage = Usage(prompt_tokens=tokens)
-    except BaseException as exc:
-        failure = exc
-        raise
-    finally:
-        components.hook.lanewise_on_usage(
-            event=UsageEvent(
-                request_id=rid,
-                principal=principal,
-                model=embedder.id,
-                operation="embedding",
-                usage=Usage(prompt_tokens=tokens if failure is None else 0),
-                duration_s=time.perf_counter() - t0,
-                backend=f"{embedder.id}@{embedder.version}",
-                status=outcome_status(failure),
-            )
-        )
+    tokens = embedding_tokens(embedder, texts)
     return {
         "object": "list",
         "data": [

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lanewise.core.factory import Components, FactoryContext
+from lanewise.core.factory import Components
 from lanewise.core.hookspecs import hookimpl
-from lanewise.core.protocols import Embedder
 from lanewise.core.registry import Register
 from lanewise.core.settings import SectionRegister, Settings
 from lanewise.retrieval.api import ROUTES
@@ -60,13 +59,9 @@ def lanewise_register_health_checks(register: Register, components: Components) 
     if spec is not None and spec.kind == "triton":
         register(
             "embedder",
-            _embedder_check,
+            components.embedder,
             description="the triton embedder's model is ready and serves minilm's weights",
         )
-
-
-def _embedder_check(ctx: FactoryContext) -> Embedder | None:
-    return ctx.components.embedder()
 
 
 @hookimpl

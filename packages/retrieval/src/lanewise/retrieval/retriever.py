@@ -14,17 +14,17 @@ from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from lanewise.core.context import current_request
+from lanewise.core.embeddings import embed_metered
 from lanewise.core.errors import InvalidRequest, LanewiseError, Unavailable
-from lanewise.core.guards import GuardChain, ModelCall
+from lanewise.core.guards import GuardChain
 from lanewise.core.protocols import (
     Embedder,
     Filter,
     Reranker,
-    TokenCountingEmbedder,
     VectorStore,
 )
 from lanewise.core.stages import timed_stage
-from lanewise.core.types import ANONYMOUS, Hit, Principal, Usage
+from lanewise.core.types import ANONYMOUS, Hit, Principal
 from lanewise.retrieval.caches import RetrievalCache, embedding_key, result_key
 from lanewise.retrieval.filters import parse_filter, to_json
 
@@ -47,13 +47,6 @@ class HybridStore(Protocol):
         k: int,
         filter: Filter | None = None,
     ) -> list[Hit]: ...
-
-
-def query_tokens(embedder: Embedder, query: str) -> int:
-    """Tokens of a query embedding: exact when the embedder counts, else words."""
-    if isinstance(embedder, TokenCountingEmbedder):
-        return embedder.count_tokens([query])
-    return len(query.split())
 
 
 class SearchRetriever:
@@ -129,20 +122,15 @@ class SearchRetriever:
                 attrs["lanewise.cache.embedding"] = "miss" if cached is None else "hit"
                 if cached is not None:
                     return cached
-            if self.guards:
-                call = ModelCall(
-                    operation="embedding",
-                    purpose="retrieval.query",
-                    model=e.id,
-                    principal=principal,
-                    request_id=request_id,
-                    inputs=(query,),
-                )
-                async with self.guards.call(call) as scope:
-                    (vector,) = await e.embed([query])
-                    scope.usage = Usage(prompt_tokens=query_tokens(e, query))
-            else:
-                (vector,) = await e.embed([query])
+            (vector,) = await embed_metered(
+                e,
+                [query],
+                guards=self.guards,
+                hook=self.hook,
+                principal=principal,
+                request_id=request_id,
+                purpose="retrieval.query",
+            )
             if self.cache is not None:
                 await self.cache.put_embedding(key, vector)
             return vector

@@ -120,6 +120,16 @@ def to_chat_request(body: ChatCompletionsBody, request: Request[Any, Any, Any]) 
     )
 
 
+def stream_extension(prepared: ChatRequest) -> dict[str, Any] | None:
+    """What the final chunk of a stream says beyond OpenAI's fields (prompt, degraded retrieval)."""
+    extension: dict[str, Any] = {}
+    if prepared.prompt is not None:
+        extension["prompt"] = msgspec.structs.asdict(prepared.prompt)
+    if prepared.retrieval_degraded is not None:
+        extension["retrieval"] = {"degraded": True, "reason": prepared.retrieval_degraded}
+    return extension or None
+
+
 def completion_json(completion: ChatCompletion, completion_id: str, created: int) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": completion_id,
@@ -302,9 +312,7 @@ async def chat_completions(
             include_usage=bool(data.stream_options and data.stream_options.include_usage),
             citations=[msgspec.structs.asdict(c) for c in citations_for(prepared.context)],
             keepalive_s=pipeline.settings.gateway.sse_keepalive_s,
-            lanewise=(
-                {"prompt": msgspec.structs.asdict(prepared.prompt)} if prepared.prompt else None
-            ),
+            lanewise=stream_extension(prepared),
         ),
         degraded,
     )
