@@ -144,6 +144,7 @@ def write_config(tmp: Path, redis_url: str, upstream_url: str, **governance: Any
     config = tmp / "lanewise.toml"
     config.write_text(
         f'data_dir = "{tmp / "data"}"\nredis_url = "{redis_url}"\n\n'
+        "[gateway]\nrequest_timeout_s = 2\n\n"
         f'[models.m]\nkind = "openai"\nbase_url = "{upstream_url}/v1"\nmodel = "m"\n\n'
         f'[governance]\nstore = "redis"\n{extra}\n'
         f'[[governance.budgets]]\nscope = "tenant"\nwindow = "day"\nlimit = {LIMIT}\n\n'

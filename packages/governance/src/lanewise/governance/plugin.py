@@ -30,6 +30,7 @@ def governance_for(settings: Settings) -> Governance:
         data_dir=settings.data_dir,
         redis_url=settings.redis_url,
         database_url=settings.database_url,
+        request_timeout_s=settings.gateway.request_timeout_s,
         owner=settings,
     )
 

@@ -73,7 +73,18 @@ def build(
     data_dir: Path,
     redis_url: str | None,
     database_url: str | None = None,
+    request_timeout_s: float | None = None,
 ) -> Governance:
+    if request_timeout_s is not None and settings.reservation_ttl_s <= request_timeout_s:
+        # A hold that expires while its call can still run would let others spend its room.
+        log.warning(
+            "governance.reservation_ttl_s = %gs is not above gateway.request_timeout_s = %gs; "
+            "using %gs",
+            settings.reservation_ttl_s,
+            request_timeout_s,
+            request_timeout_s + 1,
+        )
+        settings = settings.model_copy(update={"reservation_ttl_s": request_timeout_s + 1})
     ledger = open_ledger(ledger_url(settings, data_dir, database_url))
     catalogue = Catalogue(settings, ledger)
     catalogue.reload()
@@ -140,6 +151,7 @@ def shared(
     data_dir: Path,
     redis_url: str | None,
     database_url: str | None,
+    request_timeout_s: float | None = None,
     owner: object,
 ) -> Governance:
     """The process's Governance for one core Settings object (``owner``).
@@ -151,7 +163,13 @@ def shared(
         found = _shared.get(id(owner))
         if found is not None and found[0] is owner:
             return found[1]
-    governance = build(settings, data_dir=data_dir, redis_url=redis_url, database_url=database_url)
+    governance = build(
+        settings,
+        data_dir=data_dir,
+        redis_url=redis_url,
+        database_url=database_url,
+        request_timeout_s=request_timeout_s,
+    )
     with _ledgers_lock:
         found = _shared.get(id(owner))
         if found is not None and found[0] is owner:
