@@ -184,7 +184,7 @@ class Governor:
         self._seeded: set[str] = set()
 
     def counter(self, model: str) -> TokenCounter:
-        price = self.settings.prices.get(model)
+        price = self.settings.price(model)
         return counter_for(price.tokenizer if price else "auto")
 
     def on_settled(self, charge: Charge) -> None:

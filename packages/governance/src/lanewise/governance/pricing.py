@@ -42,7 +42,7 @@ def _per_token(per_million_usd: float) -> int:
 
 
 def rates_for(settings: GovernanceSettings, model: str) -> Rates:
-    price: ModelPrice | None = settings.prices.get(model)
+    price: ModelPrice | None = settings.price(model)
     if price is None:
         return FREE
     hourly = settings.pools.get(price.pool, 0.0) if price.pool else 0.0

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from lanewise.core.settings import Section
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 Scope = Literal["request", "key", "user", "tenant", "workflow"]
 Window = Literal["minute", "hour", "day", "month", "lifetime"]
@@ -51,6 +51,7 @@ class RateLimitConfig(Section):
 class ModelPrice(Section):
     """Price of one model: per million tokens, or GPU time in a pool (self-hosted)."""
 
+    model: str = Field(min_length=1)
     input_per_million: float = Field(0.0, ge=0)
     output_per_million: float = Field(0.0, ge=0)
     pool: str | None = Field(None, description="self-hosted: the pool whose hourly price applies")
@@ -87,7 +88,10 @@ class GovernanceSettings(Section):
     )
     budgets: list[BudgetConfig] = Field(default_factory=list)
     rate_limits: list[RateLimitConfig] = Field(default_factory=list)
-    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    prices: list[ModelPrice] = Field(
+        default_factory=list,
+        description="[[governance.prices]] with model = ..., or [governance.prices.<model>]",
+    )
     pools: dict[str, float] = Field(
         default_factory=dict, description="hourly USD price of a replica in each pool"
     )
@@ -95,3 +99,14 @@ class GovernanceSettings(Section):
         30.0, gt=0, description="GPU seconds reserved for a self-hosted call (settled on actual)"
     )
     admin_keys: list[AdminKeyConfig] = Field(default_factory=list)
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices_by_model(cls, value: Any) -> Any:
+        # ``[governance.prices.<model>]`` tables read naturally in TOML; keep them.
+        if isinstance(value, dict):
+            return [{"model": name, **dict(table)} for name, table in value.items()]
+        return value
+
+    def price(self, model: str) -> ModelPrice | None:
+        return next((p for p in self.prices if p.model == model), None)
