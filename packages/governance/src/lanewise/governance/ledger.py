@@ -26,6 +26,8 @@ from lanewise.governance.settings import EACH
 from lanewise.governance.store import Snapshot
 from lanewise.governance.windows import bucket
 from sqlalchemy import ColumnElement, Engine, create_engine, event, func, insert, select
+from sqlalchemy.dialects import postgresql as postgresql_dml
+from sqlalchemy.dialects import sqlite as sqlite_dml
 from sqlalchemy.engine import make_url
 
 
@@ -124,14 +126,23 @@ class Ledger:
         """Insert charges; one already recorded (same id) is kept as it is."""
         if not charges:
             return
+        rows = [asdict(c) for c in charges]
+        dialect = self.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            # One statement: a retried batch (same charge ids) is not counted twice.
+            module: Any = sqlite_dml if dialect == "sqlite" else postgresql_dml
+            statement = module.insert(tables.charges).on_conflict_do_nothing(index_elements=["id"])
+            with self.engine.begin() as connection:
+                connection.execute(statement, rows)
+            return
         with self.engine.begin() as connection:
             ids = [c.id for c in charges]
             known = set(
                 connection.scalars(select(tables.charges.c.id).where(tables.charges.c.id.in_(ids)))
             )
-            rows = [asdict(c) for c in charges if c.id not in known]
-            if rows:
-                connection.execute(insert(tables.charges), rows)
+            fresh = [row for row in rows if row["id"] not in known]
+            if fresh:
+                connection.execute(insert(tables.charges), fresh)
 
     def charges(self, *, tenant: str | None = None) -> list[Charge]:
         query = select(tables.charges).order_by(tables.charges.c.settled_at)
