@@ -3,8 +3,8 @@
 Governance on = an ``lw_`` key resolved from the ledger (cached), a route/model
 scope check, a key RPM+TPM rate limit and a tenant token budget reserved in
 Redis before the call (one Lua script), settled after it (batched). Governance
-off = the same gateway process with ``LANEWISE_PLUGINS`` leaving the lane out and
-a static ``[[gateway.api_keys]]`` key. Both front the same aiohttp upstream.
+off = the same gateway with ``[governance] enabled = false`` and a static
+``[[gateway.api_keys]]`` key (core's SHA-256 check). Both front the same aiohttp upstream.
 
 Rig (2 cores): each gateway pinned to core 0, the upstream, Redis and this load
 generator to core 1; rounds interleave on/off so drift hits both. Reported: p50 /
@@ -91,6 +91,8 @@ model = "mock"
 sha256 = "{static}"
 tenant = "acme"
 """
+    if not governed:
+        text += "\n[governance]\nenabled = false\n"
     if governed:
         text += """
 [governance]
@@ -179,7 +181,17 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             ["taskset", "-pc", "1", str(redis_server.process.pid)], check=False, capture_output=True
         )  # type: ignore[union-attr]
         try:
-            return _run(tmp, redis_server.url, quick=quick)
+            result = _run(tmp, redis_server.url, quick=quick)
+            os.sched_setaffinity(0, {0})  # as a gateway would run: its own core
+            result["in_process"] = in_process(redis_server.url, calls=500 if quick else 2000)
+            print(
+                "in process (admit + settle, Redis): added p50={added_p50_ms:.3f}ms "
+                "p99={added_p99_ms:.3f}ms, cpu/call {cpu_ms_per_call:.3f}ms".format(
+                    **result["in_process"]
+                ),
+                flush=True,
+            )
+            return result
         finally:
             redis_server.stop()
 
@@ -190,7 +202,6 @@ def _run(tmp: Path, redis_url: str, *, quick: bool) -> dict[str, Any]:
     off_cfg = write_config(tmp, upstream, redis_url, governed=False)
     on_cfg = write_config(tmp, upstream, redis_url, governed=True)
     lw_key = create_key(on_cfg)
-    others = ",".join(["inference"])
     serve = [LANEWISE]
     rows: list[dict[str, Any]] = []
     counter = redis.Redis.from_url(redis_url)
@@ -203,7 +214,7 @@ def _run(tmp: Path, redis_url: str, *, quick: bool) -> dict[str, Any]:
         ),
         process(
             [*serve, "--config", str(off_cfg), "serve", "--port", str(off_port)],
-            env={"LANEWISE_PLUGINS": others},
+            env={},
             url=f"http://127.0.0.1:{off_port}/healthz",
             core=0,
         ) as off,
@@ -270,3 +281,59 @@ def _run(tmp: Path, redis_url: str, *, quick: bool) -> dict[str, Any]:
 
 if __name__ == "__main__":
     print(run(quick="--quick" in sys.argv))
+
+
+def in_process(redis_url: str, *, calls: int = 2000) -> dict[str, Any]:
+    """What a request waits on (admit + queueing the settlement) without HTTP around it,
+    and the CPU per call including the background settlement (ledger write + Redis)."""
+    from lanewise.core.types import Message, Principal, Usage
+    from lanewise.governance.governor import CallInfo
+    from lanewise.governance.runtime import build
+    from lanewise.governance.settings import GovernanceSettings
+
+    settings = GovernanceSettings.model_validate(
+        {
+            "store": "redis",
+            "budgets": [{"scope": "tenant", "window": "day", "limit": 10**12}],
+            "rate_limits": [{"scope": "key", "rpm": 10**8, "tpm": 10**10}],
+            "prices": {"m": {"tokenizer": "auto", "input_per_million": 0.15}},
+        }
+    )
+    principal = Principal(tenant="acme", key_id="k1")
+    messages = tuple(Message(role="user", content=m["content"]) for m in MESSAGES)  # type: ignore[arg-type]
+
+    async def measure() -> dict[str, Any]:
+        governance = build(settings, data_dir=Path(tempfile.mkdtemp()), redis_url=redis_url)
+        governor = governance.governor
+        waits: list[float] = []
+        for warm in (True, False):
+            cpu0 = time.process_time()
+            for i in range(200 if warm else calls):
+                call = CallInfo(
+                    operation="chat",
+                    model="m",
+                    principal=principal,
+                    request_id=f"r{i}",
+                    messages=messages,
+                    max_tokens=32,
+                )
+                t0 = time.perf_counter()
+                meter = await governor.admit(call)
+                t1 = time.perf_counter()
+                await asyncio.sleep(0)  # the upstream call
+                t2 = time.perf_counter()
+                await meter.settle("ok", Usage(prompt_tokens=12, completion_tokens=7), 0.001)
+                t3 = time.perf_counter()
+                if not warm:
+                    waits.append((t1 - t0) + (t3 - t2))
+            await governor.accounting.flush()
+            cpu = time.process_time() - cpu0
+        await governance.aclose()
+        return {
+            "calls": calls,
+            "added_p50_ms": percentiles(waits)["p50_ms"],
+            "added_p99_ms": percentiles(waits)["p99_ms"],
+            "cpu_ms_per_call": cpu * 1e3 / calls,
+        }
+
+    return asyncio.run(measure())
