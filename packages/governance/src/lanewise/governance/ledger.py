@@ -61,8 +61,11 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+DEFAULT_FILE = "governance.db"
+
+
 def default_url(data_dir: Path) -> str:
-    return f"sqlite:///{data_dir / 'governance.db'}"
+    return f"sqlite:///{data_dir / DEFAULT_FILE}"
 
 
 def make_engine(url: str) -> Engine:

@@ -35,6 +35,21 @@ def governance_for(settings: Settings) -> Governance:
     )
 
 
+def governance_active(settings: Settings) -> bool:
+    """Whether there is anything to govern: with nothing configured and no ledger yet,
+    the lane stays out of the request path (no guard, no ledger file)."""
+    from lanewise.governance.ledger import DEFAULT_FILE
+
+    section = settings.section(GovernanceSettings)
+    if not section.enabled:
+        return False
+    if section.budgets or section.rate_limits or section.admin_keys or section.prices:
+        return True
+    if section.ledger_url or settings.database_url:
+        return True
+    return (settings.data_dir / DEFAULT_FILE).exists()
+
+
 @hookimpl
 def lanewise_register_settings(register: Register) -> None:
     register(
@@ -48,7 +63,7 @@ def _make_guard(ctx: FactoryContext) -> ModelCallGuard | None:
     from lanewise.governance.guard import BudgetGuard
     from lanewise.governance.runtime import Release
 
-    if not ctx.settings.section(GovernanceSettings).enabled:
+    if not governance_active(ctx.settings):
         return None
     governance = governance_for(ctx.settings)
     ctx.on_close(Release(governance, owner=ctx.settings))
@@ -67,8 +82,7 @@ def lanewise_register_guards(register: Register) -> None:
 
 @hookimpl(tryfirst=True)
 def lanewise_resolve_principal(headers: Mapping[str, str], settings: Settings) -> Principal | None:
-    section = settings.section(GovernanceSettings)
-    if not section.enabled:
+    if not governance_active(settings):
         return None
     return governance_for(settings).resolve(bearer_token(headers))
 
@@ -77,7 +91,7 @@ def lanewise_resolve_principal(headers: Mapping[str, str], settings: Settings) -
 def lanewise_configure_gateway(
     app_config: AppConfig, settings: Settings, components: Components
 ) -> None:
-    if not settings.section(GovernanceSettings).enabled:
+    if not governance_active(settings):
         return
     from lanewise.governance.api import build_router
     from lanewise.governance.scopes import route_scope_guard
