@@ -162,3 +162,21 @@ async def test_a_settlement_racing_a_rebuild_counts_once(
     finally:
         await accounting.aclose()
         ledger.close()
+
+
+async def test_readiness_follows_the_budget_store(redis_server: Any, tmp_path: Path) -> None:
+    from lanewise.governance.health import StoreHealth
+
+    settings = GovernanceSettings.model_validate({"store": "redis"})
+    g = build(settings, data_dir=tmp_path, redis_url=redis_server.url)
+    try:
+        health = StoreHealth(g)
+        assert await health.check() is None
+        redis_server.kill()
+        reason = await health.check()
+        assert reason is not None
+        assert "unreachable" in reason
+        redis_server.start()
+        assert await health.check() is None
+    finally:
+        await g.aclose()

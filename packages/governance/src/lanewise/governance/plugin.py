@@ -102,6 +102,20 @@ def lanewise_configure_gateway(
 
 
 @hookimpl
+def lanewise_register_health_checks(register: Register, components: Components) -> None:
+    settings = components.settings
+    if settings.section(GovernanceSettings).store != "redis" or not governance_active(settings):
+        return
+    from lanewise.governance.health import StoreHealth
+
+    register(
+        "governance-store",
+        lambda: StoreHealth(governance_for(settings)),
+        description="the Redis that holds budget counters and rate limits is reachable",
+    )
+
+
+@hookimpl
 def lanewise_configure_cli(cli: click.Group) -> None:
     from lanewise.governance.cli import budgets, keys
 
