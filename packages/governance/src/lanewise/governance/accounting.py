@@ -46,7 +46,9 @@ class Accounting:
         budgets: Callable[[], Sequence[Budget]],
         reservation_ttl_s: float,
         clock: Callable[[], float] = time.time,
+        linger_s: float = 0.02,
     ) -> None:
+        self.linger_s = linger_s
         self.store = store
         self.ledger = ledger
         self.budgets = budgets
@@ -133,6 +135,9 @@ class Accounting:
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
+            # Linger a little so one ledger transaction and one Redis round trip carry
+            # the settlements of many calls; holds stay reserved meanwhile (safe side).
+            await asyncio.sleep(self.linger_s)
             self._wake.clear()
             try:
                 await self._write_once()
