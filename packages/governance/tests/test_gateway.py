@@ -151,6 +151,14 @@ def test_tenant_admins_see_and_touch_only_their_tenant(gateway: Any) -> None:
         )
         assert refused.status_code == 403
         assert refused.headers["content-type"] == "application/problem+json"
+        for tenant in ("acme", "globex"):
+            made = admin(
+                base, "PUT", "/budgets", json={"scope": "tenant", "subject": tenant, "limit": 9}
+            )
+            assert made.status_code == 200, made.text
+        seen = admin(base, "GET", "/budgets", token=TENANT_ADMIN).json()["data"]
+        assert [b["subject"] for b in seen] == ["acme"]
+        assert len(admin(base, "GET", "/budgets").json()["data"]) == 2
         # A model-calling key is not an admin key.
         key = new_key(base)
         assert admin(base, "GET", "/keys", token=key).status_code == 403
