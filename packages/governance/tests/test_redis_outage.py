@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -178,5 +179,55 @@ async def test_readiness_follows_the_budget_store(redis_server: Any, tmp_path: P
         assert "unreachable" in reason
         redis_server.start()
         assert await health.check() is None
+    finally:
+        await g.aclose()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_live_hold_can_be_extended_past_its_ttl(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    from lanewise.governance.budgets import Budget
+    from lanewise.governance.redis_store import RedisStore
+    from lanewise.governance.store import Hold, MemoryStore, Snapshot
+
+    store: Any = MemoryStore()
+    if kind == "redis":
+        store = RedisStore(request.getfixturevalue("redis_server").url)
+    budget = Budget(scope="tenant", subject="*", window="lifetime", unit="tokens", limit=100)
+    now = time.time()
+    (counter,) = applicable([budget], ANN, "", now)
+    try:
+        await store.rebuild(Snapshot(counters={}, charge_ids=(), marker_ttl_s=60), now=now)
+        for rid in ("kept", "dropped"):
+            admitted = await store.admit(
+                rid, [], [Hold(counter, 30)], min_allowance=0, max_allowance=0, now=now, ttl_s=10
+            )
+            assert admitted.status == "ok"
+        assert await store.extend("kept", [counter], now=now + 8, ttl_s=10) == 1
+        assert await store.usage([counter], now=now + 11) == [(0, 30)]
+        assert await store.usage([counter], now=now + 19) == [(0, 0)]
+        # An expired hold is gone for good: extending it does nothing.
+        assert await store.extend("dropped", [counter], now=now + 20, ttl_s=10) == 0
+    finally:
+        await store.aclose()
+
+
+async def test_a_long_stream_keeps_its_hold(tmp_path: Path) -> None:
+    settings = GovernanceSettings.model_validate(
+        {
+            "reservation_ttl_s": 0.3,
+            "budgets": [{"scope": "tenant", "window": "day", "limit": 100}],
+            "prices": {"m": {"tokenizer": "whitespace"}},
+        }
+    )
+    g = build(settings, data_dir=tmp_path, redis_url=None)
+    try:
+        meter = await g.governor.admit(chat("long", max_tokens=60))
+        for _ in range(8):  # 0.8 s of streaming: well past the 0.3 s TTL
+            await asyncio.sleep(0.1)
+            assert meter.on_delta("w") is None
+        with pytest.raises(BudgetExceeded):
+            await g.governor.admit(chat("other", max_tokens=60))
     finally:
         await g.aclose()

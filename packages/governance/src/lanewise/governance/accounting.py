@@ -26,6 +26,7 @@ from lanewise.governance.store import (
     NeedsRebuild,
     RateCharge,
     Settlement,
+    StoreUnavailable,
 )
 
 log = logging.getLogger("lanewise.governance")
@@ -114,6 +115,13 @@ class Accounting:
                     len(snapshot.counters),
                 )
             return done
+
+    async def extend(self, reservation_id: str, counters: Sequence[Counter]) -> None:
+        """Keep the holds of a call that is still running (a long stream)."""
+        try:
+            await self.store.extend(reservation_id, counters, now=self.clock(), ttl_s=self.ttl_s)
+        except StoreUnavailable as exc:
+            log.error("governance: could not extend a hold (%s)", exc)
 
     async def seed(self, budget: Budget, now: float | None = None) -> None:
         """Start a budget set at run time from what its window has already spent."""

@@ -6,6 +6,7 @@ it to core's model-call guards, the tests drive it directly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -84,6 +85,8 @@ class Meter:
     completion_tokens: int = 0
     settled: bool = False
     _last_chunk: int = 1
+    _refreshed: float = field(default_factory=time.monotonic)
+    _refreshing: asyncio.Task[None] | None = None
 
     def on_delta(self, text: str) -> dict[str, Any] | None:
         """Count a streamed piece; a dict (the ``lanewise`` error object) means stop now.
@@ -95,10 +98,27 @@ class Meter:
             return None
         tokens = self.governor.counter(self.call.model).count(text)
         self.completion_tokens += tokens
+        self._keep_alive()
         self._last_chunk = max(tokens, 1)
         if self.completion_tokens + self._last_chunk <= self.allowance:
             return None
         return self.stop_reason()
+
+    def _keep_alive(self) -> None:
+        # A stream may outlive the hold's TTL (a slow reader): push the expiry back at
+        # a third of the TTL so a live call never loses its reservation.
+        now = time.monotonic()
+        if now - self._refreshed < self.accounting.ttl_s / 3 or self._refreshing is not None:
+            return
+        self._refreshed = now
+        task = asyncio.get_running_loop().create_task(
+            self.accounting.extend(self.reservation_id, self.counters)
+        )
+        self._refreshing = task
+        task.add_done_callback(self._refresh_done)
+
+    def _refresh_done(self, _: asyncio.Task[None]) -> None:
+        self._refreshing = None
 
     def stop_reason(self) -> dict[str, Any]:
         if self.binding is None:

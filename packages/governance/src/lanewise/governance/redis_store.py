@@ -68,6 +68,7 @@ class RedisStore:
         self._usage = self.redis.register_script(_lua("usage.lua"))
         self._rebuild = self.redis.register_script(_lua("rebuild.lua"))
         self._seed = self.redis.register_script(_lua("seed.lua"))
+        self._extend = self.redis.register_script(_lua("extend.lua"))
 
     def _counter_keys(self, counter: Counter) -> list[str]:
         return [self.prefix + "c:" + counter.key, self.prefix + "x:" + counter.key]
@@ -190,6 +191,15 @@ class RedisStore:
             args += [key, settled, _ms(expire_at)]
         args += list(snapshot.charge_ids)
         return bool(await self._call(self._rebuild, [self.prefix + "ready"], args))
+
+    async def extend(
+        self, reservation_id: str, counters: Sequence[Counter], *, now: float, ttl_s: float
+    ) -> int:
+        keys = [k for counter in counters for k in self._counter_keys(counter)]
+        if not keys:
+            return 0
+        expiry = int((now + ttl_s) * 1000)
+        return int(await self._call(self._extend, keys, [reservation_id, expiry]))
 
     async def seed(self, snapshot: Snapshot) -> None:
         args: list[Any] = [self.prefix]

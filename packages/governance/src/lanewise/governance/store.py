@@ -117,6 +117,12 @@ class CounterStore(Protocol):
         """Create the counters of a new budget from the ledger; existing counters win."""
         ...
 
+    async def extend(
+        self, reservation_id: str, counters: Sequence[Counter], *, now: float, ttl_s: float
+    ) -> int:
+        """Keep a live hold for another ``ttl_s``; returns how many holds were still there."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -270,6 +276,19 @@ class MemoryStore:
             self._markers[charge_id] = now + snapshot.marker_ttl_s
         self._ready = True
         return True
+
+    async def extend(
+        self, reservation_id: str, counters: Sequence[Counter], *, now: float, ttl_s: float
+    ) -> int:
+        extended = 0
+        for counter in counters:
+            state = self._counters.get(counter.key)
+            if state is not None and reservation_id in state.holds:
+                amount, expiry = state.holds[reservation_id]
+                if expiry > now:
+                    state.holds[reservation_id] = (amount, now + ttl_s)
+                    extended += 1
+        return extended
 
     async def seed(self, snapshot: Snapshot) -> None:
         for key, (settled, expire_at) in snapshot.counters.items():
