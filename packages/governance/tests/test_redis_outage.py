@@ -37,12 +37,15 @@ async def spend(g: Any, rid: str, tokens: int, model: str = "m") -> None:
         await g.governor.fallback.flush()
 
 
+@pytest.mark.parametrize("ledger", ["sqlite", "postgres"])
 async def test_redis_outage_fails_open_for_tokens_closed_for_cost_and_rebuilds_exactly(
-    redis_server: Any, tmp_path: Path
+    ledger: str, redis_server: Any, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    ledger_url = request.getfixturevalue("postgres_url") if ledger == "postgres" else None
     settings = GovernanceSettings.model_validate(
         {
             "store": "redis",
+            "ledger_url": ledger_url,
             "budgets": [
                 {"scope": "tenant", "window": "day", "limit": 100},
                 {"scope": "tenant", "window": "day", "unit": "cost", "limit": 1.0},
