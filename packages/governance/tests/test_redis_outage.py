@@ -87,6 +87,7 @@ async def test_unsettled_reservations_expire(redis_server: Any, tmp_path: Path) 
         {
             "store": "redis",
             "reservation_ttl_s": 0.5,
+            "contention_wait_s": 0,
             "budgets": [{"scope": "tenant", "window": "day", "limit": 30}],
             "prices": {"m": {"tokenizer": "whitespace"}},
         }
@@ -220,6 +221,7 @@ async def test_a_long_stream_keeps_its_hold(tmp_path: Path) -> None:
     settings = GovernanceSettings.model_validate(
         {
             "reservation_ttl_s": 0.3,
+            "contention_wait_s": 0,
             "budgets": [{"scope": "tenant", "window": "day", "limit": 100}],
             "prices": {"m": {"tokenizer": "whitespace"}},
         }

@@ -24,10 +24,18 @@ from lanewise.governance.errors import BudgetExceeded, BudgetStoreUnavailable, R
 from lanewise.governance.ledger import Charge
 from lanewise.governance.pricing import Rates, rates_for
 from lanewise.governance.settings import GovernanceSettings
-from lanewise.governance.store import Admission, Hold, RateCharge, Settlement, StoreUnavailable
+from lanewise.governance.store import (
+    Admission,
+    Hold,
+    MemoryStore,
+    RateCharge,
+    Settlement,
+    StoreUnavailable,
+)
 from lanewise.governance.tokens import TokenCounter, counter_for, prompt_tokens
 
 log = logging.getLogger("lanewise.governance")
+CONTENTION_POLL_S = 0.02
 Operation = Literal["chat", "completion", "embedding"]
 
 
@@ -171,15 +179,18 @@ class Meter:
             RateCharge(r.key, r.limit, completion + max(prompt - self.prompt_tokens, 0), r.shadow)
             for r in self.tpm_rules
         )
-        self.accounting.settle(
-            charge,
-            Settlement(
-                reservation_id=self.reservation_id,
-                charge_id=charge.id,
-                amounts=amounts,
-                rate_extra=extra,
-            ),
+        settlement = Settlement(
+            reservation_id=self.reservation_id,
+            charge_id=charge.id,
+            amounts=amounts,
+            rate_extra=extra,
         )
+        self.accounting.settle(charge, settlement)
+        shared = self.governor.accounting
+        if self.accounting is not shared:
+            # Admitted on local limits during an outage: the shared counters must learn
+            # of it too once they are back (the charge id keeps it from counting twice).
+            shared.settle(charge, settlement)
         self.governor.on_settled(charge)
 
     @property
@@ -202,6 +213,7 @@ class Governor:
         self.last_charge: Charge | None = None
         self._outage_logged = 0.0
         self._seeded: set[str] = set()
+        self._on_local_limits = False
 
     def counter(self, model: str) -> TokenCounter:
         price = self.settings.price(model)
@@ -259,6 +271,24 @@ class Governor:
             admission = await accounting.admit(
                 rid, rate_charges, holds, min_allowance=lo, max_allowance=hi, now=now
             )
+        else:
+            if self._on_local_limits:
+                # The shared store is back: the next outage starts its local limits from
+                # the ledger again rather than from what this replica saw last time.
+                self._on_local_limits = False
+                if self.fallback is not None and isinstance(self.fallback.store, MemoryStore):
+                    self.fallback.store.wipe()
+        waited = 0.0
+        while self._held_out(admission, holds, lo) and waited < self.settings.contention_wait_s:
+            # Only holds of calls in flight keep this call out; most settle for less than
+            # they hold, so wait for them rather than refuse a call that will fit.
+            await asyncio.sleep(CONTENTION_POLL_S)
+            waited += CONTENTION_POLL_S
+            rid = uuid.uuid4().hex
+            now = time.time()
+            admission = await accounting.admit(
+                rid, rate_charges, holds, min_allowance=lo, max_allowance=hi, now=now
+            )
         self._refuse_if_needed(admission, rate_charges, counters, prompt, lo, now)
         for i in admission.shadow_hits:
             log.warning(
@@ -282,6 +312,13 @@ class Governor:
             rates=rates,
             tpm_rules=[r for r in rate_charges if ":tpm:" in r.key],
         )
+
+    @staticmethod
+    def _held_out(admission: Admission, holds: Sequence[Hold], lo: int) -> bool:
+        if admission.status != "budget":
+            return False
+        hold = holds[admission.index]
+        return admission.settled + hold.base + lo * hold.rate <= hold.counter.budget.limit
 
     async def _seed_new(self, budgets: Sequence[Budget]) -> None:
         """A budget this replica has not used yet starts from its window's spend so far
@@ -315,6 +352,8 @@ class Governor:
                 exc,
                 "refusing calls under fail-closed budgets" if closed else "using local limits",
             )
+        if not closed and self.fallback is not None:
+            self._on_local_limits = True
         if closed or self.fallback is None:
             what = closed[0].budget.describe() if closed else "budgets"
             raise BudgetStoreUnavailable(

@@ -76,6 +76,10 @@ class RedisStore:
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
             return await script(keys=keys, args=args)
+        except _OUTAGE:
+            pass  # a pooled connection broken by a Redis restart: one retry on a fresh one
+        try:
+            return await script(keys=keys, args=args)
         except _OUTAGE as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
 
@@ -116,7 +120,9 @@ class RedisStore:
             retry_s = float(reply[2]) / 1000
             return Admission(status="rate", index=int(reply[1]), retry_after_s=retry_s)
         if status == "budget":
-            return Admission(status="budget", index=int(reply[1]), used=int(reply[2]))
+            return Admission(
+                status="budget", index=int(reply[1]), used=int(reply[2]), settled=int(reply[3])
+            )
         rest = reply[3:]
         return Admission(
             status="ok",

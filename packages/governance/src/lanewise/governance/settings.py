@@ -79,6 +79,11 @@ class GovernanceSettings(Section):
     reservation_ttl_s: float = Field(
         300.0, gt=0, description="an unsettled reservation (a killed gateway) is released after"
     )
+    contention_wait_s: float = Field(
+        0.5,
+        ge=0,
+        description="a call that only in-flight holds keep out waits this long for them",
+    )
     on_outage_tokens: OnOutage = Field(
         "open", description="Redis unreachable: token budgets use local limits (open) or refuse"
     )

@@ -62,6 +62,9 @@ class Admission:
     index: int = -1
     """Refused: the rate charge or hold that refused; ok: the hold that bound the allowance."""
     used: int = 0
+    """Refused by a budget: its settled plus reserved amount."""
+    settled: int = 0
+    """Refused by a budget: its settled amount (the rest are holds of calls in flight)."""
     retry_after_s: float = 0.0
     shadow_hits: tuple[int, ...] = ()
     """Shadow holds that would have refused (indexes into the holds)."""
@@ -214,7 +217,7 @@ class MemoryStore:
         allowance, index = fit_allowance(holds, usage, max_allowance)
         if allowance < min_allowance:
             settled, reserved = usage[index]
-            return Admission(status="budget", index=index, used=settled + reserved)
+            return Admission(status="budget", index=index, used=settled + reserved, settled=settled)
         held = tuple(h.base + allowance * h.rate for h in holds)
         shadow_hits = tuple(
             i

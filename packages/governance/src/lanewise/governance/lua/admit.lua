@@ -46,6 +46,7 @@ for i = 1, n_holds do
     h = h, x = x,
     limit = tonumber(ARGV[a + 1]), base = tonumber(ARGV[a + 2]), rate = tonumber(ARGV[a + 3]),
     shadow = ARGV[a + 4] == '1', expire_at = tonumber(ARGV[a + 5]),
+    settled = tonumber(state[1] or '0'),
     used = tonumber(state[1] or '0') + tonumber(state[2] or '0'),
   }
   holds[i] = hold
@@ -59,7 +60,7 @@ for i = 1, n_holds do
   end
 end
 if allowance < min_allow then
-  return {'budget', tostring(index), int(holds[index + 1].used)}
+  return {'budget', tostring(index), int(holds[index + 1].used), int(holds[index + 1].settled)}
 end
 
 for i = 1, n_rates do
