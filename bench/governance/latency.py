@@ -237,18 +237,18 @@ def _run(tmp: Path, redis_url: str, *, quick: bool) -> dict[str, Any]:
                     samples: dict[str, list[float]] = {"off": [], "on": []}
                     cpu = {"off": 0.0, "on": 0.0}
                     commands = 0
-                    rounds = 4
-                    for _ in range(rounds):
-                        for name, url, key, proc in (
-                            ("off", off_url, STATIC_KEY, off),
-                            ("on", on_url, lw_key, on),
-                        ):
+                    rounds = 20
+                    sides = [("off", off_url, STATIC_KEY, off), ("on", on_url, lw_key, on)]
+                    for round_ in range(rounds):
+                        # Short rounds in alternating order: drift on a shared machine
+                        # lands on both sides alike.
+                        for name, url, key, proc in sides if round_ % 2 else sides[::-1]:
                             before_cpu = cpu_s(proc.pid)
                             before_cmd = redis_commands(counter)
                             samples[name] += await load(
                                 client, url, key, concurrency=c, total=total // rounds
                             )
-                            await asyncio.sleep(0.3)  # let the settlement batch land
+                            await asyncio.sleep(0.1)  # let the settlement batch land
                             cpu[name] += cpu_s(proc.pid) - before_cpu
                             if name == "on":
                                 commands += redis_commands(counter) - before_cmd
