@@ -196,3 +196,17 @@ async def test_the_whole_request_counts_against_a_request_budget(governance: Fac
     with pytest.raises(BudgetExceeded):
         await g.governor.admit(chat(ANN, max_tokens=40, rid="big"))
     await g.governor.admit(chat(ANN, max_tokens=40, rid="other"))
+
+
+async def test_tpm_counts_the_completion_at_settlement(governance: Factory) -> None:
+    g = governance(
+        rate_limits=[{"scope": "user", "tpm": 100}], prices={"m": {"tokenizer": "whitespace"}}
+    )
+    meter = await g.governor.admit(chat(ANN, max_tokens=10, rid="t1"))  # ~9 prompt tokens
+    await meter.settle("ok", Usage(prompt_tokens=meter.prompt_tokens, completion_tokens=85), 0.1)
+    await g.governor.accounting.flush()
+    # 9 + 85 of 100 tokens this minute are spent: the next prompt does not fit.
+    with pytest.raises(RateLimited) as refused:
+        await g.governor.admit(chat(ANN, max_tokens=10, rid="t2"))
+    assert "TPM" in refused.value.detail
+    await g.governor.admit(chat(BOB, max_tokens=10, rid="t3"))
