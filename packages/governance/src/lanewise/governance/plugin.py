@@ -61,12 +61,12 @@ def lanewise_register_settings(register: Register) -> None:
 
 def _make_guard(ctx: FactoryContext) -> ModelCallGuard | None:
     from lanewise.governance.guard import BudgetGuard
-    from lanewise.governance.runtime import Release
+    from lanewise.governance.runtime import BudgetCounters
 
     if not governance_active(ctx.settings):
         return None
     governance = governance_for(ctx.settings)
-    ctx.on_close(Release(governance, owner=ctx.settings))
+    ctx.on_close(BudgetCounters(governance, owner=ctx.settings))
     return BudgetGuard(governance.governor, governance.keys)
 
 

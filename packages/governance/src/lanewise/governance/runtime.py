@@ -183,12 +183,17 @@ def forget(owner: object) -> None:
         _shared.pop(id(owner), None)
 
 
-class Release:
-    """Closes a shared Governance with the app that built it (and forgets it)."""
+class BudgetCounters:
+    """The app's handle on its shared Governance: closes (and forgets) it with the app.
+
+    ``single_process`` tells core that in-process counters cannot be shared by several
+    worker processes (``lanewise serve --workers 2`` then asks for the Redis store).
+    """
 
     def __init__(self, governance: Governance, *, owner: object) -> None:
         self.governance = governance
         self.owner = owner
+        self.single_process = governance.settings.store == "memory"
 
     async def aclose(self) -> None:
         forget(self.owner)
