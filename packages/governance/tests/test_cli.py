@@ -64,7 +64,8 @@ def test_keys_and_budgets_commands(tmp_path: Path) -> None:
 def test_in_process_counters_refuse_several_workers(tmp_path: Path) -> None:
     config = tmp_path / "lanewise.toml"
     config.write_text(
-        f'data_dir = "{tmp_path / "data"}"\n\n[[governance.budgets]]\nscope = "tenant"\nlimit = 10\n'
+        f'data_dir = "{tmp_path / "data"}"\n\n'
+        '[[governance.budgets]]\nscope = "tenant"\nlimit = 10\n'
     )
     result = CliRunner().invoke(build_cli(), ["--config", str(config), "serve", "--workers", "2"])
     assert result.exit_code != 0
