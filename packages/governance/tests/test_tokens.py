@@ -25,8 +25,8 @@ MESSAGES = (
     Message(role="user", content="Where does the batch pool run?"),
 )
 TEMPLATE = (
-    "{% for m in messages %}[{{ m.role }}] {{ m.content }}{{ eos_token }}\n{% endfor %}"
-    "{% if add_generation_prompt %}[assistant] {% endif %}"
+    "{% for m in messages %}### {{ m.role }} turn ###\n{{ m.content }}{{ eos_token }}\n"
+    "{% endfor %}{% if add_generation_prompt %}### assistant turn ###\n{% endif %}"
 )
 
 
@@ -45,13 +45,17 @@ def test_with_a_chat_template_the_count_is_the_rendered_prompt(tokenizer_json: P
     )
     counter = TokenizerJsonCounter(tokenizer_json)
     rendered = (
-        "[system] Answer from the sources.[SEP]\n[user] Where does the batch pool run?[SEP]\n"
-        "[assistant] "
+        "### system turn ###\nAnswer from the sources.[SEP]\n"
+        "### user turn ###\nWhere does the batch pool run?[SEP]\n### assistant turn ###\n"
     )
     reference = Tokenizer.from_file(str(tokenizer_json))
     reference.no_padding()  # MiniLM's file pads to 128 for the embedder
     expected = len(reference.encode(rendered, add_special_tokens=False).ids)
     assert prompt_tokens(counter, MESSAGES) == expected
+    estimate = (
+        sum(counter.count(m.content) for m in MESSAGES) + 2 * MESSAGE_OVERHEAD + REPLY_PRIMING
+    )
+    assert expected != estimate  # the template, not the per-message estimate, was counted
 
 
 def test_without_a_template_each_message_adds_the_documented_overhead(
