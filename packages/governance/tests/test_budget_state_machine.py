@@ -217,6 +217,16 @@ class BudgetMachine(RuleBasedStateMachine):
                 # request deadline so that a live call cannot outlast its hold.
                 self.lost[counter.key] = self.lost.get(counter.key, 0) + prompt + completion
 
+    @rule(reservation=reservations)
+    def keep_alive(self, reservation: Reservation | None) -> None:
+        """A stream still running pushes its hold's expiry back."""
+        if reservation is None:
+            return
+        self.run(self.accounting.extend(reservation.rid, reservation.counters))
+        live = self.live.get(reservation.rid)
+        if live is not None and live.expiry > self.clock:
+            live.expiry = self.clock + TTL
+
     @rule(seconds=st.sampled_from([1.0, 30.0, TTL / 2, TTL + 1, 3600.0]))
     def advance(self, seconds: float) -> None:
         self.clock += seconds

@@ -205,7 +205,7 @@ class RedisStore:
         if not keys:
             return 0
         expiry = int((now + ttl_s) * 1000)
-        return int(await self._call(self._extend, keys, [reservation_id, expiry]))
+        return int(await self._call(self._extend, keys, [reservation_id, repr(now * 1000), expiry]))
 
     async def seed(self, snapshot: Snapshot) -> None:
         args: list[Any] = [self.prefix]
