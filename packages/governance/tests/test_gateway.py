@@ -75,22 +75,50 @@ def words() -> WordsPlugin:
     return WordsPlugin()
 
 
+class CostSpy:
+    """Reads the request's cost where the observe lane would: in its usage event."""
+
+    def __init__(self) -> None:
+        self.costs: list[float | None] = []
+
+    @hookimpl
+    def lanewise_on_usage(self, event: Any) -> None:
+        from lanewise.core.context import current_request
+
+        context = current_request()
+        self.costs.append(context.attributes.get("lanewise.cost_usd") if context else None)
+
+
+@pytest.fixture
+def spy() -> CostSpy:
+    return CostSpy()
+
+
 @pytest.fixture
 def gateway(
-    lanewise_settings: Callable[..., Any], register_plugin: Callable[..., Any], words: WordsPlugin
+    lanewise_settings: Callable[..., Any],
+    register_plugin: Callable[..., Any],
+    words: WordsPlugin,
+    spy: CostSpy,
 ) -> Callable[..., Any]:
     @contextmanager
     def run(**governance: Any) -> Iterator[str]:
         section = {
             "admin_keys": [{"sha256": sha(ADMIN)}, {"sha256": sha(TENANT_ADMIN), "tenant": "acme"}],
-            "prices": {"words": {"tokenizer": "whitespace"}},
+            "prices": {
+                "words": {
+                    "tokenizer": "whitespace",
+                    "input_per_million": 1.0,
+                    "output_per_million": 2.0,
+                }
+            },
             **governance,
         }
         settings = lanewise_settings(
             governance=section,
             gateway={"api_keys": [{"sha256": sha(STATIC), "tenant": "static"}]},
         )
-        pm = register_plugin(words, allowlist=["governance"])
+        pm = register_plugin(words, spy, allowlist=["governance"])
         with serve_in_thread(create_app(settings, plugin_manager=pm)) as base:
             yield base
 
@@ -241,3 +269,14 @@ def test_rpm_limit_is_a_rate_limit_error(gateway: Any) -> None:
         with pytest.raises(openai.RateLimitError) as refused:
             client.chat.completions.create(model="words", messages=MESSAGES, max_tokens=1)
         assert refused.value.body["type"].endswith("/rate-limited")  # type: ignore[index]
+
+
+def test_the_requests_cost_reaches_its_usage_event(gateway: Any, spy: CostSpy) -> None:
+    with gateway() as base:
+        key = new_key(base)
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+        reply = client.chat.completions.create(model="words", messages=MESSAGES, max_tokens=5)
+        usage = reply.usage
+        assert usage is not None
+        expected = (usage.prompt_tokens * 1.0 + usage.completion_tokens * 2.0) / 1e6
+        assert spy.costs[-1] == pytest.approx(expected)

@@ -143,9 +143,10 @@ class Meter:
             "budget": body,
         }
 
-    async def settle(self, status: str, usage: Usage, duration_s: float) -> None:
+    async def settle(self, status: str, usage: Usage, duration_s: float) -> Charge | None:
+        """Charge the call (once); returns the charge, None when it was settled before."""
         if self.settled:
-            return
+            return None
         self.settled = True
         prompt = usage.prompt_tokens or (self.prompt_tokens if status == "ok" else 0)
         completion = usage.completion_tokens or self.completion_tokens
@@ -191,7 +192,7 @@ class Meter:
             # Admitted on local limits during an outage: the shared counters must learn
             # of it too once they are back (the charge id keeps it from counting twice).
             shared.settle(charge, settlement)
-        self.governor.on_settled(charge)
+        return charge
 
     @property
     def cost_usd(self) -> float:
@@ -210,7 +211,6 @@ class Governor:
         self.catalogue = catalogue
         self.accounting = accounting
         self.fallback = fallback
-        self.last_charge: Charge | None = None
         self._outage_logged = 0.0
         self._seeded: set[str] = set()
         self._on_local_limits = False
@@ -218,9 +218,6 @@ class Governor:
     def counter(self, model: str) -> TokenCounter:
         price = self.settings.price(model)
         return counter_for(price.tokenizer if price else "auto")
-
-    def on_settled(self, charge: Charge) -> None:
-        self.last_charge = charge
 
     def count_prompt(self, call: CallInfo) -> int:
         counter = self.counter(call.model)

@@ -9,6 +9,8 @@ from lanewise.governance.errors import OutOfScope
 from lanewise.governance.governor import CallInfo, Governor, Meter
 from lanewise.governance.keys import KeyStore
 
+COST_ATTRIBUTE = "lanewise.cost_usd"
+
 
 class BudgetTicket:
     __slots__ = ("meter",)
@@ -23,13 +25,12 @@ class BudgetTicket:
         return StreamStop(finish_reason="length", lanewise={"error": reason})
 
     async def settle(self, outcome: CallOutcome) -> None:
-        await self.meter.settle(outcome.status, outcome.usage, outcome.duration_s)
+        charge = await self.meter.settle(outcome.status, outcome.usage, outcome.duration_s)
         context = current_request()
-        if context is not None:
-            spent = context.attributes.get("lanewise.cost_usd", 0.0)
-            charge = self.meter.governor.last_charge
-            if charge is not None and charge.request_id == self.meter.call.request_id:
-                context.attributes["lanewise.cost_usd"] = spent + charge.cost_nano / 1e9
+        if context is not None and charge is not None:
+            # The whole request's cost so far, for usage events and the observe lane.
+            spent = context.attributes.get(COST_ATTRIBUTE, 0.0)
+            context.attributes[COST_ATTRIBUTE] = spent + charge.cost_nano / 1e9
 
 
 class BudgetGuard:
