@@ -210,3 +210,15 @@ async def test_tpm_counts_the_completion_at_settlement(governance: Factory) -> N
         await g.governor.admit(chat(ANN, max_tokens=10, rid="t2"))
     assert "TPM" in refused.value.detail
     await g.governor.admit(chat(BOB, max_tokens=10, rid="t3"))
+
+
+async def test_a_callers_own_max_tokens_is_left_to_the_model(governance: Factory) -> None:
+    g = governance(prices={"m": {"tokenizer": "whitespace"}}, default_max_tokens=5)
+    explicit = await g.governor.admit(chat(ANN, max_tokens=3))
+    assert all(explicit.on_delta("w") is None for _ in range(3))
+    # Without max_tokens the default cap is the allowance, and the stream is cut there.
+    capped = await g.governor.admit(chat(ANN, rid="r2"))
+    stops = [capped.on_delta("w") for _ in range(5)]
+    assert stops[:4] == [None] * 4
+    assert stops[4] is not None
+    assert stops[4]["type"] == "max-tokens"

@@ -110,6 +110,8 @@ class Meter:
         self._last_chunk = max(tokens, 1)
         if self.completion_tokens + self._last_chunk <= self.allowance:
             return None
+        if self.binding is None and self.call.max_tokens is not None:
+            return None  # the caller's own max_tokens: the model stops there by itself
         return self.stop_reason()
 
     def _keep_alive(self) -> None:
