@@ -78,6 +78,14 @@ class RetrievalSettings(Section):
         300.0, ge=0, description="query-embedding and result cache TTL; 0 disables both"
     )
     cache_max_entries: int = Field(10_000, ge=1, description="in-process cache bound (LRU)")
+    mode: Literal["dense", "lexical", "hybrid"] = Field(
+        "hybrid", description="how the store is searched unless a request says otherwise"
+    )
+    fusion: Literal["rrf", "weighted"] = Field(
+        "rrf", description="hybrid fusion: reciprocal rank, or min-max normalised scores"
+    )
+    alpha: float = Field(0.5, ge=0, le=1, description="hybrid weight of the dense side")
+    rrf_k: int = Field(60, ge=1, description="the k in reciprocal rank fusion's 1 / (k + rank)")
 
 
 class IngestSettings(Section):

@@ -108,12 +108,18 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
     text: str = ""
     source: str = ""
     metadata: Metadata = msgspec.field(default_factory=dict)
+    dense_rank: int | None = None
+    """1-based rank of this hit in the vector search that found it; None if that path did not."""
+    lexical_rank: int | None = None
+    """1-based rank in the lexical (BM25) search; None if that path did not find it."""
 
 
 class Citation(msgspec.Struct, frozen=True, kw_only=True):
     marker: str
     id: str
     source: str
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
 
 
 class StageTiming(msgspec.Struct, frozen=True, kw_only=True):

@@ -127,6 +127,12 @@ class RetrieveBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     filter: dict[str, Any] | None = None
     degrade: bool = False
     """On a store outage answer 200 with no hits and ``degraded: true`` instead of 503."""
+    mode: str | None = None
+    """``dense``, ``lexical`` or ``hybrid``; default ``retrieval.mode``."""
+    fusion: str | None = None
+    """``rrf`` or ``weighted`` (hybrid only); default ``retrieval.fusion``."""
+    alpha: float | None = None
+    """Weight of the dense side in hybrid fusion, in [0, 1]; default ``retrieval.alpha``."""
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:
@@ -136,6 +142,8 @@ def hit_json(hit: Hit) -> dict[str, Any]:
         "metadata": hit.metadata,
         "score": hit.score,
         "source": hit.source,
+        "dense_rank": hit.dense_rank,
+        "lexical_rank": hit.lexical_rank,
     }
 
 
@@ -154,6 +162,12 @@ async def retrieve(
     principal = principal_of(request)
     body: dict[str, Any] = {"object": "list", "k": k, "tenant": principal.tenant}
     deadline = settings.gateway.request_timeout_s
+    # Only what the caller set: a retriever from another plugin may not take these.
+    search = {
+        name: value
+        for name, value in (("mode", data.mode), ("fusion", data.fusion), ("alpha", data.alpha))
+        if value is not None
+    }
     try:
         try:
             async with asyncio.timeout(deadline):
@@ -163,6 +177,7 @@ async def retrieve(
                     k=k,
                     filter=data.filter,
                     request_id=str(request.scope.get("state", {}).get("request_id", "")),
+                    **search,
                 )
         except TimeoutError:
             raise UpstreamTimeout(

@@ -36,4 +36,8 @@ def build_retriever(container: Any) -> SearchRetriever | None:
         cache=cache,
         hook=container.plugin_manager().hook,
         max_k=settings.retrieval.max_k,
+        mode=settings.retrieval.mode,
+        fusion=settings.retrieval.fusion,
+        alpha=settings.retrieval.alpha,
+        rrf_k=settings.retrieval.rrf_k,
     )
