@@ -189,6 +189,19 @@ class VectorStoreContract:
     """Subclass and override ``store`` (a fresh, empty store of dimension ``DIM``)."""
 
     DIM: ClassVar[int] = 8
+    EXACT_BM25: ClassVar[bool] = True
+    """False for a store that ranks with its own BM25 (Weaviate: its tokenizer): lexical hits
+    are then checked as a set (the rows that match the filter and share a query term)."""
+
+    def assert_lexical(
+        self, hits: Sequence[Hit], everything: Sequence[tuple[str, float]], k: int
+    ) -> None:
+        if self.EXACT_BM25:
+            _assert_lexical(hits, everything, k)
+        else:
+            found = {h.id for h in hits}
+            assert found <= {rid for rid, _ in everything}, (found, everything)
+            assert len(found) == len(hits) == min(k, len(everything))
 
     @pytest.fixture
     def store(self) -> AsyncIterator[VectorStore]:
@@ -488,11 +501,12 @@ class VectorStoreContract:
         await put(store, tenant, rows)
         # Tokens: lower-cased runs of letters and digits, stopwords out, plurals folded.
         hits = await store.search_lexical(tenant=tenant, query="Retry budgets", k=10)
-        _assert_lexical(hits, lexical_reference(rows, "Retry budgets", len(rows), None), 10)
+        self.assert_lexical(hits, lexical_reference(rows, "Retry budgets", len(rows), None), 10)
         assert hits[0].id == "d3"
         assert hits[0].text == texts[3] and hits[0].metadata == rows[3][3]
-        # "retries" and "max_retries" fold to "retry"; "RetryError" is one other word.
-        assert {h.id for h in hits} == {"d0", "d2", "d3"}
+        if self.EXACT_BM25:
+            # "retries" and "max_retries" fold to "retry"; "RetryError" is one other word.
+            assert {h.id for h in hits} == {"d0", "d2", "d3"}
         assert await store.search_lexical(tenant=tenant, query="the of", k=5) == []
         assert await store.search_lexical(tenant=tenant, query="zebra", k=5) == []
         assert await store.search_lexical(tenant=new_tenant(), query="queue", k=5) == []
@@ -519,7 +533,7 @@ class VectorStoreContract:
         rows = [r for r in rows if r[0] not in {"d7", "d8"} and r[3]["i"] < 25]
         for query in ("shard", "queue worker", "pad timeout", "cache index token"):
             hits = await store.search_lexical(tenant=tenant, query=query, k=8)
-            _assert_lexical(hits, lexical_reference(rows, query, len(rows), None), 8)
+            self.assert_lexical(hits, lexical_reference(rows, query, len(rows), None), 8)
 
     @_PROPERTY
     @given(
@@ -548,7 +562,7 @@ class VectorStoreContract:
         query = " ".join(words)
         raw = to_json(flt) if flt is not None else None
         hits = await store.search_lexical(tenant=tenant, query=query, k=k, filter=raw)
-        _assert_lexical(hits, lexical_reference(rows, query, len(rows), flt), k)
+        self.assert_lexical(hits, lexical_reference(rows, query, len(rows), flt), k)
 
     @_PROPERTY
     @given(
@@ -571,6 +585,8 @@ class VectorStoreContract:
         fusion: Any,
         alpha: float,
     ) -> None:
+        if not self.EXACT_BM25:
+            pytest.skip("the store ranks with its own BM25; fusion is checked on exact stores")
         store: Any = lexical_store
         rng = random.Random(seed)
         tenant = new_tenant()
@@ -633,6 +649,6 @@ class VectorStoreContract:
         await put(store, b, rows_b)
         raw = to_json(flt) if flt is not None else None
         hits = await store.search_lexical(tenant=a, query=query, k=50, filter=raw)
-        _assert_lexical(hits, lexical_reference(rows_a, query, len(rows_a), flt), 50)
+        self.assert_lexical(hits, lexical_reference(rows_a, query, len(rows_a), flt), 50)
         own = {r[0]: r[2] for r in rows_a}
         assert all(own.get(h.id) == h.text for h in hits)
