@@ -20,6 +20,9 @@ Run: ``.venv/bin/python -m bench.retrieval.golden`` writes
 Python version and a digest of each document).
 """
 
+# The hand-written question table below reads better one question per entry than wrapped.
+# ruff: noqa: E501
+
 from __future__ import annotations
 
 import hashlib
@@ -33,14 +36,102 @@ from typing import Any
 
 GOLDEN = Path(__file__).with_name("golden_stdlib.json")
 
-MODULES = """abc argparse array ast base64 bisect bz2 calendar cmd codecs collections colorsys
-configparser contextlib copy csv dataclasses datetime decimal difflib dis doctest enum filecmp
-fnmatch fractions ftplib functools getopt gettext glob gzip hashlib heapq hmac imaplib inspect io
-ipaddress itertools json keyword linecache locale logging lzma math mimetypes numbers operator
-optparse os pathlib pickle pkgutil platform plistlib poplib pprint profile pstats queue quopri
-random re sched secrets selectors shelve shlex shutil signal smtplib socket sqlite3 ssl statistics
-string struct subprocess tarfile tempfile textwrap threading timeit tokenize traceback types typing
-uuid warnings weakref zipfile zlib""".split()
+MODULES = [
+    "abc",
+    "argparse",
+    "array",
+    "ast",
+    "base64",
+    "bisect",
+    "bz2",
+    "calendar",
+    "cmd",
+    "codecs",
+    "collections",
+    "colorsys",
+    "configparser",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "difflib",
+    "dis",
+    "doctest",
+    "enum",
+    "filecmp",
+    "fnmatch",
+    "fractions",
+    "ftplib",
+    "functools",
+    "getopt",
+    "gettext",
+    "glob",
+    "gzip",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "imaplib",
+    "inspect",
+    "io",
+    "ipaddress",
+    "itertools",
+    "json",
+    "keyword",
+    "linecache",
+    "locale",
+    "logging",
+    "lzma",
+    "math",
+    "mimetypes",
+    "numbers",
+    "operator",
+    "optparse",
+    "os",
+    "pathlib",
+    "pickle",
+    "pkgutil",
+    "platform",
+    "plistlib",
+    "poplib",
+    "pprint",
+    "profile",
+    "pstats",
+    "queue",
+    "quopri",
+    "random",
+    "re",
+    "sched",
+    "secrets",
+    "selectors",
+    "shelve",
+    "shlex",
+    "shutil",
+    "signal",
+    "smtplib",
+    "socket",
+    "sqlite3",
+    "ssl",
+    "statistics",
+    "string",
+    "struct",
+    "subprocess",
+    "tarfile",
+    "tempfile",
+    "textwrap",
+    "threading",
+    "timeit",
+    "tokenize",
+    "traceback",
+    "types",
+    "typing",
+    "uuid",
+    "warnings",
+    "weakref",
+    "zipfile",
+    "zlib",
+]
 
 # (module, kind, question, evidence)
 QUESTIONS: list[tuple[str, str, str, str]] = [
@@ -312,11 +403,19 @@ def build() -> dict[str, Any]:
     for i, (module, kind, question, evidence) in enumerate(QUESTIONS):
         if normalise(evidence) not in normalise(docs[module]):
             raise SystemExit(f"question {i}: evidence not in {module}'s document: {evidence!r}")
-        elsewhere = [m for m, text in docs.items() if m != module and normalise(evidence) in normalise(text)]
+        elsewhere = [
+            m for m, text in docs.items() if m != module and normalise(evidence) in normalise(text)
+        ]
         if elsewhere:
             raise SystemExit(f"question {i}: evidence also in {elsewhere}: {evidence!r}")
         questions.append(
-            {"id": f"q{i:03d}", "doc": module, "kind": kind, "question": question, "evidence": evidence}
+            {
+                "id": f"q{i:03d}",
+                "doc": module,
+                "kind": kind,
+                "question": question,
+                "evidence": evidence,
+            }
         )
     return {
         "corpus": "Python standard library docstrings (bench/retrieval/golden.py: document())",

@@ -89,9 +89,7 @@ async def build(path: Path, n: int, length: int) -> tuple[EmbeddedStore, Any, An
     return store, vectors, bucket, texts
 
 
-def exact_dense(
-    vectors: Any, allowed: Any, query: Any, k: int, ids: list[str]
-) -> list[Hit]:
+def exact_dense(vectors: Any, allowed: Any, query: Any, k: int, ids: list[str]) -> list[Hit]:
     scores = vectors @ query
     scores = np.where(allowed, scores, -np.inf)
     top = np.argsort(-scores)[:k]
@@ -120,7 +118,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         ):
             for mode in ("dense", "lexical", "hybrid"):
                 for text in texts[:10]:  # warm-up (allow-list cache, postings merge)
-                    await retriever.retrieve(principal=TENANT, query=text, k=10, filter=flt, mode=mode)
+                    await retriever.retrieve(
+                        principal=TENANT, query=text, k=10, filter=flt, mode=mode
+                    )
                 latencies, results = [], []
                 for text in texts:
                     t1 = time.perf_counter()
@@ -190,7 +190,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
         recall = result["cases"][c].get("recall@10")
         if recall is not None:
             ax.text(result["cases"][c]["p50_ms"], i, f"  recall@10 {recall:.3f}", va="center")
-    ax.axvline(result["minilm_query_embedding_p50_ms"], color="grey", ls="--", label="MiniLM query embedding p50")
+    ax.axvline(
+        result["minilm_query_embedding_p50_ms"],
+        color="grey",
+        ls="--",
+        label="MiniLM query embedding p50",
+    )
     ax.set_xlabel("p50 ms per retrieve (query vector precomputed), 1 thread")
     ax.set_title(f"hybrid vs dense, embedded store, {result['n'] // 1000}k chunks")
     ax.invert_yaxis()

@@ -248,7 +248,13 @@ def test_hook_lanewise_resolve_retriever(gateway, echo_plugin):
         plain = chat(base, "no retrieval asked")
     body = r.json()
     assert body["lanewise"]["citations"] == [
-        {"marker": "[1]", "id": "faq-1", "source": "faq.md", "dense_rank": None, "lexical_rank": None}
+        {
+            "marker": "[1]",
+            "id": "faq-1",
+            "source": "faq.md",
+            "dense_rank": None,
+            "lexical_rank": None,
+        }
     ]
     assert "citations" not in plain.json().get("lanewise", {})
     retrieve = [e for e in echo_plugin.stages if e.stage == "retrieve"]

@@ -125,10 +125,12 @@ async def test_passages_reranker_lifts_the_chunk_with_the_answering_paragraph():
     reranked = await reranker.rerank(query=query, hits=ANSWER_IN_ONE_PARAGRAPH, k=2)
     assert [h.id for h in reranked] == ["mixed", "topical"]
     assert reranked[0] is ANSWER_IN_ONE_PARAGRAPH[0]  # hits come back unchanged, reordered
-    assert reranker.embedded == 5 and embedder.texts == 6  # 5 paragraphs + the query
+    assert reranker.embedded == 5
+    assert embedder.texts == 6
     # Paragraphs are cached: the same candidates again embed only the query.
     await reranker.rerank(query="another question", hits=ANSWER_IN_ONE_PARAGRAPH, k=3)
-    assert reranker.embedded == 5 and embedder.texts == 7
+    assert reranker.embedded == 5
+    assert embedder.texts == 7
 
 
 async def test_passages_reranker_rescores_only_the_first_candidates():
@@ -153,7 +155,7 @@ def test_passages_factory_validates_options():
 
     built = build_passages(ComponentConfig(kind="passages", candidates=8), None, Container())
     assert (built.candidates, built.weight) == (8, 0.1)
-    with pytest.raises(ConfigError, match="retrieval.reranker.weight"):
+    with pytest.raises(ConfigError, match=r"retrieval\.reranker\.weight"):
         build_passages(ComponentConfig(kind="passages", weight=-1), None, Container())
-    with pytest.raises(ConfigError, match="retrieval.reranker.top"):
+    with pytest.raises(ConfigError, match=r"retrieval\.reranker\.top"):
         build_passages(ComponentConfig(kind="passages", top=3), None, Container())

@@ -140,12 +140,14 @@ def test_each_hit_says_which_path_found_it(gateway):
     assert [h["dense_rank"] for h in dense] == [1, 2]
     assert all(h["lexical_rank"] is None for h in dense)
     r = post(
-        base, {"query": "Celery Redis", "k": 4, "fusion": "weighted", "alpha": 0.2},
+        base,
+        {"query": "Celery Redis", "k": 4, "fusion": "weighted", "alpha": 0.2},
         **{"X-Request-ID": "hybrid"},
     )
     hybrid = r.json()["data"]
     assert hybrid[0]["id"] == "a4"
-    assert hybrid[0]["lexical_rank"] == 1 and hybrid[0]["dense_rank"] is not None
+    assert hybrid[0]["lexical_rank"] == 1
+    assert hybrid[0]["dense_rank"] is not None
     assert all(h["lexical_rank"] is None for h in hybrid[1:])  # no other text says either word
     (search,) = [e for e in recorder.events if e.request_id == "hybrid" and e.stage == "search"]
     assert search.attributes["lanewise.retrieval.mode"] == "hybrid"

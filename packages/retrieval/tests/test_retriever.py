@@ -128,7 +128,8 @@ async def test_each_mode_marks_which_path_found_each_hit(store, embedder):
     assert stages == ["embed", "search", "search"]  # lexical mode embeds nothing
     hybrid = await retriever.retrieve(principal=ACME, query="document number 17", k=3)
     assert hybrid[0].id == "d17"
-    assert hybrid[0].dense_rank is not None and hybrid[0].lexical_rank == 1
+    assert hybrid[0].dense_rank is not None
+    assert hybrid[0].lexical_rank == 1
     search = hook.events[-1].attributes
     assert search["lanewise.retrieval.mode"] == "hybrid"
     assert search["lanewise.retrieval.fusion"] == "rrf"
@@ -145,14 +146,16 @@ async def test_weighted_fusion_and_alpha_per_request(store, embedder):
     only_lexical = await retriever.retrieve(
         principal=ACME, query="document number 17", k=1, fusion="weighted", alpha=0.0
     )
-    assert only_lexical[0].id == "d17" and only_lexical[0].score == 1.0
+    assert only_lexical[0].id == "d17"
+    assert only_lexical[0].score == 1.0
 
 
 async def test_store_without_lexical_index_serves_the_default_as_dense(store, embedder):
     hook = Hook()
     retriever = SearchRetriever(embedder=embedder, store=DenseOnlyStore(store), hook=hook)
     hits = await retriever.retrieve(principal=ACME, query="topic 2", k=2)
-    assert len(hits) == 2 and all(h.lexical_rank is None for h in hits)
+    assert len(hits) == 2
+    assert all(h.lexical_rank is None for h in hits)
     assert hook.events[-1].attributes["lanewise.retrieval.mode"] == "dense"
     for mode in ("lexical", "hybrid"):
         with pytest.raises(InvalidRequest, match="lexical index") as caught:
@@ -182,6 +185,7 @@ async def test_result_cache_keys_on_the_mode(store, embedder):
     lexical = await retriever.retrieve(principal=ACME, query="number 17", k=2, mode="lexical")
     dense = await retriever.retrieve(principal=ACME, query="number 17", k=2, mode="dense")
     assert cache.stats["result"].hits == 0
-    assert lexical[0].lexical_rank == 1 and dense[0].lexical_rank is None
+    assert lexical[0].lexical_rank == 1
+    assert dense[0].lexical_rank is None
     assert await retriever.retrieve(principal=ACME, query="number 17", k=2, mode="dense") == dense
     assert cache.stats["result"].hits == 1

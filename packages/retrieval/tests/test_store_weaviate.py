@@ -160,7 +160,8 @@ async def test_lexical_search_is_a_bm25_query_on_text(recorded):
         tenant="acme", query="retry budget", k=3, filter={"field": "lang", "eq": "en"}
     )
     ((method, args),) = query.calls
-    assert method == "bm25" and tenants == ["acme"]
+    assert method == "bm25"
+    assert tenants == ["acme"]
     assert (args["query"], args["query_properties"], args["limit"]) == ("retry budget", ["text"], 3)
     assert args["return_metadata"].score is True
     assert args["return_properties"] == ["lw_id", "text", "metadata_json"]
@@ -179,7 +180,8 @@ async def test_dense_search_is_a_near_vector_query_scored_by_cosine(recorded):
     ((method, args),) = query.calls
     assert method == "near_vector"
     assert args["near_vector"] == [1.0, 0.0, 0.0, 0.0]  # unit length, as every store ranks
-    assert args["filters"] is None and args["limit"] == 2
+    assert args["filters"] is None
+    assert args["limit"] == 2
     assert args["return_metadata"].distance is True
     assert [h.score for h in hits] == [1.0, 0.75]
 

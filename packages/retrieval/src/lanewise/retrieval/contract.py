@@ -503,7 +503,8 @@ class VectorStoreContract:
         hits = await store.search_lexical(tenant=tenant, query="Retry budgets", k=10)
         self.assert_lexical(hits, lexical_reference(rows, "Retry budgets", len(rows), None), 10)
         assert hits[0].id == "d3"
-        assert hits[0].text == texts[3] and hits[0].metadata == rows[3][3]
+        assert hits[0].text == texts[3]
+        assert hits[0].metadata == rows[3][3]
         if self.EXACT_BM25:
             # "retries" and "max_retries" fold to "retry"; "RetryError" is one other word.
             assert {h.id for h in hits} == {"d0", "d2", "d3"}
@@ -643,7 +644,9 @@ class VectorStoreContract:
             random_texts(rng, len(metas_a)),
         )
         rows_b = random_rows(rng, len(metas_b), self.DIM, prefix="s", metas=metas_b)
-        rows_b = with_texts(rows_b, [f"B {query} {query} {t}" for t in random_texts(rng, len(metas_b))])
+        rows_b = with_texts(
+            rows_b, [f"B {query} {query} {t}" for t in random_texts(rng, len(metas_b))]
+        )
         if rows_a:
             await put(store, a, rows_a)
         await put(store, b, rows_b)

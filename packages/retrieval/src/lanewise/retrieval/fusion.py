@@ -66,9 +66,7 @@ def fuse(
         }
     else:
         dn, ln = _normalised(dense), _normalised(lexical)
-        scores = {
-            rid: alpha * dn.get(rid, 0.0) + (1.0 - alpha) * ln.get(rid, 0.0) for rid in by_id
-        }
+        scores = {rid: alpha * dn.get(rid, 0.0) + (1.0 - alpha) * ln.get(rid, 0.0) for rid in by_id}
 
     def best_rank(rid: str) -> int:
         return min(dense_rank.get(rid, 1 << 30), lexical_rank.get(rid, 1 << 30))

@@ -33,8 +33,11 @@ B = 0.75
 _TOKEN = re.compile(r"[^\W_]+")
 
 STOPWORDS = frozenset(
-    """a an and are as at be by for from has have in into is it its of on or that the
-    this to was were will with""".split()
+    {
+        *("a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have"),
+        *("in", "into", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to"),
+        *("was", "were", "will", "with"),
+    }
 )
 
 

@@ -183,7 +183,9 @@ class PassageReranker:
 
 def build_passages(config: ComponentConfig, settings: Settings, container: Any) -> PassageReranker:
     opts = Options(
-        "retrieval.reranker", config.options, {"weight", "candidates", "max_passages", "cache_entries"}
+        "retrieval.reranker",
+        config.options,
+        {"weight", "candidates", "max_passages", "cache_entries"},
     )
     weight = config.options.get("weight", 0.1)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:

@@ -16,11 +16,10 @@ without a hook of its own.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
-
-import asyncio
 
 from lanewise.core.errors import InvalidRequest, LanewiseError, Unavailable
 from lanewise.core.protocols import Embedder, Reranker, VectorStore

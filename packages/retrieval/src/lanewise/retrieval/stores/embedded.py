@@ -298,7 +298,9 @@ class EmbeddedStore:
         found = self._locked(lambda: self._tenant(tenant).search(query, k, node))
         return self._read_hits(found)
 
-    def _search_lexical(self, tenant: str, terms: list[str], k: int, node: Node | None) -> list[Hit]:
+    def _search_lexical(
+        self, tenant: str, terms: list[str], k: int, node: Node | None
+    ) -> list[Hit]:
         found = self._locked(lambda: self._tenant(tenant).search_lexical(terms, k, node))
         return self._read_hits(found)
 

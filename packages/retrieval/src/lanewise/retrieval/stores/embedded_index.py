@@ -178,14 +178,14 @@ class TenantIndex:
                 return found
         return self._exact(query, k, allowed)
 
-    def search_lexical(self, terms: Sequence[str], k: int, node: Node | None) -> list[tuple[int, float]]:
+    def search_lexical(
+        self, terms: Sequence[str], k: int, node: Node | None
+    ) -> list[tuple[int, float]]:
         """Top-k (sqlite rowid, BM25) among live slots matching ``node``."""
         allowed, count, _ = self.allow_list(node)
         if count == 0 or not terms:
             return []
-        found = self.lexical.search(
-            terms, k, self.live.view(self.size), allowed, self.live_count
-        )
+        found = self.lexical.search(terms, k, self.live.view(self.size), allowed, self.live_count)
         rowids = self.rowids.data
         return [(int(rowids[slot]), score) for slot, score in found]
 

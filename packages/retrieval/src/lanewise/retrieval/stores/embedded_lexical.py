@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from lanewise.retrieval.lexical import B, K1, idf
+from lanewise.retrieval.lexical import K1, B, idf
 from lanewise.retrieval.stores.embedded_columns import Mask, _Grow
 
 I32 = npt.NDArray[np.int32]

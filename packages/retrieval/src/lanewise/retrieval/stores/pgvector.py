@@ -47,7 +47,7 @@ from lanewise.core.errors import ConfigError, InvalidRequest, Unavailable
 from lanewise.core.protocols import Filter
 from lanewise.core.types import Hit
 from lanewise.retrieval.filters import parse_filter
-from lanewise.retrieval.lexical import B, K1, idf, query_terms, tokenize
+from lanewise.retrieval.lexical import K1, B, idf, query_terms, tokenize
 from lanewise.retrieval.stores.batch import check_k, check_tenant, unit_vectors, validate_batch
 from lanewise.retrieval.stores.pgvector_sql import filter_sql
 
@@ -279,9 +279,7 @@ class PgvectorStore:
             [tenant, [term for term, _ in changes], [n for _, n in changes]],
         )
         if any(n < 0 for _, n in changes):
-            await conn.execute(
-                f"DELETE FROM {t}_lexicon WHERE tenant = %s AND df <= 0", [tenant]
-            )
+            await conn.execute(f"DELETE FROM {t}_lexicon WHERE tenant = %s AND df <= 0", [tenant])
 
     async def _bump(self, conn: Any, tenant: str, row_delta: int, token_delta: int) -> None:
         t = self.table

@@ -386,7 +386,8 @@ def bm25_args(query: str, k: int) -> dict[str, Any]:
 
 
 def hits_of(objects: Sequence[Any], score: str) -> list[Hit]:
-    """Result objects as hits: ``score`` is ``distance`` (cosine: 1 - distance) or BM25 ``score``."""
+    """Result objects as hits; ``score`` says which: ``distance`` (cosine = 1 - distance)
+    or BM25 ``score``."""
     hits = []
     for obj in objects:
         props = obj.properties
