@@ -82,9 +82,9 @@ class RetrievalSettings(Section):
         "hybrid", description="how the store is searched unless a request says otherwise"
     )
     fusion: Literal["rrf", "weighted"] = Field(
-        "rrf", description="hybrid fusion: reciprocal rank, or min-max normalised scores"
+        "weighted", description="hybrid fusion: min-max normalised scores, or reciprocal rank"
     )
-    alpha: float = Field(0.5, ge=0, le=1, description="hybrid weight of the dense side")
+    alpha: float = Field(0.7, ge=0, le=1, description="hybrid weight of the dense side")
     rrf_k: int = Field(60, ge=1, description="the k in reciprocal rank fusion's 1 / (k + rank)")
 
 

@@ -46,8 +46,8 @@ class SearchRetriever:
         max_k: int = 100,
         overfetch: int = 4,
         mode: Mode = "hybrid",
-        fusion: Fusion = "rrf",
-        alpha: float = 0.5,
+        fusion: Fusion = "weighted",
+        alpha: float = 0.7,
         rrf_k: int = 60,
     ) -> None:
         self.embedder = embedder
