@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -77,7 +79,7 @@ def test_fused_hits_keep_their_ranks_and_are_sorted(dense, lexical, k, fusion, a
     union = {h.id for h in dense} | {h.id for h in lexical}
     assert len(fused) == min(k, len(union))
     assert len({h.id for h in fused}) == len(fused)
-    assert all(a.score >= b.score for a, b in zip(fused, fused[1:], strict=False))
+    assert all(a.score >= b.score for a, b in itertools.pairwise(fused))
     dense_rank = {h.id: i for i, h in enumerate(dense, 1)}
     lexical_rank = {h.id: i for i, h in enumerate(lexical, 1)}
     for hit in fused:
