@@ -241,6 +241,24 @@ def test_rag_alias_answers_with_citations(gateway):
         assert stage in stages
 
 
+def test_rag_request_chooses_the_search_mode(gateway):
+    base, _, _ = gateway
+    body = {
+        "model": "extractive",
+        "messages": [{"role": "user", "content": "Celery Redis"}],
+        "lanewise": {"retrieval": {"k": 2, "mode": "lexical"}},
+    }
+    r = post(base, body, path="/v1/chat/completions")
+    assert r.status_code == 200, r.text
+    citations = r.json()["lanewise"]["citations"]
+    assert [(c["id"], c["lexical_rank"], c["dense_rank"]) for c in citations] == [("a4", 1, None)]
+    bad = post(
+        base, {**body, "lanewise": {"retrieval": {"mode": "sparse"}}}, path="/v1/chat/completions"
+    )
+    assert bad.status_code == 400
+    assert bad.json()["field"] == "mode"
+
+
 def test_rag_extension_field_streams_citations(gateway):
     base, _, _ = gateway
     body = {

@@ -151,6 +151,12 @@ class Pipeline:
                         k=k,
                         filter=options.get("filter"),
                         request_id=request.request_id,
+                        # Only what the caller set: not every retriever takes these.
+                        **{
+                            name: options[name]
+                            for name in ("mode", "fusion", "alpha")
+                            if options.get(name) is not None
+                        },
                     )
                 )
             except (Unavailable, UpstreamTimeout) as exc:

@@ -65,6 +65,10 @@ class RetrievalOptions(msgspec.Struct, kw_only=True):
     filter: dict[str, Any] | None = None
     degrade: bool | None = None
     """Answer without context (flagged) if the store is unavailable; default retrieval.degrade."""
+    mode: str | None = None
+    """``dense``, ``lexical`` or ``hybrid``; default retrieval.mode (the retriever checks it)."""
+    fusion: str | None = None
+    alpha: float | None = None
 
 
 class LanewiseExtension(msgspec.Struct, kw_only=True):
