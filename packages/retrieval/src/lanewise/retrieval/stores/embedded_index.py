@@ -185,7 +185,9 @@ class TenantIndex:
         allowed, count, _ = self.allow_list(node)
         if count == 0 or not terms:
             return []
-        found = self.lexical.search(terms, k, self.live.view(self.size), allowed, self.live_count)
+        found = self.lexical.search(
+            terms, k, self.live.view(self.size), allowed, self.live_count, count
+        )
         rowids = self.rowids.data
         return [(int(rowids[slot]), score) for slot, score in found]
 

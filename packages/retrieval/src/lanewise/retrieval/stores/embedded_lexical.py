@@ -13,14 +13,15 @@ filter's allow-list, so a selective filter would scan ranked matches until
 apply the allow-list as one vector mask.
 
 Postings arrive per upsert batch as small arrays and are merged into one
-array per term the first time a query needs that term.
+array per term the first time a query needs that term; the term's BM25 weights
+(which depend on the average length, so on every write) are computed then and
+kept until the next write, so a query costs one multiply-add per posting.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +29,7 @@ from lanewise.retrieval.lexical import K1, B, idf
 from lanewise.retrieval.stores.embedded_columns import Mask, _Grow
 
 I32 = npt.NDArray[np.int32]
+F32 = npt.NDArray[np.float32]
 
 
 class LexicalIndex:
@@ -37,6 +39,9 @@ class LexicalIndex:
         self.live_length = 0
         self.vocabulary: dict[str, int] = {}
         self._parts: list[list[tuple[I32, I32]]] = []
+        self._weights: dict[int, tuple[int, I32, F32]] = {}
+        self.version = 0
+        """Bumped by every append and kill: cached term weights older than it are stale."""
 
     def append(self, documents: Sequence[Sequence[str]]) -> None:
         """Tokens of slots ``size .. size + len(documents) - 1``, in slot order."""
@@ -57,6 +62,7 @@ class LexicalIndex:
                 slots.append(slot)
                 tfs.append(tf)
         self.size += len(documents)
+        self.version += 1
         if not terms:
             return
         tid_arr = np.asarray(terms, dtype=np.int64)
@@ -73,46 +79,61 @@ class LexicalIndex:
     def kill(self, slot: int) -> None:
         """A slot died (deleted or replaced): its length leaves the average."""
         self.live_length -= int(self.lengths.data[slot])
+        self.version += 1
 
-    def postings(self, term: str) -> tuple[I32, I32] | None:
+    def _term(self, term: str, live: Mask, avg: float) -> tuple[I32, F32] | None:
+        """The term's live slots and their BM25 term weights ``tf (k1 + 1) / (tf + norm)``,
+        computed once per term and write (every write changes the average length)."""
         tid = self.vocabulary.get(term)
         if tid is None:
             return None
+        cached = self._weights.get(tid)
+        if cached is not None and cached[0] == self.version:
+            return cached[1], cached[2]
         parts = self._parts[tid]
-        if len(parts) > 1:
-            parts[:] = [
-                (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-            ]
-        return parts[0]
+        slots = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        tfs = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        alive = live[slots]
+        if not alive.all():
+            # A dead slot never lives again (slots are append-only): drop it for good.
+            slots, tfs = slots[alive], tfs[alive]
+        parts[:] = [(slots, tfs)]
+        tf = tfs.astype(np.float64)
+        norm = K1 * (1.0 - B + B * self.lengths.data[slots] / avg) if avg > 0 else K1
+        weights = (tf * (K1 + 1.0) / (tf + norm)).astype(np.float32)
+        self._weights[tid] = (self.version, slots, weights)
+        return slots, weights
 
     def search(
-        self, terms: Sequence[str], k: int, live: Mask, allowed: Mask, live_count: int
+        self,
+        terms: Sequence[str],
+        k: int,
+        live: Mask,
+        allowed: Mask,
+        live_count: int,
+        allowed_count: int,
     ) -> list[tuple[int, float]]:
         """Top-k (slot, BM25) among ``allowed`` slots with at least one query term."""
         if live_count == 0:
             return []
         avg = self.live_length / live_count
         scores = np.zeros(self.size, dtype=np.float64)
-        touched: list[Any] = []
+        matched = False
         for term in terms:
-            found = self.postings(term)
-            if found is None:
+            found = self._term(term, live, avg)
+            if found is None or len(found[0]) == 0:
                 continue
-            slots, tfs = found
-            df = int(np.count_nonzero(live[slots]))
-            if df == 0:
-                continue
-            keep = allowed[slots]
-            slots, tf = slots[keep], tfs[keep].astype(np.float64)
-            if len(slots) == 0:
-                continue
-            lengths = self.lengths.data[slots]
-            norm = K1 * (1.0 - B + B * lengths / avg) if avg > 0 else K1
-            scores[slots] += idf(live_count, df) * tf * (K1 + 1.0) / (tf + norm)
-            touched.append(slots)
-        if not touched:
+            slots, weights = found
+            # Postings hold each slot once, so a fancy-index add is exact.
+            scores[slots] += idf(live_count, len(slots)) * weights.astype(np.float64)
+            matched = True
+        if not matched:
             return []
-        candidates = np.unique(np.concatenate(touched))
+        # Every matching slot scores > 0 (idf > 0, tf >= 1); the filter applies at the end.
+        hit = scores > 0
+        if allowed_count != live_count:
+            hit &= allowed
+        candidates = np.flatnonzero(hit)
         values = scores[candidates]
         if k < len(candidates):
             top = np.argpartition(-values, k - 1)[:k]
