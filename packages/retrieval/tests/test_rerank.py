@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from lanewise.core.errors import ConfigError
 from lanewise.core.plugins import get_plugin_manager
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.core.types import Hit
 from lanewise.retrieval.embedders.minilm import MiniLMEmbedder
 from lanewise.retrieval.rerank import (
@@ -83,7 +84,7 @@ def test_jaccard_is_symmetric_with_unit_diagonal():
 def test_bad_options_name_the_key(lanewise_settings, options, key):
     config = ComponentConfig(kind="mmr", **options)
     with pytest.raises(ConfigError, match=f"retrieval.reranker.{key}"):
-        build_mmr(config, lanewise_settings(), None)
+        build_mmr(factory_context(config, key="retrieval.reranker", settings=lanewise_settings()))
 
 
 def test_mmr_is_the_default_reranker():
@@ -148,14 +149,20 @@ def test_passages_split_on_blank_lines_and_keep_all_text():
     assert passages("   ", 3) == ["   "]
 
 
-def test_passages_factory_validates_options():
-    class Container:
-        def embedder(self):
-            return MiniLMEmbedder()
+def test_passages_factory_validates_options(lanewise_settings):
+    def build(**options):
+        return build_passages(
+            factory_context(
+                {"kind": "passages", **options},
+                key="retrieval.reranker",
+                settings=lanewise_settings(),
+            )
+        )
 
-    built = build_passages(ComponentConfig(kind="passages", candidates=8), None, Container())
+    built = build(candidates=8)
     assert (built.candidates, built.weight) == (8, 0.1)
+    assert built.embedder.dimension == 384  # the configured (default) embedder
     with pytest.raises(ConfigError, match=r"retrieval\.reranker\.weight"):
-        build_passages(ComponentConfig(kind="passages", weight=-1), None, Container())
+        build(weight=-1)
     with pytest.raises(ConfigError, match=r"retrieval\.reranker\.top"):
-        build_passages(ComponentConfig(kind="passages", top=3), None, Container())
+        build(top=3)

@@ -11,15 +11,19 @@ tenant-agnostic, but usage is still metered per principal.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
 from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
-from lanewise.core.errors import InvalidRequest, NotFound, Unavailable, UpstreamTimeout
-from lanewise.core.types import ANONYMOUS, Hit, Principal, Usage, UsageEvent
+from lanewise.core.embeddings import embed_metered, embedding_tokens
+from lanewise.core.errors import InvalidRequest, NotFound, Unavailable
+from lanewise.core.factory import Components
+from lanewise.core.gateway.principal import principal_of, request_id
+from lanewise.core.protocols import Embedder
+from lanewise.core.retrieve import retrieve_within
+from lanewise.core.types import Hit, RetrievalRequest
+from lanewise.retrieval.settings import RetrievalSettings
 from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -36,12 +40,7 @@ class EmbeddingsBody(msgspec.Struct, kw_only=True):
     user: str | None = None
 
 
-def principal_of(request: Request[Any, Any, Any]) -> Principal:
-    principal = request.scope.get("state", {}).get("principal")
-    return principal if isinstance(principal, Principal) else ANONYMOUS
-
-
-def embedder_names(embedder: Any, kind: str) -> set[str]:
+def embedder_names(embedder: Embedder, kind: str) -> set[str]:
     """What callers may send as ``model``: the id, its last segment, or the kind."""
     return {embedder.id, embedder.id.rsplit("/", 1)[-1], kind}
 
@@ -75,13 +74,13 @@ def encode(vector: list[float], encoding_format: str) -> list[float] | str:
 async def embeddings(
     data: JSONBody[EmbeddingsBody],
     request: Request[Any, Any, Any],
-    container: NamedDependency[Any],
+    components: NamedDependency[Components],
 ) -> dict[str, Any]:
     """Create embeddings (OpenAI-compatible) with the configured embedder."""
-    embedder = container.embedder()
+    embedder = components.embedder()
     if embedder is None:
         raise Unavailable("no embedder is configured; set [retrieval.embedder]")
-    spec = container.settings().retrieval.embedder
+    spec = components.section(RetrievalSettings).embedder
     names = embedder_names(embedder, spec.kind if spec is not None else "minilm")
     if data.model not in names:
         raise NotFound(
@@ -95,21 +94,15 @@ async def embeddings(
             f"dimensions must be {embedder.dimension} for {embedder.id}", field="dimensions"
         )
     texts = texts_of(data)
-    t0 = time.perf_counter()
-    vectors = await embedder.embed(texts)
-    counter = getattr(embedder, "count_tokens", None)
-    tokens = int(counter(texts)) if callable(counter) else sum(len(t.split()) for t in texts)
-    container.plugin_manager().hook.lanewise_on_usage(
-        event=UsageEvent(
-            request_id=str(request.scope.get("state", {}).get("request_id", "")),
-            principal=principal_of(request),
-            model=embedder.id,
-            operation="embedding",
-            usage=Usage(prompt_tokens=tokens),
-            duration_s=time.perf_counter() - t0,
-            backend=f"{embedder.id}@{embedder.version}",
-        )
+    vectors = await embed_metered(
+        embedder,
+        texts,
+        guards=components.guards,
+        hook=components.hook,
+        principal=principal_of(request),
+        request_id=request_id(request),
     )
+    tokens = embedding_tokens(embedder, texts)
     return {
         "object": "list",
         "data": [
@@ -151,43 +144,32 @@ def hit_json(hit: Hit) -> dict[str, Any]:
 async def retrieve(
     data: JSONBody[RetrieveBody],
     request: Request[Any, Any, Any],
-    container: NamedDependency[Any],
+    components: NamedDependency[Components],
 ) -> dict[str, Any]:
     """Search the caller's tenant: query text in, ranked hits with text, metadata, score, source."""
-    retriever = container.retriever()
+    retriever = components.retriever()
     if retriever is None:
         raise Unavailable("retrieval is not configured: no embedder or no vector store")
-    settings = container.settings()
-    k = data.k if data.k is not None else settings.retrieval.default_k
     principal = principal_of(request)
-    body: dict[str, Any] = {"object": "list", "k": k, "tenant": principal.tenant}
-    deadline = settings.gateway.request_timeout_s
-    # Only what the caller set: a retriever from another plugin may not take these.
-    search = {
-        name: value
-        for name, value in (("mode", data.mode), ("fusion", data.fusion), ("alpha", data.alpha))
-        if value is not None
-    }
-    try:
-        try:
-            async with asyncio.timeout(deadline):
-                hits = await retriever.retrieve(
-                    principal=principal,
-                    query=data.query,
-                    k=k,
-                    filter=data.filter,
-                    request_id=str(request.scope.get("state", {}).get("request_id", "")),
-                    **search,
-                )
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"retrieval did not finish within {deadline:g}s", deadline_s=deadline
-            ) from None
-    except (Unavailable, UpstreamTimeout) as exc:
-        if not data.degrade:
-            raise
-        return {**body, "data": [], "degraded": True, "reason": exc.detail}
-    return {**body, "data": [hit_json(h) for h in hits], "degraded": False}
+    result = await retrieve_within(
+        retriever,
+        principal=principal,
+        query=data.query,
+        options=RetrievalRequest(
+            k=data.k,
+            filter=data.filter,
+            degrade=data.degrade,
+            mode=data.mode,
+            fusion=data.fusion,
+            alpha=data.alpha,
+        ),
+        deadline_s=components.settings.gateway.request_timeout_s,
+        request_id=request_id(request),
+    )
+    body: dict[str, Any] = {"object": "list", "k": result.k, "tenant": principal.tenant}
+    if result.degraded is not None:
+        return {**body, "data": [], "degraded": True, "reason": result.degraded}
+    return {**body, "data": [hit_json(h) for h in result.hits], "degraded": False}
 
 
 ROUTES = [embeddings, retrieve]

@@ -21,10 +21,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from lanewise.core.context import current_request
+from lanewise.core.embeddings import embed_metered
 from lanewise.core.errors import InvalidRequest, LanewiseError, Unavailable
+from lanewise.core.guards import GuardChain
 from lanewise.core.protocols import Embedder, Reranker, VectorStore
 from lanewise.core.stages import timed_stage
-from lanewise.core.types import Hit, Principal
+from lanewise.core.types import ANONYMOUS, Hit, Principal
 from lanewise.retrieval.caches import RetrievalCache, embedding_key, result_key
 from lanewise.retrieval.filters import parse_filter, to_json
 from lanewise.retrieval.fusion import FUSIONS, MODES, Fusion, Mode, fuse, ranked
@@ -43,7 +46,10 @@ class SearchRetriever:
         reranker: Reranker | None = None,
         cache: RetrievalCache | None = None,
         hook: Any = None,
+        guards: GuardChain | None = None,
         max_k: int = 100,
+        default_k: int = 4,
+        degrade: bool = False,
         overfetch: int = 4,
         mode: Mode = "hybrid",
         fusion: Fusion = "weighted",
@@ -55,7 +61,10 @@ class SearchRetriever:
         self.reranker = reranker
         self.cache = cache
         self.hook = hook
+        self.guards = guards if guards is not None else GuardChain()
         self.max_k = max_k
+        self.default_k = default_k
+        self.degrade = degrade
         self.overfetch = overfetch
         self.mode: Mode = mode
         self.fusion: Fusion = fusion
@@ -125,7 +134,9 @@ class SearchRetriever:
                 if self.hook is not None and self.cache is not None and name == "cache":
                     attributes.update(self.cache.counters())
 
-    async def embed_query(self, query: str, request_id: str) -> list[float]:
+    async def embed_query(
+        self, query: str, request_id: str, principal: Principal = ANONYMOUS
+    ) -> list[float]:
         e = self.embedder
         with self.stage(
             request_id,
@@ -138,7 +149,15 @@ class SearchRetriever:
                 attrs["lanewise.cache.embedding"] = "miss" if cached is None else "hit"
                 if cached is not None:
                     return cached
-            (vector,) = await e.embed([query])
+            (vector,) = await embed_metered(
+                e,
+                [query],
+                guards=self.guards,
+                hook=self.hook,
+                principal=principal,
+                request_id=request_id,
+                purpose="retrieval.query",
+            )
             if self.cache is not None:
                 await self.cache.put_embedding(key, vector)
             return vector
@@ -195,6 +214,9 @@ class SearchRetriever:
             with self.stage(request_id, "cache") as attrs:
                 version = await self._store_call(self.store.index_version(tenant=tenant))
                 attrs["lanewise.index.version"] = version
+                context = current_request()
+                if context is not None:
+                    context.index_version = version
                 key = result_key(
                     embedder_id=self.embedder.id,
                     embedder_version=self.embedder.version,
@@ -210,7 +232,7 @@ class SearchRetriever:
                 attrs["lanewise.cache.result"] = "miss" if cached is None else "hit"
                 if cached is not None:
                     return cached
-        vector = await self.embed_query(query, request_id) if mode_ != "lexical" else []
+        vector = await self.embed_query(query, request_id, principal) if mode_ != "lexical" else []
         overfetched = min(max(k * self.overfetch, k), MAX_OVERFETCH)
         # Fusion needs candidates beyond k from each path, as a reranker does.
         fetch_k = k if rerank is None and mode_ != "hybrid" else overfetched

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from lanewise.core.settings import ComponentConfig, Settings
+from lanewise.core.factory import FactoryContext
 from lanewise.retrieval.embedders.minilm import MiniLMEmbedder
 from lanewise.retrieval.embedders.openai import OpenAIEmbedder, api_key_from
 from lanewise.retrieval.embedders.triton import TritonEmbedder
-from lanewise.retrieval.options import Options
-
-KEY = "retrieval.embedder"
 
 
-def build_minilm(config: ComponentConfig, settings: Settings, container: Any) -> MiniLMEmbedder:
-    opts = Options(
-        KEY,
-        config.options,
+def build_minilm(ctx: FactoryContext) -> MiniLMEmbedder:
+    opts = ctx.read(
         {"batch_size", "intra_op_threads", "max_concurrency", "max_length", "model_path"},
     )
     model_path = opts.text("model_path")
@@ -30,10 +24,8 @@ def build_minilm(config: ComponentConfig, settings: Settings, container: Any) ->
     )
 
 
-def build_openai(config: ComponentConfig, settings: Settings, container: Any) -> OpenAIEmbedder:
-    opts = Options(
-        KEY,
-        config.options,
+def build_openai(ctx: FactoryContext) -> OpenAIEmbedder:
+    opts = ctx.read(
         {
             "base_url",
             "model",
@@ -47,35 +39,32 @@ def build_openai(config: ComponentConfig, settings: Settings, container: Any) ->
             "normalise",
         },
     )
-    normalise = config.options.get("normalise", True)
-    if not isinstance(normalise, bool):
-        from lanewise.core.errors import ConfigError
-
-        raise ConfigError(f"{KEY}.normalise must be true or false (got {normalise!r})")
     return OpenAIEmbedder(
-        base_url=opts.required_str("base_url"),
-        model=opts.required_str("model"),
+        base_url=opts.required_text("base_url"),
+        model=opts.required_text("model"),
         dimension=opts.integer("dimension", 0),
-        api_key=api_key_from(config.options),
+        api_key=api_key_from(ctx.options),
         id=opts.text("id"),
         version=opts.text("version", "1") or "1",
         batch_size=opts.integer("batch_size", 64),
-        timeout_s=opts.number("timeout_s", min(30.0, settings.gateway.request_timeout_s)),
-        normalise=normalise,
+        timeout_s=opts.number(
+            "timeout_s", min(30.0, ctx.settings.gateway.request_timeout_s), exclusive=True
+        ),
+        normalise=opts.flag("normalise", True),
     )
 
 
-def build_triton(config: ComponentConfig, settings: Settings, container: Any) -> TritonEmbedder:
-    opts = Options(
-        KEY,
-        config.options,
+def build_triton(ctx: FactoryContext) -> TritonEmbedder:
+    opts = ctx.read(
         {"url", "model", "batch_size", "max_concurrency", "timeout_s", "check_timeout_s"},
     )
     return TritonEmbedder(
-        url=opts.required_str("url"),
+        url=opts.required_text("url"),
         model=opts.text("model", "minilm") or "minilm",
         batch_size=opts.integer("batch_size", 32),
         max_concurrency=opts.integer("max_concurrency", 4),
-        timeout_s=opts.number("timeout_s", min(30.0, settings.gateway.request_timeout_s)),
-        check_timeout_s=opts.number("check_timeout_s", 2.0),
+        timeout_s=opts.number(
+            "timeout_s", min(30.0, ctx.settings.gateway.request_timeout_s), exclusive=True
+        ),
+        check_timeout_s=opts.number("check_timeout_s", 2.0, exclusive=True),
     )
