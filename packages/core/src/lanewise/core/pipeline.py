@@ -50,7 +50,16 @@ def render_sources(hits: list[Hit]) -> str:
 
 
 def citations_for(hits: list[Hit]) -> list[Citation]:
-    return [Citation(marker=f"[{i}]", id=h.id, source=h.source) for i, h in enumerate(hits, 1)]
+    return [
+        Citation(
+            marker=f"[{i}]",
+            id=h.id,
+            source=h.source,
+            dense_rank=h.dense_rank,
+            lexical_rank=h.lexical_rank,
+        )
+        for i, h in enumerate(hits, 1)
+    ]
 
 
 def _model_timeout(request: ChatRequest, deadline: float) -> UpstreamTimeout:

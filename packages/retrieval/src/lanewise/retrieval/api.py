@@ -120,6 +120,12 @@ class RetrieveBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     filter: dict[str, Any] | None = None
     degrade: bool = False
     """On a store outage answer 200 with no hits and ``degraded: true`` instead of 503."""
+    mode: str | None = None
+    """``dense``, ``lexical`` or ``hybrid``; default ``retrieval.mode``."""
+    fusion: str | None = None
+    """``rrf`` or ``weighted`` (hybrid only); default ``retrieval.fusion``."""
+    alpha: float | None = None
+    """Weight of the dense side in hybrid fusion, in [0, 1]; default ``retrieval.alpha``."""
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:
@@ -129,6 +135,8 @@ def hit_json(hit: Hit) -> dict[str, Any]:
         "metadata": hit.metadata,
         "score": hit.score,
         "source": hit.source,
+        "dense_rank": hit.dense_rank,
+        "lexical_rank": hit.lexical_rank,
     }
 
 
@@ -147,7 +155,14 @@ async def retrieve(
         retriever,
         principal=principal,
         query=data.query,
-        options=RetrievalRequest(k=data.k, filter=data.filter, degrade=data.degrade),
+        options=RetrievalRequest(
+            k=data.k,
+            filter=data.filter,
+            degrade=data.degrade,
+            mode=data.mode,
+            fusion=data.fusion,
+            alpha=data.alpha,
+        ),
         deadline_s=components.settings.gateway.request_timeout_s,
         request_id=request_id(request),
     )

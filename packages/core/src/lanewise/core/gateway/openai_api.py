@@ -65,6 +65,10 @@ class RetrievalOptions(msgspec.Struct, kw_only=True):
     filter: dict[str, Any] | None = None
     degrade: bool | None = None
     """Answer without context (flagged) if the store is unavailable; default retrieval.degrade."""
+    mode: str | None = None
+    """``dense``, ``lexical`` or ``hybrid``; default retrieval.mode (the retriever checks it)."""
+    fusion: str | None = None
+    alpha: float | None = None
 
 
 class LanewiseExtension(msgspec.Struct, kw_only=True):
@@ -93,7 +97,14 @@ def retrieval_request(extension: LanewiseExtension | None) -> RetrievalRequest |
     if not options:
         return None
     if isinstance(options, RetrievalOptions):
-        return RetrievalRequest(k=options.k, filter=options.filter, degrade=options.degrade)
+        return RetrievalRequest(
+            k=options.k,
+            filter=options.filter,
+            degrade=options.degrade,
+            mode=options.mode,
+            fusion=options.fusion,
+            alpha=options.alpha,
+        )
     return RetrievalRequest()
 
 
