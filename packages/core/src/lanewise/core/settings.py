@@ -78,6 +78,15 @@ class RetrievalSettings(Section):
         300.0, ge=0, description="query-embedding and result cache TTL; 0 disables both"
     )
     cache_max_entries: int = Field(10_000, ge=1, description="in-process cache bound (LRU)")
+    max_embedding_inputs: int = Field(
+        2048, ge=1, description="/v1/embeddings: inputs per request (more get 400)"
+    )
+    max_embedding_input_tokens: int = Field(
+        8192, ge=1, description="/v1/embeddings: tokens in any one input (more get 400)"
+    )
+    max_embedding_request_tokens: int = Field(
+        300_000, ge=1, description="/v1/embeddings: tokens in all inputs together (more get 400)"
+    )
 
 
 class IngestSettings(Section):

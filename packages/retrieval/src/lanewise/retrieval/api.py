@@ -20,20 +20,22 @@ import msgspec
 import numpy as np
 from lanewise.core.errors import InvalidRequest, NotFound, Unavailable, UpstreamTimeout
 from lanewise.core.types import ANONYMOUS, Hit, Principal, Usage, UsageEvent
-from litestar import Request, post
+from lanewise.core.gateway.body import JsonBody
+from lanewise.retrieval.embedders.fair import INTERACTIVE_MAX_TEXTS, FairEmbedder
+from litestar import Request, Response, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
-
-MAX_EMBEDDING_INPUTS = 2048
-
 
 class EmbeddingsBody(msgspec.Struct, kw_only=True):
-    # str, list[str], or token ids (rejected with a 400): msgspec allows one array type.
-    input: str | list[Any]
+    input: Annotated[str, msgspec.Meta(min_length=1)] | Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1)]], msgspec.Meta(min_length=1)
+    ]
     model: Annotated[str, msgspec.Meta(min_length=1)]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
     user: str | None = None
+
+
+EMBEDDINGS_BODY = JsonBody(EmbeddingsBody)
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:
@@ -46,23 +48,50 @@ def embedder_names(embedder: Any, kind: str) -> set[str]:
     return {embedder.id, embedder.id.rsplit("/", 1)[-1], kind}
 
 
-def texts_of(body: EmbeddingsBody) -> list[str]:
-    raw = [body.input] if isinstance(body.input, str) else body.input
-    if not raw:
-        raise InvalidRequest("input must not be empty", field="input")
-    if not all(isinstance(t, str) for t in raw):
-        raise InvalidRequest("token-id arrays are not supported; send strings", field="input")
-    if len(raw) > MAX_EMBEDDING_INPUTS:
+def texts_of(body: EmbeddingsBody, max_inputs: int) -> list[str]:
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if len(texts) > max_inputs:
         raise InvalidRequest(
-            f"at most {MAX_EMBEDDING_INPUTS} inputs per request (got {len(raw)})",
+            f"at most {max_inputs} inputs per request (got {len(texts)}); "
+            "split the inputs over several requests",
             field="input",
-            limit=MAX_EMBEDDING_INPUTS,
+            limit="retrieval.max_embedding_inputs",
+            max=max_inputs,
         )
-    texts = [str(t) for t in raw]
     for i, text in enumerate(texts):
         if not text.strip():
             raise InvalidRequest(f"input[{i}] is empty", field=f"input[{i}]")
     return texts
+
+
+def token_counts(embedder: Any, texts: list[str]) -> list[int]:
+    """Tokens per input as the embedder's tokenizer sees them (words where it has none)."""
+    counter = getattr(embedder, "token_counts", None)
+    if callable(counter):
+        return list(counter(texts))
+    return [len(t.split()) for t in texts]
+
+
+def check_token_limits(counts: list[int], retrieval: Any) -> None:
+    per_input = retrieval.max_embedding_input_tokens
+    for i, count in enumerate(counts):
+        if count > per_input:
+            raise InvalidRequest(
+                f"input[{i}] has {count} tokens, above the limit of {per_input} per input; "
+                "shorten or split it",
+                field=f"input[{i}]",
+                limit="retrieval.max_embedding_input_tokens",
+                max=per_input,
+            )
+    total, per_request = sum(counts), retrieval.max_embedding_request_tokens
+    if total > per_request:
+        raise InvalidRequest(
+            f"the inputs have {total} tokens together, above the limit of {per_request} "
+            "per request; send them over several requests",
+            field="input",
+            limit="retrieval.max_embedding_request_tokens",
+            max=per_request,
+        )
 
 
 def encode(vector: list[float], encoding_format: str) -> list[float] | str:
@@ -71,17 +100,34 @@ def encode(vector: list[float], encoding_format: str) -> list[float] | str:
     return vector
 
 
-@post("/v1/embeddings", tags=["openai"], status_code=200)
+def render_embeddings(
+    vectors: list[list[float]], encoding_format: str, model: str, tokens: int
+) -> bytes:
+    return msgspec.json.encode(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": encode(v, encoding_format)}
+                for i, v in enumerate(vectors)
+            ],
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+@post("/v1/embeddings", tags=["openai"], status_code=200, opt={"body": EMBEDDINGS_BODY})
 async def embeddings(
-    data: JSONBody[EmbeddingsBody],
     request: Request[Any, Any, Any],
     container: NamedDependency[Any],
-) -> dict[str, Any]:
+) -> Response[bytes]:
     """Create embeddings (OpenAI-compatible) with the configured embedder."""
+    data = await EMBEDDINGS_BODY.read(request)
     embedder = container.embedder()
     if embedder is None:
         raise Unavailable("no embedder is configured; set [retrieval.embedder]")
-    spec = container.settings().retrieval.embedder
+    settings = container.settings()
+    spec = settings.retrieval.embedder
     names = embedder_names(embedder, spec.kind if spec is not None else "minilm")
     if data.model not in names:
         raise NotFound(
@@ -94,15 +140,31 @@ async def embeddings(
         raise InvalidRequest(
             f"dimensions must be {embedder.dimension} for {embedder.id}", field="dimensions"
         )
-    texts = texts_of(data)
+    texts = texts_of(data, settings.retrieval.max_embedding_inputs)
+    principal = principal_of(request)
+    deadline = settings.gateway.request_timeout_s
     t0 = time.perf_counter()
-    vectors = await embedder.embed(texts)
-    counter = getattr(embedder, "count_tokens", None)
-    tokens = int(counter(texts)) if callable(counter) else sum(len(t.split()) for t in texts)
+    try:
+        async with asyncio.timeout(deadline):
+            # Tokenising a large request is real CPU: off the event loop, like the model.
+            counts = await asyncio.to_thread(token_counts, embedder, texts)
+            check_token_limits(counts, settings.retrieval)
+            if isinstance(embedder, FairEmbedder):
+                vectors = await embedder.embed(texts, tenant=principal.tenant)
+            else:
+                vectors = await embedder.embed(texts)
+    except TimeoutError:
+        raise UpstreamTimeout(
+            f"embedding did not finish within gateway.request_timeout_s = {deadline:g}s; "
+            "send fewer or shorter inputs per request",
+            deadline_s=deadline,
+        ) from None
+    max_length = getattr(embedder, "max_length", None)
+    tokens = sum(min(c, max_length) for c in counts) if max_length else sum(counts)
     container.plugin_manager().hook.lanewise_on_usage(
         event=UsageEvent(
             request_id=str(request.scope.get("state", {}).get("request_id", "")),
-            principal=principal_of(request),
+            principal=principal,
             model=embedder.id,
             operation="embedding",
             usage=Usage(prompt_tokens=tokens),
@@ -110,20 +172,15 @@ async def embeddings(
             backend=f"{embedder.id}@{embedder.version}",
         )
     )
-    return {
-        "object": "list",
-        "data": [
-            {"object": "embedding", "index": i, "embedding": encode(v, data.encoding_format)}
-            for i, v in enumerate(vectors)
-        ],
-        "model": embedder.id,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    render = (render_embeddings, vectors, data.encoding_format, embedder.id, tokens)
+    small = len(vectors) <= INTERACTIVE_MAX_TEXTS
+    content = render[0](*render[1:]) if small else await asyncio.to_thread(*render)
+    return Response(content=content, media_type="application/json")
 
 
 class RetrieveBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    query: str
-    k: int | None = None
+    query: Annotated[str, msgspec.Meta(min_length=1)]
+    k: Annotated[int, msgspec.Meta(ge=1)] | None = None
     filter: dict[str, Any] | None = None
     degrade: bool = False
     """On a store outage answer 200 with no hits and ``degraded: true`` instead of 503."""
@@ -139,13 +196,16 @@ def hit_json(hit: Hit) -> dict[str, Any]:
     }
 
 
-@post("/v1/retrieve", tags=["retrieval"], status_code=200)
+RETRIEVE_BODY = JsonBody(RetrieveBody)
+
+
+@post("/v1/retrieve", tags=["retrieval"], status_code=200, opt={"body": RETRIEVE_BODY})
 async def retrieve(
-    data: JSONBody[RetrieveBody],
     request: Request[Any, Any, Any],
     container: NamedDependency[Any],
 ) -> dict[str, Any]:
     """Search the caller's tenant: query text in, ranked hits with text, metadata, score, source."""
+    data = await RETRIEVE_BODY.read(request)
     retriever = container.retriever()
     if retriever is None:
         raise Unavailable("retrieval is not configured: no embedder or no vector store")

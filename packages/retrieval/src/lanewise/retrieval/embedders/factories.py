@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lanewise.core.settings import ComponentConfig, Settings
+from lanewise.retrieval.embedders.fair import FairEmbedder
 from lanewise.retrieval.embedders.minilm import MiniLMEmbedder
 from lanewise.retrieval.embedders.openai import OpenAIEmbedder, api_key_from
 from lanewise.retrieval.embedders.triton import TritonEmbedder
@@ -14,23 +15,27 @@ from lanewise.retrieval.options import Options
 KEY = "retrieval.embedder"
 
 
-def build_minilm(config: ComponentConfig, settings: Settings, container: Any) -> MiniLMEmbedder:
+def build_minilm(config: ComponentConfig, settings: Settings, container: Any) -> FairEmbedder:
     opts = Options(
         KEY,
         config.options,
         {"batch_size", "intra_op_threads", "max_concurrency", "max_length", "model_path"},
     )
     model_path = opts.text("model_path")
-    return MiniLMEmbedder(
+    # Two slots by default: bulk work takes one, the other stays free for queries.
+    slots = opts.integer("max_concurrency", 2)
+    batch_size = opts.integer("batch_size", 32)
+    inner = MiniLMEmbedder(
         model_path=Path(model_path) if model_path else None,
-        batch_size=opts.integer("batch_size", 32),
+        batch_size=batch_size,
         intra_op_threads=opts.integer("intra_op_threads", 1),
-        max_concurrency=opts.integer("max_concurrency", 1),
+        max_concurrency=slots,
         max_length=opts.integer("max_length", 256),
     )
+    return FairEmbedder(inner, slots=slots, batch_size=batch_size)
 
 
-def build_openai(config: ComponentConfig, settings: Settings, container: Any) -> OpenAIEmbedder:
+def build_openai(config: ComponentConfig, settings: Settings, container: Any) -> FairEmbedder:
     opts = Options(
         KEY,
         config.options,
@@ -52,30 +57,35 @@ def build_openai(config: ComponentConfig, settings: Settings, container: Any) ->
         from lanewise.core.errors import ConfigError
 
         raise ConfigError(f"{KEY}.normalise must be true or false (got {normalise!r})")
-    return OpenAIEmbedder(
+    batch_size = opts.integer("batch_size", 64)
+    inner = OpenAIEmbedder(
         base_url=opts.required_str("base_url"),
         model=opts.required_str("model"),
         dimension=opts.integer("dimension", 0),
         api_key=api_key_from(config.options),
         id=opts.text("id"),
         version=opts.text("version", "1") or "1",
-        batch_size=opts.integer("batch_size", 64),
+        batch_size=batch_size,
         timeout_s=opts.number("timeout_s", min(30.0, settings.gateway.request_timeout_s)),
         normalise=normalise,
     )
+    return FairEmbedder(inner, slots=4, batch_size=batch_size)
 
 
-def build_triton(config: ComponentConfig, settings: Settings, container: Any) -> TritonEmbedder:
+def build_triton(config: ComponentConfig, settings: Settings, container: Any) -> FairEmbedder:
     opts = Options(
         KEY,
         config.options,
         {"url", "model", "batch_size", "max_concurrency", "timeout_s", "check_timeout_s"},
     )
-    return TritonEmbedder(
+    batch_size = opts.integer("batch_size", 32)
+    slots = opts.integer("max_concurrency", 4)
+    inner = TritonEmbedder(
         url=opts.required_str("url"),
         model=opts.text("model", "minilm") or "minilm",
-        batch_size=opts.integer("batch_size", 32),
-        max_concurrency=opts.integer("max_concurrency", 4),
+        batch_size=batch_size,
+        max_concurrency=slots,
         timeout_s=opts.number("timeout_s", min(30.0, settings.gateway.request_timeout_s)),
         check_timeout_s=opts.number("check_timeout_s", 2.0),
     )
+    return FairEmbedder(inner, slots=slots, batch_size=batch_size)

@@ -101,6 +101,10 @@ class MiniLMEmbedder:
         self.batch_size = batch_size
         self.max_length = max_length
         self._tokenizer = load_tokenizer(tokenizer_path, max_length)
+        # Untruncated, unpadded: what a caller sent, for the per-input token limits.
+        self._counter = Tokenizer.from_file(str(tokenizer_path))
+        self._counter.no_truncation()
+        self._counter.no_padding()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = 1
@@ -139,6 +143,10 @@ class MiniLMEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Tokens the model sees (after truncation), for usage reporting."""
         return sum(sum(e.attention_mask) for e in self._tokenizer.encode_batch(list(texts)))
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens in each text before truncation (special tokens included)."""
+        return [len(e.ids) for e in self._counter.encode_batch(list(texts))]
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
