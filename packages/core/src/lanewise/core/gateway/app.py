@@ -104,6 +104,7 @@ def create_app(
     # runs only for matched routes: 404/405 problems carry the request id as well.
     app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
     app.state["container"] = container
+    app.state["settings"] = settings
     return app
 
 
