@@ -128,8 +128,6 @@ class Pipeline:
         if not isinstance(options, Mapping):
             options = {}
         query = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        if not query.strip():
-            raise InvalidRequest("retrieval needs a non-empty user message", field="messages")
         k = int(options.get("k") or self.settings.retrieval.default_k)
         degrade = options.get("degrade")
         degrade = self.settings.retrieval.degrade if degrade is None else bool(degrade)
@@ -144,6 +142,13 @@ class Pipeline:
                         request_id=request.request_id,
                     )
                 )
+            except InvalidRequest as exc:
+                if exc.extensions.get("field") != "query" or query.strip():
+                    raise
+                # No user text to search with (the options were valid): no context,
+                # exactly as for a search with no hits.
+                attrs["hits"] = 0
+                return request
             except (Unavailable, UpstreamTimeout) as exc:
                 if not degrade:
                     raise

@@ -21,14 +21,17 @@ import numpy as np
 from lanewise.core.errors import InvalidRequest, NotFound, Unavailable, UpstreamTimeout
 from lanewise.core.types import ANONYMOUS, Hit, Principal, Usage, UsageEvent
 from lanewise.core.gateway.body import JsonBody
+from lanewise.core.gateway.openapi import set_property
+from lanewise.retrieval.filter_schema import COMPONENTS
 from lanewise.retrieval.embedders.fair import INTERACTIVE_MAX_TEXTS, FairEmbedder
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 
+NonBlank = Annotated[str, msgspec.Meta(pattern=r"\S")]
+
+
 class EmbeddingsBody(msgspec.Struct, kw_only=True):
-    input: Annotated[str, msgspec.Meta(min_length=1)] | Annotated[
-        list[Annotated[str, msgspec.Meta(min_length=1)]], msgspec.Meta(min_length=1)
-    ]
+    input: NonBlank | Annotated[list[NonBlank], msgspec.Meta(min_length=1)]
     model: Annotated[str, msgspec.Meta(min_length=1)]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
@@ -36,6 +39,25 @@ class EmbeddingsBody(msgspec.Struct, kw_only=True):
 
 
 EMBEDDINGS_BODY = JsonBody(EmbeddingsBody)
+
+
+class EmbeddingOut(msgspec.Struct, kw_only=True):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+    """Floats, or little-endian float32 bytes in base64 (``encoding_format``)."""
+
+
+class EmbeddingUsageOut(msgspec.Struct, kw_only=True):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsOut(msgspec.Struct, kw_only=True):
+    object: Literal["list"]
+    data: list[EmbeddingOut]
+    model: str
+    usage: EmbeddingUsageOut
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:
@@ -116,7 +138,48 @@ def render_embeddings(
     )
 
 
-@post("/v1/embeddings", tags=["openai"], status_code=200, opt={"body": EMBEDDINGS_BODY})
+def describe_embeddings(schemas: dict[str, Any], container: Any) -> None:
+    """The served embedding model names and dimension, the configured input limit."""
+    embedder = container.embedder() if container is not None else None
+    if embedder is None:
+        return
+    settings = container.settings()
+    spec = settings.retrieval.embedder
+    names = embedder_names(embedder, spec.kind if spec is not None else "minilm")
+    set_property(schemas, "EmbeddingsBody", "model", enum=sorted(names))
+    set_property(schemas, "EmbeddingsBody", "dimensions", enum=[embedder.dimension])
+    body = schemas.get("EmbeddingsBody", {}).get("properties", {}).get("input", {})
+    for branch in body.get("anyOf", []):
+        if branch.get("type") == "array":
+            branch["maxItems"] = settings.retrieval.max_embedding_inputs
+
+
+def describe_retrieval(schemas: dict[str, Any], container: Any) -> None:
+    """The filter language and ``retrieval.max_k``, here and in chat's retrieval options."""
+    schemas.update(COMPONENTS)
+    max_k = container.settings().retrieval.max_k if container is not None else None
+    for component in ("RetrieveBody", "RetrievalOptions"):
+        if component not in schemas:
+            continue
+        schemas[component]["properties"]["filter"] = {
+            "anyOf": [{"$ref": "#/components/schemas/Filter"}, {"type": "null"}],
+            "default": None,
+        }
+        if max_k is not None:
+            set_property(schemas, component, "k", maximum=max_k)
+
+
+@post(
+    "/v1/embeddings",
+    tags=["openai"],
+    status_code=200,
+    opt={
+        "body": EMBEDDINGS_BODY,
+        "ok": EmbeddingsOut,
+        "errors": (404, 429, 502, 503, 504),
+        "describe": describe_embeddings,
+    },
+)
 async def embeddings(
     request: Request[Any, Any, Any],
     container: NamedDependency[Any],
@@ -179,7 +242,7 @@ async def embeddings(
 
 
 class RetrieveBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    query: Annotated[str, msgspec.Meta(min_length=1)]
+    query: Annotated[str, msgspec.Meta(pattern=r"\S")]
     k: Annotated[int, msgspec.Meta(ge=1)] | None = None
     filter: dict[str, Any] | None = None
     degrade: bool = False
@@ -199,7 +262,27 @@ def hit_json(hit: Hit) -> dict[str, Any]:
 RETRIEVE_BODY = JsonBody(RetrieveBody)
 
 
-@post("/v1/retrieve", tags=["retrieval"], status_code=200, opt={"body": RETRIEVE_BODY})
+class RetrieveOut(msgspec.Struct, kw_only=True):
+    object: Literal["list"]
+    k: int
+    tenant: str
+    data: list[dict[str, Any]]
+    """Hits, best first: id, text, metadata, score, source."""
+    degraded: bool
+    reason: str | None = None
+
+
+@post(
+    "/v1/retrieve",
+    tags=["retrieval"],
+    status_code=200,
+    opt={
+        "body": RETRIEVE_BODY,
+        "ok": RetrieveOut,
+        "errors": (429, 503, 504),
+        "describe": describe_retrieval,
+    },
+)
 async def retrieve(
     request: Request[Any, Any, Any],
     container: NamedDependency[Any],

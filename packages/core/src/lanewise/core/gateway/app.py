@@ -12,6 +12,7 @@ from lanewise.core.container import build_container, close_container
 from lanewise.core.errors import Unauthorized
 from lanewise.core.gateway.health import healthz, readyz
 from lanewise.core.gateway.middleware import RequestIdMiddleware
+from lanewise.core.gateway.openapi import FinishedJsonRenderPlugin
 from lanewise.core.gateway.openai_api import chat_completions, completions, list_models
 from lanewise.core.gateway.problems import EXCEPTION_HANDLERS
 from lanewise.core.plugins import get_plugin_manager
@@ -22,6 +23,7 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins import InitPluginProtocol
 
 API_PREFIX = "/v1/"
@@ -56,7 +58,14 @@ class LanewiseInitPlugin(InitPluginProtocol):
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)  # type: ignore[arg-type]
         app_config.request_max_body_size = gateway.max_body_bytes
         app_config.openapi_config = OpenAPIConfig(
-            title="lanewise gateway", version=__version__, path="/schema"
+            title="lanewise gateway",
+            version=__version__,
+            path="/schema",
+            render_plugins=[
+                FinishedJsonRenderPlugin(self.settings, path="/openapi.json"),
+                RedocRenderPlugin(path=["/", "/redoc"]),
+                SwaggerRenderPlugin(path="/swagger"),
+            ],
         )
         if gateway.cors_origins:
             app_config.cors_config = CORSConfig(allow_origins=gateway.cors_origins)

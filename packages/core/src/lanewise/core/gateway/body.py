@@ -83,22 +83,52 @@ def decode_strict(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
             f"the request body is not valid UTF-8 (byte {exc.start}); encode text as UTF-8"
         ) from None
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        field = field_of(message)
-        missing = re.match(r"Object missing required field `([^`]+)`", message)
-        if missing:
-            field = f"{field}.{missing.group(1)}" if field else missing.group(1)
-        text = message.split(" - at ", 1)[0]
-        where = f"{field}: " if field else ""
-        raise InvalidRequest(
-            f"the request body is invalid: {where}{text}",
-            field=field,
-            errors=[{"field": field, "message": text}],
-        ) from None
+        if "got `float`" in str(exc):
+            # JSON Schema counts 10.0 as an integer; so does the OpenAI API. Only this
+            # error path pays for the second decode.
+            return decode_strict_integral(decoder, raw, exc)
+        raise invalid(exc) from None
     except msgspec.DecodeError as exc:
         raise MalformedJson(f"the request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise MalformedJson("the request body nests JSON too deeply; flatten it") from None
+
+
+def decode_strict_integral(
+    decoder: msgspec.json.Decoder[T], raw: bytes, first: msgspec.ValidationError
+) -> T:
+    def integral(value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            return int(value)
+        if isinstance(value, list):
+            return [integral(v) for v in value]
+        if isinstance(value, dict):
+            return {k: integral(v) for k, v in value.items()}
+        return value
+
+    try:
+        converted: T = msgspec.convert(integral(msgspec.json.decode(raw)), decoder.type)
+        return converted
+    except msgspec.ValidationError as exc:
+        raise invalid(exc) from None
+    except RecursionError:
+        raise invalid(first) from None
+
+
+def invalid(exc: msgspec.ValidationError) -> InvalidRequest:
+    """The 400 for a type or constraint error, naming the field."""
+    message = str(exc)
+    field = field_of(message)
+    missing = re.match(r"Object missing required field `([^`]+)`", message)
+    if missing:
+        field = f"{field}.{missing.group(1)}" if field else missing.group(1)
+    text = message.split(" - at ", 1)[0]
+    where = f"{field}: " if field else ""
+    return InvalidRequest(
+        f"the request body is invalid: {where}{text}",
+        field=field,
+        errors=[{"field": field, "message": text}],
+    )
 
 
 class JsonBody(Generic[T]):

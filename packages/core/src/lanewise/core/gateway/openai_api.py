@@ -17,6 +17,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 from lanewise.core.errors import PROBLEM_BASE, InvalidRequest, LanewiseError
 from lanewise.core.gateway.body import JsonBody
+from lanewise.core.gateway.openapi import drop_components, set_property
+from lanewise.core.gateway.openai_responses import (
+    ChatCompletionOut,
+    ModelListOut,
+    TextCompletionOut,
+)
 from lanewise.core.gateway.streaming import KEEPALIVE_COMMENT, with_keepalive
 from lanewise.core.pipeline import DEGRADED, Pipeline, citations_for
 from lanewise.core.types import (
@@ -37,6 +43,9 @@ from litestar.response import Stream
 
 log = logging.getLogger("lanewise.gateway")
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0, le=2.0)]
+# Bounds a 64-bit backend can hold, stated so the schema and the decoder agree.
+MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class TextPart(msgspec.Struct, kw_only=True, tag_field="type", tag="text"):
@@ -149,15 +158,15 @@ class LanewiseExtension(msgspec.Struct, kw_only=True):
 class ChatCompletionsBody(msgspec.Struct, kw_only=True):
     model: Annotated[str, msgspec.Meta(min_length=1)]
     messages: Annotated[list[ChatMessageIn], msgspec.Meta(min_length=1)]
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
     temperature: NonNegFloat | None = None
     top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
     n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     user: str | None = None
     lanewise: LanewiseExtension | None = None
 
@@ -167,14 +176,14 @@ class CompletionsBody(msgspec.Struct, kw_only=True):
 
     model: Annotated[str, msgspec.Meta(min_length=1)]
     prompt: str | Annotated[list[str], msgspec.Meta(min_length=1, max_length=1)]
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    max_tokens: MaxTokens | None = None
     temperature: NonNegFloat | None = None
     top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
     n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     echo: bool = False
     user: str | None = None
 
@@ -386,7 +395,57 @@ def sse_stream(events: AsyncIterator[bytes], headers: Mapping[str, str] | None =
     )
 
 
-@post("/v1/chat/completions", tags=["openai"], status_code=200, opt={"body": CHAT_BODY})
+MODEL_ERRORS = (404, 429, 502, 503, 504)
+NON_TEXT_PARTS = ("ImageUrlPart", "InputAudioPart", "FilePart", "RefusalPart")
+
+
+def describe_models(*components: str) -> Any:
+    """``opt["describe"]``: text parts only, and ``model`` one of the served models."""
+
+    def describe(schemas: dict[str, Any], container: Any) -> None:
+        drop_components(schemas, NON_TEXT_PARTS)
+        if container is None:
+            return
+        pipeline = container.pipeline()
+        names = sorted(pipeline.model_names())
+        # Per model: max_tokens up to its backend's max_output_tokens (check_max_tokens).
+        limits = [
+            (name, limit)
+            for name in names
+            if isinstance(limit := getattr(pipeline.backends[name], "max_output_tokens", None), int)
+        ]
+        for component in components:
+            if names:
+                set_property(schemas, component, "model", enum=names)
+            if component in schemas and limits:
+                schemas[component].setdefault("allOf", []).extend(
+                    {
+                        "if": {"properties": {"model": {"const": name}}},
+                        "then": {
+                            "properties": {
+                                field: {"anyOf": [{"maximum": limit}, {"type": "null"}]}
+                                for field in ("max_tokens", "max_completion_tokens")
+                            }
+                        },
+                    }
+                    for name, limit in limits
+                )
+
+    return describe
+
+
+@post(
+    "/v1/chat/completions",
+    tags=["openai"],
+    status_code=200,
+    opt={
+        "body": CHAT_BODY,
+        "ok": ChatCompletionOut,
+        "stream": True,
+        "errors": MODEL_ERRORS,
+        "describe": describe_models("ChatCompletionsBody"),
+    },
+)
 async def chat_completions(
     request: Request[Any, Any, Any],
     pipeline: NamedDependency[Pipeline],
@@ -419,7 +478,7 @@ async def chat_completions(
     )
 
 
-@get("/v1/models", tags=["openai"], sync_to_thread=False)
+@get("/v1/models", tags=["openai"], sync_to_thread=False, opt={"ok": ModelListOut, "errors": (429,)})
 def list_models(pipeline: NamedDependency[Pipeline]) -> dict[str, Any]:
     """Models this gateway serves."""
     data = []
@@ -460,7 +519,18 @@ def completions_to_chat_request(
     )
 
 
-@post("/v1/completions", tags=["openai"], status_code=200, opt={"body": COMPLETIONS_BODY})
+@post(
+    "/v1/completions",
+    tags=["openai"],
+    status_code=200,
+    opt={
+        "body": COMPLETIONS_BODY,
+        "ok": TextCompletionOut,
+        "stream": True,
+        "errors": MODEL_ERRORS,
+        "describe": describe_models("CompletionsBody"),
+    },
+)
 async def completions(
     request: Request[Any, Any, Any],
     pipeline: NamedDependency[Pipeline],
