@@ -155,3 +155,17 @@ def test_405_carries_allow(gateway):
         r = httpx.delete(f"{base}/v1/chat/completions")
     problem_of(r, 405, "method-not-allowed")
     assert "POST" in r.headers["allow"]
+
+
+def test_non_blank_pattern_agrees_with_str_strip_on_every_character():
+    import re
+
+    from lanewise.core.gateway.body import NON_BLANK
+
+    pattern = re.compile(NON_BLANK)
+    disagree = [
+        hex(c)
+        for c in range(0x110000)
+        if not 0xD800 <= c <= 0xDFFF and bool(pattern.search(chr(c))) != bool(chr(c).strip())
+    ]
+    assert disagree == []

@@ -20,14 +20,14 @@ import msgspec
 import numpy as np
 from lanewise.core.errors import InvalidRequest, NotFound, Unavailable, UpstreamTimeout
 from lanewise.core.types import ANONYMOUS, Hit, Principal, Usage, UsageEvent
-from lanewise.core.gateway.body import JsonBody
+from lanewise.core.gateway.body import NON_BLANK, JsonBody
 from lanewise.core.gateway.openapi import set_property
 from lanewise.retrieval.filter_schema import COMPONENTS
 from lanewise.retrieval.embedders.fair import INTERACTIVE_MAX_TEXTS, FairEmbedder
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 
-NonBlank = Annotated[str, msgspec.Meta(pattern=r"\S")]
+NonBlank = Annotated[str, msgspec.Meta(pattern=NON_BLANK)]
 
 
 class EmbeddingsBody(msgspec.Struct, kw_only=True):
@@ -242,7 +242,7 @@ async def embeddings(
 
 
 class RetrieveBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    query: Annotated[str, msgspec.Meta(pattern=r"\S")]
+    query: NonBlank
     k: Annotated[int, msgspec.Meta(ge=1)] | None = None
     filter: dict[str, Any] | None = None
     degrade: bool = False

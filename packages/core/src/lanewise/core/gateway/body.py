@@ -30,6 +30,11 @@ from litestar import Request
 T = TypeVar("T")
 
 JSON_MEDIA_TYPE = b"application/json"
+NON_BLANK = (
+    r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+)
+"""A ``pattern`` for "has a character ``str.strip`` keeps": spelled out, because ``\\S``
+means different sets in Python and in the ECMA regexes of JSON Schema tools."""
 _PATH = re.compile(r" - at `\$(.*)`$")
 
 
