@@ -27,7 +27,9 @@ from lanewise.retrieval.embedders.fair import INTERACTIVE_MAX_TEXTS, FairEmbedde
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 
-NonBlank = Annotated[str, msgspec.Meta(pattern=NON_BLANK)]
+# Blank texts are refused in code (texts_of, the retriever) and described in /schema by
+# NON_BLANK: as a msgspec ``pattern`` this class crashes msgspec 0.22 at exit.
+NonBlank = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class EmbeddingsBody(msgspec.Struct, kw_only=True):
@@ -152,11 +154,15 @@ def describe_embeddings(schemas: dict[str, Any], container: Any) -> None:
     for branch in body.get("anyOf", []):
         if branch.get("type") == "array":
             branch["maxItems"] = settings.retrieval.max_embedding_inputs
+            branch["items"]["pattern"] = NON_BLANK
+        else:
+            branch["pattern"] = NON_BLANK
 
 
 def describe_retrieval(schemas: dict[str, Any], container: Any) -> None:
     """The filter language and ``retrieval.max_k``, here and in chat's retrieval options."""
     schemas.update(COMPONENTS)
+    set_property(schemas, "RetrieveBody", "query", pattern=NON_BLANK)
     max_k = container.settings().retrieval.max_k if container is not None else None
     for component in ("RetrieveBody", "RetrievalOptions"):
         if component not in schemas:
