@@ -124,9 +124,7 @@ def test_non_text_content_parts_are_refused(gateway):
         ],
     }
     with gateway() as base:
-        r = httpx.post(
-            f"{base}/v1/chat/completions", json={"model": "echo", "messages": [message]}
-        )
+        r = httpx.post(f"{base}/v1/chat/completions", json={"model": "echo", "messages": [message]})
     body = problem_of(r, 400, "invalid-request")
     assert body["field"] == "messages[0].content[1].type"
     assert "text only" in body["detail"]

@@ -79,7 +79,9 @@ def problem(raw: bytes) -> tuple[int, dict[str, str], dict]:
 
 
 def test_oversized_header_is_431(server):
-    raw = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+    raw = exchange(
+        server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
+    )
     status, headers, body = problem(raw)
     assert status == 431
     assert body["type"].endswith("/headers-too-large")

@@ -175,7 +175,8 @@ def test_input_limits_are_400_naming_the_limit(served, retrieval, inputs, limit,
 
 
 @pytest.mark.parametrize(
-    ("path", "field"), [("/v1/embeddings", b'"model":"minilm","input"'), ("/v1/retrieve", b'"query"')]
+    ("path", "field"),
+    [("/v1/embeddings", b'"model":"minilm","input"'), ("/v1/retrieve", b'"query"')],
 )
 def test_bad_bodies_on_retrieval_routes(served, path, field):
     _, server = served()

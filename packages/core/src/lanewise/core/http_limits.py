@@ -182,7 +182,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             and self._raw_header_bytes > self._limits.max_header_bytes
             and not self._lingering
         ):
-            self._refuse_headers(f"the request headers exceed {self._limits.max_header_bytes} bytes")
+            self._refuse_headers(
+                f"the request headers exceed {self._limits.max_header_bytes} bytes"
+            )
 
     def send_400_response(self, msg: str) -> None:
         if self._refusal_sent:  # a limit stopped the parser; that answer is already out
@@ -255,7 +257,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             left = self._started + limits.header_timeout_s - now
             if left <= 0:
                 if self._raw_header_bytes:
-                    self._timeout("the request headers did not arrive within gateway.header_timeout_s")
+                    self._timeout(
+                        "the request headers did not arrive within gateway.header_timeout_s"
+                    )
                 else:
                     self._close()  # an idle connection: nothing to answer
                 return
@@ -318,5 +322,3 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 def protocol_with(limits: HttpLimits) -> type[LimitedHttpProtocol]:
     """The protocol class for an in-process server with these limits."""
     return type("LimitedHttpProtocol", (LimitedHttpProtocol,), {"limits": limits})
-
-

@@ -6,8 +6,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from lanewise.core.http_limits import HttpLimits, LimitedHttpProtocol, protocol_with

@@ -50,7 +50,10 @@ FILTER_NODE: dict[str, Any] = {
         _object(["field", "ne"], {"field": _FIELD, "ne": _SCALAR}),
         _object(
             ["field", "in"],
-            {"field": _FIELD, "in": {"anyOf": [_in_list(k) for k in ("string", "number", "boolean")]}},
+            {
+                "field": _FIELD,
+                "in": {"anyOf": [_in_list(k) for k in ("string", "number", "boolean")]},
+            },
         ),
         _object(["field", "exists"], {"field": _FIELD, "exists": {"type": "boolean"}}),
         _range("string"),

@@ -12,8 +12,8 @@ from lanewise.core.container import build_container, close_container
 from lanewise.core.errors import Unauthorized
 from lanewise.core.gateway.health import healthz, readyz
 from lanewise.core.gateway.middleware import RequestIdMiddleware
-from lanewise.core.gateway.openapi import FinishedJsonRenderPlugin
 from lanewise.core.gateway.openai_api import chat_completions, completions, list_models
+from lanewise.core.gateway.openapi import FinishedJsonRenderPlugin
 from lanewise.core.gateway.problems import EXCEPTION_HANDLERS
 from lanewise.core.plugins import get_plugin_manager
 from lanewise.core.settings import Settings, load_settings

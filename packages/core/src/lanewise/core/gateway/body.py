@@ -21,6 +21,7 @@ so what the schema promises is exactly what the decoder accepts.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -30,15 +31,13 @@ from litestar import Request
 T = TypeVar("T")
 
 JSON_MEDIA_TYPE = b"application/json"
-NON_BLANK = (
-    r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-)
+NON_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 """A ``pattern`` for "has a character ``str.strip`` keeps": spelled out, because ``\\S``
 means different sets in Python and in the ECMA regexes of JSON Schema tools."""
 _PATH = re.compile(r" - at `\$(.*)`$")
 
 
-def check_content_headers(headers: list[tuple[bytes, bytes]]) -> None:
+def check_content_headers(headers: Iterable[tuple[bytes, bytes]]) -> None:
     """Refuse bodies that are not plain JSON; one pass over the raw header list."""
     content_type = b""
     for name, value in headers:

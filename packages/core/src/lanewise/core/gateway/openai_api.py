@@ -12,17 +12,17 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from lanewise.core.errors import PROBLEM_BASE, InvalidRequest, LanewiseError
 from lanewise.core.gateway.body import JsonBody
-from lanewise.core.gateway.openapi import drop_components, set_property
 from lanewise.core.gateway.openai_responses import (
     ChatCompletionOut,
     ModelListOut,
     TextCompletionOut,
 )
+from lanewise.core.gateway.openapi import drop_components, set_property
 from lanewise.core.gateway.streaming import KEEPALIVE_COMMENT, with_keepalive
 from lanewise.core.pipeline import DEGRADED, Pipeline, citations_for
 from lanewise.core.types import (
@@ -478,7 +478,9 @@ async def chat_completions(
     )
 
 
-@get("/v1/models", tags=["openai"], sync_to_thread=False, opt={"ok": ModelListOut, "errors": (429,)})
+@get(
+    "/v1/models", tags=["openai"], sync_to_thread=False, opt={"ok": ModelListOut, "errors": (429,)}
+)
 def list_models(pipeline: NamedDependency[Pipeline]) -> dict[str, Any]:
     """Models this gateway serves."""
     data = []

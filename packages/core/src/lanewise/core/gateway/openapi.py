@@ -185,10 +185,9 @@ def _finish_operation(
                 }
             }
         responses["200"] = {"description": HTTPStatus.OK.description, "content": content}
-    if path.startswith("/v1/"):
-        if keyed:
-            errors.add(401)
-            op["security"] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+    if path.startswith("/v1/") and keyed:
+        errors.add(401)
+        op["security"] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
     for status in sorted(errors):
         responses[str(status)] = problem_response(status)
 

@@ -135,7 +135,7 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
         request,
         status=status,
         type_uri=PROBLEM_BASE + slug,
-        title=_title(status),
+        title="Malformed JSON" if slug == "malformed-json" else _title(status),
         detail=detail,
         retry_after_s=retry_after,
         headers=kept,

@@ -169,4 +169,3 @@ class FairEmbedder:
             self._running -= 1
             self._running_bulk -= bulk
             self._dispatch()
-
