@@ -29,6 +29,8 @@ def serve(tmp_path: Path, keyed: bool) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LANEWISE_")}
     env["LANEWISE_DATA_DIR"] = str(tmp_path / "data")
     if keyed:
+        # The fuzzer's unauthenticated probes must not lock its own address out.
+        env["LANEWISE_GATEWAY__AUTH_FAILURE_LIMIT"] = "1000000"
         env["LANEWISE_GATEWAY__API_KEYS"] = json.dumps(
             [{"sha256": hash_key(KEY), "tenant": "fuzz"}]
         )

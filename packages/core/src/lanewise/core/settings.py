@@ -81,6 +81,10 @@ class GatewaySettings(Section):
     linger_s: float = Field(
         5.0, ge=0, description="after an early answer (413...), read the rest this long"
     )
+    auth_failure_limit: int = Field(
+        20, ge=1, description="failed authentications per client address per window; then 429"
+    )
+    auth_failure_window_s: float = Field(60.0, gt=0, description="window of auth_failure_limit")
     api_keys: list[ApiKeyConfig] = Field(
         default_factory=list,
         description="when empty, /v1 is open and every caller is tenant 'default'",

@@ -10,6 +10,7 @@ import pluggy
 from lanewise.core import __version__
 from lanewise.core.container import build_container, close_container
 from lanewise.core.errors import Unauthorized
+from lanewise.core.gateway.auth_throttle import AuthFailureThrottle
 from lanewise.core.gateway.health import healthz, readyz
 from lanewise.core.gateway.middleware import RequestIdMiddleware
 from lanewise.core.gateway.openai_api import chat_completions, completions, list_models
@@ -36,6 +37,10 @@ class LanewiseInitPlugin(InitPluginProtocol):
         self.settings = settings
         self.pm = pm
         self.container = container
+        self.throttle = AuthFailureThrottle(
+            limit=settings.gateway.auth_failure_limit,
+            window_s=settings.gateway.auth_failure_window_s,
+        )
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         container = self.container
@@ -79,11 +84,17 @@ class LanewiseInitPlugin(InitPluginProtocol):
     async def _authenticate(self, request: Request[Any, Any, Any]) -> None:
         if not request.url.path.startswith(API_PREFIX):
             return
-        principal = self.pm.hook.lanewise_resolve_principal(
-            headers=dict(request.headers), settings=self.settings
-        )
-        if principal is None:
-            raise Unauthorized("no authentication plugin accepted this request")
+        address = request.client.host if request.client else ""
+        self.throttle.check(address)
+        try:
+            principal = self.pm.hook.lanewise_resolve_principal(
+                headers=dict(request.headers), settings=self.settings
+            )
+            if principal is None:
+                raise Unauthorized("no authentication plugin accepted this request")
+        except Unauthorized:
+            self.throttle.failed(address)
+            raise
         request.scope.setdefault("state", {})["principal"] = principal
 
     @asynccontextmanager

@@ -77,6 +77,8 @@ def problem_response(status: int) -> dict[str, Any]:
     }
     if status in (429, 503):
         response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    if status == 401:
+        response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
     return response
 
 
@@ -186,7 +188,7 @@ def _finish_operation(
             }
         responses["200"] = {"description": HTTPStatus.OK.description, "content": content}
     if path.startswith("/v1/") and keyed:
-        errors.add(401)
+        errors |= {401, 429}
         op["security"] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
     for status in sorted(errors):
         responses[str(status)] = problem_response(status)

@@ -71,6 +71,10 @@ def problem_response(
     )
 
 
+# RFC 9110 §11.6.1: a 401 names the scheme that would work.
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="lanewise"'}
+
+
 def lanewise_error_handler(request: Request[Any, Any, Any], exc: LanewiseError) -> Response[bytes]:
     if exc.status >= 500:
         log.warning("request failed: %s", exc.detail, extra={"request_id": request_id_of(request)})
@@ -81,6 +85,7 @@ def lanewise_error_handler(request: Request[Any, Any, Any], exc: LanewiseError) 
         title=exc.title,
         detail=exc.detail,
         retry_after_s=exc.retry_after_s,
+        headers=_CHALLENGE if exc.status == 401 else None,
         **exc.extensions,
     )
 
