@@ -34,6 +34,12 @@ class Options:
             raise ConfigError(f"{self.prefix}.{key} must be a number > {minimum:g} (got {value!r})")
         return float(value)
 
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.options.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.prefix}.{key} must be true or false (got {value!r})")
+        return value
+
     def text(self, key: str, default: str | None = None) -> str | None:
         value = self.options.get(key, default)
         if value is not None and not isinstance(value, str):

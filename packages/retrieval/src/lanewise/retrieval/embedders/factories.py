@@ -19,7 +19,14 @@ def build_minilm(config: ComponentConfig, settings: Settings, container: Any) ->
     opts = Options(
         KEY,
         config.options,
-        {"batch_size", "intra_op_threads", "max_concurrency", "max_length", "model_path"},
+        {
+            "batch_size",
+            "intra_op_threads",
+            "max_concurrency",
+            "max_length",
+            "model_path",
+            "memory_arena",
+        },
     )
     model_path = opts.text("model_path")
     # Two slots by default: bulk work takes one, the other stays free for queries.
@@ -31,6 +38,7 @@ def build_minilm(config: ComponentConfig, settings: Settings, container: Any) ->
         intra_op_threads=opts.integer("intra_op_threads", 1),
         max_concurrency=slots,
         max_length=opts.integer("max_length", 256),
+        memory_arena=opts.boolean("memory_arena", False),
     )
     return FairEmbedder(inner, slots=slots, batch_size=batch_size)
 
@@ -52,11 +60,7 @@ def build_openai(config: ComponentConfig, settings: Settings, container: Any) ->
             "normalise",
         },
     )
-    normalise = config.options.get("normalise", True)
-    if not isinstance(normalise, bool):
-        from lanewise.core.errors import ConfigError
-
-        raise ConfigError(f"{KEY}.normalise must be true or false (got {normalise!r})")
+    normalise = opts.boolean("normalise", True)
     batch_size = opts.integer("batch_size", 64)
     inner = OpenAIEmbedder(
         base_url=opts.required_str("base_url"),
