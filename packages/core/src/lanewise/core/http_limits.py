@@ -109,6 +109,11 @@ class _LingeringTransport:
     def __init__(self, transport: asyncio.Transport, protocol: LimitedHttpProtocol) -> None:
         self._transport = transport
         self._protocol = protocol
+        # The hot paths: bound methods, no proxy in between.
+        self.write = transport.write
+        self.get_extra_info = transport.get_extra_info
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
@@ -144,9 +149,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._started = 0.0  # when the current phase began
         self._last_read = 0.0
         self._raw_header_bytes = 0
-        self._header_bytes = 0
         self._body_bytes = 0
-        self._header_count = 0
         self._lingering = False
         self._lingered_bytes = 0
         self._refusal_sent = False
@@ -198,27 +201,21 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._phase = _HEADERS
         self._started = self.loop.time()
-        self._header_count = 0
-        self._header_bytes = 0
         self._refusal_sent = False
 
-    def on_url(self, url: bytes) -> None:
-        self._header_bytes += len(url)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._header_bytes += len(name) + len(value) + 4
+    def on_headers_complete(self) -> None:
         limits = self._limits
-        if self._header_count > limits.max_headers:
+        if len(self.headers) > limits.max_headers:
             self._refuse_headers(f"the request has more than {limits.max_headers} headers")
-            raise _Refused  # stops the parser; uvicorn's 400 is suppressed above
-        if self._header_bytes > limits.max_header_bytes:
+            raise _Refused  # stops the parser; uvicorn's 400 is suppressed
+        # The bytes read so far bound the header size; only when they could be over
+        # (a chunk that also carried body) is it worth adding the headers up.
+        if self._raw_header_bytes > limits.max_header_bytes and (
+            len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            > limits.max_header_bytes
+        ):
             self._refuse_headers(f"the request headers exceed {limits.max_header_bytes} bytes")
             raise _Refused
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
         self._phase = _BODY
         self._started = self._last_read = self.loop.time()
         self._raw_header_bytes = 0
