@@ -33,7 +33,7 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard packages/*/pyproject.to
 
 venv: $(VENV)/.synced
 
-# Servers the tests start themselves (DESIGN.md §4): install when missing and root.
+# Servers the tests start themselves: install when missing and root.
 sysdeps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \

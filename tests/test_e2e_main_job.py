@@ -67,12 +67,12 @@ def test_lanewise_demo_answers_with_citations(docs_dir, tmp_path):
 def test_streaming_rag_over_http_with_every_lane(docs_dir, tmp_path):
     settings = load_settings(None, data_dir=tmp_path / "data")
     app = create_app(settings)
-    container = app.state["container"]
-    pm = container.plugin_manager()
+    container = app.state["components"]
+    pm = container.plugin_manager
     if container.pipeline().retriever is None or not container.pipeline().model_names():
         pytest.fail("the workspace installs the retrieval and inference lanes; both must load")
     quiet = Console(file=io.StringIO())
-    pm.hook.lanewise_on_demo(container=container, docs_dir=docs_dir, console=quiet)
+    pm.hook.lanewise_on_demo(components=container, docs_dir=docs_dir, console=quiet)
     model = container.pipeline().model_names()[0]
     body = {
         "model": model,

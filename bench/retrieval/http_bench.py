@@ -427,7 +427,7 @@ async def over_http(port: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from lanewise.core.container import close_container
+    from lanewise.core.container import close_components
     from lanewise.core.gateway.app import create_app
     from lanewise.core.server import free_port
     from lanewise.core.settings import load_settings
@@ -484,7 +484,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         loaded = await open_loop(call, OPEN, http["schedule"], args.clients)
         swept = await sweep(call, http["sweep_schedules"], args.clients)
     finally:
-        await close_container(container)
+        await close_components(container)
     local = {
         "first_call_s": first_s,
         "serial": serial,

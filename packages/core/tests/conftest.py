@@ -84,10 +84,10 @@ class EchoBackend:
         self.closed = True
 
 
-def echo_factory(config: Any, settings: Any, container: Any) -> EchoBackend:
+def echo_factory(ctx: Any) -> EchoBackend:
     from lanewise.core import errors
 
-    options = dict(config.options)
+    options = dict(ctx.options)
     unknown = set(options) - {"delay_s", "fail_after", "fail_with", "prefix"}
     if unknown:
         raise errors.ConfigError(
@@ -96,7 +96,7 @@ def echo_factory(config: Any, settings: Any, container: Any) -> EchoBackend:
         )
     if "fail_with" in options:  # the name of a lanewise error class, raised mid-stream
         options["fail_with"] = getattr(errors, options["fail_with"])("upstream failed on purpose")
-    return EchoBackend(config.kind, **options)
+    return EchoBackend(ctx.kind, **options)
 
 
 class EchoPlugin:
@@ -195,11 +195,11 @@ class Down:
 
 @hookimpl
 def lanewise_register_backends(register):
-    register("slow", lambda config, settings, container: Slow(), default=True)
+    register("slow", lambda ctx: Slow(), default=True)
 
 
 @hookimpl
-def lanewise_register_health_checks(register, container):
+def lanewise_register_health_checks(register, components):
     if os.environ.get("SLOWPLUG_FAIL_CHECK"):
         register("queue", Down)
 '''

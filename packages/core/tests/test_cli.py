@@ -70,7 +70,7 @@ class Checks:
         self.why = why
 
     @hookimpl
-    def lanewise_register_health_checks(self, register, container):
+    def lanewise_register_health_checks(self, register, components):
         why = self.why
 
         class Check:

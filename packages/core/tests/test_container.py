@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lanewise.core.container import build_container
+from lanewise.core.container import build_components
 from lanewise.core.errors import ConfigError
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.types import ChatChunk, ChatCompletion, Usage
@@ -31,11 +31,11 @@ class Plugin:
 
     @hookimpl
     def lanewise_register_backends(self, register):
-        def holds(config, settings, container):
+        def holds(ctx):
             self.built.append(HoldsAResource())
             return self.built[-1]
 
-        def broken(config, settings, container):
+        def broken(ctx):
             raise ConfigError("models.b: cannot reach the upstream")
 
         register("holds", holds)
@@ -49,7 +49,7 @@ def test_failed_start_closes_components_built_before_the_failure(
     pm = register_plugin(plugin, allowlist=["core"])
     settings = lanewise_settings(models={"a": {"kind": "holds"}, "b": {"kind": "broken"}})
     with pytest.raises(ConfigError, match="cannot reach the upstream"):
-        build_container(settings, pm)
+        build_components(settings, pm)
     assert len(plugin.built) == 1
     assert plugin.built[0].closed
 
@@ -59,5 +59,5 @@ async def test_failed_start_inside_a_running_loop_still_closes(register_plugin, 
     pm = register_plugin(plugin, allowlist=["core"])
     settings = lanewise_settings(models={"a": {"kind": "holds"}, "b": {"kind": "broken"}})
     with pytest.raises(ConfigError):
-        build_container(settings, pm)
+        build_components(settings, pm)
     assert plugin.built[0].closed

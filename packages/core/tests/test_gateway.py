@@ -47,7 +47,7 @@ class FailingCheck:
 
 class FailingHealthPlugin:
     @hookimpl
-    def lanewise_register_health_checks(self, register: Any, container: Any) -> None:
+    def lanewise_register_health_checks(self, register: Any, components: Any) -> None:
         register("vector-db", FailingCheck)
 
 
@@ -60,7 +60,7 @@ class HealthyCheck:
 
 class HealthyPlugin:
     @hookimpl
-    def lanewise_register_health_checks(self, register: Any, container: Any) -> None:
+    def lanewise_register_health_checks(self, register: Any, components: Any) -> None:
         register("cache", HealthyCheck)
 
 
@@ -412,7 +412,7 @@ def test_oversize_chunked_body_without_content_length_is_413(gateway):
 
 class HangingAndRaisingPlugin:
     @hookimpl
-    def lanewise_register_health_checks(self, register: Any, container: Any) -> None:
+    def lanewise_register_health_checks(self, register: Any, components: Any) -> None:
         class Hangs:
             name = "hangs"
 
@@ -457,7 +457,7 @@ def test_backends_that_check_themselves_are_in_readyz(gateway, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_backends(self, register):
-            register("remote", lambda c, s, k: SelfChecking())
+            register("remote", lambda ctx: SelfChecking())
 
     with gateway(plugins=(Plugin(),), models={"big": {"kind": "remote"}}) as base:
         r = httpx.get(f"{base}/readyz")

@@ -11,12 +11,12 @@ from typing import Any
 import click
 import httpx
 from click.testing import CliRunner
-from lanewise.core.container import build_container
+from lanewise.core.container import build_components
 from lanewise.core.demo import run_demo
 from lanewise.core.errors import Unauthorized
+from lanewise.core.factory import Components
 from lanewise.core.hookspecs import hookimpl
-from lanewise.core.plugins import collect
-from lanewise.core.settings import Settings
+from lanewise.core.settings import ComponentConfig, Settings
 from lanewise.core.types import Chunk, Document, Hit, Principal
 from litestar import get
 from litestar.di import NamedDependency
@@ -46,7 +46,7 @@ def test_hook_lanewise_register_backends(gateway):
     class Plugin:
         @hookimpl
         def lanewise_register_backends(self, register):
-            register("shout", lambda config, settings, container: Shout(), description="loud")
+            register("shout", lambda ctx: Shout(), description="loud")
 
     body = {"model": "loud", "messages": [{"role": "user", "content": "hi there"}]}
     with gateway(plugins=(Plugin(),), models={"loud": {"kind": "shout"}}) as base:
@@ -73,14 +73,14 @@ async def test_hook_lanewise_register_embedders(lanewise_settings, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_embedders(self, register):
-            def build(config, settings, container):
-                seen.append(config.options)
+            def build(ctx):
+                seen.append(ctx.options)
                 return Letters()
 
             register("letters", build, description="letter frequencies")
 
     settings = lanewise_settings(retrieval={"embedder": {"kind": "letters", "scale": 2}})
-    container = build_container(settings, core_pm(Plugin()))
+    container = build_components(settings, core_pm(Plugin()))
     embedder = container.embedder()
     assert embedder is container.embedder()  # one per process
     assert seen == [{"scale": 2}]
@@ -97,15 +97,15 @@ async def test_hook_lanewise_register_vector_stores(lanewise_settings, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_embedders(self, register):
-            register("letters", lambda c, s, k: Letters(), default=True)
+            register("letters", lambda ctx: Letters(), default=True)
 
         @hookimpl
         def lanewise_register_vector_stores(self, register):
             # The factory reaches another component through the container.
-            register("memory", lambda c, s, container: MemoryStore(container.embedder().dimension))
+            register("memory", lambda ctx: MemoryStore(ctx.components.embedder().dimension))
 
     settings = lanewise_settings(retrieval={"vector_store": {"kind": "memory"}})
-    store = build_container(settings, core_pm(Plugin())).vector_store()
+    store = build_components(settings, core_pm(Plugin())).vector_store()
     assert isinstance(store, MemoryStore)
     assert store.dimension == 26
 
@@ -121,12 +121,11 @@ def test_hook_lanewise_register_loaders(lanewise_settings, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_loaders(self, register):
-            register("csv", lambda config, settings, container: CsvLoader())
+            register("csv", lambda ctx: CsvLoader())
 
-    container = build_container(lanewise_settings(), core_pm(Plugin()))
-    registry = container.loader_registry()
-    assert registry.names() == ["csv"]
-    loader = registry.get("csv", key="loader").build(None, container.settings(), container)
+    components = build_components(lanewise_settings(), core_pm(Plugin()))
+    assert components.registry("loader").names() == ["csv"]
+    loader = components.build("loader", ComponentConfig(kind="csv"), "ingest.loaders.csv")
     docs = list(loader.load("a.csv", b"x,1\ny,2\n"))
     assert [d.text for d in docs] == ["x,1", "y,2"]
 
@@ -145,9 +144,9 @@ def test_hook_lanewise_register_chunkers(lanewise_settings, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_chunkers(self, register):
-            register("paragraphs", lambda c, s, k: Paragraphs(), default=True)
+            register("paragraphs", lambda ctx: Paragraphs(), default=True)
 
-    chunker = build_container(lanewise_settings(), core_pm(Plugin())).chunker()
+    chunker = build_components(lanewise_settings(), core_pm(Plugin())).chunker()
     chunks = chunker.chunk(Document(id="d", text="one\n\ntwo\n\n\nthree"))
     assert [(c.id, c.text) for c in chunks] == [("d:0", "one"), ("d:1", "two"), ("d:2", "\nthree")]
 
@@ -162,10 +161,10 @@ async def test_hook_lanewise_register_rerankers(lanewise_settings, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_rerankers(self, register):
-            register("shortest", lambda c, s, k: ShortestFirst())
+            register("shortest", lambda ctx: ShortestFirst())
 
     settings = lanewise_settings(retrieval={"reranker": {"kind": "shortest"}})
-    reranker = build_container(settings, core_pm(Plugin())).reranker()
+    reranker = build_components(settings, core_pm(Plugin())).reranker()
     hits = [Hit(id="a", score=1, text="long text"), Hit(id="b", score=0.5, text="hi")]
     assert [h.id for h in await reranker.rerank(query="q", hits=hits, k=1)] == ["b"]
 
@@ -182,14 +181,11 @@ async def test_hook_lanewise_register_evaluators(lanewise_settings, core_pm):
     class Plugin:
         @hookimpl
         def lanewise_register_evaluators(self, register):
-            register("length", lambda c, s, k: Length())
+            register("length", lambda ctx: Length())
 
-    container = build_container(lanewise_settings(), core_pm(Plugin()))
-    registry = container.evaluator_registry()
-    assert registry is collect(container.plugin_manager(), "evaluator") or registry.names() == [
-        "length"
-    ]
-    evaluator = registry.get("length", key="evaluator").build(None, container.settings(), container)
+    components = build_components(lanewise_settings(), core_pm(Plugin()))
+    assert components.registry("evaluator").names() == ["length"]
+    evaluator = components.build("evaluator", ComponentConfig(kind="length"), "evaluators.length")
     scores = await evaluator.evaluate(
         request=ChatRequest(model="m", messages=[Message(role="user", content="q")]),
         completion=ChatCompletion(model="m", text="four", finish_reason="stop", usage=Usage()),
@@ -209,8 +205,8 @@ def test_hook_lanewise_register_health_checks(gateway):
 
     class Plugin:
         @hookimpl
-        def lanewise_register_health_checks(self, register, container):
-            got.append(container)
+        def lanewise_register_health_checks(self, register, components):
+            got.append(components)
             register("db", lambda: Check("db", None))
             register("queue", lambda: Check("queue", "broker unreachable"))
 
@@ -222,11 +218,13 @@ def test_hook_lanewise_register_health_checks(gateway):
     assert r.json()["checks"] == {"db": "ok", "queue": "broker unreachable"}
     assert again.status_code == 503
     assert len(got) == 1  # checks are built once and run per call
-    assert hasattr(got[0], "pipeline")
+    assert isinstance(got[0], Components)
 
 
 def test_hook_lanewise_resolve_retriever(gateway, echo_plugin):
     class Faq:
+        default_k, degrade = 4, False
+
         async def retrieve(self, *, principal, query, k, filter=None, request_id=""):
             return [
                 Hit(id="faq-1", score=1.0, text="Lanes meet through hooks.", source="faq.md"),
@@ -235,12 +233,12 @@ def test_hook_lanewise_resolve_retriever(gateway, echo_plugin):
 
     class Plugin:
         @hookimpl
-        def lanewise_resolve_retriever(self, container):
+        def lanewise_resolve_retriever(self, components):
             return Faq()
 
     class Passes:
         @hookimpl
-        def lanewise_resolve_retriever(self, container):
+        def lanewise_resolve_retriever(self, components):
             return None  # firstresult: None passes to the next plugin
 
     with gateway(plugins=(Plugin(), Passes())) as base:
@@ -297,7 +295,7 @@ def test_hook_lanewise_configure_gateway(gateway):
 
     class Plugin:
         @hookimpl
-        def lanewise_configure_gateway(self, app_config, settings, container):
+        def lanewise_configure_gateway(self, app_config, settings, components):
             app_config.route_handlers.append(hello_route)
             app_config.lifespan.append(lifespan)
 
@@ -353,8 +351,8 @@ def test_hook_lanewise_on_demo(lanewise_settings, core_pm, echo_plugin, tmp_path
 
     class Plugin:
         @hookimpl
-        def lanewise_on_demo(self, container, docs_dir, console):
-            seen.append((container, docs_dir))
+        def lanewise_on_demo(self, components, docs_dir, console):
+            seen.append((components, docs_dir))
             console.print(f"indexed {len(list(docs_dir.glob('*.md')))} file(s)")
 
     out = io.StringIO()

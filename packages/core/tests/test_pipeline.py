@@ -7,14 +7,16 @@ from typing import Any
 
 import httpx
 import pytest
-from lanewise.core.container import build_container
+from lanewise.core.container import build_components
 from lanewise.core.errors import NotFound, UpstreamTimeout
 from lanewise.core.hookspecs import hookimpl
-from lanewise.core.types import ChatRequest, Hit, Message
+from lanewise.core.types import ChatRequest, Hit, Message, RetrievalRequest
 
 
 class Docs:
     """A retriever over two fixed passages (the retrieval lane supplies real ones)."""
+
+    default_k, degrade = 4, False
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
@@ -33,7 +35,7 @@ class RetrieverPlugin:
         self.retriever = Docs()
 
     @hookimpl
-    def lanewise_resolve_retriever(self, container):
+    def lanewise_resolve_retriever(self, components):
         return self.retriever
 
 
@@ -44,7 +46,7 @@ def request(text: str = "what are lanes", **kw: Any) -> ChatRequest:
 @pytest.fixture
 def pipeline_for(lanewise_settings, core_pm, echo_plugin):
     def make(*plugins: object, **overrides: Any) -> Any:
-        container = build_container(lanewise_settings(**overrides), core_pm(echo_plugin, *plugins))
+        container = build_components(lanewise_settings(**overrides), core_pm(echo_plugin, *plugins))
         return container.pipeline()
 
     return make
@@ -53,7 +55,7 @@ def pipeline_for(lanewise_settings, core_pm, echo_plugin):
 async def test_no_retriever_skips_retrieve_and_prompt(pipeline_for, echo_plugin):
     pipeline = pipeline_for()
     assert pipeline.retriever is None
-    completion = await pipeline.complete(request(extra={"retrieval": {"k": 2}}))
+    completion = await pipeline.complete(request(retrieval=RetrievalRequest(k=2)))
     assert completion.text == "what are lanes"
     assert completion.citations == []
     assert [e.stage for e in echo_plugin.stages] == ["generate"]
@@ -62,7 +64,7 @@ async def test_no_retriever_skips_retrieve_and_prompt(pipeline_for, echo_plugin)
 async def test_retrieve_prompt_generate_each_emit_one_stage_event(pipeline_for, echo_plugin):
     plugin = RetrieverPlugin()
     pipeline = pipeline_for(plugin)
-    req = request(request_id="r-1", extra={"retrieval": {"k": 2, "filter": {"lang": "en"}}})
+    req = request(request_id="r-1", retrieval=RetrievalRequest(k=2, filter={"lang": "en"}))
     completion = await pipeline.complete(req)
     stages = echo_plugin.stages
     assert [e.stage for e in stages] == ["retrieve", "prompt", "generate"]
@@ -82,7 +84,7 @@ async def test_retrieve_prompt_generate_each_emit_one_stage_event(pipeline_for, 
 
 async def test_prompt_stage_puts_the_sources_in_a_system_message(pipeline_for):
     pipeline = pipeline_for(RetrieverPlugin())
-    prepared = await pipeline.prepare(request(extra={"retrieval": {"k": 1}}))
+    prepared = await pipeline.prepare(request(retrieval=RetrievalRequest(k=1)))
     system, user = prepared.messages
     assert system.role == "system"
     assert "[1] (lanes.md)\nLanes scale alone." in system.content
@@ -166,15 +168,17 @@ def test_deadline_over_http_is_504_problem(gateway, chat):
 
 async def test_a_failing_stage_is_reported_not_ok(pipeline_for, echo_plugin):
     class Broken:
+        default_k, degrade = 4, False
+
         async def retrieve(self, **kwargs):
             raise RuntimeError("index gone")
 
     class Plugin:
         @hookimpl
-        def lanewise_resolve_retriever(self, container):
+        def lanewise_resolve_retriever(self, components):
             return Broken()
 
     pipeline = pipeline_for(Plugin())
     with pytest.raises(RuntimeError):
-        await pipeline.complete(request(extra={"retrieval": {"k": 1}}))
+        await pipeline.complete(request(retrieval=RetrievalRequest(k=1)))
     assert [(e.stage, e.ok) for e in echo_plugin.stages] == [("retrieve", False)]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pluggy
 import pytest
-from lanewise.core.container import build_container
+from lanewise.core.container import build_components
 from lanewise.core.errors import ConfigError
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.plugins import (
@@ -41,7 +41,7 @@ def hello_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
             @hookimpl
             def lanewise_register_rerankers(register):
-                register("hello", lambda config, settings, container: Hello(), default=True)
+                register("hello", lambda ctx: Hello(), default=True)
             """
         )
     )
@@ -66,7 +66,7 @@ def test_a_third_party_entry_point_is_loaded_and_used(hello_dist):
     assert "hello" in collect(pm, "reranker").names()
     assert installed_distributions()["lanewise-hello"] == "0.3.1"
     # Only core and hello, so other lanes' rerankers cannot compete for the default.
-    container = build_container(load_settings(None), get_plugin_manager([hello_dist]))
+    container = build_components(load_settings(None), get_plugin_manager([hello_dist]))
     assert container.reranker().name == "hello"  # default=True, nothing configured
 
 
@@ -123,7 +123,7 @@ class Dup:
 
     @hookimpl
     def lanewise_register_embedders(self, register: Any) -> None:
-        register(self.name, lambda c, s, k: self, default=self.default)
+        register(self.name, lambda ctx: self, default=self.default)
 
 
 def test_two_plugins_registering_one_name_is_an_error():
@@ -149,25 +149,25 @@ def test_register_rejects_bad_names(name):
 
 def test_default_true_is_selected_when_nothing_is_configured():
     first, second = Dup("first"), Dup("second", default=True)
-    container = build_container(load_settings(None), get_plugin_manager([], extra=[first, second]))
+    container = build_components(load_settings(None), get_plugin_manager([], extra=[first, second]))
     assert container.embedder() is second
 
 
 def test_configured_kind_wins_over_the_default():
     first, second = Dup("first"), Dup("second", default=True)
     settings = load_settings(None, retrieval={"embedder": {"kind": "first"}})
-    container = build_container(settings, get_plugin_manager([], extra=[first, second]))
+    container = build_components(settings, get_plugin_manager([], extra=[first, second]))
     assert container.embedder() is first
 
 
 def test_no_default_and_nothing_configured_builds_nothing():
-    container = build_container(load_settings(None), get_plugin_manager([], extra=[Dup("a")]))
+    container = build_components(load_settings(None), get_plugin_manager([], extra=[Dup("a")]))
     assert container.embedder() is None
 
 
 def test_two_defaults_is_an_error_naming_both():
     pm = get_plugin_manager([], extra=[Dup("a", default=True), Dup("b", default=True)])
-    container = build_container(load_settings(None), pm)
+    container = build_components(load_settings(None), pm)
     with pytest.raises(ConfigError) as info:
         container.embedder()
     assert info.value.detail == (

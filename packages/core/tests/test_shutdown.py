@@ -14,7 +14,7 @@ from lanewise.core.server import free_port
 def test_in_flight_stream_completes_after_shutdown_starts(lanewise_settings, core_pm, echo_plugin):
     settings = lanewise_settings(models={"echo": {"kind": "echo", "delay_s": 0.1}})
     app = create_app(settings, plugin_manager=core_pm(echo_plugin))
-    backend = app.state["container"].backends()["echo"]
+    backend = app.state["components"].backends()["echo"]
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

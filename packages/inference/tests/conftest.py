@@ -62,7 +62,7 @@ class BackendPlugin:
     @hookimpl
     def lanewise_register_backends(self, register: Any) -> None:
         for name, backend in self.backends.items():
-            register(name, lambda config, settings, container, b=backend: b)
+            register(name, lambda ctx, b=backend: b)
 
 
 @pytest.fixture

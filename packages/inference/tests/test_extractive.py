@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.core.types import ChatRequest, Hit, Message, SamplingParams
 from lanewise.inference.extractive import NO_ANSWER, ExtractiveBackend, build_extractive
 from lanewise.inference.stops import StopScanner
@@ -114,9 +115,9 @@ async def test_scores_with_the_embedder_when_one_is_configured():
 
 def test_bad_option_names_the_key():
     with pytest.raises(ConfigError, match="scorer"):
-        build_extractive(ComponentConfig(kind="extractive", scorer="magic"), None, None)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="unknown option"):
-        build_extractive(ComponentConfig(kind="extractive", colour=1), None, None)  # type: ignore[arg-type]
+        build_extractive(factory_context(ComponentConfig(kind="extractive", scorer="magic")))
+    with pytest.raises(ConfigError, match="is not an option"):
+        build_extractive(factory_context(ComponentConfig(kind="extractive", colour=1)))
 
 
 @given(

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.core.types import ChatChunk, ChatRequest, Message, SamplingParams
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -95,7 +96,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def build(path: Path, **options: Any) -> Any:
     from lanewise.inference.hf_local import build_hf_local
 
-    return build_hf_local(ComponentConfig(kind="hf-local", path=str(path), **options), None, None)  # type: ignore[arg-type]
+    return build_hf_local(
+        factory_context(ComponentConfig(kind="hf-local", path=str(path), **options))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -135,12 +138,12 @@ def test_bad_options_name_the_key(tmp_path: Path) -> None:
     from lanewise.inference.hf_local import build_hf_local
 
     with pytest.raises(ConfigError, match="path is required"):
-        build_hf_local(ComponentConfig(kind="hf-local"), None, None)  # type: ignore[arg-type]
+        build_hf_local(factory_context(ComponentConfig(kind="hf-local")))
     with pytest.raises(ConfigError, match=r"lacks config.json, \*.safetensors, tokenizer.json"):
         build(tmp_path)
     with pytest.raises(ConfigError, match="dtype"):
         build(tmp_path, dtype="float8")
-    with pytest.raises(ConfigError, match="unknown option"):
+    with pytest.raises(ConfigError, match="is not an option"):
         build(tmp_path, colour="red")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lanewise.core.container import build_container, close_container
+from lanewise.core.container import build_components, close_components
 from lanewise.core.errors import ConfigError
 from lanewise.core.plugins import get_plugin_manager
 from lanewise.retrieval.embedders.minilm import MODEL_ID, MiniLMEmbedder
@@ -93,11 +93,11 @@ def test_wrong_weights_are_refused(tmp_path):
 
 
 async def test_default_embedder_of_the_container(lanewise_settings):
-    container = build_container(lanewise_settings(), get_plugin_manager(None))
+    container = build_components(lanewise_settings(), get_plugin_manager(None))
     try:
         assert isinstance(container.embedder().inner, MiniLMEmbedder)
     finally:
-        await close_container(container)
+        await close_components(container)
 
 
 @pytest.mark.parametrize(
@@ -111,4 +111,4 @@ async def test_default_embedder_of_the_container(lanewise_settings):
 def test_bad_options_name_the_key(lanewise_settings, options, key):
     settings = lanewise_settings(retrieval={"embedder": {"kind": "minilm", **options}})
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        build_container(settings, get_plugin_manager(None)).embedder()
+        build_components(settings, get_plugin_manager(None)).embedder()

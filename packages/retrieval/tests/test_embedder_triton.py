@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from lanewise.core.auth import hash_key
-from lanewise.core.container import build_container, close_container
+from lanewise.core.container import build_components, close_components
 from lanewise.core.errors import ConfigError, Unavailable, UpstreamError
 from lanewise.core.gateway.app import create_app
 from lanewise.core.plugins import get_plugin_manager
@@ -276,18 +276,18 @@ def test_gateway_answers_503_with_retry_after_when_triton_is_down(lanewise_setti
 def test_bad_options_name_the_key(lanewise_settings, options, key) -> None:
     settings = lanewise_settings(retrieval={"embedder": {"kind": "triton", **options}})
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        build_container(settings, get_plugin_manager(None)).embedder()
+        build_components(settings, get_plugin_manager(None)).embedder()
 
 
 def test_factory_builds_with_defaults(lanewise_settings) -> None:
     settings = lanewise_settings(retrieval={"embedder": {"kind": "triton", "url": "h:8001"}})
-    container = build_container(settings, get_plugin_manager(None))
+    container = build_components(settings, get_plugin_manager(None))
     try:
         embedder = container.embedder().inner
         assert isinstance(embedder, TritonEmbedder)
         assert (embedder.url, embedder.model, embedder.batch_size) == ("h:8001", "minilm", 32)
     finally:
-        asyncio.run(close_container(container))
+        asyncio.run(close_components(container))
 
 
 def test_readyz_checks_the_triton_embedder(triton, lanewise_settings, tmp_path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import openai
 import pytest
 from lanewise.core.auth import hash_key
-from lanewise.core.container import build_container, close_container
+from lanewise.core.container import build_components, close_components
 from lanewise.core.gateway.app import create_app
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.plugins import get_plugin_manager
@@ -116,7 +116,7 @@ def test_openai_embedder_against_our_own_gateway(gateway, reference, lanewise_se
             }
         },
     )
-    container = build_container(settings, get_plugin_manager(None))
+    container = build_components(settings, get_plugin_manager(None))
     embedder = container.embedder()
     assert isinstance(embedder.inner, OpenAIEmbedder)
     assert embedder.id == "openai:all-MiniLM-L6-v2"
@@ -125,7 +125,7 @@ def test_openai_embedder_against_our_own_gateway(gateway, reference, lanewise_se
         try:
             return await embedder.embed(TEXTS)
         finally:
-            await close_container(container)
+            await close_components(container)
 
     got = np.array(asyncio.run(run()))
     np.testing.assert_allclose(got, reference, atol=1e-5)

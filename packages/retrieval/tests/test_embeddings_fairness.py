@@ -59,7 +59,7 @@ def wait_until(condition, what: str, timeout: float = 60) -> None:
 def test_a_query_is_not_held_behind_another_tenants_bulk_job(served):
     app, server = served()
     with server as base:
-        embedder = app.state["container"].embedder()
+        embedder = app.state["components"].embedder()
         done: dict[str, httpx.Response] = {}
 
         def bulk():
@@ -96,7 +96,7 @@ def test_bulk_tenants_take_turns(served):
     """A small bulk job submitted after a big one finishes first: batches alternate."""
     app, server = served()
     with server as base:
-        embedder = app.state["container"].embedder()
+        embedder = app.state["components"].embedder()
         finished: list[str] = []
 
         def post(key: str, n: int) -> None:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from lanewise.core.errors import ConfigError
 from lanewise.core.plugins import get_plugin_manager
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.core.types import Hit
 from lanewise.retrieval.embedders.minilm import MiniLMEmbedder
 from lanewise.retrieval.rerank import MMRReranker, build_mmr, jaccard_matrix, mmr_order
@@ -75,7 +76,7 @@ def test_jaccard_is_symmetric_with_unit_diagonal():
 def test_bad_options_name_the_key(lanewise_settings, options, key):
     config = ComponentConfig(kind="mmr", **options)
     with pytest.raises(ConfigError, match=f"retrieval.reranker.{key}"):
-        build_mmr(config, lanewise_settings(), None)
+        build_mmr(factory_context(config, key="retrieval.reranker", settings=lanewise_settings()))
 
 
 def test_mmr_is_the_default_reranker():

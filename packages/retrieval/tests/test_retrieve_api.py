@@ -72,7 +72,7 @@ def gateway(lanewise_settings, register_plugin):
         gateway={"api_keys": api_keys()}, retrieval={"max_k": 10}, default_model="extractive"
     )
     app = create_app(settings, plugin_manager=register_plugin(recorder))
-    container = app.state["container"]
+    container = app.state["components"]
     asyncio.run(index(container))
     with serve_in_thread(app) as base:
         yield base, recorder, container

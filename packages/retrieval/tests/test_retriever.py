@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from lanewise.core.errors import InvalidRequest
-from lanewise.core.types import Principal, StageTiming
+from lanewise.core.types import Principal, StageTiming, UsageEvent
 from lanewise.retrieval.caches import MemoryStore, RetrievalCache
 from lanewise.retrieval.embedders.minilm import MiniLMEmbedder
 from lanewise.retrieval.rerank import MMRReranker
@@ -18,9 +18,13 @@ TEXTS = [f"document number {i} about topic {i % 5}" for i in range(40)]
 class Hook:
     def __init__(self) -> None:
         self.events: list[StageTiming] = []
+        self.usage: list[UsageEvent] = []
 
     def lanewise_on_stage(self, event: StageTiming) -> None:
         self.events.append(event)
+
+    def lanewise_on_usage(self, event: UsageEvent) -> None:
+        self.usage.append(event)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,14 @@ async def test_reranking_overfetches_candidates(store, embedder):
     assert stages["search"]["k"] == 12
     assert stages["rerank"]["candidates"] == 12
     assert all(e.request_id == "r1" for e in hook.events)
+    [usage] = hook.usage  # the query embedding is a metered model call of the request
+    assert (usage.operation, usage.purpose, usage.request_id) == (
+        "embedding",
+        "retrieval.query",
+        "r1",
+    )
+    assert usage.principal == ACME
+    assert usage.usage.prompt_tokens == embedder.count_tokens(["topic 3"])
 
 
 async def test_without_reranker_searches_exactly_k(store, embedder):

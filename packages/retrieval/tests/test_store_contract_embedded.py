@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lanewise.core.container import build_container
+from lanewise.core.container import build_components
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.retrieval.contract import VectorStoreContract, put, random_rows, random_vector
 from lanewise.retrieval.stores import EmbeddedStore, IndexParams, build_embedded
 
@@ -47,7 +48,7 @@ async def test_container_builds_embedded_store_by_default(
     lanewise_settings: Any, register_plugin: Any
 ) -> None:
     settings = lanewise_settings(retrieval={"vector_store": {"kind": "embedded", "dimension": 4}})
-    container = build_container(settings, register_plugin())
+    container = build_components(settings, register_plugin())
     store = container.vector_store()
     assert isinstance(store, EmbeddedStore)
     assert store.path == settings.data_dir / "vectors.sqlite3"
@@ -69,7 +70,9 @@ def test_bad_options_name_the_key(
 ) -> None:
     config = ComponentConfig(kind="embedded", **{"dimension": 4, **options})
     with pytest.raises(ConfigError) as caught:
-        build_embedded(config, lanewise_settings(), None)
+        build_embedded(
+            factory_context(config, key="retrieval.vector_store", settings=lanewise_settings())
+        )
     for name in names:
         assert name in caught.value.detail
 

@@ -10,6 +10,7 @@ import pytest
 from lanewise.core.errors import ConfigError
 from lanewise.core.plugins import collect, get_plugin_manager
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.retrieval.contract import VectorStoreContract
 from lanewise.retrieval.stores.weaviate import (
     WeaviateStore,
@@ -90,7 +91,9 @@ def test_factory_reads_options(lanewise_settings, monkeypatch):
         api_key_env="WV_KEY",
         grpc_port=443,
     )
-    store = build_weaviate(config, lanewise_settings(), None)
+    store = build_weaviate(
+        factory_context(config, key="retrieval.vector_store", settings=lanewise_settings())
+    )
     assert (store.url, store.dimension, store.consistency_level, store.alpha) == (
         "https://weaviate.example:443",
         384,
@@ -100,9 +103,20 @@ def test_factory_reads_options(lanewise_settings, monkeypatch):
     assert store.api_key == "secret"
     assert store.grpc_port == 443
     with pytest.raises(ConfigError, match=r"retrieval\.vector_store\.url"):
-        build_weaviate(ComponentConfig(kind="weaviate"), lanewise_settings(), None)
+        build_weaviate(
+            factory_context(
+                ComponentConfig(kind="weaviate"),
+                key="retrieval.vector_store",
+                settings=lanewise_settings(),
+            )
+        )
     with pytest.raises(ConfigError, match=r"retrieval\.vector_store\.bogus"):
-        build_weaviate(ComponentConfig(kind="weaviate", url="http://x", bogus=1), None, None)
+        build_weaviate(
+            factory_context(
+                ComponentConfig(kind="weaviate", url="http://x", bogus=1),
+                key="retrieval.vector_store",
+            )
+        )
 
 
 def test_registered_as_a_vector_store_kind():

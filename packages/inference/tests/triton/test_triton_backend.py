@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from lanewise.core.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.core.types import ChatChunk, ChatRequest, Message, SamplingParams
 from lanewise.inference.triton.backend import TritonBackend
 from lanewise.inference.triton.factory import build_triton
@@ -19,7 +20,7 @@ from .conftest import Events
 
 def backend_for(*urls: str, **options: object) -> TritonBackend:
     config = ComponentConfig(kind="triton", urls=list(urls), **options)
-    return build_triton(config, None, None)
+    return build_triton(factory_context(config))
 
 
 def chat(text: str, *, max_tokens: int = 8, stream: bool = True, **sampling: object) -> ChatRequest:

@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import ComponentConfig
+from lanewise.core.testing import factory_context
 from lanewise.core.types import ChatRequest, Message, SamplingParams
 from lanewise.inference.triton.backend import completion_tokens, render_prompt
 from lanewise.inference.triton.cli import triton
@@ -124,7 +125,7 @@ def test_prompt_templates() -> None:
         ({"url": "h:1", "urls": ["h:2"]}, "not both"),
         ({"urls": []}, "non-empty list"),
         ({"url": "h:1", "layout": "vllm"}, "ensemble, llmapi"),
-        ({"url": "h:1", "flavour": 1}, "unknown option"),
+        ({"url": "h:1", "flavour": 1}, "is not an option"),
         ({"url": "h:1", "decoupled": "yes"}, "true or false"),
         ({"url": "h:1", "max_tokens": 0}, "max_tokens must be"),
         ({"url": "h:1", "chat_template": "jinja"}, "chatml"),
@@ -132,19 +133,19 @@ def test_prompt_templates() -> None:
 )
 def test_bad_options_name_the_key(options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        build_triton(ComponentConfig(kind="triton", **options), None, None)
+        build_triton(factory_context(ComponentConfig(kind="triton", **options)))
 
 
 def test_one_replica_per_url() -> None:
     backend = build_triton(
-        ComponentConfig(kind="triton", urls=["a:1", "b:2"], layout="llmapi"), None, None
+        factory_context(ComponentConfig(kind="triton", urls=["a:1", "b:2"], layout="llmapi"))
     )
     assert [r.url for r in backend.replicas] == ["a:1", "b:2"]
     assert backend.replicas[0].profile.model == "tensorrt_llm"
     assert backend.describe()["lanewise"]["urls"] == ["a:1", "b:2"]
 
 
-# -- the bundled server's environment (DESIGN.md section 4 traps) ------------------
+# -- the bundled server's environment(the traps in docs/triton.md) ------------------
 def test_server_env_has_libdir_pytriton_libs_and_this_python_first() -> None:
     dist = find_distribution()
     env = server_env(dist, {"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/opt/x"})

@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 from lanewise.core.errors import ConfigError
+from lanewise.core.factory import Components
+from lanewise.core.protocols import ProcessLocal
 from lanewise.core.settings import Settings, config_path, load_settings
 from rich.console import Console
 from rich.table import Table
@@ -35,7 +37,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     import uvicorn
 
     settings = settings_from(ctx)
-    from lanewise.core.container import close_container
+    from lanewise.core.container import close_components
     from lanewise.core.gateway.app import create_app
     from lanewise.core.server import uvicorn_limits
 
@@ -44,8 +46,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     gw = settings.gateway
     n_workers = workers or gw.workers
     checked = create_app(settings)
-    single = single_process_components(checked.state["container"])
-    asyncio.run(close_container(checked.state["container"]))
+    single = single_process_components(checked.state["components"])
+    asyncio.run(close_components(checked.state["components"]))
     if n_workers > 1 and single:
         raise ConfigError(
             f"{', '.join(single)} can be open in one process only, so the gateway cannot run "
@@ -69,10 +71,14 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     )
 
 
-def single_process_components(container: Any) -> list[str]:
+def single_process_components(components: Components) -> list[str]:
     """Built components that declare ``single_process = True`` (they own a local file)."""
     return sorted(
-        {type(c).__name__ for c in container.closeables() if getattr(c, "single_process", False)}
+        {
+            type(c).__name__
+            for c in components.closeables()
+            if isinstance(c, ProcessLocal) and c.single_process
+        }
     )
 
 
@@ -80,7 +86,7 @@ def single_process_components(container: Any) -> list[str]:
 @click.pass_context
 def doctor(ctx: click.Context) -> None:
     """Check the configuration, the loaded plugins and every configured service."""
-    from lanewise.core.container import build_container
+    from lanewise.core.container import build_components
     from lanewise.core.gateway.health import readiness_checks, run_checks
     from lanewise.core.plugins import get_plugin_manager, installed_plugins, loaded_plugin_names
     from lanewise.core.versions import installed_distributions
@@ -103,19 +109,21 @@ def doctor(ctx: click.Context) -> None:
         sys.exit(1)
     loaded = loaded_plugin_names(pm)
     console.print(f"plugins loaded: {', '.join(loaded)}")
+    sections = [f"[{n}] ({s.plugin})" for n, s in sorted(settings.lane_sections.items())]
+    console.print(f"settings sections of installed lanes: {', '.join(sections) or 'none'}")
     skipped = sorted(set(installed_plugins()) - set(loaded))
     if skipped:
         console.print(
             f"plugins installed but not allowed by LANEWISE_PLUGINS: {', '.join(skipped)}"
         )
     try:
-        container = build_container(settings, pm)
+        components = build_components(settings, pm)
     except ConfigError as exc:
         console.print(f"[red]✗[/] {exc.detail}")
         sys.exit(1)
-    models = container.pipeline().model_names()
+    models = components.pipeline().model_names()
     console.print(f"models: {', '.join(models) or '(none: install lanewise-inference)'}")
-    results = asyncio.run(run_checks(readiness_checks(container)))
+    results = asyncio.run(run_checks(readiness_checks(components)))
     table = Table("service", "status")
     for name, why in results.items():
         table.add_row(name, "[green]ok[/]" if why is None else f"[red]{why}[/]")

@@ -24,12 +24,12 @@ def run_demo(
 ) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo prints its own progress
     app = create_app(settings, plugin_manager=plugin_manager)
-    container = app.state["container"]
-    pm = container.plugin_manager()
-    pipeline = container.pipeline()
+    components = app.state["components"]
+    pm = components.plugin_manager
+    pipeline = components.pipeline()
     console.rule("lanewise demo")
     console.print(f"plugins: {', '.join(sorted(n for n, _ in pm.list_name_plugin()))}")
-    pm.hook.lanewise_on_demo(container=container, docs_dir=docs_dir, console=console)
+    pm.hook.lanewise_on_demo(components=components, docs_dir=docs_dir, console=console)
     with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=120) as client:
         ready = client.get("/readyz").json()
         console.print(f"gateway at {base}: {ready['status']}")
@@ -47,7 +47,7 @@ def run_demo(
             "messages": [{"role": "user", "content": question}],
         }
         if pipeline.retriever is not None:
-            body["lanewise"] = {"retrieval": {"k": settings.retrieval.default_k}}
+            body["lanewise"] = {"retrieval": True}
         console.print(f"[bold]Q:[/] {question}\n[bold]A ({model}):[/] ", end="")
         citations: list[dict[str, str]] = []
         usage: dict[str, int] = {}

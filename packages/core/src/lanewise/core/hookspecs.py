@@ -1,6 +1,6 @@
 """Hook specifications: the only way lanes reach each other.
 
-Conventions (DESIGN.md §3): ``register_*`` hooks receive a ``register``
+Conventions (docs/hooks.md, docs/architecture.md): ``register_*`` hooks receive a ``register``
 callback; ``configure_*`` hooks mutate the object passed in; ``resolve_*``
 hooks are ``firstresult`` and return None to pass; ``on_*`` hooks are
 notifications whose results are ignored. Hooks are always called with keyword
@@ -19,11 +19,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import click
-    from lanewise.core.container import Container
+    from lanewise.core.factory import Components
+    from lanewise.core.prompts import PromptTemplate
     from lanewise.core.protocols import Retriever
     from lanewise.core.registry import Register
-    from lanewise.core.settings import Settings
-    from lanewise.core.types import Principal, StageTiming, UsageEvent
+    from lanewise.core.settings import SectionRegister, Settings
+    from lanewise.core.types import ChatRequest, Principal, StageTiming, UsageEvent
     from litestar.config.app import AppConfig
     from rich.console import Console
 
@@ -33,21 +34,32 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
+def lanewise_register_settings(register: SectionRegister) -> None:
+    """Register a lane's settings section: ``register("governance", GovernanceSettings)``.
+
+    The model subclasses :class:`~lanewise.core.settings.Section`; core validates
+    ``[governance]`` with it at start-up (one ConfigError naming every bad key) and
+    lanes read it with ``settings.section(GovernanceSettings)``. ``components=
+    {"embedder": "embedder"}`` says which fields name components core builds.
+    """
+
+
+@hookspec
 def lanewise_register_backends(register: Register) -> None:
     """Register chat backend factories: ``register("triton", factory, description=...)``.
 
-    Every ``register_*`` factory (except health checks) is called as
-    ``factory(config, settings, container)``: ``config`` is the
-    :class:`~lanewise.core.settings.ComponentConfig` that names it (here the
-    model's ``[models.<name>]`` table; ``config.options`` holds its other keys),
-    and ``container`` gives access to other built components (e.g.
-    ``container.embedder()``). It returns a :class:`~lanewise.core.protocols.ChatBackend`.
+    Every ``register_*`` factory is called as ``factory(ctx)`` with one
+    :class:`~lanewise.core.factory.FactoryContext`: ``ctx.key`` (here
+    ``models.<name>``), ``ctx.options`` (the table's other keys; validate with
+    ``ctx.read(allowed)`` or ``ctx.parse(Model)``), ``ctx.settings``, typed
+    access to other components (``ctx.components.embedder()``) and
+    ``ctx.on_close(...)``. It returns a :class:`~lanewise.core.protocols.ChatBackend`.
     """
 
 
 @hookspec
 def lanewise_register_embedders(register: Register) -> None:
-    """Register embedder factories (``[retrieval.embedder] kind = ...``)."""
+    """Register embedder factories (the retrieval lane's ``[retrieval.embedder] kind = ...``)."""
 
 
 @hookspec
@@ -62,7 +74,7 @@ def lanewise_register_loaders(register: Register) -> None:
 
 @hookspec
 def lanewise_register_chunkers(register: Register) -> None:
-    """Register chunker factories (``[ingest.chunker] kind = ...``)."""
+    """Register chunker factories (the ingest lane's ``[ingest.chunker] kind = ...``)."""
 
 
 @hookspec
@@ -76,17 +88,40 @@ def lanewise_register_evaluators(register: Register) -> None:
 
 
 @hookspec
-def lanewise_register_health_checks(register: Register, container: Container) -> None:
+def lanewise_register_health_checks(register: Register, components: Components) -> None:
     """Register readiness checks that ``/readyz`` and ``lanewise doctor`` run.
 
-    A factory is called with no arguments and returns a
-    :class:`~lanewise.core.protocols.HealthCheck`.
+    The hook gets the process's components; a factory is called with no
+    arguments and returns a :class:`~lanewise.core.protocols.HealthCheck`.
+    """
+
+
+@hookspec
+def lanewise_register_guards(register: Register) -> None:
+    """Register model-call guards: ``register("budgets", factory, order=200)``.
+
+    ``factory(ctx)`` returns a :class:`~lanewise.core.guards.ModelCallGuard` (or
+    None when its settings turn it off). Every model call passes through the
+    guards: ``admit`` in ascending ``order`` before the call (raise a
+    LanewiseError to refuse), ``on_chunk`` for each streamed chunk (return a
+    ``StreamStop`` to end the stream), ``settle`` exactly once afterwards, in
+    reverse order.
     """
 
 
 @hookspec(firstresult=True)
-def lanewise_resolve_retriever(container: Container) -> Retriever | None:
+def lanewise_resolve_retriever(components: Components) -> Retriever | None:
     """Return the retriever the pipeline's retrieve stage uses, or None to pass."""
+
+
+@hookspec(firstresult=True)
+def lanewise_resolve_prompt(name: str, request: ChatRequest) -> PromptTemplate | None:
+    """Return the template for prompt ``name`` (``"rag"``) for this request, or None to pass.
+
+    Core's own implementation (``trylast``) returns the built-in template. The
+    resolved name and version travel with the request to stage and usage events
+    and to the response.
+    """
 
 
 @hookspec(firstresult=True)
@@ -100,7 +135,7 @@ def lanewise_resolve_principal(headers: Mapping[str, str], settings: Settings) -
 
 @hookspec
 def lanewise_configure_gateway(
-    app_config: AppConfig, settings: Settings, container: Container
+    app_config: AppConfig, settings: Settings, components: Components
 ) -> None:
     """Add routes, middleware, dependencies or lifespan hooks to the gateway's AppConfig."""
 
@@ -116,7 +151,7 @@ def lanewise_configure_cli(cli: click.Group) -> None:
 
 
 @hookspec
-def lanewise_on_demo(container: Container, docs_dir: Path, console: Console) -> None:
+def lanewise_on_demo(components: Components, docs_dir: Path, console: Console) -> None:
     """Called by ``lanewise demo`` before it asks its question: prepare data (index docs)."""
 
 

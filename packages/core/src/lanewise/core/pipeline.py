@@ -1,23 +1,28 @@
-"""The request pipeline: retrieve → prompt → generate.
+"""The request pipeline: retrieve → prompt → generate, every model call guarded.
 
 Each stage emits one ``lanewise_on_stage`` event with its timing; each model
-call emits one ``lanewise_on_usage`` event. A stage whose lane is not
-installed (no retriever) is skipped and emits nothing. Every upstream call
-runs under the gateway's deadline.
+call passes through the model-call guards (admit → chunks → settle) and emits
+one ``lanewise_on_usage`` event. A stage whose lane is not installed (no
+retriever) is skipped and emits nothing. Every upstream call runs under the
+gateway's deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
 import msgspec
 import pluggy
-from lanewise.core.errors import InvalidRequest, NotFound, Unavailable, UpstreamTimeout
-from lanewise.core.protocols import ChatBackend, Retriever
+from lanewise.core.context import current_request
+from lanewise.core.errors import InvalidRequest, NotFound, UpstreamTimeout
+from lanewise.core.guards import CallScope, GuardChain, ModelCall, outcome_status
+from lanewise.core.prompts import BUILTIN_RAG_TEMPLATE, RAG_PROMPT, PromptTemplate
+from lanewise.core.protocols import ChatBackend, OutputLimited, Retriever
+from lanewise.core.retrieve import retrieve_within
 from lanewise.core.settings import Settings
 from lanewise.core.stages import timed_stage
 from lanewise.core.types import (
@@ -27,6 +32,8 @@ from lanewise.core.types import (
     Citation,
     Hit,
     Message,
+    PromptRef,
+    RetrievalRequest,
     Usage,
     UsageEvent,
 )
@@ -34,14 +41,6 @@ from lanewise.core.types import (
 RAG_ALIAS_PREFIX = "rag/"
 """``rag/<model>`` is ``<model>`` with retrieval on (default k) for clients that cannot send
 the ``lanewise`` extension field."""
-DEGRADED = "retrieval_degraded"
-PROMPT_TEMPLATE_NAME = "builtin/rag"
-PROMPT_TEMPLATE_VERSION = "1"
-RAG_SYSTEM_PROMPT = (
-    "Answer the question using only the numbered sources below. "
-    "Cite sources with their markers, e.g. [1]. If the sources do not contain "
-    "the answer, say so.\n\n{sources}"
-)
 
 
 def render_sources(hits: list[Hit]) -> str:
@@ -52,19 +51,6 @@ def render_sources(hits: list[Hit]) -> str:
 
 def citations_for(hits: list[Hit]) -> list[Citation]:
     return [Citation(marker=f"[{i}]", id=h.id, source=h.source) for i, h in enumerate(hits, 1)]
-
-
-def check_max_tokens(request: ChatRequest, backend: ChatBackend) -> None:
-    """Reject ``max_tokens`` above the model's limit (a backend's ``max_output_tokens``)."""
-    limit = getattr(backend, "max_output_tokens", None)
-    asked = request.sampling.max_tokens
-    if isinstance(limit, int) and asked is not None and asked > limit:
-        raise InvalidRequest(
-            f"max_tokens = {asked} is above the limit of model {request.model!r}; "
-            f"ask for at most {limit}",
-            field="max_tokens",
-            limit=limit,
-        )
 
 
 def _model_timeout(request: ChatRequest, deadline: float) -> UpstreamTimeout:
@@ -83,11 +69,18 @@ class Pipeline:
         retriever: Retriever | None,
         plugin_manager: pluggy.PluginManager,
         settings: Settings,
+        guards: GuardChain | None = None,
     ) -> None:
         self.backends = dict(backends)
         self.retriever = retriever
         self._hook = plugin_manager.hook
         self.settings = settings
+        self.guards = guards if guards is not None else GuardChain()
+        # Capabilities are fixed per backend: check them once, not per request.
+        self._output_limits = {
+            name: b.max_output_tokens if isinstance(b, OutputLimited) else None
+            for name, b in self.backends.items()
+        }
 
     # -- lookup -------------------------------------------------------------
     def model_names(self) -> list[str]:
@@ -103,6 +96,19 @@ class Pipeline:
             )
         return backend
 
+    def check_max_tokens(self, request: ChatRequest) -> None:
+        """Reject ``max_tokens`` above the model's limit before anything runs."""
+        self.backend_for(request.model)
+        limit = self._output_limits.get(request.model)
+        asked = request.sampling.max_tokens
+        if limit is not None and asked is not None and asked > limit:
+            raise InvalidRequest(
+                f"max_tokens = {asked} is above the limit of model {request.model!r}; "
+                f"ask for at most {limit}",
+                field="max_tokens",
+                limit=limit,
+            )
+
     # -- stages ---------------------------------------------------------------
     def stage(
         self, request: ChatRequest, name: str, **attributes: Any
@@ -113,75 +119,87 @@ class Pipeline:
         """``rag/<model>`` → ``<model>`` with retrieval on (unless the body configured it)."""
         if not request.model.startswith(RAG_ALIAS_PREFIX):
             return request
-        extra = dict(request.extra)
-        if not extra.get("retrieval"):
-            extra["retrieval"] = {}
         return msgspec.structs.replace(
-            request, model=request.model.removeprefix(RAG_ALIAS_PREFIX), extra=extra
+            request,
+            model=request.model.removeprefix(RAG_ALIAS_PREFIX),
+            retrieval=request.retrieval or RetrievalRequest(),
         )
 
     async def retrieve(self, request: ChatRequest) -> ChatRequest:
-        options = request.extra.get("retrieval")
-        # ``{}`` (``"retrieval": true``) means "on, with defaults"; only None/False is off.
-        if self.retriever is None or options is None or options is False:
+        if self.retriever is None or request.retrieval is None:
             return request
-        if not isinstance(options, Mapping):
-            options = {}
         query = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        k = int(options.get("k") or self.settings.retrieval.default_k)
-        degrade = options.get("degrade")
-        degrade = self.settings.retrieval.degrade if degrade is None else bool(degrade)
+        options = request.retrieval
+        k = options.k if options.k is not None else self.retriever.default_k
         with self.stage(request, "retrieve", k=k) as attrs:
             try:
-                hits = await self._deadline(
-                    self.retriever.retrieve(
-                        principal=request.principal,
-                        query=query,
-                        k=k,
-                        filter=options.get("filter"),
-                        request_id=request.request_id,
-                    )
+                result = await retrieve_within(
+                    self.retriever,
+                    principal=request.principal,
+                    query=query,
+                    options=options,
+                    deadline_s=request.deadline_s or self.settings.gateway.request_timeout_s,
+                    request_id=request.request_id,
                 )
             except InvalidRequest as exc:
                 if exc.extensions.get("field") != "query" or query.strip():
                     raise
-                # No user text to search with (the options were valid): no context,
+                # No user text to search with (k and the filter were valid): no context,
                 # exactly as for a search with no hits.
                 attrs["hits"] = 0
                 return request
-            except (Unavailable, UpstreamTimeout) as exc:
-                if not degrade:
-                    raise
+            if result.degraded is not None:
                 attrs["degraded"] = True
-                return msgspec.structs.replace(
-                    request, extra={**request.extra, DEGRADED: exc.detail}
-                )
-            attrs["hits"] = len(hits)
-        return msgspec.structs.replace(request, context=hits)
+                return msgspec.structs.replace(request, retrieval_degraded=result.degraded)
+            attrs["hits"] = len(result.hits)
+        return msgspec.structs.replace(request, context=result.hits)
+
+    def resolve_prompt(self, request: ChatRequest) -> PromptTemplate:
+        template: PromptTemplate | None = self._hook.lanewise_resolve_prompt(
+            name=RAG_PROMPT, request=request
+        )
+        return template or BUILTIN_RAG_TEMPLATE
 
     def prompt(self, request: ChatRequest) -> ChatRequest:
         if not request.context:
             return request
-        with self.stage(
-            request,
-            "prompt",
-            **{
-                "lanewise.prompt.template": PROMPT_TEMPLATE_NAME,
-                "lanewise.prompt.version": PROMPT_TEMPLATE_VERSION,
-            },
-        ):
+        template = self.resolve_prompt(request)
+        attributes = {
+            "lanewise.prompt.template": template.name,
+            "lanewise.prompt.version": template.version,
+        }
+        with self.stage(request, "prompt", **attributes):
             system = Message(
-                role="system",
-                content=RAG_SYSTEM_PROMPT.format(sources=render_sources(request.context)),
+                role="system", content=template.render(sources=render_sources(request.context))
             )
-            return msgspec.structs.replace(request, messages=[system, *request.messages])
+            context = current_request()
+            if context is not None:
+                context.prompt_name, context.prompt_version = template.name, template.version
+            return msgspec.structs.replace(
+                request,
+                messages=[system, *request.messages],
+                prompt=PromptRef(name=template.name, version=template.version),
+            )
 
     async def prepare(self, request: ChatRequest) -> ChatRequest:
         request = self.resolve_alias(request)
-        check_max_tokens(request, self.backend_for(request.model))
+        self.check_max_tokens(request)
+        context = current_request()
+        if context is not None:
+            context.model = request.model
         return self.prompt(await self.retrieve(request))
 
     # -- generation -----------------------------------------------------------
+    def model_call(self, request: ChatRequest) -> ModelCall:
+        return ModelCall(
+            operation=request.operation,
+            model=request.model,
+            principal=request.principal,
+            request_id=request.request_id,
+            request=request,
+            max_tokens=request.sampling.max_tokens,
+        )
+
     async def complete(self, request: ChatRequest) -> ChatCompletion:
         """Run the whole pipeline and return one completion.
 
@@ -189,21 +207,26 @@ class Pipeline:
         parse), so a proxied non-streaming request stays non-streaming upstream.
         """
         prepared = await self.prepare(request)
-        completion = await self._generate_whole(prepared)
+        scope = await self.guards.admit(self.model_call(prepared)) if self.guards else None
+        completion = await self._generate_whole(prepared, scope)
         return ChatCompletion(
             model=request.model,
             text=completion.text,
             finish_reason=completion.finish_reason,
             usage=completion.usage,
             citations=citations_for(prepared.context),
-            retrieval_degraded=prepared.extra.get(DEGRADED),
+            retrieval_degraded=prepared.retrieval_degraded,
+            prompt=prepared.prompt,
         )
 
-    async def _generate_whole(self, request: ChatRequest) -> ChatCompletion:
+    async def _generate_whole(
+        self, request: ChatRequest, scope: CallScope | None
+    ) -> ChatCompletion:
         backend = self.backend_for(request.model)
         t0 = time.perf_counter()
         usage = Usage()
         done: float | None = None
+        failure: BaseException | None = None
         deadline = request.deadline_s or self.settings.gateway.request_timeout_s
         with self.stage(request, "generate", **{"gen_ai.request.model": request.model}) as attrs:
             try:
@@ -212,13 +235,20 @@ class Pipeline:
                 usage = completion.usage
                 done = time.perf_counter() - t0
                 return completion
-            except TimeoutError:
+            except TimeoutError as exc:
+                failure = exc
                 raise _model_timeout(request, deadline) from None
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
                 attrs["gen_ai.usage.input_tokens"] = usage.prompt_tokens
                 attrs["gen_ai.usage.output_tokens"] = usage.completion_tokens
+                if scope is not None:
+                    scope.usage = usage
+                    await scope.settle(failure)
                 # Non-streaming: the first token reaches the caller with the last.
-                self._emit_usage(request, backend, usage, done, t0)
+                self._emit_usage(request, backend, usage, done, t0, failure)
 
     def _emit_usage(
         self,
@@ -227,30 +257,40 @@ class Pipeline:
         usage: Usage,
         ttft: float | None,
         t0: float,
+        failure: BaseException | None,
     ) -> None:
+        context = current_request()
         self._hook.lanewise_on_usage(
             event=UsageEvent(
                 request_id=request.request_id,
                 principal=request.principal,
                 model=request.model,
-                operation=request.extra.get("operation", "chat"),
+                operation=request.operation,
                 usage=usage,
                 ttft_s=ttft,
                 duration_s=time.perf_counter() - t0,
                 backend=backend.name,
+                status=outcome_status(failure),
+                prompt_name=request.prompt.name if request.prompt else None,
+                prompt_version=request.prompt.version if request.prompt else None,
+                index_version=context.index_version if context is not None else None,
             )
         )
 
     async def stream(self, request: ChatRequest) -> tuple[ChatRequest, AsyncIterator[ChatChunk]]:
-        """Prepare (retrieve, prompt) now, so errors surface before the stream starts."""
+        """Prepare (retrieve, prompt) and admit now, so refusals come before the stream starts."""
         prepared = await self.prepare(request)
-        return prepared, self._generate(prepared)
+        scope = await self.guards.admit(self.model_call(prepared)) if self.guards else None
+        return prepared, self._generate(prepared, scope)
 
-    async def _generate(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def _generate(
+        self, request: ChatRequest, scope: CallScope | None
+    ) -> AsyncIterator[ChatChunk]:
         backend = self.backend_for(request.model)
         t0 = time.perf_counter()
         ttft: float | None = None
         usage = Usage()
+        failure: BaseException | None = None
         deadline = request.deadline_s or self.settings.gateway.request_timeout_s
         with self.stage(request, "generate", **{"gen_ai.request.model": request.model}) as attrs:
             # The deadline applies only while we wait on the backend, never while the
@@ -268,23 +308,27 @@ class Pipeline:
                         ttft = time.perf_counter() - t0
                     if chunk.usage is not None:
                         usage = chunk.usage
+                    stop = scope.on_chunk(chunk) if scope is not None else None
+                    if stop is not None:
+                        # Closing the backend's iterator below cancels the upstream generation.
+                        yield msgspec.structs.replace(
+                            chunk,
+                            finish_reason=stop.finish_reason,
+                            lanewise={**(chunk.lanewise or {}), **(stop.lanewise or {})},
+                        )
+                        break
                     yield chunk
-            except TimeoutError:
+            except TimeoutError as exc:
+                failure = exc
                 raise _model_timeout(request, deadline) from None
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
-                closer = getattr(chunks, "aclose", None)
-                if closer is not None:
-                    await closer()
+                if isinstance(chunks, AsyncGenerator):
+                    await chunks.aclose()
                 attrs["gen_ai.usage.input_tokens"] = usage.prompt_tokens
                 attrs["gen_ai.usage.output_tokens"] = usage.completion_tokens
-                self._emit_usage(request, backend, usage, ttft, t0)
-
-    async def _deadline(self, awaitable: Any) -> Any:
-        deadline = self.settings.gateway.request_timeout_s
-        try:
-            async with asyncio.timeout(deadline):
-                return await awaitable
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"retrieval did not finish within {deadline:g}s", deadline_s=deadline
-            ) from None
+                if scope is not None:
+                    await scope.settle(failure)
+                self._emit_usage(request, backend, usage, ttft, t0, failure)

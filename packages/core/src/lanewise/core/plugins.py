@@ -12,6 +12,7 @@ import pluggy
 from lanewise.core import hookspecs
 from lanewise.core.errors import ConfigError
 from lanewise.core.registry import Register
+from lanewise.core.settings import SectionRegister, SectionSpec
 
 ENTRY_POINT_GROUP = "lanewise"
 ALWAYS_LOADED = frozenset({"core"})
@@ -24,6 +25,7 @@ REGISTRY_HOOKS = {
     "reranker": "lanewise_register_rerankers",
     "evaluator": "lanewise_register_evaluators",
     "health check": "lanewise_register_health_checks",
+    "guard": "lanewise_register_guards",
 }
 
 
@@ -123,3 +125,10 @@ def _display_name(pm: pluggy.PluginManager, plugin: object) -> str:
         return plugin.__name__
     name = pm.get_name(plugin)
     return name if name and not name.isdigit() else type(plugin).__qualname__
+
+
+def settings_sections(pm: pluggy.PluginManager) -> dict[str, SectionSpec]:
+    """Every lane's settings section, from ``lanewise_register_settings``."""
+    register = SectionRegister()
+    pm.hook.lanewise_register_settings(register=register)
+    return register.sections

@@ -19,7 +19,6 @@ from lanewise.core.types import (
     Document,
     Hit,
     Principal,
-    UsageEvent,
 )
 
 Filter = Mapping[str, Any]
@@ -91,6 +90,11 @@ class VectorStore(Protocol):
 class Retriever(Protocol):
     """Query text in, ranked hits out (embed + search + rerank behind it)."""
 
+    default_k: int
+    """Hits returned when a request does not say how many."""
+    degrade: bool
+    """On an outage, answer without context (flagged) instead of failing, unless a request says."""
+
     async def retrieve(
         self,
         *,
@@ -132,32 +136,47 @@ class TokenCounter(Protocol):
 
 
 @runtime_checkable
-class BudgetLedger(Protocol):
-    """Reserve before a call, settle after it with what was really used."""
-
-    async def reserve(self, *, principal: Principal, tokens: int) -> str: ...
-
-    async def settle(self, *, reservation: str, tokens: int) -> None: ...
-
-    async def remaining(self, *, principal: Principal) -> int | None: ...
-
-
-@runtime_checkable
-class RateLimiter(Protocol):
-    async def acquire(self, *, principal: Principal, cost: int = 1) -> float | None:
-        """Return None when admitted, else seconds until a retry may succeed."""
-        ...
-
-
-@runtime_checkable
-class UsageSink(Protocol):
-    async def record(self, event: UsageEvent) -> None: ...
-
-
-@runtime_checkable
 class Evaluator(Protocol):
     name: str
 
     async def evaluate(
         self, *, request: ChatRequest, completion: ChatCompletion
     ) -> Mapping[str, float]: ...
+
+
+# -- optional capabilities: declared here, checked with isinstance, never getattr --
+
+
+@runtime_checkable
+class OutputLimited(Protocol):
+    """A backend with a ceiling on ``max_tokens`` (a larger ask is a 400 naming the limit)."""
+
+    max_output_tokens: int | None
+
+
+@runtime_checkable
+class Describable(Protocol):
+    """A backend that adds facts about itself to its ``/v1/models`` entry."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ProcessLocal(Protocol):
+    """A component holding a local resource (a file lock): one process only when True."""
+
+    single_process: bool
+
+
+@runtime_checkable
+class TokenCountingEmbedder(Protocol):
+    """An embedder that counts its own tokens exactly (usage for ``/v1/embeddings``)."""
+
+    def count_tokens(self, texts: Sequence[str]) -> int: ...
+
+
+@runtime_checkable
+class Dimensioned(Protocol):
+    """A vector store created for a fixed vector dimension."""
+
+    dimension: int

@@ -16,6 +16,7 @@ class Factory:
     description: str = ""
     plugin: str = ""
     default: bool = False
+    order: int = 0
 
 
 @dataclass
@@ -32,8 +33,12 @@ class Register:
         *,
         description: str = "",
         default: bool = False,
+        order: int = 0,
     ) -> None:
-        """Register ``build`` under ``name``; ``default`` marks the embedded default."""
+        """Register ``build`` under ``name``; ``default`` marks the embedded default.
+
+        ``order`` sorts kinds that run as a chain (guards: lower admits first).
+        """
         if not name or not name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"{self.kind} name {name!r} must be alphanumeric (- and _ allowed)")
         if name in self.factories:
@@ -42,7 +47,10 @@ class Register:
                 "remove one or restrict them with LANEWISE_PLUGINS"
             )
         plugin = getattr(build, "__module__", "")
-        self.factories[name] = Factory(name, build, description, plugin, default)
+        self.factories[name] = Factory(name, build, description, plugin, default, order)
+
+    def ordered(self) -> list[Factory]:
+        return sorted(self.factories.values(), key=lambda f: (f.order, f.name))
 
     def names(self) -> list[str]:
         return sorted(self.factories)

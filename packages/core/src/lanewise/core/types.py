@@ -14,6 +14,7 @@ import msgspec
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "error", "cancelled"]
 Priority = Literal["interactive", "batch"]
+Operation = Literal["chat", "completion", "embedding"]
 Metadata = dict[str, Any]
 
 
@@ -45,6 +46,22 @@ class SamplingParams(msgspec.Struct, frozen=True, kw_only=True):
     stop: tuple[str, ...] = ()
 
 
+class RetrievalRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Retrieval asked for by a chat request (``lanewise.retrieval`` or ``rag/<model>``)."""
+
+    k: int | None = None
+    filter: Metadata | None = None
+    degrade: bool | None = None
+    """Answer without context (flagged) when the store is unavailable; None: the config's."""
+
+
+class PromptRef(msgspec.Struct, frozen=True, kw_only=True):
+    """Which template version built a request's prompt (``lanewise.prompt.*`` in telemetry)."""
+
+    name: str
+    version: str
+
+
 class ChatRequest(msgspec.Struct, kw_only=True):
     """A model call as the lanes see it (already validated at the edge)."""
 
@@ -52,11 +69,15 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     messages: list[Message]
     sampling: SamplingParams = msgspec.field(default_factory=SamplingParams)
     stream: bool = False
+    operation: Operation = "chat"
     context: list[Hit] = msgspec.field(default_factory=list)
     request_id: str = ""
     principal: Principal = ANONYMOUS
     deadline_s: float | None = None
-    extra: Metadata = msgspec.field(default_factory=dict)
+    retrieval: RetrievalRequest | None = None
+    retrieval_degraded: str | None = None
+    """Why retrieval was skipped (store unavailable, degrade on); None when it ran or was off."""
+    prompt: PromptRef | None = None
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,6 +95,8 @@ class ChatChunk(msgspec.Struct, frozen=True, kw_only=True):
     delta: str = ""
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    lanewise: Metadata | None = None
+    """Extension object for the client (e.g. which budget stopped the stream)."""
 
 
 class ChatCompletion(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,6 +107,7 @@ class ChatCompletion(msgspec.Struct, frozen=True, kw_only=True):
     citations: list[Citation] = msgspec.field(default_factory=list)
     retrieval_degraded: str | None = None
     """Why retrieval was skipped (store unavailable, degrade enabled); None when it ran."""
+    prompt: PromptRef | None = None
 
 
 class Document(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,8 +157,15 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str
     principal: Principal
     model: str
-    operation: Literal["chat", "completion", "embedding"]
+    operation: Operation
     usage: Usage
     ttft_s: float | None = None
     duration_s: float = 0.0
     backend: str = ""
+    purpose: str = "request"
+    """``request``, ``retrieval.query``, ``ingest``, ``evaluation``: why the call was made."""
+    status: str = "ok"
+    """How the call ended: ok, error, timeout, cancelled, refused."""
+    prompt_name: str | None = None
+    prompt_version: str | None = None
+    index_version: int | None = None

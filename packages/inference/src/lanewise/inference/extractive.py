@@ -21,11 +21,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lanewise.core.factory import FactoryContext
 from lanewise.core.protocols import Embedder
-from lanewise.core.settings import ComponentConfig, Settings
 from lanewise.core.types import ChatChunk, ChatCompletion, ChatRequest, Usage
 from lanewise.inference.completion import collect
-from lanewise.inference.options import Options
 from lanewise.inference.stops import StopScanner
 from lanewise.inference.text import cosine, lexical_scores, split_sentences
 from lanewise.inference.tokens import TokenCounterImpl, token_counter
@@ -192,17 +191,14 @@ class ExtractiveBackend:
         return await collect(request.model, self.stream(request))
 
 
-def build_extractive(
-    config: ComponentConfig, settings: Settings, container: Any
-) -> ExtractiveBackend:
-    opts = Options(f"models ({config.kind})", config.options, OPTIONS)
+def build_extractive(ctx: FactoryContext) -> ExtractiveBackend:
+    opts = ctx.read(OPTIONS)
     max_tokens = opts.integer("max_tokens", 4096, minimum=1)
     default_max = opts.integer("default_max_tokens", 512, minimum=1)
     max_sentences = opts.integer("max_sentences", 3, minimum=1)
     delay = opts.number("token_delay_s", 0.0)
-    provider = getattr(container, "embedder", None) if container is not None else None
     return ExtractiveBackend(
-        embedder=provider,
+        embedder=ctx.components.embedder,
         scorer=opts.choice("scorer", "auto", ("auto", "embedding", "lexical")),
         max_sentences=max_sentences,
         max_output_tokens=max_tokens,

@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from lanewise.core.errors import ConfigError, InvalidRequest, UpstreamError
-from lanewise.core.settings import ComponentConfig, Settings
+from lanewise.core.factory import FactoryContext
 from lanewise.core.types import ChatChunk, ChatCompletion, ChatRequest, Message, Usage
 from lanewise.inference.completion import collect
-from lanewise.inference.options import Options
 from lanewise.inference.stops import StopScanner
 
 log = logging.getLogger("lanewise.inference.hf_local")
@@ -384,8 +383,8 @@ def _device(torch: Any, value: str) -> str:
     )
 
 
-def build_hf_local(config: ComponentConfig, settings: Settings, container: Any) -> HFLocalBackend:
-    opts = Options(f"models ({config.kind})", config.options, OPTIONS)
+def build_hf_local(ctx: FactoryContext) -> HFLocalBackend:
+    opts = ctx.read(OPTIONS)
     raw_path = opts.text("path")
     if not raw_path:
         raise ConfigError(
@@ -424,7 +423,7 @@ def build_hf_local(config: ComponentConfig, settings: Settings, container: Any) 
         torch=torch,
         model=model,
         tokenizer=tokenizer,
-        name=config.kind,
+        name=ctx.kind,
         source=path.name,
         device=device,
         dtype=dtype_name,

@@ -30,7 +30,7 @@ from lanewise.core.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from lanewise.core.settings import ComponentConfig, Settings
+from lanewise.core.factory import FactoryContext
 from lanewise.core.types import ChatChunk, ChatCompletion, ChatRequest, Usage
 from lanewise.inference.openai_transport import (
     CLIENT_TIMEOUTS,
@@ -40,7 +40,6 @@ from lanewise.inference.openai_transport import (
     Reply,
     Transport,
 )
-from lanewise.inference.options import Options
 from lanewise.inference.tokens import TokenCounterImpl, token_counter
 
 OPTIONS = {
@@ -319,14 +318,12 @@ class OpenAICompatBackend:
         await self._client.aclose()
 
 
-def build_openai(
-    config: ComponentConfig, settings: Settings, container: Any
-) -> OpenAICompatBackend:
-    opts = Options(f"models ({config.kind})", config.options, OPTIONS)
+def build_openai(ctx: FactoryContext) -> OpenAICompatBackend:
+    opts = ctx.read(OPTIONS)
     base_url = opts.text("base_url")
     if not base_url or not base_url.startswith(("http://", "https://")):
         raise ConfigError(
-            f"models ({config.kind}).base_url is required: the server's OpenAI API root, "
+            f"{ctx.key}.base_url is required: the server's OpenAI API root, "
             "e.g. 'http://vllm:8000/v1'"
         )
     api_key = opts.text("api_key")
@@ -334,15 +331,14 @@ def build_openai(
     if env:
         api_key = os.environ.get(env)
         if api_key is None:
-            raise ConfigError(f"models ({config.kind}).api_key_env: ${env} is not set")
+            raise ConfigError(f"{ctx.key}.api_key_env: ${env} is not set")
     http2 = opts.flag("http2", False)
     transport = opts.choice("transport", "aiohttp", TRANSPORTS)
     if http2 and importlib.util.find_spec("h2") is None:
         raise ConfigError(
-            f"models ({config.kind}).http2 = true needs the h2 package: "
-            "install lanewise-inference[http2]"
+            f"{ctx.key}.http2 = true needs the h2 package: install lanewise-inference[http2]"
         )
-    default_timeout = settings.gateway.request_timeout_s if settings is not None else 120.0
+    default_timeout = ctx.settings.gateway.request_timeout_s
     max_tokens = opts.options.get("max_tokens")
     headers = opts.mapping("headers")
     return OpenAICompatBackend(

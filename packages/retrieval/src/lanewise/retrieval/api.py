@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
+from lanewise.core.embeddings import embed_metered
 from lanewise.core.errors import InvalidRequest, NotFound, Unavailable, UpstreamTimeout
+from lanewise.core.factory import Components
 from lanewise.core.gateway.body import NON_BLANK, JsonBody
 from lanewise.core.gateway.openapi import set_property
-from lanewise.core.types import ANONYMOUS, Hit, Principal, Usage, UsageEvent
-from lanewise.retrieval.embedders.fair import INTERACTIVE_MAX_TEXTS, FairEmbedder
+from lanewise.core.gateway.principal import principal_of, request_id
+from lanewise.core.protocols import Embedder
+from lanewise.core.retrieve import retrieve_within
+from lanewise.core.types import Hit, RetrievalRequest
+from lanewise.retrieval.embedders.fair import INTERACTIVE_MAX_TEXTS
 from lanewise.retrieval.filter_schema import COMPONENTS
+from lanewise.retrieval.settings import RetrievalSettings
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 
@@ -62,12 +67,7 @@ class EmbeddingsOut(msgspec.Struct, kw_only=True):
     usage: EmbeddingUsageOut
 
 
-def principal_of(request: Request[Any, Any, Any]) -> Principal:
-    principal = request.scope.get("state", {}).get("principal")
-    return principal if isinstance(principal, Principal) else ANONYMOUS
-
-
-def embedder_names(embedder: Any, kind: str) -> set[str]:
+def embedder_names(embedder: Embedder, kind: str) -> set[str]:
     """What callers may send as ``model``: the id, its last segment, or the kind."""
     return {embedder.id, embedder.id.rsplit("/", 1)[-1], kind}
 
@@ -96,7 +96,7 @@ def token_counts(embedder: Any, texts: list[str]) -> list[int]:
     return [len(t.split()) for t in texts]
 
 
-def check_token_limits(counts: list[int], retrieval: Any) -> None:
+def check_token_limits(counts: list[int], retrieval: RetrievalSettings) -> None:
     per_input = retrieval.max_embedding_input_tokens
     for i, count in enumerate(counts):
         if count > per_input:
@@ -140,30 +140,30 @@ def render_embeddings(
     )
 
 
-def describe_embeddings(schemas: dict[str, Any], container: Any) -> None:
+def describe_embeddings(schemas: dict[str, Any], components: Components | None) -> None:
     """The served embedding model names and dimension, the configured input limit."""
-    embedder = container.embedder() if container is not None else None
-    if embedder is None:
+    embedder = components.embedder() if components is not None else None
+    if components is None or embedder is None:
         return
-    settings = container.settings()
-    spec = settings.retrieval.embedder
+    section = components.section(RetrievalSettings)
+    spec = section.embedder
     names = embedder_names(embedder, spec.kind if spec is not None else "minilm")
     set_property(schemas, "EmbeddingsBody", "model", enum=sorted(names))
     set_property(schemas, "EmbeddingsBody", "dimensions", enum=[embedder.dimension])
     body = schemas.get("EmbeddingsBody", {}).get("properties", {}).get("input", {})
     for branch in body.get("anyOf", []):
         if branch.get("type") == "array":
-            branch["maxItems"] = settings.retrieval.max_embedding_inputs
+            branch["maxItems"] = section.max_embedding_inputs
             branch["items"]["pattern"] = NON_BLANK
         else:
             branch["pattern"] = NON_BLANK
 
 
-def describe_retrieval(schemas: dict[str, Any], container: Any) -> None:
+def describe_retrieval(schemas: dict[str, Any], components: Components | None) -> None:
     """The filter language and ``retrieval.max_k``, here and in chat's retrieval options."""
     schemas.update(COMPONENTS)
     set_property(schemas, "RetrieveBody", "query", pattern=NON_BLANK)
-    max_k = container.settings().retrieval.max_k if container is not None else None
+    max_k = components.section(RetrievalSettings).max_k if components is not None else None
     for component in ("RetrieveBody", "RetrievalOptions"):
         if component not in schemas:
             continue
@@ -188,15 +188,15 @@ def describe_retrieval(schemas: dict[str, Any], container: Any) -> None:
 )
 async def embeddings(
     request: Request[Any, Any, Any],
-    container: NamedDependency[Any],
+    components: NamedDependency[Components],
 ) -> Response[bytes]:
     """Create embeddings (OpenAI-compatible) with the configured embedder."""
     data = await EMBEDDINGS_BODY.read(request)
-    embedder = container.embedder()
+    embedder = components.embedder()
     if embedder is None:
         raise Unavailable("no embedder is configured; set [retrieval.embedder]")
-    settings = container.settings()
-    spec = settings.retrieval.embedder
+    section = components.section(RetrievalSettings)
+    spec = section.embedder
     names = embedder_names(embedder, spec.kind if spec is not None else "minilm")
     if data.model not in names:
         raise NotFound(
@@ -209,38 +209,30 @@ async def embeddings(
         raise InvalidRequest(
             f"dimensions must be {embedder.dimension} for {embedder.id}", field="dimensions"
         )
-    texts = texts_of(data, settings.retrieval.max_embedding_inputs)
-    principal = principal_of(request)
-    deadline = settings.gateway.request_timeout_s
-    t0 = time.perf_counter()
+    texts = texts_of(data, section.max_embedding_inputs)
+    deadline = components.settings.gateway.request_timeout_s
     try:
         async with asyncio.timeout(deadline):
             # Tokenising a large request is real CPU: off the event loop, like the model.
             counts = await asyncio.to_thread(token_counts, embedder, texts)
-            check_token_limits(counts, settings.retrieval)
-            if isinstance(embedder, FairEmbedder):
-                vectors = await embedder.embed(texts, tenant=principal.tenant)
-            else:
-                vectors = await embedder.embed(texts)
+            check_token_limits(counts, section)
+            max_length = getattr(embedder, "max_length", None)
+            tokens = sum(min(c, max_length) for c in counts) if max_length else sum(counts)
+            vectors = await embed_metered(
+                embedder,
+                texts,
+                guards=components.guards,
+                hook=components.hook,
+                principal=principal_of(request),
+                request_id=request_id(request),
+                tokens=tokens,
+            )
     except TimeoutError:
         raise UpstreamTimeout(
             f"embedding did not finish within gateway.request_timeout_s = {deadline:g}s; "
             "send fewer or shorter inputs per request",
             deadline_s=deadline,
         ) from None
-    max_length = getattr(embedder, "max_length", None)
-    tokens = sum(min(c, max_length) for c in counts) if max_length else sum(counts)
-    container.plugin_manager().hook.lanewise_on_usage(
-        event=UsageEvent(
-            request_id=str(request.scope.get("state", {}).get("request_id", "")),
-            principal=principal,
-            model=embedder.id,
-            operation="embedding",
-            usage=Usage(prompt_tokens=tokens),
-            duration_s=time.perf_counter() - t0,
-            backend=f"{embedder.id}@{embedder.version}",
-        )
-    )
     args = (vectors, data.encoding_format, embedder.id, tokens)
     # Encoding thousands of vectors takes tens of ms: off the loop unless it is small.
     if len(vectors) <= INTERACTIVE_MAX_TEXTS:
@@ -294,37 +286,26 @@ class RetrieveOut(msgspec.Struct, kw_only=True):
 )
 async def retrieve(
     request: Request[Any, Any, Any],
-    container: NamedDependency[Any],
+    components: NamedDependency[Components],
 ) -> dict[str, Any]:
     """Search the caller's tenant: query text in, ranked hits with text, metadata, score, source."""
     data = await RETRIEVE_BODY.read(request)
-    retriever = container.retriever()
+    retriever = components.retriever()
     if retriever is None:
         raise Unavailable("retrieval is not configured: no embedder or no vector store")
-    settings = container.settings()
-    k = data.k if data.k is not None else settings.retrieval.default_k
     principal = principal_of(request)
-    body: dict[str, Any] = {"object": "list", "k": k, "tenant": principal.tenant}
-    deadline = settings.gateway.request_timeout_s
-    try:
-        try:
-            async with asyncio.timeout(deadline):
-                hits = await retriever.retrieve(
-                    principal=principal,
-                    query=data.query,
-                    k=k,
-                    filter=data.filter,
-                    request_id=str(request.scope.get("state", {}).get("request_id", "")),
-                )
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"retrieval did not finish within {deadline:g}s", deadline_s=deadline
-            ) from None
-    except (Unavailable, UpstreamTimeout) as exc:
-        if not data.degrade:
-            raise
-        return {**body, "data": [], "degraded": True, "reason": exc.detail}
-    return {**body, "data": [hit_json(h) for h in hits], "degraded": False}
+    result = await retrieve_within(
+        retriever,
+        principal=principal,
+        query=data.query,
+        options=RetrievalRequest(k=data.k, filter=data.filter, degrade=data.degrade),
+        deadline_s=components.settings.gateway.request_timeout_s,
+        request_id=request_id(request),
+    )
+    body: dict[str, Any] = {"object": "list", "k": result.k, "tenant": principal.tenant}
+    if result.degraded is not None:
+        return {**body, "data": [], "degraded": True, "reason": result.degraded}
+    return {**body, "data": [hit_json(h) for h in result.hits], "degraded": False}
 
 
 ROUTES = [embeddings, retrieve]

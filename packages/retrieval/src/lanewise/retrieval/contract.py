@@ -1,6 +1,7 @@
 """The shared vector-store contract suite every store must pass.
 
-Use it from a store's tests by subclassing :class:`VectorStoreContract` and
+Install ``lanewise-retrieval[testing]`` (pytest, pytest-asyncio, hypothesis) and
+use it from a store's tests by subclassing :class:`VectorStoreContract` and
 overriding the ``store`` fixture so it yields a fresh, empty store of
 dimension ``DIM`` (8)::
 

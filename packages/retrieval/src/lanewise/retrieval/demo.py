@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lanewise.core.factory import Components
 from lanewise.core.types import ANONYMOUS
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -96,9 +97,9 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     return result[0]
 
 
-async def index_markdown(container: Any, docs_dir: Path, console: Console) -> int:
-    embedder = container.embedder()
-    store = container.vector_store()
+async def index_markdown(components: Components, docs_dir: Path, console: Console) -> int:
+    embedder = components.embedder()
+    store = components.vector_store()
     if embedder is None or store is None:
         console.print("[yellow]no embedder or vector store: the demo answers without sources[/]")
         return 0
@@ -140,5 +141,5 @@ def _slug(heading: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
 
 
-def on_demo(container: Any, docs_dir: Path, console: Console) -> None:
-    _run(index_markdown(container, docs_dir, console))
+def on_demo(components: Components, docs_dir: Path, console: Console) -> None:
+    _run(index_markdown(components, docs_dir, console))

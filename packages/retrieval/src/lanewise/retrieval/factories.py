@@ -1,39 +1,43 @@
-"""The retriever the pipeline and ``/v1/retrieve`` use, built from the container."""
+"""The retriever the pipeline and ``/v1/retrieve`` use, built from typed components."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from lanewise.core.errors import ConfigError
+from lanewise.core.factory import Components
+from lanewise.core.protocols import Dimensioned
 from lanewise.retrieval.caches import build_cache
 from lanewise.retrieval.retriever import SearchRetriever
+from lanewise.retrieval.settings import RetrievalSettings
 
 
-def build_retriever(container: Any) -> SearchRetriever | None:
+def build_retriever(components: Components) -> SearchRetriever | None:
     """None (pass) when no embedder or no vector store is configured or installed."""
-    embedder = container.embedder()
-    store = container.vector_store()
+    embedder = components.embedder()
+    store = components.vector_store()
     if embedder is None or store is None:
         return None
-    store_dim = getattr(store, "dimension", None)
-    if store_dim is not None and store_dim != embedder.dimension:
+    if isinstance(store, Dimensioned) and store.dimension != embedder.dimension:
         raise ConfigError(
-            f"retrieval.vector_store has dimension {store_dim} but the embedder "
+            f"retrieval.vector_store has dimension {store.dimension} but the embedder "
             f"{embedder.id} makes {embedder.dimension}-d vectors; make them agree"
         )
-    settings = container.settings()
+    settings = components.settings
+    section = settings.section(RetrievalSettings)
     cache = build_cache(
         redis_url=settings.redis_url,
-        ttl_s=settings.retrieval.cache_ttl_s,
-        max_entries=settings.retrieval.cache_max_entries,
+        ttl_s=section.cache_ttl_s,
+        max_entries=section.cache_max_entries,
     )
     if cache is not None:
-        container.closeables().append(cache)
+        components.on_close(cache)
     return SearchRetriever(
         embedder=embedder,
         store=store,
-        reranker=container.reranker(),
+        reranker=components.reranker(),
         cache=cache,
-        hook=container.plugin_manager().hook,
-        max_k=settings.retrieval.max_k,
+        hook=components.hook,
+        guards=components.guards,
+        max_k=section.max_k,
+        default_k=section.default_k,
+        degrade=section.degrade,
     )

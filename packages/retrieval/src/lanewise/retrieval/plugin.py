@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lanewise.core.factory import Components
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.registry import Register
-from lanewise.core.settings import Settings
+from lanewise.core.settings import SectionRegister, Settings
 from lanewise.retrieval.api import ROUTES
 from lanewise.retrieval.demo import on_demo
 from lanewise.retrieval.embedders.factories import build_minilm, build_openai, build_triton
 from lanewise.retrieval.factories import build_retriever
 from lanewise.retrieval.rerank import build_mmr
+from lanewise.retrieval.settings import COMPONENTS, RetrievalSettings
 from lanewise.retrieval.stores import build_embedded
 from lanewise.retrieval.stores.pgvector import build_pgvector
 from lanewise.retrieval.stores.weaviate import build_weaviate
@@ -19,10 +21,19 @@ from lanewise.retrieval.stores.weaviate import build_weaviate
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from lanewise.core.container import Container
     from lanewise.core.protocols import Retriever
     from litestar.config.app import AppConfig
     from rich.console import Console
+
+
+@hookimpl
+def lanewise_register_settings(register: SectionRegister) -> None:
+    register(
+        "retrieval",
+        RetrievalSettings,
+        description="embedder, vector store, reranker, caches and k limits",
+        components=COMPONENTS,
+    )
 
 
 @hookimpl
@@ -42,20 +53,20 @@ def lanewise_register_embedders(register: Register) -> None:
 
 
 @hookimpl
-def lanewise_register_health_checks(register: Register, container: Container) -> None:
+def lanewise_register_health_checks(register: Register, components: Components) -> None:
     # Only a remote embedder can become unreachable after start-up; minilm runs in process.
-    spec = container.settings().retrieval.embedder
+    spec = components.section(RetrievalSettings).embedder
     if spec is not None and spec.kind == "triton":
         register(
             "embedder",
-            container.embedder,
+            components.embedder,
             description="the triton embedder's model is ready and serves minilm's weights",
         )
 
 
 @hookimpl
 def lanewise_configure_gateway(
-    app_config: AppConfig, settings: Settings, container: Container
+    app_config: AppConfig, settings: Settings, components: Components
 ) -> None:
     app_config.route_handlers.extend(ROUTES)
 
@@ -71,8 +82,8 @@ def lanewise_register_rerankers(register: Register) -> None:
 
 
 @hookimpl
-def lanewise_resolve_retriever(container: Container) -> Retriever | None:
-    return build_retriever(container)
+def lanewise_resolve_retriever(components: Components) -> Retriever | None:
+    return build_retriever(components)
 
 
 @hookimpl
@@ -96,5 +107,5 @@ def lanewise_register_vector_stores(register: Register) -> None:
 
 
 @hookimpl
-def lanewise_on_demo(container: Container, docs_dir: Path, console: Console) -> None:
-    on_demo(container, docs_dir, console)
+def lanewise_on_demo(components: Components, docs_dir: Path, console: Console) -> None:
+    on_demo(components, docs_dir, console)

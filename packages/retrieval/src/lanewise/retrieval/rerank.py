@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 from lanewise.core.errors import ConfigError
+from lanewise.core.factory import FactoryContext
 from lanewise.core.protocols import Embedder
-from lanewise.core.settings import ComponentConfig, Settings
 from lanewise.core.types import Hit
-from lanewise.retrieval.options import Options
 
 _WORD = re.compile(r"\w+")
 
@@ -89,11 +88,11 @@ class MMRReranker:
         return [hits[i] for i in order]
 
 
-def build_mmr(config: ComponentConfig, settings: Settings, container: Any) -> MMRReranker:
-    opts = Options("retrieval.reranker", config.options, {"lambda", "similarity"})
-    lam = config.options.get("lambda", 0.7)
+def build_mmr(ctx: FactoryContext) -> MMRReranker:
+    opts = ctx.read({"lambda", "similarity"})
+    lam = ctx.options.get("lambda", 0.7)
     if isinstance(lam, bool) or not isinstance(lam, int | float) or not 0.0 <= lam <= 1.0:
-        raise ConfigError(f"retrieval.reranker.lambda must be a number in [0, 1] (got {lam!r})")
+        raise ConfigError(f"{ctx.key}.lambda must be a number in [0, 1] (got {lam!r})")
     similarity = opts.choice("similarity", "lexical", ("lexical", "embedding"))
-    embedder = container.embedder() if similarity == "embedding" else None
+    embedder = ctx.components.embedder() if similarity == "embedding" else None
     return MMRReranker(lambda_=float(lam), similarity=similarity, embedder=embedder)

@@ -9,19 +9,44 @@ without a hook of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from lanewise.core.context import current_request
+from lanewise.core.embeddings import embed_metered
 from lanewise.core.errors import InvalidRequest, LanewiseError, Unavailable
-from lanewise.core.protocols import Embedder, Reranker, VectorStore
+from lanewise.core.guards import GuardChain
+from lanewise.core.protocols import (
+    Embedder,
+    Filter,
+    Reranker,
+    VectorStore,
+)
 from lanewise.core.stages import timed_stage
-from lanewise.core.types import Hit, Principal
+from lanewise.core.types import ANONYMOUS, Hit, Principal
 from lanewise.retrieval.caches import RetrievalCache, embedding_key, result_key
 from lanewise.retrieval.filters import parse_filter, to_json
 
 RETRY_AFTER_S = 5.0
 MAX_OVERFETCH = 200
+
+
+@runtime_checkable
+class HybridStore(Protocol):
+    """A store that fuses lexical and vector search itself (Weaviate with ``alpha`` set)."""
+
+    alpha: float | None
+
+    async def search_hybrid(
+        self,
+        *,
+        tenant: str,
+        query: str,
+        vector: Sequence[float],
+        k: int,
+        filter: Filter | None = None,
+    ) -> list[Hit]: ...
 
 
 class SearchRetriever:
@@ -33,7 +58,10 @@ class SearchRetriever:
         reranker: Reranker | None = None,
         cache: RetrievalCache | None = None,
         hook: Any = None,
+        guards: GuardChain | None = None,
         max_k: int = 100,
+        default_k: int = 4,
+        degrade: bool = False,
         overfetch: int = 4,
     ) -> None:
         self.embedder = embedder
@@ -41,7 +69,10 @@ class SearchRetriever:
         self.reranker = reranker
         self.cache = cache
         self.hook = hook
+        self.guards = guards if guards is not None else GuardChain()
         self.max_k = max_k
+        self.default_k = default_k
+        self.degrade = degrade
         self.overfetch = overfetch
 
     # -- validation -------------------------------------------------------------
@@ -81,7 +112,9 @@ class SearchRetriever:
                 if self.hook is not None and self.cache is not None and name == "cache":
                     attributes.update(self.cache.counters())
 
-    async def embed_query(self, query: str, request_id: str) -> list[float]:
+    async def embed_query(
+        self, query: str, request_id: str, principal: Principal = ANONYMOUS
+    ) -> list[float]:
         e = self.embedder
         with self.stage(
             request_id,
@@ -94,7 +127,15 @@ class SearchRetriever:
                 attrs["lanewise.cache.embedding"] = "miss" if cached is None else "hit"
                 if cached is not None:
                     return cached
-            (vector,) = await e.embed([query])
+            (vector,) = await embed_metered(
+                e,
+                [query],
+                guards=self.guards,
+                hook=self.hook,
+                principal=principal,
+                request_id=request_id,
+                purpose="retrieval.query",
+            )
             if self.cache is not None:
                 await self.cache.put_embedding(key, vector)
             return vector
@@ -129,6 +170,9 @@ class SearchRetriever:
             with self.stage(request_id, "cache") as attrs:
                 version = await self._store_call(self.store.index_version(tenant=tenant))
                 attrs["lanewise.index.version"] = version
+                context = current_request()
+                if context is not None:
+                    context.index_version = version
                 key = result_key(
                     embedder_id=self.embedder.id,
                     embedder_version=self.embedder.version,
@@ -143,15 +187,14 @@ class SearchRetriever:
                 attrs["lanewise.cache.result"] = "miss" if cached is None else "hit"
                 if cached is not None:
                     return cached
-        vector = await self.embed_query(query, request_id)
+        vector = await self.embed_query(query, request_id, principal)
         fetch_k = k if rerank is None else min(max(k * self.overfetch, k), MAX_OVERFETCH)
         with self.stage(request_id, "search", k=fetch_k) as attrs:
             if version is not None:
                 attrs["lanewise.index.version"] = version
-            hybrid = getattr(self.store, "search_hybrid", None)
-            if hybrid is not None and getattr(self.store, "alpha", None) is not None:
-                attrs["hybrid_alpha"] = self.store.alpha  # type: ignore[attr-defined]
-                search = hybrid(
+            if isinstance(self.store, HybridStore) and self.store.alpha is not None:
+                attrs["hybrid_alpha"] = self.store.alpha
+                search = self.store.search_hybrid(
                     tenant=tenant, query=query, vector=vector, k=fetch_k, filter=canonical or None
                 )
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from lanewise.core.factory import Components
 from lanewise.core.protocols import HealthCheck
 from litestar import Response, get
 from litestar.di import NamedDependency
@@ -28,10 +29,10 @@ async def run_checks(checks: list[HealthCheck]) -> dict[str, str | None]:
     return {c.name: r for c, r in zip(checks, results, strict=True)}
 
 
-def readiness_checks(container: Any) -> list[HealthCheck]:
+def readiness_checks(components: Components) -> list[HealthCheck]:
     """Registered checks plus every configured backend that can check itself."""
-    checks: list[HealthCheck] = list(container.health_checks())
-    for model, backend in container.backends().items():
+    checks: list[HealthCheck] = list(components.health_checks())
+    for model, backend in components.backends().items():
         if isinstance(backend, HealthCheck):
             checks.append(_Named(f"model:{model}", backend))
     return checks
@@ -53,9 +54,9 @@ def healthz() -> dict[str, str]:
 
 
 @get("/readyz", tags=["health"])
-async def readyz(container: NamedDependency[Any]) -> Response[dict[str, Any]]:
+async def readyz(components: NamedDependency[Components]) -> Response[dict[str, Any]]:
     """Every configured backend and store is reachable; 503 names the ones that are not."""
-    results = await run_checks(readiness_checks(container))
+    results = await run_checks(readiness_checks(components))
     failing = {name: why for name, why in results.items() if why is not None}
     body = {
         "status": "ready" if not failing else "not ready",

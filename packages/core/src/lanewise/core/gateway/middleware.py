@@ -1,43 +1,135 @@
-"""Pure ASGI middleware: request ids. Cheap enough for the hot path."""
+"""The gateway's request middleware: request id, request context, authentication.
+
+One Litestar ``ASGIMiddleware`` (cheap on the hot path: one pass over the
+headers) that, for every routed HTTP request:
+
+* takes a well-formed ``X-Request-ID`` from the caller or mints one, and
+  echoes it on the response;
+* opens the request context (:mod:`lanewise.core.context`) that hooks, the
+  pipeline, stream generators and log calls read;
+* authenticates ``/v1`` routes through ``lanewise_resolve_principal`` and puts
+  the :class:`~lanewise.core.types.Principal` where Litestar keeps the
+  authenticated user (``request.user``); failed authentications are counted per
+  client address and, past ``gateway.auth_failure_limit``, answered 429 before
+  any key is checked (:mod:`lanewise.core.gateway.auth_throttle`);
+* when the request ends, however it ends, settles any guarded model call that
+  nothing settled (a stream abandoned before it started).
+
+Unrouted requests (404/405) never reach route middleware; the problem
+handler gives those their request id.
+"""
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from lanewise.core.context import RequestContext, enter_request, exit_request
+from lanewise.core.errors import Unauthorized
+from lanewise.core.gateway.auth_throttle import AuthFailureThrottle
+from lanewise.core.guards import settle_abandoned
+from lanewise.core.settings import Settings
 from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
+API_PREFIX = "/v1/"
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class RequestIdMiddleware:
-    """Take a well-formed ``X-Request-ID`` from the caller, else mint one; echo it back."""
+def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER and _VALID_ID.match(value):
+            return value
+    return os.urandom(16).hex().encode()
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await self.app(scope, receive, send)
-            return
-        rid = b""
-        for name, value in scope["headers"]:
-            if name == REQUEST_ID_HEADER and _VALID_ID.match(value):
-                rid = value
-                break
-        if not rid:
-            rid = uuid.uuid4().hex.encode()
-        state: dict[str, Any] = scope.setdefault("state", {})
-        state["request_id"] = rid.decode()
+class RawHeaders(Mapping[str, str]):
+    """The request's headers as a read-only mapping, decoded only when asked for.
+
+    ``lanewise_resolve_principal`` usually reads one or two headers; decoding
+    every header of every request into a dict would cost more than the lookup.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+
+    def get(self, key: str, default: Any = None) -> Any:
+        wanted = key.lower().encode("latin-1")
+        for name, value in self._raw:
+            if name == wanted:
+                return value.decode("latin-1")
+        return default
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return str(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name.decode("latin-1") for name, _ in self._raw)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._raw)
+
+
+class GatewayMiddleware(ASGIMiddleware):
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, *, settings: Settings, hook: Any) -> None:
+        self.settings = settings
+        self.hook = hook
+        self.throttle = AuthFailureThrottle(
+            limit=settings.gateway.auth_failure_limit,
+            window_s=settings.gateway.auth_failure_window_s,
+        )
+
+    def authenticate(self, scope: Scope, raw_headers: Iterable[tuple[bytes, bytes]]) -> Any:
+        """The caller's principal; failures are counted per client address (then 429)."""
+        client = scope.get("client")
+        address = client[0] if client else ""
+        self.throttle.check(address)
+        try:
+            principal = self.hook.lanewise_resolve_principal(
+                headers=RawHeaders(raw_headers), settings=self.settings
+            )
+            if principal is None:
+                raise Unauthorized("no authentication plugin accepted this request")
+        except Unauthorized:
+            self.throttle.failed(address)
+            raise
+        return principal
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        raw_headers = scope["headers"]
+        rid = request_id_from(raw_headers)
+        context = RequestContext(request_id=rid.decode())
+        scope.setdefault("state", {})["request_id"] = context.request_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER, rid))
-                message["headers"] = headers
+                headers = message.get("headers", ())
+                # Problem responses carry the id already (they are also sent for
+                # requests that never reach this middleware); check only those.
+                if message["status"] < 400 or all(n != REQUEST_ID_HEADER for n, _ in headers):
+                    message["headers"] = [*headers, (REQUEST_ID_HEADER, rid)]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        # Not request_scope(): a generator-based context manager costs several µs.
+        token = enter_request(context)
+        try:
+            if scope["path"].startswith(API_PREFIX):
+                principal = self.authenticate(scope, raw_headers)
+                context.principal = principal
+                scope["user"] = principal
+            await next_app(scope, receive, send_with_id)
+        finally:
+            if context.open_calls:
+                await settle_abandoned(context)
+            exit_request(token)

@@ -23,16 +23,16 @@ from lanewise.core.gateway.openai_responses import (
     TextCompletionOut,
 )
 from lanewise.core.gateway.openapi import drop_components, set_property
+from lanewise.core.gateway.principal import principal_of, request_id
 from lanewise.core.gateway.streaming import KEEPALIVE_COMMENT, with_keepalive
-from lanewise.core.pipeline import DEGRADED, Pipeline, citations_for
+from lanewise.core.pipeline import Pipeline, citations_for
+from lanewise.core.protocols import Describable
 from lanewise.core.types import (
-    ANONYMOUS,
     ChatChunk,
     ChatCompletion,
     ChatRequest,
     Message,
-    Principal,
-    Priority,
+    RetrievalRequest,
     Role,
     SamplingParams,
     Usage,
@@ -192,48 +192,18 @@ CHAT_BODY = JsonBody(ChatCompletionsBody)
 COMPLETIONS_BODY = JsonBody(CompletionsBody)
 
 
-PRIORITY_HEADER = "x-lanewise-priority"
-_PRIORITY_RANK: dict[str, int] = {"batch": 0, "interactive": 1}
-
-
-def principal_of(request: Request[Any, Any, Any]) -> Principal:
-    """The caller, with the priority asked for in ``x-lanewise-priority`` when the key allows it.
-
-    A key's priority is a ceiling: an interactive key may send batch work, a
-    batch key can never jump the queue.
-    """
-    principal = request.scope.get("state", {}).get("principal")
-    principal = principal if isinstance(principal, Principal) else ANONYMOUS
-    asked = request.headers.get(PRIORITY_HEADER)
-    if asked is None:
-        return principal
-    asked = asked.strip().lower()
-    if asked not in _PRIORITY_RANK:
-        raise InvalidRequest(
-            f"{PRIORITY_HEADER} must be one of: {', '.join(_PRIORITY_RANK)}",
-            field=PRIORITY_HEADER,
-        )
-    if _PRIORITY_RANK[asked] > _PRIORITY_RANK[principal.priority]:
-        raise InvalidRequest(
-            f"{PRIORITY_HEADER}: {asked!r} is above what this API key allows "
-            f"({principal.priority!r}); send {principal.priority!r} or omit the header",
-            field=PRIORITY_HEADER,
-            allowed=[
-                p for p, r in _PRIORITY_RANK.items() if r <= _PRIORITY_RANK[principal.priority]
-            ],
-        )
-    priority: Priority = "batch" if asked == "batch" else "interactive"
-    return msgspec.structs.replace(principal, priority=priority)
+def retrieval_request(extension: LanewiseExtension | None) -> RetrievalRequest | None:
+    """``"retrieval": true`` means "on, with defaults"; false, null or absent mean off."""
+    options = extension.retrieval if extension is not None else None
+    if not options:
+        return None
+    if isinstance(options, RetrievalOptions):
+        return RetrievalRequest(k=options.k, filter=options.filter, degrade=options.degrade)
+    return RetrievalRequest()
 
 
 def to_chat_request(body: ChatCompletionsBody, request: Request[Any, Any, Any]) -> ChatRequest:
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    extra: dict[str, Any] = {}
-    if body.lanewise is not None and body.lanewise.retrieval:
-        retrieval = body.lanewise.retrieval
-        extra["retrieval"] = (
-            msgspec.structs.asdict(retrieval) if isinstance(retrieval, RetrievalOptions) else {}
-        )
     messages = [to_message(m, i) for i, m in enumerate(body.messages)]
     return ChatRequest(
         model=body.model,
@@ -246,10 +216,20 @@ def to_chat_request(body: ChatCompletionsBody, request: Request[Any, Any, Any]) 
             stop=stop,
         ),
         stream=body.stream,
-        request_id=str(request.scope.get("state", {}).get("request_id", "")),
+        request_id=request_id(request),
         principal=principal_of(request),
-        extra=extra,
+        retrieval=retrieval_request(body.lanewise),
     )
+
+
+def stream_extension(prepared: ChatRequest) -> dict[str, Any] | None:
+    """What the final chunk of a stream says beyond OpenAI's fields (prompt, degraded retrieval)."""
+    extension: dict[str, Any] = {}
+    if prepared.prompt is not None:
+        extension["prompt"] = msgspec.structs.asdict(prepared.prompt)
+    if prepared.retrieval_degraded is not None:
+        extension["retrieval"] = {"degraded": True, "reason": prepared.retrieval_degraded}
+    return extension or None
 
 
 def completion_json(completion: ChatCompletion, completion_id: str, created: int) -> dict[str, Any]:
@@ -274,6 +254,8 @@ def completion_json(completion: ChatCompletion, completion_id: str, created: int
             "degraded": True,
             "reason": completion.retrieval_degraded,
         }
+    if completion.prompt is not None:
+        body.setdefault("lanewise", {})["prompt"] = msgspec.structs.asdict(completion.prompt)
     return body
 
 
@@ -311,6 +293,7 @@ async def sse_events(
     citations: list[dict[str, Any]],
     keepalive_s: float | None = None,
     object_name: str = "chat.completion.chunk",
+    lanewise: dict[str, Any] | None = None,
 ) -> AsyncIterator[bytes]:
     """OpenAI's chunk stream (chat or legacy text); an error mid-stream ends with an error event.
 
@@ -329,6 +312,7 @@ async def sse_events(
         yield _sse({**base, "choices": [first]})
     usage = None
     finished = False
+    extension: dict[str, Any] = dict(lanewise or {})
     stream: AsyncIterator[ChatChunk | None] = (
         with_keepalive(chunks, keepalive_s) if keepalive_s else chunks
     )
@@ -349,7 +333,12 @@ async def sse_events(
                 if chunk.finish_reason is not None:
                     finished = True
                     if citations:
-                        event["lanewise"] = {"citations": citations}
+                        extension["citations"] = citations
+                if chunk.lanewise:
+                    extension.update(chunk.lanewise)
+                if extension and (finished or chunk.lanewise):
+                    event["lanewise"] = extension
+                    extension = {}
                 yield _sse(event)
     except LanewiseError as exc:
         yield _sse({"error": {"type": exc.type_uri, "message": exc.detail, "code": exc.status}})
@@ -372,7 +361,9 @@ async def sse_events(
     if not finished:
         event = {**base, "choices": [choice("", "stop")]}
         if citations:
-            event["lanewise"] = {"citations": citations}
+            extension["citations"] = citations
+        if extension:
+            event["lanewise"] = extension
         yield _sse(event)
     if include_usage:
         yield _sse({**base, "choices": [], "usage": usage_json(usage or Usage())})
@@ -402,11 +393,11 @@ NON_TEXT_PARTS = ("ImageUrlPart", "InputAudioPart", "FilePart", "RefusalPart")
 def describe_models(*components: str) -> Any:
     """``opt["describe"]``: text parts only, and ``model`` one of the served models."""
 
-    def describe(schemas: dict[str, Any], container: Any) -> None:
+    def describe(schemas: dict[str, Any], components: Any) -> None:
         drop_components(schemas, NON_TEXT_PARTS)
-        if container is None:
+        if components is None:
             return
-        pipeline = container.pipeline()
+        pipeline = components.pipeline()
         names = sorted(pipeline.model_names())
         # Per model: max_tokens up to its backend's max_output_tokens (check_max_tokens).
         limits = [
@@ -463,7 +454,7 @@ async def chat_completions(
     if data.n != 1:
         raise InvalidRequest("n > 1 is not supported", field="n")
     prepared, chunks = await pipeline.stream(chat)
-    degraded = {"X-Lanewise-Retrieval": "degraded"} if DEGRADED in prepared.extra else {}
+    degraded = {"X-Lanewise-Retrieval": "degraded"} if prepared.retrieval_degraded else {}
     return sse_stream(
         sse_events(
             chunks,
@@ -473,6 +464,7 @@ async def chat_completions(
             include_usage=bool(data.stream_options and data.stream_options.include_usage),
             citations=[msgspec.structs.asdict(c) for c in citations_for(prepared.context)],
             keepalive_s=pipeline.settings.gateway.sse_keepalive_s,
+            lanewise=stream_extension(prepared),
         ),
         degraded,
     )
@@ -492,9 +484,8 @@ def list_models(pipeline: NamedDependency[Pipeline]) -> dict[str, Any]:
             "created": 0,
             "owned_by": "lanewise",
         }
-        describe = getattr(backend, "describe", None)
-        if callable(describe):
-            entry.update(describe())
+        if isinstance(backend, Describable):
+            entry.update(backend.describe())
         data.append(entry)
     return {"object": "list", "data": data}
 
@@ -515,9 +506,9 @@ def completions_to_chat_request(
             stop=stop,
         ),
         stream=body.stream,
-        request_id=str(request.scope.get("state", {}).get("request_id", "")),
+        operation="completion",
+        request_id=request_id(request),
         principal=principal_of(request),
-        extra={"operation": "completion"},
     )
 
 

@@ -15,7 +15,7 @@ module finishes it once, the first time it is served:
   401 when API keys are configured;
 - ``securitySchemes`` (bearer, ``X-API-Key``) and per-operation ``security``
   when API keys are configured, none when the gateway is open;
-- ``opt["describe"]`` (``describe(schemas, container)``) adds what only the
+- ``opt["describe"]`` (``describe(schemas, components)``) adds what only the
   running gateway knows: the models it serves, configured bounds such as
   ``retrieval.max_k``.
 
@@ -115,12 +115,12 @@ def finish(document: dict[str, Any], app: Litestar, settings: Settings) -> dict[
     refs, defs = _schemas(body_types)
     schemas.update(defs)
     ref_of = dict(zip(body_types, refs, strict=True))
-    container = app.state.get("container")
+    components = app.state.get("components")
     for op, opt, path in operations:
         _finish_operation(op, opt, path, ref_of, keyed=keyed)
         describe = opt.get("describe")
         if callable(describe):
-            describe(schemas, container)
+            describe(schemas, components)
     return doc
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 from lanewise.core.errors import PROBLEM_BASE, LanewiseError
+from lanewise.core.gateway.middleware import request_id_from
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
@@ -32,9 +33,13 @@ _HTTP_SLUGS = {
 }
 
 
-def request_id_of(request: Request[Any, Any, Any]) -> str | None:
-    rid = request.scope.get("state", {}).get("request_id")
-    return str(rid) if rid else None
+def request_id_of(request: Request[Any, Any, Any]) -> str:
+    """The request's id; one is minted for requests no route middleware saw (404, 405)."""
+    state = request.scope.setdefault("state", {})
+    rid = state.get("request_id")
+    if not rid:
+        rid = state["request_id"] = request_id_from(request.scope["headers"]).decode()
+    return str(rid)
 
 
 def problem_response(
@@ -56,9 +61,8 @@ def problem_response(
         "instance": request.url.path,
     }
     rid = request_id_of(request)
-    if rid:
-        body["request_id"] = rid
-    headers = dict(headers or {})
+    body["request_id"] = rid
+    headers = {**(headers or {}), "x-request-id": rid}
     if retry_after_s is not None:
         body["retry_after_s"] = retry_after_s
         headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))

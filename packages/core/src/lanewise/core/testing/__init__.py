@@ -1,8 +1,11 @@
-"""Test harness: real Redis and PostgreSQL servers, and per-test plugins.
+"""Test harness: real Redis and PostgreSQL servers, per-test plugins, factory contexts.
 
-Loaded by pytest through the ``pytest11`` entry point; nothing here is a mock.
+Nothing here is a mock, and importing it changes nothing global. The pytest
+fixtures live in :mod:`lanewise.core.testing.plugin` (opt in with
+``-p lanewise.core.testing.plugin``).
 """
 
+from lanewise.core.testing.factories import factory_context
 from lanewise.core.testing.services import PostgresServer, RedisServer
 
-__all__ = ["PostgresServer", "RedisServer"]
+__all__ = ["PostgresServer", "RedisServer", "factory_context"]

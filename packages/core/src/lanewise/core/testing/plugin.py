@@ -1,28 +1,18 @@
-"""pytest plugin (entry point ``pytest11``): fixtures for real services and plugins."""
+"""pytest fixtures for real services and plugins (install ``lanewise-core[testing]``).
+
+Opt in per project: ``pytest -p lanewise.core.testing.plugin`` or, in a
+conftest, ``pytest_plugins = ["lanewise.core.testing.plugin"]``. Importing this
+module changes nothing global: no environment variables, no Hypothesis profile.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lanewise.core.testing.services import PostgresServer, RedisServer
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    try:
-        from hypothesis import HealthCheck, settings
-    except ImportError:  # hypothesis is optional for users of the fixtures
-        return
-    settings.register_profile(
-        "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-    )
-    settings.register_profile("dev", max_examples=25, deadline=None)
-    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture

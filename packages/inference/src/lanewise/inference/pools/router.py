@@ -23,11 +23,12 @@ from lanewise.core.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from lanewise.core.protocols import ChatBackend
-from lanewise.core.settings import ComponentConfig, Settings
+from lanewise.core.factory import FactoryContext
+from lanewise.core.options import Options
+from lanewise.core.protocols import ChatBackend, OutputLimited
+from lanewise.core.settings import ComponentConfig
 from lanewise.core.types import ChatChunk, ChatCompletion, ChatRequest
 from lanewise.inference.completion import collect
-from lanewise.inference.options import Options
 from lanewise.inference.pools.balancer import Replica, pick
 from lanewise.inference.pools.breaker import CircuitBreaker
 
@@ -177,9 +178,9 @@ class PoolBackend:
                     await closer()
 
 
-def build_pool(config: ComponentConfig, settings: Settings, container: Any) -> PoolBackend:
-    prefix = f"models ({config.kind})"
-    opts = Options(prefix, config.options, OPTIONS)
+def build_pool(ctx: FactoryContext) -> PoolBackend:
+    prefix = ctx.key
+    opts = ctx.read(OPTIONS)
     breaker_opts = Options(
         f"{prefix}.breaker",
         opts.mapping("breaker"),
@@ -195,7 +196,6 @@ def build_pool(config: ComponentConfig, settings: Settings, container: Any) -> P
             f"{prefix}.pools must name 'interactive' (required) and optionally 'batch'; "
             f"got {', '.join(sorted(raw_pools)) or 'none'}"
         )
-    registry = container.backend_registry()
     pools: dict[str, Pool] = {}
     limits: list[int] = []
     for pool_name, raw in raw_pools.items():
@@ -212,14 +212,11 @@ def build_pool(config: ComponentConfig, settings: Settings, container: Any) -> P
                 raise ConfigError(f"{key} must be a table with a backend kind (not 'pool')")
             spec = dict(spec)
             replica_name = str(spec.pop("name", f"{pool_name}-{i}"))
-            backend = registry.get(spec["kind"], key=f"{key}.kind").build(
-                ComponentConfig(**spec), settings, container
-            )
+            backend = ctx.components.build("backend", ComponentConfig(**spec), key)
             if not isinstance(backend, ChatBackend):
                 raise ConfigError(f"{key}: kind {spec['kind']!r} is not a chat backend")
-            limit = getattr(backend, "max_output_tokens", None)
-            if isinstance(limit, int):
-                limits.append(limit)
+            if isinstance(backend, OutputLimited) and backend.max_output_tokens is not None:
+                limits.append(backend.max_output_tokens)
             replicas.append(
                 Replica(
                     name=replica_name,
@@ -245,5 +242,5 @@ def build_pool(config: ComponentConfig, settings: Settings, container: Any) -> P
         max_output_tokens=(
             opts.integer("max_tokens", 1, minimum=1) if max_tokens else min(limits, default=None)
         ),
-        rng=random.Random(opts.integer("seed", 0)) if seed is not None else None,
+        rng=random.Random(opts.integer("seed", 0, minimum=0)) if seed is not None else None,
     )

@@ -21,6 +21,7 @@ from typing import Any
 import grpc  # type: ignore[import-untyped]
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
+from lanewise.core.aio import LoopLocal
 from lanewise.core.errors import (
     InvalidRequest,
     LanewiseError,
@@ -83,21 +84,14 @@ class TritonReplica:
         self.chat_template = chat_template
         self.timeout_s = timeout_s
         self.check_timeout_s = check_timeout_s
-        self._client: grpcaio.InferenceServerClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client = LoopLocal(lambda: grpcaio.InferenceServerClient(self.url))
 
     @property
     def client(self) -> grpcaio.InferenceServerClient:
-        # A grpc.aio channel belongs to the event loop that created it; build it
-        # lazily inside the loop that uses it (the gateway's, a test's).
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = grpcaio.InferenceServerClient(self.url)
-            self._loop = loop
-        return self._client
+        return self._client.get()
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
+        client = self._client.take()
         if client is not None:
             await client.close()
 

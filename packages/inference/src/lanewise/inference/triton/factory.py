@@ -11,10 +11,9 @@ model = "ensemble"                # default per layout: ensemble / tensorrt_llm
 
 from __future__ import annotations
 
-from typing import Any
-
 from lanewise.core.errors import ConfigError
-from lanewise.inference.options import Options
+from lanewise.core.factory import FactoryContext
+from lanewise.core.options import Options
 from lanewise.inference.triton.backend import CHAT_TEMPLATES, TritonBackend, TritonReplica
 from lanewise.inference.triton.profiles import LAYOUTS, TritonProfile
 
@@ -36,10 +35,9 @@ ALLOWED = {
 }
 
 
-def build_triton(config: Any, settings: Any, container: Any) -> TritonBackend:
-    # The factory is not told the model's name; the kind identifies the table.
-    prefix = '[models.*] (kind = "triton")'
-    opts = Options(prefix, config.options, ALLOWED)
+def build_triton(ctx: FactoryContext) -> TritonBackend:
+    prefix = ctx.key
+    opts = ctx.read(ALLOWED)
     urls = _urls(opts, prefix)
     layout = opts.choice("layout", "ensemble", LAYOUTS)
     decoupled = opts.options.get("decoupled")
@@ -63,7 +61,7 @@ def build_triton(config: Any, settings: Any, container: Any) -> TritonBackend:
         max_tokens_limit=limit,
         stream_text=opts.choice("stream_text", "delta", ("delta", "cumulative")),
     )
-    default_timeout = float(getattr(getattr(settings, "gateway", None), "request_timeout_s", 120.0))
+    default_timeout = ctx.settings.gateway.request_timeout_s
     timeout_s = opts.number("timeout_s", default_timeout, minimum=0.001)
     template = opts.choice("chat_template", "chatml", CHAT_TEMPLATES)
     replicas = [

@@ -2,7 +2,7 @@
 
 Used by ``lanewise serve triton``, by the test fixtures and by the benchmarks.
 The binary in the wheel needs three things the plain command line does not give
-it (DESIGN.md section 4); each was seen failing here without it:
+it (docs/triton.md); each was seen failing here without it:
 
 - ``LD_LIBRARY_PATH`` must hold the wheel's ``nvidia_pytriton.libs`` (libcudart,
   libdcgm, ... which the binary links) and the interpreter's ``LIBDIR``, where

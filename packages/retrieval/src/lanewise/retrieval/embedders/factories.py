@@ -1,24 +1,22 @@
-"""Factories behind ``[retrieval.embedder] kind = "minilm" | "openai" | "triton"``."""
+"""Factories behind ``[retrieval.embedder] kind = "minilm" | "openai" | "triton"``.
+
+Each embedder is wrapped in :class:`~lanewise.retrieval.embedders.fair.FairEmbedder`,
+so every caller (queries, ``/v1/embeddings``, ingestion) shares it fairly.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from lanewise.core.settings import ComponentConfig, Settings
+from lanewise.core.factory import FactoryContext
 from lanewise.retrieval.embedders.fair import FairEmbedder
 from lanewise.retrieval.embedders.minilm import MiniLMEmbedder
 from lanewise.retrieval.embedders.openai import OpenAIEmbedder, api_key_from
 from lanewise.retrieval.embedders.triton import TritonEmbedder
-from lanewise.retrieval.options import Options
-
-KEY = "retrieval.embedder"
 
 
-def build_minilm(config: ComponentConfig, settings: Settings, container: Any) -> FairEmbedder:
-    opts = Options(
-        KEY,
-        config.options,
+def build_minilm(ctx: FactoryContext) -> FairEmbedder:
+    opts = ctx.read(
         {
             "batch_size",
             "intra_op_threads",
@@ -38,15 +36,13 @@ def build_minilm(config: ComponentConfig, settings: Settings, container: Any) ->
         intra_op_threads=opts.integer("intra_op_threads", 1),
         max_concurrency=slots,
         max_length=opts.integer("max_length", 256),
-        memory_arena=opts.boolean("memory_arena", False),
+        memory_arena=opts.flag("memory_arena", False),
     )
     return FairEmbedder(inner, slots=slots, batch_size=batch_size)
 
 
-def build_openai(config: ComponentConfig, settings: Settings, container: Any) -> FairEmbedder:
-    opts = Options(
-        KEY,
-        config.options,
+def build_openai(ctx: FactoryContext) -> FairEmbedder:
+    opts = ctx.read(
         {
             "base_url",
             "model",
@@ -60,36 +56,37 @@ def build_openai(config: ComponentConfig, settings: Settings, container: Any) ->
             "normalise",
         },
     )
-    normalise = opts.boolean("normalise", True)
     batch_size = opts.integer("batch_size", 64)
     inner = OpenAIEmbedder(
-        base_url=opts.required_str("base_url"),
-        model=opts.required_str("model"),
+        base_url=opts.required_text("base_url"),
+        model=opts.required_text("model"),
         dimension=opts.integer("dimension", 0),
-        api_key=api_key_from(config.options),
+        api_key=api_key_from(ctx.options),
         id=opts.text("id"),
         version=opts.text("version", "1") or "1",
         batch_size=batch_size,
-        timeout_s=opts.number("timeout_s", min(30.0, settings.gateway.request_timeout_s)),
-        normalise=normalise,
+        timeout_s=opts.number(
+            "timeout_s", min(30.0, ctx.settings.gateway.request_timeout_s), exclusive=True
+        ),
+        normalise=opts.flag("normalise", True),
     )
     return FairEmbedder(inner, slots=4, batch_size=batch_size)
 
 
-def build_triton(config: ComponentConfig, settings: Settings, container: Any) -> FairEmbedder:
-    opts = Options(
-        KEY,
-        config.options,
+def build_triton(ctx: FactoryContext) -> FairEmbedder:
+    opts = ctx.read(
         {"url", "model", "batch_size", "max_concurrency", "timeout_s", "check_timeout_s"},
     )
     batch_size = opts.integer("batch_size", 32)
     slots = opts.integer("max_concurrency", 4)
     inner = TritonEmbedder(
-        url=opts.required_str("url"),
+        url=opts.required_text("url"),
         model=opts.text("model", "minilm") or "minilm",
         batch_size=batch_size,
         max_concurrency=slots,
-        timeout_s=opts.number("timeout_s", min(30.0, settings.gateway.request_timeout_s)),
-        check_timeout_s=opts.number("check_timeout_s", 2.0),
+        timeout_s=opts.number(
+            "timeout_s", min(30.0, ctx.settings.gateway.request_timeout_s), exclusive=True
+        ),
+        check_timeout_s=opts.number("check_timeout_s", 2.0, exclusive=True),
     )
     return FairEmbedder(inner, slots=slots, batch_size=batch_size)

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from lanewise.core.context import current_request
 from lanewise.core.protocols import Embedder
 
 INTERACTIVE_MAX_TEXTS = 8
@@ -115,11 +116,18 @@ class FairEmbedder:
         return getattr(self.inner, name)
 
     async def embed(
-        self, texts: Sequence[str], *, tenant: str = "", interactive: bool | None = None
+        self, texts: Sequence[str], *, tenant: str | None = None, interactive: bool | None = None
     ) -> list[list[float]]:
-        """Embed ``texts`` for ``tenant``; small requests are interactive unless told."""
+        """Embed ``texts`` for ``tenant``; small requests are interactive unless told.
+
+        The tenant defaults to the current request's principal (``lanewise.core.context``),
+        so callers that only know the Embedder protocol are shared fairly too.
+        """
         if not texts:
             return []
+        if tenant is None:
+            context = current_request()
+            tenant = context.principal.tenant if context is not None else ""
         future: asyncio.Future[list[list[float]]] = asyncio.get_running_loop().create_future()
         job = _Job(list(texts), future)
         small = len(texts) <= self.interactive_max_texts

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -95,7 +95,7 @@ def decode(embedding: Any) -> Any:
     return embedding
 
 
-def api_key_from(options: dict[str, Any]) -> str | None:
+def api_key_from(options: Mapping[str, Any]) -> str | None:
     """``api_key_env`` names an environment variable, so the key stays out of the TOML file."""
     env = options.get("api_key_env")
     if isinstance(env, str) and env:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from lanewise.core.aio import LoopLocal
 from lanewise.core.errors import (
     ConfigError,
     LanewiseError,
@@ -91,27 +92,24 @@ class TritonEmbedder:
         self.weights_sha256 = expected_weights_sha256()
         self.id = MODEL_ID
         self.version = f"onnx-{self.weights_sha256[:16]}"
-        self._client: Any = None
-        self._slots: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # (client, request slots): both belong to the event loop that made them.
+        self._connection: LoopLocal[tuple[Any, asyncio.Semaphore]] = LoopLocal(
+            lambda: (
+                self._grpcaio.InferenceServerClient(self.url),
+                asyncio.Semaphore(self.max_concurrency),
+            )
+        )
         self._verified_batch: int | None = None
         self._tokenizer: Tokenizer | None = None
 
     # -- connection ------------------------------------------------------------------
     def _client_for_loop(self) -> Any:
-        # A grpc.aio channel (and an asyncio.Semaphore) belongs to the event loop
-        # that created it: build them lazily in the loop that uses them.
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = self._grpcaio.InferenceServerClient(self.url)
-            self._slots = asyncio.Semaphore(self.max_concurrency)
-            self._loop = loop
-        return self._client
+        return self._connection.get()[0]
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        connection = self._connection.take()
+        if connection is not None:
+            await connection[0].close()
 
     # -- health ---------------------------------------------------------------------
     async def check(self) -> str | None:
@@ -175,11 +173,10 @@ class TritonEmbedder:
         return result
 
     async def _embed_chunk(self, client: Any, texts: list[str]) -> Any:
-        assert self._slots is not None
         item = self._grpcaio.InferInput("text", [len(texts), 1], "BYTES")
         item.set_data_from_numpy(np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_))
         output = self._grpcaio.InferRequestedOutput("embedding")
-        async with self._slots:
+        async with self._connection.get()[1]:
             try:
                 answer = await client.infer(
                     self.model, [item], outputs=[output], client_timeout=self.timeout_s

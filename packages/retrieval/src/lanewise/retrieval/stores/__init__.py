@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from lanewise.core.settings import ComponentConfig, Settings
-from lanewise.retrieval.options import Options
+from lanewise.core.factory import FactoryContext
+from lanewise.core.options import Options
+from lanewise.core.protocols import Embedder
 from lanewise.retrieval.stores.embedded import EmbeddedStore
 from lanewise.retrieval.stores.embedded_index import IndexParams, Precision
 
-KEY = "retrieval.vector_store"
-
-__all__ = ["EmbeddedStore", "IndexParams", "build_embedded"]
+__all__ = ["EmbeddedStore", "IndexParams", "build_embedded", "store_dimension"]
 
 
-def build_embedded(config: ComponentConfig, settings: Settings, container: Any) -> EmbeddedStore:
+def store_dimension(ctx: FactoryContext, opts: Options) -> int:
+    """``dimension`` when the table sets it, else the configured embedder's."""
+    if opts.has("dimension"):
+        return opts.integer("dimension", 384)
+    embedder: Embedder | None = ctx.components.embedder()
+    if embedder is None:
+        raise ctx.error("set dimension: no embedder is configured to take it from")
+    return int(embedder.dimension)
+
+
+def build_embedded(ctx: FactoryContext) -> EmbeddedStore:
     """``kind = "embedded"``: SQLite + faiss HNSW under ``data_dir`` (see stores/embedded.py).
 
     ``dimension`` defaults to the configured embedder's.
     """
-    opts = Options(
-        KEY,
-        config.options,
-        {"path", "dimension", "precision", "m", "ef_construction", "ef_search", "exact_limit"},
+    opts = ctx.read(
+        {"path", "dimension", "precision", "m", "ef_construction", "ef_search", "exact_limit"}
     )
-    path = opts.text("path") or str(Path(settings.data_dir) / "vectors.sqlite3")
-    if "dimension" in config.options:
-        dimension = opts.integer("dimension", 384)
-    else:
-        dimension = int(container.embedder().dimension)
+    path = opts.text("path") or str(Path(ctx.settings.data_dir) / "vectors.sqlite3")
+    dimension = store_dimension(ctx, opts)
     precision: Precision = opts.choice("precision", "f32", ("f32", "f16", "int8"))  # type: ignore[assignment]
     params = IndexParams(
         dimension=dimension,

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from lanewise.core.errors import ConfigError, InvalidRequest, Unavailable
+from lanewise.core.factory import FactoryContext
 from lanewise.core.protocols import Filter
 from lanewise.core.types import Hit
 from lanewise.retrieval.filters import parse_filter
@@ -328,14 +329,12 @@ class PgvectorStore:
         await self._pool.close()
 
 
-def build_pgvector(config: Any, settings: Any, container: Any) -> PgvectorStore:
+def build_pgvector(ctx: FactoryContext) -> PgvectorStore:
     """``kind = "pgvector"``; ``url`` defaults to ``database_url`` when that is PostgreSQL."""
-    from lanewise.retrieval.options import Options
+    from lanewise.retrieval.stores import store_dimension
 
-    key = "retrieval.vector_store"
-    opts = Options(
-        key,
-        config.options,
+    key = ctx.key
+    opts = ctx.read(
         {
             "url",
             "table",
@@ -350,18 +349,13 @@ def build_pgvector(config: Any, settings: Any, container: Any) -> PgvectorStore:
             "create_extension",
         },
     )
-    url = opts.text("url") or settings.database_url
+    url = opts.text("url") or ctx.settings.database_url
     if not url or not str(url).startswith(("postgresql://", "postgres://")):
         raise ConfigError(
             f"{key}.url must be a postgresql:// URL (or set database_url to one); got {url!r}"
         )
-    create_extension = config.options.get("create_extension", True)
-    if not isinstance(create_extension, bool):
-        raise ConfigError(f"{key}.create_extension must be true or false")
-    if "dimension" in config.options:
-        dimension = opts.integer("dimension", 384)
-    else:
-        dimension = int(container.embedder().dimension)
+    create_extension = opts.flag("create_extension", True)
+    dimension = store_dimension(ctx, opts)
     return PgvectorStore(
         str(url),
         dimension=dimension,
@@ -372,6 +366,6 @@ def build_pgvector(config: Any, settings: Any, container: Any) -> PgvectorStore:
         exact_limit=opts.integer("exact_limit", 10_000, minimum=0),
         pool_min=opts.integer("pool_min", 1, minimum=0),
         pool_max=opts.integer("pool_max", 8),
-        connect_timeout_s=opts.number("connect_timeout_s", 5.0),
+        connect_timeout_s=opts.number("connect_timeout_s", 5.0, exclusive=True),
         create_extension=create_extension,
     )

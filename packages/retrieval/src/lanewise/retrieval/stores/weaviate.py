@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from lanewise.core.errors import ConfigError, InvalidRequest, Unavailable, UpstreamError
+from lanewise.core.factory import FactoryContext
 from lanewise.core.protocols import Filter
 from lanewise.core.types import Hit
 from lanewise.retrieval.filters import parse_filter
@@ -420,16 +421,14 @@ def _cosine() -> Any:
     return VectorDistances.COSINE
 
 
-def build_weaviate(config: Any, settings: Any, container: Any) -> WeaviateStore:
+def build_weaviate(ctx: FactoryContext) -> WeaviateStore:
     """``kind = "weaviate"``: ``url`` (http[s]://host:port), ``grpc_port``, ``api_key_env``..."""
     import os
 
-    from lanewise.retrieval.options import Options
+    from lanewise.retrieval.stores import store_dimension
 
-    key = "retrieval.vector_store"
-    opts = Options(
-        key,
-        config.options,
+    key = ctx.key
+    opts = ctx.read(
         {
             "url",
             "grpc_port",
@@ -441,15 +440,12 @@ def build_weaviate(config: Any, settings: Any, container: Any) -> WeaviateStore:
             "timeout_s",
         },
     )
-    url = opts.required_str("url")
+    url = opts.required_text("url")
     env = opts.text("api_key_env")
-    alpha = config.options.get("alpha")
+    alpha = ctx.options.get("alpha")
     if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float)):
         raise ConfigError(f"{key}.alpha must be a number in [0, 1] (got {alpha!r})")
-    if "dimension" in config.options:
-        dimension = opts.integer("dimension", 384)
-    else:
-        dimension = int(container.embedder().dimension)
+    dimension = store_dimension(ctx, opts)
     return WeaviateStore(
         url=url,
         dimension=dimension,
@@ -458,5 +454,5 @@ def build_weaviate(config: Any, settings: Any, container: Any) -> WeaviateStore:
         api_key=os.environ.get(env) if env else None,
         consistency_level=opts.text("consistency_level"),
         alpha=float(alpha) if alpha is not None else None,
-        timeout_s=opts.number("timeout_s", 10.0),
+        timeout_s=opts.number("timeout_s", 10.0, exclusive=True),
     )

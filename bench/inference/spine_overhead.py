@@ -1,0 +1,252 @@
+"""Gateway cost per request, before vs after a change, measured side by side in one run.
+
+Issue 7 (spine v2) asked to keep the in-process cost per request (~185 µs) or
+lower and to quote the HTTP overhead before and after. Each variant is a source
+tree (``--before`` is a git ref, checked out into a temporary directory; "after"
+is this checkout) run in its own child interpreter with that tree first on
+``PYTHONPATH``, so both use the same installed dependencies:
+
+* in process: a raw ASGI loop calls ``POST /v1/chat/completions`` (non-streaming,
+  one user message, an instant backend: no upstream) and reports CPU µs per request
+  (``time.process_time``);
+* over HTTP: the same app under uvicorn pinned to CPU 1 (``taskset``), a sequential
+  keep-alive client pinned to CPU 0; reports p50 latency and the server's CPU µs
+  per request read from ``/proc/<pid>/stat``.
+
+Variants alternate (before, after, before, after, ...) and the median of the
+rounds is reported, so drift on a shared machine hits both. Target: after <=
+before in process (within noise, a few µs).
+
+``python -m bench.inference.spine_overhead --before efe6206`` writes
+``bench/results/spine_overhead.json`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+BODY = json.dumps(
+    {"model": "instant", "messages": [{"role": "user", "content": "How are lanes deployed?"}]}
+).encode()
+
+
+# -- the child: imports lanewise from whatever tree is first on PYTHONPATH -------------
+def _app() -> Any:
+    from lanewise.core.gateway.app import create_app
+    from lanewise.core.hookspecs import hookimpl
+    from lanewise.core.plugins import get_plugin_manager
+    from lanewise.core.settings import load_settings
+    from lanewise.core.types import ChatChunk, ChatCompletion, Usage
+
+    class Instant:
+        name = "instant"
+
+        async def generate(self, request: Any) -> Any:
+            return ChatCompletion(
+                model=request.model,
+                text="Each lane is its own service.",
+                finish_reason="stop",
+                usage=Usage(prompt_tokens=6, completion_tokens=6),
+            )
+
+        async def stream(self, request: Any) -> Any:
+            yield ChatChunk(delta="ok", finish_reason="stop", usage=Usage())
+
+    class Plugin:
+        @hookimpl
+        def lanewise_register_backends(self, register: Any) -> None:
+            # *args: the factory signature differs between the trees compared.
+            register("instant", lambda *args: Instant(), default=True)
+
+    pm = get_plugin_manager([], extra=[Plugin()])
+    settings = load_settings(None, data_dir=tempfile.mkdtemp(prefix="lanewise-bench-"))
+    return create_app(settings, plugin_manager=pm)
+
+
+async def _in_process(n: int) -> float:
+    app = _app()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"bench")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    for _ in range(300):  # warm-up
+        await app(dict(scope, state={}), receive, send)
+    statuses.clear()
+    t0 = time.process_time()
+    for _ in range(n):
+        await app(dict(scope, state={}), receive, send)
+    cpu = time.process_time() - t0
+    assert statuses == [200] * n, statuses[:3]
+    return cpu / n * 1e6
+
+
+def child(mode: str, n: int, port: int) -> None:
+    if mode == "inprocess":
+        print(json.dumps({"cpu_us": asyncio.run(_in_process(n))}))
+        return
+    import uvicorn
+
+    uvicorn.run(_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# -- the parent ------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(tree: Path) -> dict[str, str]:
+    srcs = [str(p) for p in sorted((tree / "packages").glob("*/src"))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(srcs), "OMP_NUM_THREADS": "1"}
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def measure_in_process(tree: Path, n: int) -> float:
+    out = subprocess.run(
+        ["taskset", "-c", "1", sys.executable, __file__, "--child", "inprocess", "-n", str(n)],
+        env=_env(tree),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["cpu_us"])
+
+
+def measure_http(tree: Path, n: int) -> dict[str, float]:
+    import httpx
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["taskset", "-c", "1", sys.executable, __file__, "--child", "http", "--port", str(port)],
+        env=_env(tree),
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            end = time.monotonic() + 60
+            while True:
+                try:
+                    client.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > end:
+                        raise
+                    time.sleep(0.1)
+            headers = {"content-type": "application/json"}
+            for _ in range(300):
+                client.post("/v1/chat/completions", content=BODY, headers=headers)
+            ticks0 = _cpu_ticks(proc.pid)
+            latencies = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                r = client.post("/v1/chat/completions", content=BODY, headers=headers)
+                latencies.append(time.perf_counter() - t0)
+                assert r.status_code == 200, r.text
+            ticks = _cpu_ticks(proc.pid) - ticks0
+        hz = os.sysconf("SC_CLK_TCK")
+        return {
+            "p50_ms": statistics.median(latencies) * 1e3,
+            "server_cpu_us": ticks / hz / n * 1e6,
+        }
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--before", default="efe6206", help="git ref of the 'before' tree")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("-n", type=int, default=3000)
+    parser.add_argument("--child", choices=["inprocess", "http"])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.n, args.port)
+        return
+    os.sched_setaffinity(0, {0})  # the client and this driver stay off the server's core
+    with tempfile.TemporaryDirectory(prefix="lanewise-before-") as tmp:
+        before = Path(tmp)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", args.before], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+        trees = {"before": before, "after": ROOT}
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        for r in range(args.rounds):
+            for name, tree in trees.items():
+                row = {"inprocess_cpu_us": measure_in_process(tree, args.n)}
+                row.update({f"http_{k}": v for k, v in measure_http(tree, args.n // 3).items()})
+                runs[name].append(row)
+                print(f"round {r + 1} {name}: {row}", flush=True)
+    summary = {
+        name: {k: statistics.median(row[k] for row in rows) for k in rows[0]}
+        for name, rows in runs.items()
+    }
+    summary["after/before"] = {
+        k: summary["after"][k] / summary["before"][k] for k in summary["after"]
+    }
+    result = {"before_ref": args.before, "rounds": runs, "median": summary}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "spine_overhead.json").write_text(json.dumps(result, indent=2))
+    _plot(summary)
+    print(json.dumps(summary, indent=2))
+
+
+def _plot(summary: dict[str, dict[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["inprocess_cpu_us", "http_server_cpu_us", "http_p50_ms"]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for ax, key in zip(axes, keys, strict=True):
+        values = [summary["before"][key], summary["after"][key]]
+        ax.bar(["before", "after"], values, color=["#999", "#2a7"])
+        ax.set_title(key)
+        for i, v in enumerate(values):
+            ax.text(i, v, f"{v:.1f}", ha="center", va="bottom")
+    fig.suptitle("gateway cost per request: before vs after spine v2 (one run)")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "spine_overhead.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The request context: who is asking, for what, with which prompt and index.
+
+The gateway opens one per HTTP request (``request_scope``); anything running
+on its behalf — handlers, the pipeline, streaming generators, tasks they start
+(``asyncio`` copies context into new tasks), hooks, log calls — reads it with
+``current_request()``. Lanes add their own facts to ``attributes`` (a trace
+id, a cost) rather than to new globals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from typing import Any
+
+from lanewise.core.types import ANONYMOUS, Principal
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    principal: Principal = ANONYMOUS
+    model: str | None = None
+    prompt_name: str | None = None
+    prompt_version: str | None = None
+    index_version: int | None = None
+    started_at: float = field(default_factory=time.time)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    open_calls: list[Any] = field(default_factory=list)
+    """Guarded model calls admitted for this request; the gateway settles any left open
+    (a stream the client abandoned before it started) when the request ends."""
+
+
+_current: ContextVar[RequestContext | None] = ContextVar("lanewise_request", default=None)
+
+
+def current_request() -> RequestContext | None:
+    """The context of the request being served here, or None outside one."""
+    return _current.get()
+
+
+def enter_request(context: RequestContext) -> Token[RequestContext | None]:
+    """Make ``context`` current; pass the token to :func:`exit_request` (the hot-path form)."""
+    return _current.set(context)
+
+
+def exit_request(token: Token[RequestContext | None]) -> None:
+    _current.reset(token)
+
+
+@contextmanager
+def request_scope(context: RequestContext) -> Iterator[RequestContext]:
+    """Make ``context`` current for the block (and for tasks started inside it)."""
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)
