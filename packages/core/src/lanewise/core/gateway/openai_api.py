@@ -390,7 +390,7 @@ MODEL_ERRORS = (404, 429, 502, 503, 504)
 NON_TEXT_PARTS = ("ImageUrlPart", "InputAudioPart", "FilePart", "RefusalPart")
 
 
-def describe_models(*components: str) -> Any:
+def describe_models(*bodies: str) -> Any:
     """``opt["describe"]``: text parts only, and ``model`` one of the served models."""
 
     def describe(schemas: dict[str, Any], components: Any) -> None:
@@ -405,11 +405,11 @@ def describe_models(*components: str) -> Any:
             for name in names
             if isinstance(limit := getattr(pipeline.backends[name], "max_output_tokens", None), int)
         ]
-        for component in components:
+        for body in bodies:
             if names:
-                set_property(schemas, component, "model", enum=names)
-            if component in schemas and limits:
-                schemas[component].setdefault("allOf", []).extend(
+                set_property(schemas, body, "model", enum=names)
+            if body in schemas and limits:
+                schemas[body].setdefault("allOf", []).extend(
                     {
                         "if": {"properties": {"model": {"const": name}}},
                         "then": {
