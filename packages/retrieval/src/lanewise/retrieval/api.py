@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
-from lanewise.core.embeddings import embed_metered
+from lanewise.core.embeddings import embed_metered, embedding_tokens
 from lanewise.core.errors import InvalidRequest, NotFound, Unavailable, UpstreamTimeout
 from lanewise.core.factory import Components
 from lanewise.core.gateway.body import NON_BLANK, JsonBody
@@ -88,12 +88,13 @@ def texts_of(body: EmbeddingsBody, max_inputs: int) -> list[str]:
     return texts
 
 
-def token_counts(embedder: Any, texts: list[str]) -> list[int]:
-    """Tokens per input as the embedder's tokenizer sees them (words where it has none)."""
-    counter = getattr(embedder, "token_counts", None)
-    if callable(counter):
-        return list(counter(texts))
-    return [len(t.split()) for t in texts]
+def token_counts(embedder: Embedder, texts: list[str]) -> list[int]:
+    """Tokens per input: before truncation where the embedder can say (minilm), else as
+    ``embedding_tokens`` counts them (the embedder's own count, or words)."""
+    untruncated = getattr(embedder, "token_counts", None)
+    if callable(untruncated):
+        return list(untruncated(texts))
+    return [embedding_tokens(embedder, [text]) for text in texts]
 
 
 def check_token_limits(counts: list[int], retrieval: RetrievalSettings) -> None:
