@@ -14,8 +14,11 @@ is this checkout) run in its own child interpreter with that tree first on
   per request read from ``/proc/<pid>/stat``.
 
 Variants alternate (before, after, before, after, ...) and the median of the
-rounds is reported, so drift on a shared machine hits both. Target: after <=
-before in process (within noise, a few µs).
+rounds is reported, so drift on a shared machine hits both. Both children import
+every installed lane first, as a deployed gateway does (the heap size changes
+garbage-collection cost). "after, frozen" is the served form: ``lanewise serve``
+workers freeze their start-up heap (``gc.freeze``). Target: after <= before in
+process.
 
 ``python -m bench.inference.spine_overhead --before efe6206`` writes
 ``bench/results/spine_overhead.json`` and ``.png``.
@@ -71,13 +74,20 @@ def _app() -> Any:
             # *args: the factory signature differs between the trees compared.
             register("instant", lambda *args: Instant(), default=True)
 
+    # Import every installed lane in both trees (a deployed gateway has them loaded):
+    # the heap they add changes garbage-collection cost, which must not differ by tree.
+    get_plugin_manager(None)
     pm = get_plugin_manager([], extra=[Plugin()])
     settings = load_settings(None, data_dir=tempfile.mkdtemp(prefix="lanewise-bench-"))
     return create_app(settings, plugin_manager=pm)
 
 
-async def _in_process(n: int) -> float:
+async def _in_process(n: int, freeze: bool = False) -> float:
     app = _app()
+    if freeze:  # what a served worker does after start-up (create_app_from_env)
+        from lanewise.core.gateway.app import freeze_startup_heap
+
+        freeze_startup_heap()
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -113,8 +123,8 @@ async def _in_process(n: int) -> float:
 
 
 def child(mode: str, n: int, port: int) -> None:
-    if mode == "inprocess":
-        print(json.dumps({"cpu_us": asyncio.run(_in_process(n))}))
+    if mode in ("inprocess", "inprocess-frozen"):
+        print(json.dumps({"cpu_us": asyncio.run(_in_process(n, mode.endswith("frozen")))}))
         return
     import uvicorn
 
@@ -138,9 +148,9 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def measure_in_process(tree: Path, n: int) -> float:
+def measure_in_process(tree: Path, n: int, mode: str = "inprocess") -> float:
     out = subprocess.run(
-        ["taskset", "-c", "1", sys.executable, __file__, "--child", "inprocess", "-n", str(n)],
+        ["taskset", "-c", "1", sys.executable, __file__, "--child", mode, "-n", str(n)],
         env=_env(tree),
         capture_output=True,
         text=True,
@@ -194,7 +204,7 @@ def main() -> None:
     parser.add_argument("--before", default="efe6206", help="git ref of the 'before' tree")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("-n", type=int, default=3000)
-    parser.add_argument("--child", choices=["inprocess", "http"])
+    parser.add_argument("--child", choices=["inprocess", "inprocess-frozen", "http"])
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     if args.child:
@@ -212,6 +222,10 @@ def main() -> None:
         for r in range(args.rounds):
             for name, tree in trees.items():
                 row = {"inprocess_cpu_us": measure_in_process(tree, args.n)}
+                if name == "after":  # the served form: start-up heap frozen
+                    row["inprocess_frozen_cpu_us"] = measure_in_process(
+                        tree, args.n, "inprocess-frozen"
+                    )
                 row.update({f"http_{k}": v for k, v in measure_http(tree, args.n // 3).items()})
                 runs[name].append(row)
                 print(f"round {r + 1} {name}: {row}", flush=True)
@@ -220,8 +234,11 @@ def main() -> None:
         for name, rows in runs.items()
     }
     summary["after/before"] = {
-        k: summary["after"][k] / summary["before"][k] for k in summary["after"]
+        k: summary["after"][k] / summary["before"][k] for k in summary["before"]
     }
+    summary["after/before"]["inprocess_frozen_cpu_us"] = (
+        summary["after"]["inprocess_frozen_cpu_us"] / summary["before"]["inprocess_cpu_us"]
+    )
     result = {"before_ref": args.before, "rounds": runs, "median": summary}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "spine_overhead.json").write_text(json.dumps(result, indent=2))
@@ -238,8 +255,11 @@ def _plot(summary: dict[str, dict[str, float]]) -> None:
     keys = ["inprocess_cpu_us", "http_server_cpu_us", "http_p50_ms"]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     for ax, key in zip(axes, keys, strict=True):
-        values = [summary["before"][key], summary["after"][key]]
-        ax.bar(["before", "after"], values, color=["#999", "#2a7"])
+        labels, values = ["before", "after"], [summary["before"][key], summary["after"][key]]
+        if key == "inprocess_cpu_us":
+            labels.append("after, frozen")
+            values.append(summary["after"]["inprocess_frozen_cpu_us"])
+        ax.bar(labels, values, color=["#999", "#2a7", "#185"][: len(values)])
         ax.set_title(key)
         for i, v in enumerate(values):
             ax.text(i, v, f"{v:.1f}", ha="center", va="bottom")

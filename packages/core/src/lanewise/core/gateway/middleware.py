@@ -1,7 +1,7 @@
 """The gateway's request middleware: request id, request context, authentication.
 
-One Litestar ``ASGIMiddleware`` (cheap on the hot path: one pass over the
-headers) that, for every routed HTTP request:
+One Litestar middleware (cheap on the hot path: one pass over the headers)
+that, for every routed HTTP request:
 
 * takes a well-formed ``X-Request-ID`` from the caller or mints one, and
   echoes it on the response;
@@ -32,7 +32,6 @@ from lanewise.core.gateway.auth_throttle import AuthFailureThrottle
 from lanewise.core.guards import settle_abandoned
 from lanewise.core.settings import Settings
 from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -79,10 +78,15 @@ class RawHeaders(Mapping[str, str]):
         return sum(1 for _ in self._raw)
 
 
-class GatewayMiddleware(ASGIMiddleware):
-    scopes = (ScopeType.HTTP,)
+class GatewayMiddleware:
+    """Registered as ``DefineMiddleware(GatewayMiddleware, settings=..., hook=...)``.
 
-    def __init__(self, *, settings: Settings, hook: Any) -> None:
+    A plain ASGI callable rather than Litestar's ``ASGIMiddleware`` base: it runs for
+    every route, so the base's per-request exclusion checks would be pure cost.
+    """
+
+    def __init__(self, app: ASGIApp, *, settings: Settings, hook: Any) -> None:
+        self.app = app
         self.settings = settings
         self.hook = hook
         self.throttle = AuthFailureThrottle(
@@ -106,7 +110,11 @@ class GatewayMiddleware(ASGIMiddleware):
             raise
         return principal
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        next_app = self.app
         raw_headers = scope["headers"]
         rid = request_id_from(raw_headers)
         context = RequestContext(request_id=rid.decode())
