@@ -27,8 +27,15 @@ def test_repeated_failures_from_one_address_get_429(gateway, chat):
     }
     with gateway(gateway=settings) as base:
         with client(base) as guesser:
+            # Spread over routes: the count is per address, not per route.
             wrong = [
                 guesser.get("/v1/models", headers={"Authorization": f"Bearer sk-guess-{i}"})
+                if i % 2
+                else guesser.post(
+                    "/v1/chat/completions",
+                    json=chat(),
+                    headers={"Authorization": f"Bearer sk-guess-{i}"},
+                )
                 for i in range(5)
             ]
             blocked = guesser.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"})

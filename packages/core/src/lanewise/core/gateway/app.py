@@ -10,6 +10,7 @@ import pluggy
 from lanewise.core import __version__
 from lanewise.core.container import build_components, close_components
 from lanewise.core.factory import Components
+from lanewise.core.gateway.auth_throttle import AuthFailureThrottle
 from lanewise.core.gateway.health import healthz, readyz
 from lanewise.core.gateway.middleware import GatewayMiddleware
 from lanewise.core.gateway.openai_api import chat_completions, completions, list_models
@@ -52,8 +53,13 @@ class LanewiseInitPlugin(InitPluginProtocol):
                 "settings": Provide(lambda: self.settings, sync_to_thread=False),
             }
         )
+        throttle = AuthFailureThrottle(
+            limit=gateway.auth_failure_limit, window_s=gateway.auth_failure_window_s
+        )
         app_config.middleware.append(
-            DefineMiddleware(GatewayMiddleware, settings=self.settings, hook=self.pm.hook)
+            DefineMiddleware(
+                GatewayMiddleware, settings=self.settings, hook=self.pm.hook, throttle=throttle
+            )
         )
         # Litestar would configure the root logger at INFO, putting a log line for every
         # upstream httpx call on the hot path; the problem handlers log errors themselves.

@@ -79,20 +79,20 @@ class RawHeaders(Mapping[str, str]):
 
 
 class GatewayMiddleware:
-    """Registered as ``DefineMiddleware(GatewayMiddleware, settings=..., hook=...)``.
+    """Registered as ``DefineMiddleware(GatewayMiddleware, settings=..., hook=..., throttle=...)``.
 
     A plain ASGI callable rather than Litestar's ``ASGIMiddleware`` base: it runs for
     every route, so the base's per-request exclusion checks would be pure cost.
     """
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, hook: Any) -> None:
+    def __init__(
+        self, app: ASGIApp, *, settings: Settings, hook: Any, throttle: AuthFailureThrottle
+    ) -> None:
         self.app = app
         self.settings = settings
         self.hook = hook
-        self.throttle = AuthFailureThrottle(
-            limit=settings.gateway.auth_failure_limit,
-            window_s=settings.gateway.auth_failure_window_s,
-        )
+        # One table for the app: Litestar builds this middleware once per route.
+        self.throttle = throttle
 
     def authenticate(self, scope: Scope, raw_headers: Iterable[tuple[bytes, bytes]]) -> Any:
         """The caller's principal; failures are counted per client address (then 429)."""
