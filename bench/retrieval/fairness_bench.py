@@ -70,19 +70,22 @@ cache_ttl_s = 0
 
 
 def index_docs(config: Path, n: int) -> None:
-    from lanewise.core.container import build_container, close_container
+    from lanewise.core.container import build_components, close_components
     from lanewise.core.plugins import get_plugin_manager
     from lanewise.core.settings import load_settings
 
     async def run() -> None:
-        container = build_container(load_settings(config), get_plugin_manager(None))
+        components = build_components(load_settings(config), get_plugin_manager(None))
         try:
             texts = [
                 f"Document {i} explains how {TOPICS[i % len(TOPICS)]} work in lane {i % 7}."
                 for i in range(n)
             ]
-            vectors = await container.embedder().embed(texts)
-            await container.vector_store().upsert(
+            embedder, store = components.embedder(), components.vector_store()
+            assert embedder is not None
+            assert store is not None
+            vectors = await embedder.embed(texts)
+            await store.upsert(
                 tenant="query",
                 ids=[f"d{i}" for i in range(n)],
                 vectors=vectors,
@@ -90,7 +93,7 @@ def index_docs(config: Path, n: int) -> None:
                 metadata=[{"i": i} for i in range(n)],
             )
         finally:
-            await close_container(container)
+            await close_components(components)
 
     asyncio.run(run())
 
