@@ -65,7 +65,7 @@ def test_a_query_is_not_held_behind_another_tenants_bulk_job(served):
         def bulk():
             done["bulk"] = httpx.post(
                 f"{base}/v1/embeddings",
-                json={"model": "minilm", "input": bulk_inputs(1024)},
+                json={"model": "minilm", "input": bulk_inputs(384)},
                 headers=auth(BULK),
                 timeout=300,
             )
@@ -89,7 +89,7 @@ def test_a_query_is_not_held_behind_another_tenants_bulk_job(served):
     assert retrieve.status_code == 200, retrieve.text
     assert bulk_still_running, "the query waited for the whole bulk job"
     assert done["bulk"].status_code == 200
-    assert len(done["bulk"].json()["data"]) == 1024
+    assert len(done["bulk"].json()["data"]) == 384
 
 
 def test_bulk_tenants_take_turns(served):
@@ -109,10 +109,10 @@ def test_bulk_tenants_take_turns(served):
             assert r.status_code == 200
             finished.append(key)
 
-        big = threading.Thread(target=post, args=(BULK, 768))
+        big = threading.Thread(target=post, args=(BULK, 384))
         big.start()
         wait_until(lambda: embedder._bulk.jobs, "the big job to reach the embedder")
-        small = threading.Thread(target=post, args=(QUERY, 64))
+        small = threading.Thread(target=post, args=(QUERY, 32))
         small.start()
         small.join(300)
         big.join(300)

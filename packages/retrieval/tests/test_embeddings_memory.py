@@ -46,7 +46,7 @@ def test_rss_after_long_inputs_stays_bounded(tmp_path):
                 "/v1/embeddings", json={"model": "minilm", "input": "warm"}
             ).is_success
             before = rss_mib(proc.pid)
-            body = {"model": "minilm", "input": [f"{i} {LONG}" for i in range(64)]}
+            body = {"model": "minilm", "input": [f"{i} {LONG}" for i in range(32)]}
             assert client.post("/v1/embeddings", json=body).is_success
             after = rss_mib(proc.pid)
     finally:
