@@ -1,1 +1,112 @@
-"""Hook implementations of lanewise-observe (entry point group `lanewise`)."""
+"""Hook implementations of lanewise-observe (entry point ``observe`` in group ``lanewise``).
+
+The entry point loads :data:`plugin`, an :class:`ObservePlugin`. Tests and
+embedding applications register their own instance (with an in-memory span
+exporter, say) and leave the entry point out of ``LANEWISE_PLUGINS``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+from lanewise.core.hookspecs import hookimpl
+from lanewise.core.settings import Settings
+from lanewise.core.types import StageTiming, UsageEvent
+from lanewise.observe import metrics
+from lanewise.observe.record import CURRENT
+from lanewise.observe.request_context import current_request
+from lanewise.observe.settings import ObserveSettings, observe_settings
+from lanewise.observe.telemetry import Telemetry, count_drop
+from litestar import Response, get
+from litestar.config.app import AppConfig
+
+log = logging.getLogger("lanewise.observe")
+
+
+@get("/metrics", include_in_schema=False, sync_to_thread=False)
+def metrics_endpoint() -> Response[bytes]:
+    """Prometheus text exposition (every worker process's values in multiprocess mode)."""
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
+class ObservePlugin:
+    def __init__(self, *, span_exporter: Any = None) -> None:
+        self.span_exporter = span_exporter
+        self.telemetry: Telemetry | None = None
+
+    @hookimpl
+    def lanewise_register_settings(self, register: Any) -> None:
+        register("observe", ObserveSettings, description="logs, metrics, traces, usage table")
+
+    @hookimpl
+    def lanewise_configure_gateway(self, app_config: AppConfig, settings: Settings) -> None:
+        from lanewise.observe.middleware import middleware_for
+        from lanewise.observe.usage.api import make_usage_route
+
+        observe = observe_settings(settings)
+        if self.telemetry is not None:
+            self.telemetry.close()  # a second app in this process (tests) replaces the first
+        telemetry = self.telemetry = Telemetry(settings, observe, span_exporter=self.span_exporter)
+        # Outermost: it must also see the 401s core's middleware raises.
+        app_config.middleware.insert(0, middleware_for(telemetry))
+        if observe.metrics:
+            app_config.route_handlers.append(metrics_endpoint)
+        if telemetry.writer is not None:
+            app_config.route_handlers.append(make_usage_route(telemetry.writer))
+        app_config.lifespan.append(telemetry.lifespan)
+
+    @hookimpl(tryfirst=True)
+    def lanewise_resolve_principal(self) -> None:
+        """Never answers: core's middleware calls this right after opening the request
+        context, the moment to hand it the trace (``traceparent``) for upstream calls."""
+        record = CURRENT.get()
+        if record is not None and record.context is None and record.owner is not None:
+            context = current_request()
+            if context is not None:
+                record.owner.attach_context(record, context)
+
+    @hookimpl
+    def lanewise_on_usage(self, event: UsageEvent) -> None:
+        record = CURRENT.get()
+        telemetry = record.owner if record is not None else self.telemetry
+        if telemetry is None:
+            return
+        try:
+            telemetry.on_usage(record, event)
+        except Exception:
+            count_drop("internal")
+            log.warning("telemetry could not record usage", exc_info=True)
+
+    @hookimpl
+    def lanewise_on_stage(self, event: StageTiming) -> None:
+        record = CURRENT.get()
+        telemetry = record.owner if record is not None else self.telemetry
+        if telemetry is None:
+            return
+        try:
+            telemetry.on_stage(record, event)
+        except Exception:
+            count_drop("internal")
+            log.warning("telemetry could not record a stage", exc_info=True)
+
+    @hookimpl(trylast=True)
+    def lanewise_configure_cli(self, cli: click.Group) -> None:
+        from lanewise.observe.cli import usage
+        from lanewise.observe.multiproc import wrap_serve
+
+        cli.add_command(usage)
+        serve = cli.commands.get("serve")
+        if serve is not None:
+            wrap_serve(serve)
+
+    @hookimpl
+    def lanewise_configure_celery(self, celery_app: Any, settings: Settings) -> None:
+        from lanewise.observe.celery import instrument_celery
+
+        instrument_celery(celery_app, observe_settings(settings))
+
+
+plugin = ObservePlugin()

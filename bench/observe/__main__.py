@@ -1,0 +1,83 @@
+"""``python -m bench.observe [--quick]``: the observe lane's cost on the gateway.
+
+Writes ``bench/results/observe.json`` and ``bench/results/observe.png``. Targets
+are in :mod:`bench.observe.overhead` (≤ 7 % RPS loss, ≤ +0.3 ms p50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.observe import overhead
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    med = data["median"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.5))
+    labels = ["telemetry off", "telemetry on"]
+    colors = ["#888888", "#2a7ab9"]
+    for ax, key, title in (
+        (axes[0], "rps", "requests/s (c=16)"),
+        (axes[1], "p50_ms_c1", "p50 latency at c=1 (ms)"),
+        (axes[2], "cpu_ms_per_request", "gateway CPU ms per request"),
+    ):
+        values = [med["off"][key], med["on"][key]]
+        ax.bar(labels, values, color=colors)
+        ax.set_title(title)
+        for i, v in enumerate(values):
+            ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom")
+    fig.suptitle(
+        f"observe lane on vs off: RPS {-data['rps_loss'] * 100:+.1f}% (target ≥ -7%), "
+        f"p50 {data['p50_added_ms']:+.3f} ms (target ≤ +0.3 ms)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    data = overhead.run(quick=args.quick)
+    data["meta"] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cores": __import__("os").cpu_count(),
+        "quick": args.quick,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "observe.json").write_text(json.dumps(data, indent=2) + "\n")
+    plot(data, RESULTS / "observe.png")
+    med = data["median"]
+    print(
+        f"telemetry off: {med['off']['rps']:.0f} rps, p50 {med['off']['p50_ms_c1']:.3f} ms, "
+        f"{med['off']['cpu_ms_per_request']:.3f} CPU ms/req | on: {med['on']['rps']:.0f} rps, "
+        f"p50 {med['on']['p50_ms_c1']:.3f} ms, {med['on']['cpu_ms_per_request']:.3f} CPU ms/req"
+    )
+    source = "measured" if data["gateway_saturated"] else "from CPU/request (gateway not saturated)"
+    print(
+        f"RPS loss {data['rps_loss'] * 100:.1f}% {source}; measured "
+        f"{data['rps_loss_measured'] * 100:.1f}%, from CPU {data['rps_loss_from_cpu'] * 100:.1f}% "
+        f"(target ≤ 7%: "
+        f"{'met' if data['rps_target_met'] else 'NOT met'}), p50 {data['p50_added_ms']:+.3f} ms "
+        f"(target ≤ +0.3 ms: {'met' if data['p50_target_met'] else 'NOT met'}), "
+        f"+{data['cpu_us_added_per_request']:.0f} µs CPU/request; upstream "
+        f"{data['upstream_over_gateway']:.1f}x the gateway's RPS"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""One gateway process for the observe benchmark, telemetry on or off.
+
+``python -m bench.observe.serve --port 8123 --upstream http://127.0.0.1:9001/v1 --telemetry on``
+
+Both variants load the same lanes (inference only: the requests use no
+retrieval); "on" adds the observe lane with JSON logs to a file, metrics, the
+SQLite usage table and traces through the OpenTelemetry SDK's batch processor
+to an exporter that discards them (a local collector that costs nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from collections.abc import Sequence
+
+import uvicorn
+from lanewise.core.gateway.app import create_app
+from lanewise.core.plugins import get_plugin_manager
+from lanewise.core.settings import load_settings
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+
+class DiscardExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--telemetry", choices=("on", "off"), required=True)
+    parser.add_argument("--log-file", default=None)
+    parser.add_argument("--no-traces", action="store_true", help="(profiling one sink)")
+    args = parser.parse_args()
+    data_dir = tempfile.mkdtemp(prefix="lanewise-observe-bench-")
+    models = {"m": {"kind": "openai", "base_url": args.upstream, "model": "bench"}}
+    # Before the settings load: the [observe] section reads them.
+    os.environ["LANEWISE_OBSERVE__LOG_FORMAT"] = "json"
+    os.environ["LANEWISE_OBSERVE__LOG_FILE"] = args.log_file or f"{data_dir}/gateway.log"
+    settings = load_settings(None, models=models, data_dir=data_dir)
+    if args.telemetry == "on":
+        from lanewise.observe.plugin import ObservePlugin
+
+        pm = get_plugin_manager(
+            ["inference"], extra=[ObservePlugin(span_exporter=DiscardExporter())]
+        )
+    else:
+        pm = get_plugin_manager(["inference"])
+    uvicorn.run(
+        create_app(settings, plugin_manager=pm),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

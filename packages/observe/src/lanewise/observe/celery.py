@@ -1,0 +1,72 @@
+"""Celery workers: the same structured logs, task metrics, and their own ``/metrics``.
+
+Wired from ``lanewise_configure_celery`` (the ingest lane calls it when it builds
+its Celery app). Signals are connected weakly by Celery, so the receivers are
+module-level functions that read the settings captured at configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from lanewise.observe import metrics as m
+from lanewise.observe.logs import configure_logging
+from lanewise.observe.settings import ObserveSettings
+
+log = logging.getLogger("lanewise.observe")
+_settings: ObserveSettings | None = None
+_started: dict[str, float] = {}
+MAX_IN_FLIGHT = 10_000
+
+
+def _drop() -> None:
+    m.TELEMETRY_DROPPED.labels("logs").inc()
+
+
+def _setup_logging(**_: Any) -> None:
+    # Connecting to setup_logging stops Celery from installing its own handlers.
+    if _settings is not None:
+        configure_logging(_settings, on_drop=_drop)
+
+
+def _task_prerun(task_id: str = "", **_: Any) -> None:
+    if len(_started) < MAX_IN_FLIGHT:
+        _started[task_id] = time.perf_counter()
+
+
+def _task_postrun(task_id: str = "", task: Any = None, state: str | None = None, **_: Any) -> None:
+    name = getattr(task, "name", "unknown")
+    started = _started.pop(task_id, None)
+    if started is not None:
+        m.CELERY_TASK_SECONDS.labels(name).observe(time.perf_counter() - started)
+    m.CELERY_TASKS.labels(name, (state or "unknown").lower()).inc()
+
+
+def _worker_ready(**_: Any) -> None:
+    if _settings is None or _settings.worker_metrics_port is None:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = None
+    if m.multiprocess_dir() is not None:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(_settings.worker_metrics_port, registry=registry or m.REGISTRY)
+    log.info("worker metrics on :%d/metrics", _settings.worker_metrics_port)
+
+
+def instrument_celery(celery_app: Any, settings: ObserveSettings) -> None:
+    from celery import signals  # type: ignore[import-untyped,unused-ignore]
+
+    global _settings
+    _settings = settings
+    signals.setup_logging.connect(_setup_logging, weak=False)
+    # Prefork children do not inherit the log writer thread: start one in each.
+    signals.worker_process_init.connect(_setup_logging, weak=False)
+    signals.task_prerun.connect(_task_prerun, weak=False)
+    signals.task_postrun.connect(_task_postrun, weak=False)
+    signals.worker_ready.connect(_worker_ready, weak=False)

@@ -1,0 +1,108 @@
+"""Pure ASGI middleware: sees each /v1 request's final status, its stream end or disconnect.
+
+It is the outermost middleware, outside core's (which authenticates), so requests
+refused with 401 get their summary line too; core's request context is picked up
+when core opens it (see ``ObservePlugin.lanewise_resolve_principal``) or, at the
+latest, when the response starts.
+
+It is the only per-request code the lane adds to the hot path: create a record,
+put it in a context variable for the events, note the status and scan outgoing
+bytes for the finish reason. Everything else happens once, when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lanewise.core.errors import LanewiseError
+from lanewise.observe.record import CURRENT
+from lanewise.observe.request_context import current_request
+from lanewise.observe.telemetry import Telemetry, count_drop
+from litestar.exceptions import HTTPException
+from litestar.types import ASGIApp
+
+OBSERVED_PREFIX = "/v1/"
+CONTENT_TYPE = b"content-type"
+EVENT_STREAM = b"text/event-stream"
+log = logging.getLogger("lanewise.observe")
+
+
+class ObserveMiddleware:
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app: Any = app
+        self.telemetry = telemetry
+
+    # ASGI messages are plain dicts here: Litestar's TypedDict unions cost casts
+    # on every branch and buy nothing at this level.
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(OBSERVED_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        telemetry = self.telemetry
+        try:
+            record = telemetry.start(scope)
+        except Exception:
+            count_drop("internal")
+            log.warning("telemetry could not start for %s", scope["path"], exc_info=True)
+            await self.app(scope, receive, send)
+            return
+        token = CURRENT.set(record)
+
+        async def observed_send(message: dict[str, Any]) -> None:
+            kind = message["type"]
+            if kind == "http.response.body":
+                body = message.get("body")
+                if body:
+                    record.scan_body(body)
+                if not message.get("more_body", False):
+                    record.body_done = True
+            elif kind == "http.response.start":
+                record.status = message["status"]
+                if record.context is None:  # still inside core's middleware here
+                    context = current_request()
+                    if context is not None:
+                        telemetry.attach_context(record, context)
+                for name, value in message.get("headers", ()):
+                    if name == CONTENT_TYPE:
+                        record.stream = value.startswith(EVENT_STREAM)
+                        break
+            try:
+                await send(message)
+            except OSError:
+                record.disconnected = True
+                raise
+
+        async def observed_receive() -> dict[str, Any]:
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.disconnect" and not record.body_done:
+                record.disconnected = True
+            return message
+
+        try:
+            await self.app(scope, observed_receive, observed_send)
+        except BaseException as exc:
+            if not record.status and isinstance(exc, LanewiseError | HTTPException):
+                # Raised outside the route (core's authentication): Litestar's outer
+                # handler turns it into a problem response after we are gone.
+                record.status = exc.status if isinstance(exc, LanewiseError) else exc.status_code
+                record.error_type = (
+                    exc.type_slug if isinstance(exc, LanewiseError) else str(record.status)
+                )
+                record.body_done = True
+            else:
+                record.failed = exc
+            raise
+        finally:
+            CURRENT.reset(token)
+            try:
+                telemetry.finish(record, scope)
+            except Exception:
+                count_drop("internal")
+                log.warning("telemetry could not finish %s", record.request_id, exc_info=True)
+
+
+def middleware_for(telemetry: Telemetry) -> Any:
+    from litestar.middleware import DefineMiddleware
+
+    return DefineMiddleware(ObserveMiddleware, telemetry=telemetry)

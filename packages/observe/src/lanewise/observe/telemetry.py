@@ -1,0 +1,398 @@
+"""One gateway's telemetry: turns finished request records into logs, metrics, spans, rows.
+
+Nothing here may fail or stall a request: every entry point catches its own
+errors (counted as ``lanewise_telemetry_dropped_total{sink="internal"}``) and
+every sink with I/O behind it (log file, usage database, span exporter) sits
+behind a bounded queue drained by a background thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from lanewise.core.settings import Settings
+from lanewise.core.types import Principal, StageTiming, UsageEvent
+from lanewise.observe import metrics as m
+from lanewise.observe.logs import (
+    configure_logging,
+    emit_json_line,
+    json_line_writer,
+    route_third_party_loggers,
+    write_synchronously,
+)
+from lanewise.observe.record import RequestRecord
+from lanewise.observe.request_context import current_request
+from lanewise.observe.settings import ObserveSettings
+from lanewise.observe.signals import StaleIndexDetector, TokenAnomalyDetector
+from lanewise.observe.summary import SUMMARY_EVENT, build_summary
+from lanewise.observe.traces import Tracing, otlp_exporter, trace_id_from_header
+from lanewise.observe.usage.store import UsageWriter, make_engine
+
+log = structlog.get_logger("lanewise.request")
+internal_log = logging.getLogger("lanewise.observe")
+USAGE_GRACE_S = 2.0
+"""After a client disconnect, how long the summary waits for the cancelled model call's usage."""
+
+
+def count_drop(sink: str, n: int = 1) -> None:
+    # The metrics sink itself can fail (a full disk in multiprocess mode).
+    with contextlib.suppress(Exception):
+        m.TELEMETRY_DROPPED.labels(sink).inc(n)
+
+
+def usage_database_url(settings: Settings, observe: ObserveSettings) -> str:
+    if observe.usage_database_url:
+        return observe.usage_database_url
+    if settings.database_url:
+        return settings.database_url
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(settings.data_dir / 'usage.sqlite3').resolve()}"
+
+
+class Telemetry:
+    def __init__(
+        self, settings: Settings, observe: ObserveSettings, *, span_exporter: Any = None
+    ) -> None:
+        self.observe = observe
+        self.metrics = observe.metrics
+        self.summaries = observe.summaries
+        exporter = span_exporter
+        if exporter is None and observe.otlp_endpoint:
+            exporter = otlp_exporter(observe.otlp_endpoint)
+        self.tracing = (
+            Tracing(
+                exporter,
+                sample_ratio=observe.trace_sample_ratio,
+                on_drop=lambda n: count_drop("traces", n),
+            )
+            if observe.traces and exporter is not None
+            else None
+        )
+        self.tenants = m.LabelCap(observe.metrics_tenant_cap)
+        self.users = m.LabelCap(observe.metrics_user_cap)
+        self.labels = m.LabelCap(500)
+        self.children = m.Children()
+        self.batch = m.Batch()
+        self.immediate = m.Immediate(self.children)
+        self.loop_thread: int | None = None
+        """The event loop's thread: the only one that updates ``batch``."""
+        m.BATCHES.append(self.batch)
+        self.stale = StaleIndexDetector(observe.stale_index_after_s)
+        self.anomaly = TokenAnomalyDetector(
+            factor=observe.anomaly_factor,
+            window=observe.anomaly_window,
+            baseline_min=observe.anomaly_baseline_min,
+        )
+        self.writer: UsageWriter | None = None
+        if observe.usage_store:
+            self.writer = UsageWriter(
+                make_engine(usage_database_url(settings, observe)),
+                capacity=observe.usage_buffer,
+                on_drop=lambda n: count_drop("usage", n),
+            )
+        configure_logging(observe, on_drop=lambda: count_drop("logs"))
+
+    # -- request lifecycle ------------------------------------------------------------
+    def start(self, scope: Any) -> RequestRecord:
+        state = scope.setdefault("state", {})
+        record = RequestRecord(
+            request_id=str(state.get("request_id", "")),
+            method=scope["method"],
+            path=scope["path"],
+        )
+        record.owner = self
+        context = current_request()  # None while this middleware runs outside core's
+        record.route = scope.get("path_template") or scope["path"]
+        traceparent = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                traceparent = value.decode("latin-1")
+                break
+        if self.tracing is not None:
+            headers = {"traceparent": traceparent} if traceparent else {}
+            self.tracing.start_request(record, headers)
+            record.traceparent = self.tracing.traceparent(record)
+        elif traceparent is not None:
+            # No tracing here: still correlate logs with the caller's trace and pass
+            # its context on to upstreams unchanged.
+            record.trace_id = trace_id_from_header(traceparent)
+            record.traceparent = traceparent if record.trace_id else None
+        if context is not None:
+            self.attach_context(record, context)
+        return record
+
+    def attach_context(self, record: RequestRecord, context: Any) -> None:
+        """Core's request context is open: remember it, give it the trace for upstreams."""
+        record.context = context
+        record.request_id = context.request_id
+        if record.trace_id is not None:
+            context.attributes["trace_id"] = record.trace_id
+            context.attributes["traceparent"] = record.traceparent
+
+    def on_usage(self, record: RequestRecord | None, event: UsageEvent) -> None:
+        if record is None:
+            self._standalone_usage(event)
+            return
+        record.add_usage(event)
+        if record.awaiting_usage and not record.completed:
+            # The stage event of the same call follows at once; let it land first.
+            asyncio.get_running_loop().call_soon(self.complete, record)
+
+    def on_stage(self, record: RequestRecord | None, event: StageTiming) -> None:
+        if self.metrics:
+            sink = self._sink()
+            sink.observe(m.STAGE_SECONDS, (self.labels(event.stage), event.ok), event.duration_s)
+            attrs = event.attributes
+            if attrs:
+                for cache in ("result", "embedding"):
+                    outcome = attrs.get(f"lanewise.cache.{cache}")
+                    if outcome == "hit" or outcome == "miss":
+                        sink.inc(m.CACHE_LOOKUPS, (cache, outcome))
+        if record is not None:
+            record.add_stage(event, keep=self.tracing is not None)
+        elif event.stage == "ingest":
+            version = event.attributes.get("lanewise.index.version")
+            tenant = event.attributes.get("lanewise.tenant")
+            if isinstance(version, int) and isinstance(tenant, str):
+                self.stale.completed(tenant, version, time.time())
+
+    def finish(self, record: RequestRecord, scope: Any) -> None:
+        """The response is over (sent, failed or abandoned by the client)."""
+        record.duration_s = time.perf_counter() - record.started
+        if not record.request_id:  # a request core refused before its context reached us
+            record.request_id = str(scope.get("state", {}).get("request_id", ""))
+        if record.principal is None:
+            # Core's middleware sets ``user`` only once authentication succeeded; a
+            # refused request has no tenant (the context's default principal is not one).
+            user = scope.get("user")
+            if isinstance(user, Principal):
+                record.principal = user
+        if record.stream and not record.body_done and not record.model_calls:
+            # A client disconnect cancels the model call; its usage event comes
+            # from the cancelled task a moment later. Wait for it, but not forever.
+            record.awaiting_usage = True
+            asyncio.get_running_loop().call_later(USAGE_GRACE_S, self.complete, record)
+            return
+        self.complete(record)
+
+    def complete(self, record: RequestRecord) -> None:
+        if record.completed:
+            return
+        record.completed = True
+        try:
+            self._complete(record)
+        except Exception:
+            count_drop("internal")
+            internal_log.warning(
+                "telemetry for request %s failed", record.request_id, exc_info=True
+            )
+
+    def _complete(self, record: RequestRecord) -> None:
+        context = record.context
+        cost = context.attributes.get("cost") if context is not None else None
+        if context is not None:
+            record.prompt_name = record.prompt_name or context.prompt_name
+            record.prompt_version = record.prompt_version or context.prompt_version
+            if record.index_version is None:
+                record.index_version = context.index_version
+            if record.model is None and context.model and record.model_calls:
+                record.model = context.model
+        summary = build_summary(record, cost)
+        principal = record.principal
+        tenant = principal.tenant if principal else None
+        now = time.time()
+        if isinstance(record.index_version, int) and tenant is not None:
+            self._index_signals(record, tenant, now)
+        if record.model_calls and record.model is not None:
+            self._token_signals(record)
+        if self.metrics:
+            self._metrics(record, summary, tenant, cost)
+        if self.summaries:
+            writer = json_line_writer()
+            if writer is not None:  # JSON: render here, ~10x cheaper than via stdlib logging
+                emit_json_line(writer, SUMMARY_EVENT, "info", "lanewise.request", dict(summary))
+            else:
+                log.info(SUMMARY_EVENT, **summary)
+        if self.tracing is not None:
+            self.tracing.finish_request(record, summary)
+        if self.writer is not None and record.usage_events:
+            self._rows(record, summary, cost, now)
+
+    # -- sinks ------------------------------------------------------------------------
+    def _metrics(
+        self, record: RequestRecord, summary: dict[str, Any], tenant: str | None, cost: Any
+    ) -> None:
+        route = self.labels(summary["route"])
+        outcome = summary["outcome"]
+        batch = self._sink()
+        batch.inc(m.REQUESTS, (route, record.method, record.status, outcome))
+        batch.observe(m.REQUEST_SECONDS, (route, outcome), record.duration_s)
+        if summary["error_type"] is not None:
+            batch.inc(m.ERRORS, (self.labels(summary["error_type"]), route))
+        if not record.model_calls or record.model is None:
+            return
+        model = self.labels(record.model)
+        tenant_label = self.tenants(tenant)
+        version = self.labels(record.prompt_version) if record.prompt_version else ""
+        user = ""
+        if self.observe.metrics_user_labels and record.principal is not None:
+            user = self.users(record.principal.user)
+        batch.inc(m.TOKENS, ("input", tenant_label, model, version, user), record.tokens_in)
+        batch.inc(m.TOKENS, ("output", tenant_label, model, version, user), record.tokens_out)
+        if isinstance(cost, int | float) and cost > 0:
+            batch.inc(m.COST, (tenant_label, model), cost)
+        if record.ttft_s is not None:
+            batch.observe(m.TTFT_SECONDS, (model,), record.ttft_s)
+            gen = (record.generate_s or 0.0) - record.ttft_s
+            if record.tokens_out > 1 and gen > 0:
+                batch.observe(m.OUTPUT_TOKENS_PER_SECOND, (model,), (record.tokens_out - 1) / gen)
+
+    def _sink(self) -> m.Batch | m.Immediate:
+        """The batch on the event loop's thread; elsewhere, prometheus-client at once."""
+        return self.batch if threading.get_ident() == self.loop_thread else self.immediate
+
+    def _index_signals(self, record: RequestRecord, tenant: str, now: float) -> None:
+        seen = self.stale.served(tenant, int(record.index_version), now)
+        label = self.tenants(tenant)
+        if self.metrics:
+            self.children(m.INDEX_VERSION, label).set(seen.version)
+            self.children(m.INDEX_AGE_SECONDS, label).set(seen.age_s)
+        if seen.stale_by_s is not None:
+            if self.metrics:
+                self.children(m.STALE_INDEX_ANSWERS, label).inc()
+            log.warning(
+                "index.stale",
+                request_id=record.request_id,
+                tenant=tenant,
+                index_version=seen.version,
+                newest_index_version=self.stale.tenants[tenant].newest,
+                stale_by_s=round(seen.stale_by_s, 3),
+            )
+
+    def _token_signals(self, record: RequestRecord) -> None:
+        key = (
+            f"{record.prompt_name}@{record.prompt_version}"
+            if record.prompt_name
+            else f"model:{record.model}"
+        )
+        ratio, anomaly = self.anomaly.observe(key, record.tokens_in + record.tokens_out)
+        if ratio is None:
+            return
+        label = self.labels(key)
+        if self.metrics:
+            self.children(m.TOKEN_RATIO, label).set(ratio)
+        if anomaly is not None:
+            if self.metrics:
+                self.children(m.TOKEN_ANOMALIES, label).inc()
+            log.warning(
+                "tokens.anomaly",
+                prompt=key,
+                ratio=round(anomaly.ratio, 3),
+                recent_mean_tokens=round(anomaly.recent_mean, 1),
+                baseline_mean_tokens=round(anomaly.baseline_mean, 1),
+                request_id=record.request_id,
+            )
+
+    def _rows(self, record: RequestRecord, summary: dict[str, Any], cost: Any, now: float) -> None:
+        assert self.writer is not None
+        main = [e for e in record.usage_events if getattr(e, "purpose", "request") == "request"]
+        priced = main[-1] if main and isinstance(cost, int | float) else None
+        status = summary["outcome"]
+        for event in record.usage_events:
+            self.writer.put(
+                functools.partial(
+                    usage_row,
+                    event,
+                    now,
+                    cost=float(cost) if event is priced else None,
+                    status=status,
+                    prompt_name=record.prompt_name,
+                    prompt_version=record.prompt_version,
+                )
+            )
+
+    def _standalone_usage(self, event: UsageEvent) -> None:
+        """A model call outside a gateway request (ingest embeddings, CLI): metrics and a row."""
+        if self.metrics:
+            tenant = self.tenants(event.principal.tenant)
+            model = self.labels(event.model)
+            sink = self._sink()
+            sink.inc(m.TOKENS, ("input", tenant, model, "", ""), event.usage.prompt_tokens)
+            sink.inc(m.TOKENS, ("output", tenant, model, "", ""), event.usage.completion_tokens)
+        if self.writer is not None:
+            self.writer.put(usage_row(event, time.time(), cost=None, status="ok"))
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @asynccontextmanager
+    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        route_third_party_loggers()
+        self.loop_thread = threading.get_ident()
+        flusher = asyncio.get_running_loop().create_task(self._flush_metrics_every(1.0))
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            self.batch.flush()
+            await asyncio.to_thread(self.close)
+
+    async def _flush_metrics_every(self, interval_s: float) -> None:
+        # On the event loop's thread, like every update of the batch.
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.batch.flush()
+            except Exception:
+                count_drop("internal")
+                internal_log.warning("metrics flush failed", exc_info=True)
+
+    def close(self) -> None:
+        if self.batch in m.BATCHES:
+            m.BATCHES.remove(self.batch)
+            self.batch.flush()
+        if self.writer is not None:
+            self.writer.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
+        m.mark_process_dead()
+        # Logging stays up (uvicorn logs its own shutdown after the app's lifespan ends),
+        # written synchronously from here on.
+        write_synchronously()
+
+
+def usage_row(
+    event: UsageEvent,
+    now: float,
+    *,
+    cost: float | None,
+    status: str,
+    prompt_name: str | None = None,
+    prompt_version: str | None = None,
+) -> dict[str, Any]:
+    principal = event.principal
+    return {
+        "ts": now,
+        "request_id": event.request_id[:128],
+        "tenant": principal.tenant,
+        "user_id": principal.user,
+        "key_id": principal.key_id,
+        "workflow": principal.workflow,
+        "model": event.model,
+        "operation": event.operation,
+        "purpose": getattr(event, "purpose", None) or "request",
+        "prompt_name": getattr(event, "prompt_name", None) or prompt_name,
+        "prompt_version": getattr(event, "prompt_version", None) or prompt_version,
+        "input_tokens": event.usage.prompt_tokens,
+        "output_tokens": event.usage.completion_tokens,
+        "cost": cost,
+        "duration_s": event.duration_s,
+        "status": getattr(event, "status", None) or status,
+    }

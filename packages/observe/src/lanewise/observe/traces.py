@@ -1,0 +1,272 @@
+"""OpenTelemetry spans: one per request, one per pipeline stage, GenAI attribute names.
+
+Spans are built when the request ends, from the record's stage events (each
+carries its start and duration), so a request costs nothing in tracing until
+then, and nothing at all when no exporter is configured. A ``traceparent``
+header from the client makes the request span its child; the W3C header for
+upstream calls is put in the request context's attributes (``traceparent``)
+for backends that forward it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from lanewise.observe.record import RequestRecord
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+log = logging.getLogger("lanewise.observe.traces")
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+TRACEPARENT_FULL = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_PRIMITIVE = (str, bool, int, float)
+
+
+def trace_id_from_header(value: str | None) -> str | None:
+    """The trace id of a well-formed W3C ``traceparent`` (all-zero ids are invalid)."""
+    if not value:
+        return None
+    match = TRACEPARENT.match(value.strip().lower())
+    if match is None or match.group(1) == "0" * 32 or match.group(2) == "0" * 16:
+        return None
+    return match.group(1)
+
+
+class CountingExporter(SpanExporter):
+    """Count spans an exporter failed to deliver; never raise into the SDK."""
+
+    def __init__(self, inner: SpanExporter, on_drop: Callable[[int], None]) -> None:
+        self.inner = inner
+        self.on_drop = on_drop
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception:
+            log.warning("span exporter failed; %d spans dropped", len(spans), exc_info=True)
+            result = SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            self.on_drop(len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def otlp_exporter(endpoint: str) -> SpanExporter:
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
+            OTLPSpanExporter,
+        )
+    except ImportError:
+        from lanewise.core.errors import ConfigError
+
+        raise ConfigError(
+            "observe.otlp_endpoint needs the OTLP exporter: pip install 'lanewise-observe[otlp]'"
+        ) from None
+    exporter: SpanExporter = OTLPSpanExporter(endpoint=endpoint)
+    return exporter
+
+
+def _attributes(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Only what OpenTelemetry accepts: primitives and lists of one primitive type."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, _PRIMITIVE):
+            out[key] = value
+        elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            out[key] = tuple(value)
+    return out
+
+
+class Tracing:
+    """Spans for finished requests, built directly as the SDK's ``ReadableSpan``.
+
+    Every timing is known when the request ends, so there is no live span to
+    keep: the request span and its stage spans are assembled from the record and
+    handed to a ``BatchSpanProcessor`` (bounded queue, background export). That
+    skips the tracer's per-span sampler, lock and attribute re-validation, which
+    cost several times more than the spans themselves. Sampling follows the
+    SDK's ``ParentBased(TraceIdRatioBased)``: a sampled caller's trace is always
+    recorded, otherwise ``sample_ratio`` of new traces.
+    """
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        *,
+        sample_ratio: float,
+        on_drop: Callable[[int], None],
+        service_name: str = "lanewise-gateway",
+    ) -> None:
+        self.sample_ratio = sample_ratio
+        self.resource = Resource.create({"service.name": service_name})
+        self.scope = InstrumentationScope("lanewise.observe")
+        # The batch processor's queue is bounded (2048 spans): when the exporter
+        # stalls, spans are dropped rather than held or waited for.
+        self.processor = BatchSpanProcessor(CountingExporter(exporter, on_drop))
+        self._random = random.Random()
+
+    def start_request(self, record: RequestRecord, headers: Mapping[str, str]) -> None:
+        parent = parse_traceparent(headers.get("traceparent"))
+        if parent is not None:
+            trace_id, parent_span, flags = parent
+            record.parent_span_id = parent_span
+            record.sampled = bool(flags & 1)
+        else:
+            trace_id = self._random.getrandbits(128) or 1
+            record.sampled = self._random.random() < self.sample_ratio
+        record.span_id = self._random.getrandbits(64) or 1
+        record.trace_id = format(trace_id, "032x")
+
+    def traceparent(self, record: RequestRecord) -> str | None:
+        if record.trace_id is None or record.span_id is None:
+            return None
+        return f"00-{record.trace_id}-{record.span_id:016x}-{1 if record.sampled else 0:02x}"
+
+    def finish_request(self, record: RequestRecord, summary: Mapping[str, Any]) -> None:
+        if not record.sampled or record.trace_id is None or record.span_id is None:
+            return
+        trace_id = int(record.trace_id, 16)
+        operation = record.operation or "chat"
+        attrs: dict[str, Any] = {
+            "http.request.method": record.method,
+            "http.route": summary["route"],
+            "http.response.status_code": record.status,
+            "lanewise.request_id": record.request_id,
+            "lanewise.outcome": summary["outcome"],
+        }
+        if record.model is not None:
+            attrs.update(
+                {
+                    "gen_ai.operation.name": operation,
+                    "gen_ai.request.model": record.model,
+                    "gen_ai.usage.input_tokens": record.tokens_in,
+                    "gen_ai.usage.output_tokens": record.tokens_out,
+                }
+            )
+        optional = {
+            "gen_ai.response.finish_reasons": (
+                (summary["finish_reason"],) if summary["finish_reason"] else None
+            ),
+            "lanewise.tenant": summary["tenant"],
+            "lanewise.workflow": summary["workflow"],
+            "lanewise.backend": record.backend,
+            "lanewise.prompt.template": record.prompt_name,
+            "lanewise.prompt.version": record.prompt_version,
+            "lanewise.index.version": record.index_version,
+            "lanewise.ttft_ms": summary["ttft_ms"],
+            "lanewise.cost": summary["cost"],
+            "error.type": summary["error_type"],
+        }
+        for key, value in optional.items():
+            if value is not None:
+                attrs[key] = value
+        error = summary["outcome"] == "error"
+        context = SpanContext(trace_id, record.span_id, is_remote=False, trace_flags=_SAMPLED)
+        parent = (
+            SpanContext(trace_id, record.parent_span_id, is_remote=True, trace_flags=_SAMPLED)
+            if record.parent_span_id is not None
+            else None
+        )
+        start = int(record.started_wall * 1e9)
+        spans = [
+            self._span(
+                f"{operation} {record.model}" if record.model else f"{record.method} {record.path}",
+                context,
+                parent,
+                attrs,
+                SpanKind.SERVER,
+                Status(StatusCode.ERROR, summary["error_type"]) if error else _UNSET,
+                start,
+                start + int(record.duration_s * 1e9),
+            )
+        ]
+        parents: list[tuple[float, SpanContext]] = [(float("inf"), context)]
+        for event in sorted(record.stage_events, key=lambda e: (e.started_at, -e.duration_s)):
+            # Stages nest by time (retrieval's cache/embed/search run inside ``retrieve``).
+            end = event.started_at + event.duration_s
+            while len(parents) > 1 and parents[-1][0] < end:
+                parents.pop()
+            stage_attrs = {"lanewise.stage": event.stage, **_attributes(event.attributes)}
+            name = event.stage
+            kind = SpanKind.INTERNAL
+            if event.stage == "generate":
+                model = stage_attrs.get("gen_ai.request.model") or record.model
+                stage_attrs["gen_ai.operation.name"] = operation
+                name, kind = f"{operation} {model}", SpanKind.CLIENT
+            stage_context = SpanContext(
+                trace_id, self._random.getrandbits(64) or 1, is_remote=False, trace_flags=_SAMPLED
+            )
+            spans.append(
+                self._span(
+                    name,
+                    stage_context,
+                    parents[-1][1],
+                    stage_attrs,
+                    kind,
+                    _UNSET if event.ok else Status(StatusCode.ERROR),
+                    int(event.started_at * 1e9),
+                    int(end * 1e9),
+                )
+            )
+            parents.append((end, stage_context))
+        for span in spans:
+            self.processor.on_end(span)
+
+    def _span(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        attributes: dict[str, Any],
+        kind: SpanKind,
+        status: Status,
+        start: int,
+        end: int,
+    ) -> ReadableSpan:
+        return ReadableSpan(
+            name=name,
+            context=context,
+            parent=parent,
+            resource=self.resource,
+            attributes=attributes,
+            kind=kind,
+            status=status,
+            start_time=start,
+            end_time=end,
+            instrumentation_scope=self.scope,
+        )
+
+    def flush(self) -> None:
+        self.processor.force_flush()
+
+    def shutdown(self) -> None:
+        self.processor.shutdown()  # type: ignore[no-untyped-call]
+
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
+
+
+def parse_traceparent(value: str | None) -> tuple[int, int, int] | None:
+    """(trace id, parent span id, flags) of a valid W3C ``traceparent``, else None."""
+    if not value:
+        return None
+    match = TRACEPARENT_FULL.match(value.strip().lower())
+    if match is None:
+        return None
+    trace_id, span_id = int(match.group(1), 16), int(match.group(2), 16)
+    if not trace_id or not span_id or match.group(0).startswith("ff"):
+        return None
+    return trace_id, span_id, int(match.group(3), 16)
