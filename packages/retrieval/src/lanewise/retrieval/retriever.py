@@ -73,9 +73,11 @@ class SearchRetriever:
 
     # -- validation -------------------------------------------------------------
     def check(self, query: str, k: int, filter: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Validate the request; return the filter in canonical form."""
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidRequest("query must be a non-empty string", field="query")
+        """Validate the request; return the filter in canonical form.
+
+        The query is checked last, so a caller with nothing to search for (RAG without
+        user text) still learns about a bad ``k`` or filter.
+        """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidRequest(f"k must be an integer >= 1 (got {k!r})", field="k")
         if k > self.max_k:
@@ -85,13 +87,16 @@ class SearchRetriever:
                 limit=self.max_k,
             )
         try:
-            return to_json(parse_filter(filter))
+            canonical = to_json(parse_filter(filter))
         except InvalidRequest as exc:
             where = exc.extensions.get("field")
             raise InvalidRequest(
                 exc.detail,
                 **{**exc.extensions, "field": "filter", "filter_field": where},
             ) from None
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidRequest("query must be a non-empty string", field="query")
+        return canonical
 
     def search_plan(
         self, mode: str | None, fusion: str | None, alpha: float | None

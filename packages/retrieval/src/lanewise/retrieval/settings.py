@@ -29,6 +29,15 @@ class RetrievalSettings(Section):
     )
     alpha: float = Field(0.7, ge=0, le=1, description="hybrid weight of the dense side")
     rrf_k: int = Field(60, ge=1, description="the k in reciprocal rank fusion's 1 / (k + rank)")
+    max_embedding_inputs: int = Field(
+        2048, ge=1, description="/v1/embeddings: inputs per request (more get 400)"
+    )
+    max_embedding_input_tokens: int = Field(
+        8192, ge=1, description="/v1/embeddings: tokens in any one input (more get 400)"
+    )
+    max_embedding_request_tokens: int = Field(
+        300_000, ge=1, description="/v1/embeddings: tokens in all inputs together (more get 400)"
+    )
 
 
 COMPONENTS = {"embedder": "embedder", "vector_store": "vector store", "reranker": "reranker"}
