@@ -256,7 +256,7 @@ def test_rag_request_chooses_the_search_mode(gateway):
         base, {**body, "lanewise": {"retrieval": {"mode": "sparse"}}}, path="/v1/chat/completions"
     )
     assert bad.status_code == 400
-    assert bad.json()["field"] == "mode"
+    assert bad.json()["field"] == "lanewise.retrieval.mode"  # refused at the edge, by its path
 
 
 def test_rag_extension_field_streams_citations(gateway):

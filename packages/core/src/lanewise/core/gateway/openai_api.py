@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from lanewise.core.errors import PROBLEM_BASE, InvalidRequest, LanewiseError
@@ -149,10 +149,10 @@ class RetrievalOptions(msgspec.Struct, kw_only=True):
     filter: dict[str, Any] | None = None
     degrade: bool | None = None
     """Answer without context (flagged) if the store is unavailable; default retrieval.degrade."""
-    mode: str | None = None
-    """``dense``, ``lexical`` or ``hybrid``; default retrieval.mode (the retriever checks it)."""
-    fusion: str | None = None
-    alpha: float | None = None
+    mode: Literal["dense", "lexical", "hybrid"] | None = None
+    """Default retrieval.mode; the retriever checks it against what it supports."""
+    fusion: Literal["rrf", "weighted"] | None = None
+    alpha: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
 
 
 class LanewiseExtension(msgspec.Struct, kw_only=True):
