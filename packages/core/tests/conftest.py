@@ -205,7 +205,7 @@ def lanewise_register_health_checks(register, components):
 '''
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def slowplug_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for a ``lanewise`` subprocess that has the ``slowplug`` plugin installed.
 

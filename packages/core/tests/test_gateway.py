@@ -322,7 +322,9 @@ def test_deeply_nested_json_is_400_not_500(gateway):
     with gateway() as base:
         r = httpx.post(
             f"{base}/v1/chat/completions",
-            content=b"[" * 100_000 + b"]" * 100_000,
+            # Deep inside a field typed as free JSON, where no type check stops it early.
+            content=b'{"model":"echo","messages":[{"role":"user","content":"x"}],'
+            b'"lanewise":{"retrieval":{"filter":{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}}}}",
             headers={"content-type": "application/json"},
         )
     body = assert_problem(r, 400, "malformed-json")

@@ -245,7 +245,15 @@ def test_hook_lanewise_resolve_retriever(gateway, echo_plugin):
         r = chat(base, "how do lanes meet", lanewise={"retrieval": {"k": 1}})
         plain = chat(base, "no retrieval asked")
     body = r.json()
-    assert body["lanewise"]["citations"] == [{"marker": "[1]", "id": "faq-1", "source": "faq.md"}]
+    assert body["lanewise"]["citations"] == [
+        {
+            "marker": "[1]",
+            "id": "faq-1",
+            "source": "faq.md",
+            "dense_rank": None,
+            "lexical_rank": None,
+        }
+    ]
     assert "citations" not in plain.json().get("lanewise", {})
     retrieve = [e for e in echo_plugin.stages if e.stage == "retrieve"]
     assert len(retrieve) == 1

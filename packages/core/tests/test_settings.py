@@ -129,7 +129,8 @@ def test_unknown_key_names_it_and_lists_the_allowed_keys(tmp_path):
     detail = info.value.detail
     assert str(path) in detail
     assert "gateway.prot: unknown key" in detail
-    assert "allowed: api_keys, cors_origins, host, max_body_bytes, port" in detail
+    assert "allowed: api_keys, auth_failure_limit, auth_failure_window_s" in detail
+    assert "host, keepalive_timeout_s, linger_s, max_body_bytes" in detail
 
 
 def test_unknown_top_level_key(tmp_path):

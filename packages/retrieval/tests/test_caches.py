@@ -30,6 +30,7 @@ def rkey(**overrides):
         k=4,
         index_version=7,
         reranker="mmr",
+        search="hybrid/rrf/0.5",
     )
     return result_key(**{**base, **overrides})
 
@@ -56,6 +57,8 @@ def test_embedding_key_changes_with_the_embedder_version():
         {"index_version": 8},
         {"embedder_version": "2"},
         {"reranker": ""},
+        {"search": "dense"},
+        {"search": "hybrid/weighted/0.5"},
         {"text": "what is lanewise?"},
     ],
 )

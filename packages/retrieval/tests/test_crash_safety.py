@@ -4,10 +4,10 @@ The writer prints ``ACK <op> <batch>`` only after ``upsert``/``delete`` has
 returned; the parent SIGKILLs it at a random moment (usually inside the next
 write, sometimes inside a snapshot), reopens the store in this process and
 checks: SQLite integrity, every acknowledged batch present exactly (ids, texts,
-metadata, vectors found by their own query), every acknowledged delete
+metadata, vectors found by their own query, texts found by BM25), every acknowledged delete
 absent, each batch all-or-nothing (the one in flight may have committed before
-its ACK was printed), count equal to what search finds, and the store still
-writable.
+its ACK was printed), count equal to what search finds, the lexical index
+holding exactly the rows the vector index holds, and the store still writable.
 """
 
 from __future__ import annotations
@@ -142,9 +142,15 @@ async def test_kill_9_mid_upsert_loses_no_acknowledged_write(tmp_path: Path, see
                     assert hits[0].text == f"text {ids[j]}"
                     assert hits[0].metadata == {"batch": b}
                     assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+            # The lexical index holds exactly the rows the vector index holds.
+            lexical = await store.search_lexical(tenant="crash", query=f"b{b}", k=10_000)
+            assert {h.id.split("-")[0] for h in lexical} <= {f"b{b}"}
+            assert len(lexical) == present, f"batch {b}: {len(lexical)} lexical, {present} rows"
         assert await store.count(tenant="crash") == total
         everything = await store.search(tenant="crash", vector=[1.0] * DIM, k=10_000)
         assert len(everything) == total
+        lexical_all = await store.search_lexical(tenant="crash", query="text", k=10_000)
+        assert {h.id for h in lexical_all} == {h.id for h in everything}
         # Still writable after recovery.
         await store.upsert(
             tenant="crash", ids=["after"], vectors=[[1.0] * DIM], texts=["x"], metadata=[{}]

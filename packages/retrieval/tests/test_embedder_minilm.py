@@ -95,7 +95,7 @@ def test_wrong_weights_are_refused(tmp_path):
 async def test_default_embedder_of_the_container(lanewise_settings):
     container = build_components(lanewise_settings(), get_plugin_manager(None))
     try:
-        assert isinstance(container.embedder(), MiniLMEmbedder)
+        assert isinstance(container.embedder().inner, MiniLMEmbedder)
     finally:
         await close_components(container)
 

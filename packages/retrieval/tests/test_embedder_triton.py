@@ -283,7 +283,7 @@ def test_factory_builds_with_defaults(lanewise_settings) -> None:
     settings = lanewise_settings(retrieval={"embedder": {"kind": "triton", "url": "h:8001"}})
     container = build_components(settings, get_plugin_manager(None))
     try:
-        embedder = container.embedder()
+        embedder = container.embedder().inner
         assert isinstance(embedder, TritonEmbedder)
         assert (embedder.url, embedder.model, embedder.batch_size) == ("h:8001", "minilm", 32)
     finally:

@@ -86,7 +86,7 @@ def test_requires_an_api_key(gateway):
     [
         ({"model": "all-MiniLM-L6-v2", "input": []}, 400, "input"),
         ({"model": "all-MiniLM-L6-v2", "input": ["ok", "  "]}, 400, "input[1]"),
-        ({"model": "all-MiniLM-L6-v2", "input": [[1, 2, 3]]}, 400, "input"),
+        ({"model": "all-MiniLM-L6-v2", "input": [[1, 2, 3]]}, 400, "input[0]"),
         ({"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": 128}, 400, "dimensions"),
         ({"model": "text-embedding-3-small", "input": "x"}, 404, None),
     ],
@@ -118,7 +118,7 @@ def test_openai_embedder_against_our_own_gateway(gateway, reference, lanewise_se
     )
     container = build_components(settings, get_plugin_manager(None))
     embedder = container.embedder()
-    assert isinstance(embedder, OpenAIEmbedder)
+    assert isinstance(embedder.inner, OpenAIEmbedder)
     assert embedder.id == "openai:all-MiniLM-L6-v2"
 
     async def run():

@@ -132,6 +132,43 @@ def test_bad_requests_name_the_field(gateway, body, field):
     assert r.json()["field"] == field
 
 
+def test_each_hit_says_which_path_found_it(gateway):
+    base, recorder, _ = gateway
+    lexical = post(base, {"query": "Celery Redis", "k": 3, "mode": "lexical"}).json()["data"]
+    assert [(h["id"], h["lexical_rank"], h["dense_rank"]) for h in lexical] == [("a4", 1, None)]
+    dense = post(base, {"query": "Celery Redis", "k": 2, "mode": "dense"}).json()["data"]
+    assert [h["dense_rank"] for h in dense] == [1, 2]
+    assert all(h["lexical_rank"] is None for h in dense)
+    r = post(
+        base,
+        {"query": "Celery Redis", "k": 4, "fusion": "weighted", "alpha": 0.2},
+        **{"X-Request-ID": "hybrid"},
+    )
+    hybrid = r.json()["data"]
+    assert hybrid[0]["id"] == "a4"
+    assert hybrid[0]["lexical_rank"] == 1
+    assert hybrid[0]["dense_rank"] is not None
+    assert all(h["lexical_rank"] is None for h in hybrid[1:])  # no other text says either word
+    (search,) = [e for e in recorder.events if e.request_id == "hybrid" and e.stage == "search"]
+    assert search.attributes["lanewise.retrieval.mode"] == "hybrid"
+    assert search.attributes["lanewise.retrieval.fusion"] == "weighted"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"query": "x", "mode": "sparse"}, "mode"),
+        ({"query": "x", "fusion": "max"}, "fusion"),
+        ({"query": "x", "alpha": 2}, "alpha"),
+    ],
+)
+def test_bad_search_options_are_400_naming_the_field(gateway, body, field):
+    base, _, _ = gateway
+    r = post(base, body)
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == field
+
+
 def test_k_above_max_names_the_limit(gateway):
     base, _, _ = gateway
     problem = post(base, {"query": "x", "k": 11}).json()
@@ -191,12 +228,35 @@ def test_rag_alias_answers_with_citations(gateway):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == "rag/extractive"
-    sources = [c["source"] for c in body["lanewise"]["citations"]]
+    citations = body["lanewise"]["citations"]
+    sources = [c["source"] for c in citations]
     assert "a4.md" in sources
+    # Each citation says which search path found it (hybrid by default: at least one).
+    assert all(c["dense_rank"] or c["lexical_rank"] for c in citations)
+    a4 = next(c for c in citations if c["source"] == "a4.md")
+    assert a4["lexical_rank"] == 1  # the only text with "celery"
     assert all(s.startswith("a") for s in sources)
     stages = recorder.stages("rag")
     for stage in ("retrieve", "embed", "search", "rerank", "prompt", "generate"):
         assert stage in stages
+
+
+def test_rag_request_chooses_the_search_mode(gateway):
+    base, _, _ = gateway
+    body = {
+        "model": "extractive",
+        "messages": [{"role": "user", "content": "Celery Redis"}],
+        "lanewise": {"retrieval": {"k": 2, "mode": "lexical"}},
+    }
+    r = post(base, body, path="/v1/chat/completions")
+    assert r.status_code == 200, r.text
+    citations = r.json()["lanewise"]["citations"]
+    assert [(c["id"], c["lexical_rank"], c["dense_rank"]) for c in citations] == [("a4", 1, None)]
+    bad = post(
+        base, {**body, "lanewise": {"retrieval": {"mode": "sparse"}}}, path="/v1/chat/completions"
+    )
+    assert bad.status_code == 400
+    assert bad.json()["field"] == "lanewise.retrieval.mode"  # refused at the edge, by its path
 
 
 def test_rag_extension_field_streams_citations(gateway):

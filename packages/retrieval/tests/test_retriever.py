@@ -112,33 +112,93 @@ async def test_bad_input_names_the_field(store, embedder, query, k, flt, field):
     assert caught.value.extensions["field"] == field
 
 
-class HybridStore(EmbeddedStore):
-    """The embedded store plus the optional hybrid entry point (records its calls)."""
+class DenseOnlyStore:
+    """A store with vector search only (as a third-party plugin's might be)."""
 
-    alpha = 0.5
+    def __init__(self, inner: EmbeddedStore) -> None:
+        self.inner = inner
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.hybrid_queries: list[str] = []
+    async def search(self, **kwargs):
+        return await self.inner.search(**kwargs)
 
-    async def search_hybrid(self, *, tenant, query, vector, k, filter=None):
-        self.hybrid_queries.append(query)
-        return await self.search(tenant=tenant, vector=vector, k=k, filter=filter)
+    async def index_version(self, **kwargs):
+        return await self.inner.index_version(**kwargs)
 
 
-async def test_hybrid_search_is_used_when_the_store_sets_alpha(tmp_path, embedder):
-    store = HybridStore(tmp_path / "h.sqlite3", IndexParams(dimension=384))
-    try:
-        await store.upsert(
-            tenant="acme",
-            ids=["a"],
-            vectors=await embedder.embed(["alpha"]),
-            texts=["alpha"],
-            metadata=[{}],
-        )
-        retriever = SearchRetriever(embedder=embedder, store=store)
-        hits = await retriever.retrieve(principal=ACME, query="alpha?", k=1)
-        assert [h.id for h in hits] == ["a"]
-        assert store.hybrid_queries == ["alpha?"]
-    finally:
-        await store.aclose()
+async def test_each_mode_marks_which_path_found_each_hit(store, embedder):
+    hook = Hook()
+    retriever = SearchRetriever(embedder=embedder, store=store, hook=hook)
+    dense = await retriever.retrieve(principal=ACME, query="document number 17", k=3, mode="dense")
+    assert all(h.dense_rank == i and h.lexical_rank is None for i, h in enumerate(dense, 1))
+    lexical = await retriever.retrieve(
+        principal=ACME, query="document number 17", k=3, mode="lexical"
+    )
+    # "17" occurs in one text only: BM25 ranks it first.
+    assert lexical[0].id == "d17"
+    assert all(h.lexical_rank == i and h.dense_rank is None for i, h in enumerate(lexical, 1))
+    stages = [e.stage for e in hook.events]
+    assert stages == ["embed", "search", "search"]  # lexical mode embeds nothing
+    hybrid = await retriever.retrieve(principal=ACME, query="document number 17", k=3)
+    assert hybrid[0].id == "d17"
+    assert hybrid[0].dense_rank is not None
+    assert hybrid[0].lexical_rank == 1
+    search = hook.events[-1].attributes
+    assert search["lanewise.retrieval.mode"] == "hybrid"
+    assert search["lanewise.retrieval.fusion"] == "weighted"
+    assert search["lanewise.retrieval.alpha"] == 0.7
+    assert search["dense_hits"] == search["lexical_hits"] == 12
+
+
+async def test_weighted_fusion_and_alpha_per_request(store, embedder):
+    retriever = SearchRetriever(embedder=embedder, store=store)
+    only_dense = await retriever.retrieve(
+        principal=ACME, query="document number 17", k=4, fusion="weighted", alpha=1.0
+    )
+    dense = await retriever.retrieve(principal=ACME, query="document number 17", k=4, mode="dense")
+    assert [h.id for h in only_dense] == [h.id for h in dense]
+    only_lexical = await retriever.retrieve(
+        principal=ACME, query="document number 17", k=1, fusion="weighted", alpha=0.0
+    )
+    assert only_lexical[0].id == "d17"
+    assert only_lexical[0].score == 1.0
+
+
+async def test_store_without_lexical_index_serves_the_default_as_dense(store, embedder):
+    hook = Hook()
+    retriever = SearchRetriever(embedder=embedder, store=DenseOnlyStore(store), hook=hook)
+    hits = await retriever.retrieve(principal=ACME, query="topic 2", k=2)
+    assert len(hits) == 2
+    assert all(h.lexical_rank is None for h in hits)
+    assert hook.events[-1].attributes["lanewise.retrieval.mode"] == "dense"
+    for mode in ("lexical", "hybrid"):
+        with pytest.raises(InvalidRequest, match="lexical index") as caught:
+            await retriever.retrieve(principal=ACME, query="topic 2", k=2, mode=mode)
+        assert caught.value.extensions["field"] == "mode"
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"mode": "sparse"}, "mode"),
+        ({"fusion": "max"}, "fusion"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"alpha": True}, "alpha"),
+    ],
+)
+async def test_bad_search_options_name_the_field(store, embedder, options, field):
+    retriever = SearchRetriever(embedder=embedder, store=store)
+    with pytest.raises(InvalidRequest) as caught:
+        await retriever.retrieve(principal=ACME, query="x", k=1, **options)
+    assert caught.value.extensions["field"] == field
+
+
+async def test_result_cache_keys_on_the_mode(store, embedder):
+    cache = RetrievalCache(MemoryStore(), ttl_s=60)
+    retriever = SearchRetriever(embedder=embedder, store=store, cache=cache)
+    lexical = await retriever.retrieve(principal=ACME, query="number 17", k=2, mode="lexical")
+    dense = await retriever.retrieve(principal=ACME, query="number 17", k=2, mode="dense")
+    assert cache.stats["result"].hits == 0
+    assert lexical[0].lexical_rank == 1
+    assert dense[0].lexical_rank is None
+    assert await retriever.retrieve(principal=ACME, query="number 17", k=2, mode="dense") == dense
+    assert cache.stats["result"].hits == 1

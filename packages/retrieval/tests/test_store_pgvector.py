@@ -6,7 +6,9 @@ row-level-security policy is really in force while the shared contract runs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import shutil
 import tempfile
 import uuid
@@ -18,7 +20,14 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from lanewise.core.errors import ConfigError, InvalidRequest, Unavailable
-from lanewise.retrieval.contract import VectorStoreContract, new_tenant, put, random_rows
+from lanewise.retrieval.contract import (
+    VectorStoreContract,
+    lexical_reference,
+    new_tenant,
+    put,
+    random_rows,
+    random_texts,
+)
 from lanewise.retrieval.filters import parse_filter
 from lanewise.retrieval.stores.pgvector import PgvectorStore
 from lanewise.retrieval.stores.pgvector_sql import filter_sql
@@ -175,5 +184,88 @@ async def test_delete_without_ids_or_filter_is_refused(pgvector_url):
         with pytest.raises(InvalidRequest):
             await store.delete(tenant=tenant)
         assert await store.count(tenant=tenant) == 3
+    finally:
+        await store.aclose()
+
+
+def lexical_state(admin_url: str, table: str, tenant: str) -> tuple[dict, dict, int, int]:
+    """(lexicon df, df recounted from the rows, tenant tokens, sum of row lengths)."""
+    with psycopg.connect(admin_url) as conn:
+        lexicon = dict(
+            conn.execute(
+                f"SELECT term, df FROM {table}_lexicon WHERE tenant = %s AND df > 0", [tenant]
+            ).fetchall()
+        )
+        recount = dict(
+            conn.execute(
+                f"SELECT key, count(*) FROM {table}, jsonb_object_keys(term_freq) AS key"
+                " WHERE tenant = %s GROUP BY key",
+                [tenant],
+            ).fetchall()
+        )
+        tokens = conn.execute(
+            f"SELECT tokens FROM {table}_tenants WHERE tenant = %s", [tenant]
+        ).fetchone()[0]
+        lengths = conn.execute(
+            f"SELECT coalesce(sum(lex_len), 0) FROM {table} WHERE tenant = %s", [tenant]
+        ).fetchone()[0]
+    return lexicon, recount, int(tokens), int(lengths)
+
+
+async def test_a_writer_killed_mid_upsert_leaves_rows_and_lexicon_agreeing(
+    pgvector_url, pg_superuser_url
+):
+    """The upsert's backend is terminated after it wrote its rows and lexicon changes, while
+    it waits to bump the tenant's totals: PostgreSQL rolls the whole transaction back."""
+    admin_url = pgvector_url.replace(f"{APP_ROLE}:@", "postgres:@")
+    store = new_store(pgvector_url, dimension=4, create_extension=False)
+    rng = random.Random(5)
+    texts = random_texts(rng, 12)
+    rows = [
+        (f"d{i}", [rng.uniform(-1, 1) for _ in range(4)], t, {"i": i}) for i, t in enumerate(texts)
+    ]
+    try:
+        await put(store, "crash", rows)
+        before = lexical_state(admin_url, store.table, "crash")
+        with psycopg.connect(admin_url) as blocker:
+            # Hold the tenant's totals row: the upsert's last statement waits for it.
+            blocker.execute(
+                f"SELECT 1 FROM {store.table}_tenants WHERE tenant = 'crash' FOR UPDATE"
+            )
+            replaced = [
+                (rid, vec, f"queue shard {text}", meta) for rid, vec, text, meta in rows[:6]
+            ]
+            writer = asyncio.ensure_future(put(store, "crash", replaced))
+            pid = None
+            # pg_stat_activity is snapshotted per transaction: poll outside the blocker's.
+            watcher = psycopg.connect(admin_url, autocommit=True)
+            for _ in range(200):
+                found = watcher.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE %s",
+                    [f"%{store.table}_tenants%"],
+                ).fetchone()
+                if found:
+                    pid = found[0]
+                    break
+                await asyncio.sleep(0.02)
+            assert pid is not None, "the upsert never reached its last statement"
+            watcher.execute("SELECT pg_terminate_backend(%s)", [pid])
+            watcher.close()
+            with pytest.raises(Unavailable):
+                await writer
+            blocker.rollback()
+        after = lexical_state(admin_url, store.table, "crash")
+        assert after == before
+        assert after[0] == after[1]  # lexicon df == df recounted from the rows
+        assert after[2] == after[3]  # tenant token total == sum of row lengths
+        hits = await store.search_lexical(tenant="crash", query="queue shard", k=20)
+        reference = lexical_reference(rows, "queue shard", len(rows), None)
+        assert [h.id for h in hits] == [rid for rid, _ in reference[:20]]
+        # And the store still writes.
+        await put(store, "crash", replaced)
+        final = lexical_state(admin_url, store.table, "crash")
+        assert final[0] == final[1]
+        assert final[2] == final[3]
     finally:
         await store.aclose()

@@ -3,11 +3,13 @@ server only when ``WEAVIATE_URL`` is set (no Weaviate server can run on these ma
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
+from types import SimpleNamespace
 
 import pytest
-from lanewise.core.errors import ConfigError
+from lanewise.core.errors import ConfigError, InvalidRequest
 from lanewise.core.plugins import collect, get_plugin_manager
 from lanewise.core.settings import ComponentConfig
 from lanewise.core.testing import factory_context
@@ -35,6 +37,8 @@ def importable_client():
     "set WEAVIATE_URL=http://host:8080 (gRPC on 50051) to run the shared contract against one",
 )
 class TestWeaviateContract(VectorStoreContract):
+    EXACT_BM25 = False  # Weaviate's own BM25: its word tokenizer, no plural folding
+
     @pytest.fixture
     async def store(self):
         importable_client()
@@ -72,7 +76,6 @@ def test_object_uuids_are_deterministic_per_id():
     [
         ({"collection": "lowercase"}, "collection"),
         ({"consistency_level": "SOME"}, "consistency_level"),
-        ({"alpha": 1.5}, "alpha"),
     ],
 )
 def test_bad_configuration_names_the_key(kwargs, key):
@@ -87,18 +90,16 @@ def test_factory_reads_options(lanewise_settings, monkeypatch):
         url="https://weaviate.example:443",
         dimension=384,
         consistency_level="QUORUM",
-        alpha=0.5,
         api_key_env="WV_KEY",
         grpc_port=443,
     )
     store = build_weaviate(
         factory_context(config, key="retrieval.vector_store", settings=lanewise_settings())
     )
-    assert (store.url, store.dimension, store.consistency_level, store.alpha) == (
+    assert (store.url, store.dimension, store.consistency_level) == (
         "https://weaviate.example:443",
         384,
         "QUORUM",
-        0.5,
     )
     assert store.api_key == "secret"
     assert store.grpc_port == 443
@@ -117,6 +118,100 @@ def test_factory_reads_options(lanewise_settings, monkeypatch):
                 key="retrieval.vector_store",
             )
         )
+    with pytest.raises(ConfigError, match=r"retrieval\.vector_store\.alpha is not an option"):
+        # Hybrid weighting is the retriever's now (retrieval.alpha), the same for every store.
+        build_weaviate(
+            factory_context(
+                ComponentConfig(kind="weaviate", url="http://x", alpha=0.5),
+                key="retrieval.vector_store",
+            )
+        )
+
+
+class RecordingQuery:
+    """Stands in for a Weaviate collection's ``query`` namespace (no Weaviate server can run
+    on these machines): records each call's arguments and answers with canned objects."""
+
+    def __init__(self, objects):
+        self.objects = objects
+        self.calls = []
+
+    async def near_vector(self, **kwargs):
+        self.calls.append(("near_vector", kwargs))
+        return SimpleNamespace(objects=self.objects)
+
+    async def bm25(self, **kwargs):
+        self.calls.append(("bm25", kwargs))
+        return SimpleNamespace(objects=self.objects)
+
+
+def result_object(rid, text, meta, *, score=None, distance=None):
+    return SimpleNamespace(
+        properties={"lw_id": rid, "text": text, "metadata_json": json.dumps(meta)},
+        metadata=SimpleNamespace(score=score, distance=distance),
+    )
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    importable_client()
+    store = WeaviateStore(url="http://localhost:8080", dimension=4)
+    store._known = {"text", "lw_id", "metadata_json", "m_lang__s"}
+    query = RecordingQuery(
+        [
+            result_object("a", "retry budget", {"lang": "en", "source": "a.md"}, score=2.5),
+            result_object("b", "budget", {"lang": "en"}, score=0.75, distance=0.25),
+        ]
+    )
+    tenants = []
+
+    async def collection(tenant, *, versions=False):
+        tenants.append(tenant)
+        return SimpleNamespace(query=query)
+
+    monkeypatch.setattr(store, "_collection", collection)
+    return store, query, tenants
+
+
+async def test_lexical_search_is_a_bm25_query_on_text(recorded):
+    store, query, tenants = recorded
+    hits = await store.search_lexical(
+        tenant="acme", query="retry budget", k=3, filter={"field": "lang", "eq": "en"}
+    )
+    ((method, args),) = query.calls
+    assert method == "bm25"
+    assert tenants == ["acme"]
+    assert (args["query"], args["query_properties"], args["limit"]) == ("retry budget", ["text"], 3)
+    assert args["return_metadata"].score is True
+    assert args["return_properties"] == ["lw_id", "text", "metadata_json"]
+    flt = args["filters"]
+    assert (flt.target, flt.value, flt.operator.value) == ("m_lang__s", "en", "Equal")
+    assert [(h.id, h.score, h.text, h.source) for h in hits] == [
+        ("a", 2.5, "retry budget", "a.md"),
+        ("b", 0.75, "budget", ""),
+    ]
+    assert hits[0].metadata == {"lang": "en", "source": "a.md"}
+
+
+async def test_dense_search_is_a_near_vector_query_scored_by_cosine(recorded):
+    store, query, _ = recorded
+    hits = await store.search(tenant="acme", vector=[2.0, 0.0, 0.0, 0.0], k=2)
+    ((method, args),) = query.calls
+    assert method == "near_vector"
+    assert args["near_vector"] == [1.0, 0.0, 0.0, 0.0]  # unit length, as every store ranks
+    assert args["filters"] is None
+    assert args["limit"] == 2
+    assert args["return_metadata"].distance is True
+    assert [h.score for h in hits] == [1.0, 0.75]
+
+
+async def test_a_filter_on_an_unwritten_field_queries_nothing(recorded):
+    store, query, _ = recorded
+    flt = {"field": "never_written", "eq": "x"}
+    assert await store.search_lexical(tenant="acme", query="budget", k=3, filter=flt) == []
+    assert query.calls == []
+    with pytest.raises(InvalidRequest):
+        await store.search_lexical(tenant="acme", query="budget", k=0)
 
 
 def test_registered_as_a_vector_store_kind():

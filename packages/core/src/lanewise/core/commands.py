@@ -39,6 +39,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     settings = settings_from(ctx)
     from lanewise.core.container import close_components
     from lanewise.core.gateway.app import create_app
+    from lanewise.core.server import uvicorn_limits
 
     # Fail fast on bad config before forking workers, then release what the check
     # opened (files, locks, connections): each worker builds its own app.
@@ -66,6 +67,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         timeout_graceful_shutdown=math.ceil(gw.shutdown_timeout_s),
         log_level="info",
         access_log=False,
+        **uvicorn_limits(gw, in_process=n_workers == 1),
     )
 
 

@@ -33,9 +33,15 @@ async def embed_metered(
     principal: Principal = ANONYMOUS,
     request_id: str = "",
     purpose: str = "request",
+    tokens: int | None = None,
 ) -> list[list[float]]:
-    """Embed ``texts`` through the guards; emit one usage event however it ends."""
-    tokens = embedding_tokens(embedder, texts)
+    """Embed ``texts`` through the guards; emit one usage event however it ends.
+
+    ``tokens``: the count when the caller has it already (``/v1/embeddings`` counts
+    large requests off the event loop); else it is counted here.
+    """
+    if tokens is None:
+        tokens = embedding_tokens(embedder, texts)
     t0 = time.perf_counter()
     failure: BaseException | None = None
     try:

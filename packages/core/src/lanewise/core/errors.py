@@ -49,6 +49,22 @@ class InvalidRequest(LanewiseError):
     status = 400
 
 
+class MalformedJson(LanewiseError):
+    """The body is not UTF-8 JSON (decoding failed before any field was looked at)."""
+
+    type_slug = "malformed-json"
+    title = "Malformed JSON"
+    status = 400
+
+
+class UnsupportedMediaType(LanewiseError):
+    """The body is not ``application/json``, or is compressed."""
+
+    type_slug = "unsupported-media-type"
+    title = "Unsupported media type"
+    status = 415
+
+
 class Unauthorized(LanewiseError):
     type_slug = "unauthorized"
     title = "Unauthorized"

@@ -50,7 +50,16 @@ def render_sources(hits: list[Hit]) -> str:
 
 
 def citations_for(hits: list[Hit]) -> list[Citation]:
-    return [Citation(marker=f"[{i}]", id=h.id, source=h.source) for i, h in enumerate(hits, 1)]
+    return [
+        Citation(
+            marker=f"[{i}]",
+            id=h.id,
+            source=h.source,
+            dense_rank=h.dense_rank,
+            lexical_rank=h.lexical_rank,
+        )
+        for i, h in enumerate(hits, 1)
+    ]
 
 
 def _model_timeout(request: ChatRequest, deadline: float) -> UpstreamTimeout:
@@ -129,19 +138,25 @@ class Pipeline:
         if self.retriever is None or request.retrieval is None:
             return request
         query = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        if not query.strip():
-            raise InvalidRequest("retrieval needs a non-empty user message", field="messages")
         options = request.retrieval
         k = options.k if options.k is not None else self.retriever.default_k
         with self.stage(request, "retrieve", k=k) as attrs:
-            result = await retrieve_within(
-                self.retriever,
-                principal=request.principal,
-                query=query,
-                options=options,
-                deadline_s=request.deadline_s or self.settings.gateway.request_timeout_s,
-                request_id=request.request_id,
-            )
+            try:
+                result = await retrieve_within(
+                    self.retriever,
+                    principal=request.principal,
+                    query=query,
+                    options=options,
+                    deadline_s=request.deadline_s or self.settings.gateway.request_timeout_s,
+                    request_id=request.request_id,
+                )
+            except InvalidRequest as exc:
+                if exc.extensions.get("field") != "query" or query.strip():
+                    raise
+                # No user text to search with (k and the filter were valid): no context,
+                # exactly as for a search with no hits.
+                attrs["hits"] = 0
+                return request
             if result.degraded is not None:
                 attrs["degraded"] = True
                 return msgspec.structs.replace(request, retrieval_degraded=result.degraded)

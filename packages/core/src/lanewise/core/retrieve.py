@@ -42,6 +42,8 @@ async def retrieve_within(
                     k=k,
                     filter=options.filter,
                     request_id=request_id,
+                    # Only what the caller set: a retriever without search modes takes none.
+                    **options.search_options(),
                 )
         except TimeoutError:
             raise UpstreamTimeout(

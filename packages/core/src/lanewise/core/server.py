@@ -7,8 +7,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
+from lanewise.core.http_limits import HttpLimits, LimitedHttpProtocol, protocol_with
 from litestar import Litestar
 
 
@@ -19,11 +21,29 @@ def free_port() -> int:
         return port
 
 
+def uvicorn_limits(gateway: Any, *, in_process: bool = False) -> dict[str, Any]:
+    """uvicorn options that apply ``gateway``'s protocol limits (``lanewise serve`` and tests).
+
+    Worker processes read the limits from the settings themselves (the class is
+    imported by name there); an in-process server gets a class that carries them.
+    """
+    limits = HttpLimits.from_settings(gateway)
+    return {
+        "http": protocol_with(limits) if in_process else LimitedHttpProtocol,
+        "timeout_keep_alive": limits.keepalive_timeout_s,
+        "h11_max_incomplete_event_size": limits.max_header_bytes,
+    }
+
+
 @contextmanager
 def serve_in_thread(app: Litestar, *, port: int | None = None) -> Iterator[str]:
     """Yield the base URL of ``app`` served by uvicorn; stop it gracefully on exit."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    settings = app.state.get("settings")
+    limits = uvicorn_limits(settings.gateway, in_process=True) if settings is not None else {}
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **limits
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="lanewise-gateway", daemon=True)
     thread.start()

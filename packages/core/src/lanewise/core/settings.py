@@ -117,6 +117,32 @@ class GatewaySettings(Section):
     shutdown_timeout_s: float = Field(30.0, ge=0, description="grace for in-flight requests")
     sse_keepalive_s: float = Field(15.0, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
+    max_header_bytes: int = Field(
+        32_768, ge=1024, description="request line + headers; larger get 431"
+    )
+    max_headers: int = Field(100, ge=8, description="header fields per request; more get 431")
+    header_timeout_s: float = Field(
+        20.0, gt=0, description="to receive a request's headers (idle new connections close)"
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="longest pause while a request body arrives; then 408"
+    )
+    body_min_rate_bytes_s: float = Field(
+        500.0, ge=0, description="slowest average body rate once body_timeout_s has passed"
+    )
+    keepalive_timeout_s: float = Field(
+        20.0, gt=0, description="an idle keep-alive connection closes after this"
+    )
+    max_connections: int = Field(
+        1024, ge=1, description="open connections per worker; a request beyond gets 503"
+    )
+    linger_s: float = Field(
+        5.0, ge=0, description="after an early answer (413...), read the rest this long"
+    )
+    auth_failure_limit: int = Field(
+        20, ge=1, description="failed authentications per client address per window; then 429"
+    )
+    auth_failure_window_s: float = Field(60.0, gt=0, description="window of auth_failure_limit")
     api_keys: list[ApiKeyConfig] = Field(
         default_factory=list,
         description="when empty, /v1 is open and every caller is tenant 'default'",

@@ -53,6 +53,16 @@ class RetrievalRequest(msgspec.Struct, frozen=True, kw_only=True):
     filter: Metadata | None = None
     degrade: bool | None = None
     """Answer without context (flagged) when the store is unavailable; None: the config's."""
+    mode: str | None = None
+    """How to search (the retrieval lane's ``dense``, ``lexical``, ``hybrid``); None: the
+    config's. The retriever validates it; retrievers that do not search in modes ignore it."""
+    fusion: str | None = None
+    alpha: float | None = None
+
+    def search_options(self) -> dict[str, str | float]:
+        """``mode``, ``fusion`` and ``alpha`` where set, as keyword arguments for a retriever."""
+        chosen = {"mode": self.mode, "fusion": self.fusion, "alpha": self.alpha}
+        return {name: value for name, value in chosen.items() if value is not None}
 
 
 class PromptRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -132,12 +142,18 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
     text: str = ""
     source: str = ""
     metadata: Metadata = msgspec.field(default_factory=dict)
+    dense_rank: int | None = None
+    """1-based rank of this hit in the vector search that found it; None if that path did not."""
+    lexical_rank: int | None = None
+    """1-based rank in the lexical (BM25) search; None if that path did not find it."""
 
 
 class Citation(msgspec.Struct, frozen=True, kw_only=True):
     marker: str
     id: str
     source: str
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
 
 
 class StageTiming(msgspec.Struct, frozen=True, kw_only=True):

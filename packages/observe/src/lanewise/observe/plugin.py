@@ -8,6 +8,7 @@ exporter, say) and leave the entry point out of ``LANEWISE_PLUGINS``.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import click
@@ -91,6 +92,21 @@ class ObservePlugin:
         except Exception:
             count_drop("internal")
             log.warning("telemetry could not record a stage", exc_info=True)
+
+    @hookimpl
+    def lanewise_on_demo(self, components: Any, docs_dir: Any, console: Any) -> None:
+        """The demo prints its answer on the terminal: request logs go to a file instead."""
+        from lanewise.observe.logs import configure_logging
+
+        settings: Settings = components.settings
+        observe = observe_settings(settings)
+        if observe.log_file is not None:
+            return
+        path = Path(settings.data_dir) / "logs" / "demo.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        demo = observe.model_copy(update={"log_file": path, "log_format": "json"})
+        configure_logging(demo, on_drop=lambda: count_drop("logs"))
+        console.print(f"request summaries (observe lane): {path}")
 
     @hookimpl(trylast=True)
     def lanewise_configure_cli(self, cli: click.Group) -> None:

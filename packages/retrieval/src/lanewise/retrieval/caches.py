@@ -61,7 +61,9 @@ def result_key(
     k: int,
     index_version: int,
     reranker: str = "",
+    search: str = "",
 ) -> str:
+    """``search`` names how the store was searched (mode, fusion, alpha): other hits, other key."""
     canonical = json.dumps(filter or {}, sort_keys=True, separators=(",", ":"))
     return "res:" + _digest(
         embedder_id,
@@ -72,6 +74,7 @@ def result_key(
         str(k),
         str(index_version),
         reranker,
+        search,
     )
 
 

@@ -37,6 +37,13 @@ The contract (what a caller may rely on, whatever the store):
   InvalidRequest. Results equal :func:`lanewise.retrieval.filters.matches`.
 - Tenants are isolated: the same id may exist in two tenants with different
   contents, and nothing done or asked in one tenant sees or changes another.
+- A store with a lexical index (``search_lexical``, see
+  :class:`lanewise.retrieval.lexical.LexicalStore`) ranks exactly as
+  :func:`lanewise.retrieval.lexical.bm25_rank` over the tenant's rows
+  (statistics from the tenant's rows only; the filter restricts which rows are
+  returned), under the same tenant isolation and filter rules; and hybrid
+  search (the store's two rankings fused by :func:`lanewise.retrieval.fusion.fuse`)
+  equals the fusion of the two references. Stores without one skip these tests.
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ from lanewise.core.errors import InvalidRequest
 from lanewise.core.protocols import VectorStore
 from lanewise.core.types import Hit
 from lanewise.retrieval.filters import Node, matches, to_json
+from lanewise.retrieval.fusion import fuse
+from lanewise.retrieval.lexical import LexicalStore, bm25_rank
 from lanewise.retrieval.strategies import filters, metadata
 
 Row = tuple[str, list[float], str, dict[str, Any]]
@@ -103,6 +112,47 @@ async def put(store: VectorStore, tenant: str, rows: Sequence[Row]) -> int:
     )
 
 
+WORDS = ("queue", "worker", "retry", "timeout", "budget", "token", "index", "shard", "cache")
+"""A small vocabulary so generated texts share terms (a random string would match nothing)."""
+
+
+def random_texts(rng: random.Random, n: int, *, prefix: str = "") -> list[str]:
+    """Texts of vocabulary words; text i also has i filler words ('pad'), so no two texts
+    have the same length and BM25 scores do not tie (the rankings compare exactly)."""
+    out = []
+    for i in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(1, 6))]
+        out.append(" ".join([prefix, *words, *["pad"] * i]).strip())
+    return out
+
+
+def with_texts(rows: Sequence[Row], texts: Sequence[str]) -> list[Row]:
+    return [(rid, vec, text, meta) for (rid, vec, _, meta), text in zip(rows, texts, strict=True)]
+
+
+def lexical_reference(
+    rows: Sequence[Row], query: str, k: int, filter: Node | Mapping[str, Any] | None
+) -> list[tuple[str, float]]:
+    """BM25 over the tenant's rows, returning only rows that match the filter: the oracle."""
+    allowed = [rid for rid, _, _, meta in rows if matches(filter, meta)]
+    return bm25_rank([(rid, text) for rid, _, text, _ in rows], query, k, allowed)
+
+
+def _assert_lexical(hits: Sequence[Hit], everything: Sequence[tuple[str, float]], k: int) -> None:
+    """Hits equal the reference's top k; rows with equal scores may come in any order."""
+    expected = everything[:k]
+    assert len(hits) == len(expected), (hits, expected)
+    for hit, (_, want) in zip(hits, expected, strict=True):
+        assert hit.score == pytest.approx(want, rel=1e-6), (hit.id, hit.score, want)
+    score_of = dict(everything)
+    for hit, (rid, want) in zip(hits, expected, strict=True):
+        assert hit.id == rid or score_of.get(hit.id, -1.0) == pytest.approx(want, rel=1e-9), (
+            hit.id,
+            rid,
+        )
+    assert len({h.id for h in hits}) == len(hits)
+
+
 def new_tenant() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
@@ -140,6 +190,19 @@ class VectorStoreContract:
     """Subclass and override ``store`` (a fresh, empty store of dimension ``DIM``)."""
 
     DIM: ClassVar[int] = 8
+    EXACT_BM25: ClassVar[bool] = True
+    """False for a store that ranks with its own BM25 (Weaviate: its tokenizer): lexical hits
+    are then checked as a set (the rows that match the filter and share a query term)."""
+
+    def assert_lexical(
+        self, hits: Sequence[Hit], everything: Sequence[tuple[str, float]], k: int
+    ) -> None:
+        if self.EXACT_BM25:
+            _assert_lexical(hits, everything, k)
+        else:
+            found = {h.id for h in hits}
+            assert found <= {rid for rid, _ in everything}, (found, everything)
+            assert len(found) == len(hits) == min(k, len(everything))
 
     @pytest.fixture
     def store(self) -> AsyncIterator[VectorStore]:
@@ -417,3 +480,179 @@ class VectorStoreContract:
         if raw is not None:
             await store.delete(tenant=a, filter=raw)
             assert await store.count(tenant=b) == len(rows_b)
+
+    # -- lexical and hybrid (stores with a lexical index) ------------------------
+
+    @pytest.fixture
+    def lexical_store(self, store: VectorStore) -> LexicalStore:
+        if not isinstance(store, LexicalStore):
+            pytest.skip(f"{type(store).__name__} has no lexical index")
+        return store
+
+    async def test_lexical_search_examples(self, lexical_store: LexicalStore) -> None:
+        store: Any = lexical_store
+        tenant = new_tenant()
+        texts = [
+            "the worker retries a failed task",
+            "queues per resource profile: parse and embed",
+            "RetryError is raised after max_retries attempts",
+            "retry budget and token budget",
+        ]
+        rows = with_texts(random_rows(random.Random(20), 4, self.DIM), texts)
+        await put(store, tenant, rows)
+        # Tokens: lower-cased runs of letters and digits, stopwords out, plurals folded.
+        hits = await store.search_lexical(tenant=tenant, query="Retry budgets", k=10)
+        self.assert_lexical(hits, lexical_reference(rows, "Retry budgets", len(rows), None), 10)
+        assert hits[0].id == "d3"
+        assert hits[0].text == texts[3]
+        assert hits[0].metadata == rows[3][3]
+        if self.EXACT_BM25:
+            # "retries" and "max_retries" fold to "retry"; "RetryError" is one other word.
+            assert {h.id for h in hits} == {"d0", "d2", "d3"}
+        assert await store.search_lexical(tenant=tenant, query="the of", k=5) == []
+        assert await store.search_lexical(tenant=tenant, query="zebra", k=5) == []
+        assert await store.search_lexical(tenant=new_tenant(), query="queue", k=5) == []
+        with pytest.raises(InvalidRequest):
+            await store.search_lexical(tenant=tenant, query="queue", k=0)
+        with pytest.raises(InvalidRequest, match="between"):
+            await store.search_lexical(
+                tenant=tenant, query="queue", k=1, filter={"field": "i", "between": 1}
+            )
+
+    async def test_lexical_index_follows_upserts_and_deletes(
+        self, lexical_store: LexicalStore
+    ) -> None:
+        store: Any = lexical_store
+        rng = random.Random(21)
+        tenant = new_tenant()
+        rows = with_texts(random_rows(rng, 30, self.DIM), random_texts(rng, 30))
+        await put(store, tenant, rows)
+        replaced = with_texts(rows[:5], random_texts(rng, 5, prefix="shard shard"))
+        await put(store, tenant, replaced)
+        rows = replaced + rows[5:]
+        await store.delete(tenant=tenant, ids=["d7", "d8"])
+        await store.delete(tenant=tenant, filter={"field": "i", "gte": 25})
+        rows = [r for r in rows if r[0] not in {"d7", "d8"} and r[3]["i"] < 25]
+        for query in ("shard", "queue worker", "pad timeout", "cache index token"):
+            hits = await store.search_lexical(tenant=tenant, query=query, k=8)
+            self.assert_lexical(hits, lexical_reference(rows, query, len(rows), None), 8)
+
+    @_PROPERTY
+    @given(
+        metas=st.lists(metadata(), min_size=1, max_size=30),
+        flt=st.one_of(st.none(), filters(max_leaves=5)),
+        words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
+        seed=st.integers(0, 2**32 - 1),
+        k=st.integers(1, 12),
+    )
+    async def test_lexical_search_equals_bm25_reference(
+        self,
+        lexical_store: LexicalStore,
+        metas: list[dict[str, Any]],
+        flt: Node | None,
+        words: list[str],
+        seed: int,
+        k: int,
+    ) -> None:
+        store: Any = lexical_store
+        rng = random.Random(seed)
+        tenant = new_tenant()
+        rows = with_texts(
+            random_rows(rng, len(metas), self.DIM, metas=metas), random_texts(rng, len(metas))
+        )
+        await put(store, tenant, rows)
+        query = " ".join(words)
+        raw = to_json(flt) if flt is not None else None
+        hits = await store.search_lexical(tenant=tenant, query=query, k=k, filter=raw)
+        self.assert_lexical(hits, lexical_reference(rows, query, len(rows), flt), k)
+
+    @_PROPERTY
+    @given(
+        metas=st.lists(metadata(), min_size=1, max_size=30),
+        flt=st.one_of(st.none(), filters(max_leaves=4)),
+        words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
+        seed=st.integers(0, 2**32 - 1),
+        k=st.integers(1, 10),
+        fusion=st.sampled_from(("rrf", "weighted")),
+        alpha=st.sampled_from((0.0, 0.3, 0.5, 1.0)),
+    )
+    async def test_hybrid_search_equals_fused_references(
+        self,
+        lexical_store: LexicalStore,
+        metas: list[dict[str, Any]],
+        flt: Node | None,
+        words: list[str],
+        seed: int,
+        k: int,
+        fusion: Any,
+        alpha: float,
+    ) -> None:
+        if not self.EXACT_BM25:
+            pytest.skip("the store ranks with its own BM25; fusion is checked on exact stores")
+        store: Any = lexical_store
+        rng = random.Random(seed)
+        tenant = new_tenant()
+        rows = with_texts(
+            random_rows(rng, len(metas), self.DIM, metas=metas), random_texts(rng, len(metas))
+        )
+        await put(store, tenant, rows)
+        query, vector = " ".join(words), random_vector(rng, self.DIM)
+        raw = to_json(flt) if flt is not None else None
+        fetch = 2 * k
+        dense = await store.search(tenant=tenant, vector=vector, k=fetch, filter=raw)
+        lexical = await store.search_lexical(tenant=tenant, query=query, k=fetch, filter=raw)
+        got = fuse(dense, lexical, k=k, fusion=fusion, alpha=alpha)
+        by_id = {r[0]: r for r in rows}
+        want_dense = [
+            Hit(id=rid, score=score) for rid, score in brute_force(rows, vector, fetch, flt)
+        ]
+        want_lexical = [
+            Hit(id=rid, score=score) for rid, score in lexical_reference(rows, query, fetch, flt)
+        ]
+        want = fuse(want_dense, want_lexical, k=k, fusion=fusion, alpha=alpha)
+        assert [(h.id, h.dense_rank, h.lexical_rank) for h in got] == [
+            (h.id, h.dense_rank, h.lexical_rank) for h in want
+        ]
+        for hit, ref in zip(got, want, strict=True):
+            assert hit.score == pytest.approx(ref.score, abs=1e-3)
+            assert hit.text == by_id[hit.id][2]
+
+    @_PROPERTY
+    @given(
+        metas_a=st.lists(metadata(), min_size=0, max_size=20),
+        metas_b=st.lists(metadata(), min_size=1, max_size=20),
+        flt=st.one_of(st.none(), filters(max_leaves=5)),
+        words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
+        seed=st.integers(0, 2**32 - 1),
+    )
+    async def test_lexical_tenant_isolation_property(
+        self,
+        lexical_store: LexicalStore,
+        metas_a: list[dict[str, Any]],
+        metas_b: list[dict[str, Any]],
+        flt: Node | None,
+        words: list[str],
+        seed: int,
+    ) -> None:
+        """Tenant A's lexical hits are A's rows, scored by A's statistics only, under any
+        filter, whatever B stores (B's texts repeat the query's words)."""
+        store: Any = lexical_store
+        rng = random.Random(seed)
+        a, b = new_tenant(), new_tenant()
+        query = " ".join(words)
+        rows_a = with_texts(
+            random_rows(rng, len(metas_a), self.DIM, prefix="s", metas=metas_a),
+            random_texts(rng, len(metas_a)),
+        )
+        rows_b = random_rows(rng, len(metas_b), self.DIM, prefix="s", metas=metas_b)
+        rows_b = with_texts(
+            rows_b, [f"B {query} {query} {t}" for t in random_texts(rng, len(metas_b))]
+        )
+        if rows_a:
+            await put(store, a, rows_a)
+        await put(store, b, rows_b)
+        raw = to_json(flt) if flt is not None else None
+        hits = await store.search_lexical(tenant=a, query=query, k=50, filter=raw)
+        self.assert_lexical(hits, lexical_reference(rows_a, query, len(rows_a), flt), 50)
+        own = {r[0]: r[2] for r in rows_a}
+        assert all(own.get(h.id) == h.text for h in hits)

@@ -40,4 +40,8 @@ def build_retriever(components: Components) -> SearchRetriever | None:
         max_k=section.max_k,
         default_k=section.default_k,
         degrade=section.degrade,
+        mode=section.mode,
+        fusion=section.fusion,
+        alpha=section.alpha,
+        rrf_k=section.rrf_k,
     )

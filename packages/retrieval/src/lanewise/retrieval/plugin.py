@@ -11,7 +11,7 @@ from lanewise.core.settings import SectionRegister, Settings
 from lanewise.retrieval.api import ROUTES
 from lanewise.retrieval.embedders.factories import build_minilm, build_openai, build_triton
 from lanewise.retrieval.factories import build_retriever
-from lanewise.retrieval.rerank import build_mmr
+from lanewise.retrieval.rerank import build_mmr, build_passages
 from lanewise.retrieval.settings import COMPONENTS, RetrievalSettings
 from lanewise.retrieval.stores import build_embedded
 from lanewise.retrieval.stores.pgvector import build_pgvector
@@ -74,6 +74,11 @@ def lanewise_register_rerankers(register: Register) -> None:
         build_mmr,
         description="maximal marginal relevance: relevance minus redundancy, for diverse context",
         default=True,
+    )
+    register(
+        "passages",
+        build_passages,
+        description="re-scores candidates by their best paragraph's cosine to the query (CPU)",
     )
 
 

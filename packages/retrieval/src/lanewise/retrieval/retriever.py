@@ -1,5 +1,12 @@
 """The retriever: query text → (cached) embedding → tenant-scoped search → rerank.
 
+The search runs in one of three modes (:mod:`lanewise.retrieval.fusion`):
+``dense`` (vectors only), ``lexical`` (BM25 only; the query is not embedded)
+or ``hybrid`` (both, concurrently, fused). A store without a lexical index
+(no ``search_lexical``) serves the configured default ``hybrid`` as ``dense``
+(the ``search`` stage says so); asking for ``lexical`` or ``hybrid`` in a
+request is then a 400.
+
 The tenant always comes from the authenticated principal; nothing in a request
 body can name another tenant. Each stage emits one ``lanewise_on_stage`` event
 (``embed``, ``search``, ``rerank``) carrying the cache outcome, the index
@@ -9,44 +16,25 @@ without a hook of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import asyncio
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from lanewise.core.context import current_request
 from lanewise.core.embeddings import embed_metered
 from lanewise.core.errors import InvalidRequest, LanewiseError, Unavailable
 from lanewise.core.guards import GuardChain
-from lanewise.core.protocols import (
-    Embedder,
-    Filter,
-    Reranker,
-    VectorStore,
-)
+from lanewise.core.protocols import Embedder, Reranker, VectorStore
 from lanewise.core.stages import timed_stage
 from lanewise.core.types import ANONYMOUS, Hit, Principal
 from lanewise.retrieval.caches import RetrievalCache, embedding_key, result_key
 from lanewise.retrieval.filters import parse_filter, to_json
+from lanewise.retrieval.fusion import FUSIONS, MODES, Fusion, Mode, fuse, ranked
+from lanewise.retrieval.lexical import LexicalStore
 
 RETRY_AFTER_S = 5.0
 MAX_OVERFETCH = 200
-
-
-@runtime_checkable
-class HybridStore(Protocol):
-    """A store that fuses lexical and vector search itself (Weaviate with ``alpha`` set)."""
-
-    alpha: float | None
-
-    async def search_hybrid(
-        self,
-        *,
-        tenant: str,
-        query: str,
-        vector: Sequence[float],
-        k: int,
-        filter: Filter | None = None,
-    ) -> list[Hit]: ...
 
 
 class SearchRetriever:
@@ -63,6 +51,10 @@ class SearchRetriever:
         default_k: int = 4,
         degrade: bool = False,
         overfetch: int = 4,
+        mode: Mode = "hybrid",
+        fusion: Fusion = "weighted",
+        alpha: float = 0.7,
+        rrf_k: int = 60,
     ) -> None:
         self.embedder = embedder
         self.store = store
@@ -74,12 +66,18 @@ class SearchRetriever:
         self.default_k = default_k
         self.degrade = degrade
         self.overfetch = overfetch
+        self.mode: Mode = mode
+        self.fusion: Fusion = fusion
+        self.alpha = alpha
+        self.rrf_k = rrf_k
 
     # -- validation -------------------------------------------------------------
     def check(self, query: str, k: int, filter: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Validate the request; return the filter in canonical form."""
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidRequest("query must be a non-empty string", field="query")
+        """Validate the request; return the filter in canonical form.
+
+        The query is checked last, so a caller with nothing to search for (RAG without
+        user text) still learns about a bad ``k`` or filter.
+        """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidRequest(f"k must be an integer >= 1 (got {k!r})", field="k")
         if k > self.max_k:
@@ -89,13 +87,47 @@ class SearchRetriever:
                 limit=self.max_k,
             )
         try:
-            return to_json(parse_filter(filter))
+            canonical = to_json(parse_filter(filter))
         except InvalidRequest as exc:
             where = exc.extensions.get("field")
             raise InvalidRequest(
                 exc.detail,
                 **{**exc.extensions, "field": "filter", "filter_field": where},
             ) from None
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidRequest("query must be a non-empty string", field="query")
+        return canonical
+
+    def search_plan(
+        self, mode: str | None, fusion: str | None, alpha: float | None
+    ) -> tuple[Mode, Fusion, float]:
+        """The request's mode, fusion and alpha over the configured ones, validated."""
+        if mode is not None and mode not in MODES:
+            raise InvalidRequest(
+                f"mode must be one of {', '.join(MODES)} (got {mode!r})", field="mode"
+            )
+        if fusion is not None and fusion not in FUSIONS:
+            raise InvalidRequest(
+                f"fusion must be one of {', '.join(FUSIONS)} (got {fusion!r})", field="fusion"
+            )
+        if alpha is not None and (
+            isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1
+        ):
+            raise InvalidRequest(f"alpha must be a number in [0, 1] (got {alpha!r})", field="alpha")
+        chosen: Mode = mode or self.mode  # type: ignore[assignment]
+        if chosen != "dense" and not isinstance(self.store, LexicalStore):
+            if mode is not None:
+                raise InvalidRequest(
+                    f"mode {mode!r} needs a lexical index, which the configured vector store "
+                    f"({type(self.store).__name__}) lacks; use mode = 'dense'",
+                    field="mode",
+                )
+            chosen = "dense"
+        return (
+            chosen,
+            fusion or self.fusion,  # type: ignore[return-value]
+            float(self.alpha if alpha is None else alpha),
+        )
 
     # -- stages -----------------------------------------------------------------
     @contextmanager
@@ -146,6 +178,23 @@ class SearchRetriever:
                 retry_after_s=RETRY_AFTER_S,
             ) from None
 
+    async def _dense(
+        self, tenant: str, vector: list[float], k: int, flt: dict[str, Any] | None
+    ) -> list[Hit]:
+        found: list[Hit] = await self._store_call(
+            self.store.search(tenant=tenant, vector=vector, k=k, filter=flt)
+        )
+        return found
+
+    async def _lexical(
+        self, tenant: str, query: str, k: int, flt: dict[str, Any] | None
+    ) -> list[Hit]:
+        store: LexicalStore = self.store  # type: ignore[assignment]  # checked by search_plan
+        found: list[Hit] = await self._store_call(
+            store.search_lexical(tenant=tenant, query=query, k=k, filter=flt)
+        )
+        return found
+
     # -- the whole thing --------------------------------------------------------
     async def retrieve(
         self,
@@ -155,8 +204,13 @@ class SearchRetriever:
         k: int,
         filter: Mapping[str, Any] | None = None,
         request_id: str = "",
+        mode: str | None = None,
+        fusion: str | None = None,
+        alpha: float | None = None,
     ) -> list[Hit]:
         canonical = self.check(query, k, filter)
+        mode_, fusion_, alpha_ = self.search_plan(mode, fusion, alpha)
+        plan = mode_ if mode_ != "hybrid" else f"hybrid/{fusion_}/{alpha_:g}/{self.rrf_k}"
         tenant = principal.tenant
         rerank = self.reranker
         key = ""
@@ -177,26 +231,42 @@ class SearchRetriever:
                     k=k,
                     index_version=int(version or 0),
                     reranker=rerank.name if rerank is not None else "",
+                    search=plan,
                 )
                 cached = await self.cache.get_hits(key)
                 attrs["lanewise.cache.result"] = "miss" if cached is None else "hit"
                 if cached is not None:
                     return cached
-        vector = await self.embed_query(query, request_id, principal)
-        fetch_k = k if rerank is None else min(max(k * self.overfetch, k), MAX_OVERFETCH)
-        with self.stage(request_id, "search", k=fetch_k) as attrs:
+        vector = await self.embed_query(query, request_id, principal) if mode_ != "lexical" else []
+        overfetched = min(max(k * self.overfetch, k), MAX_OVERFETCH)
+        # Fusion needs candidates beyond k from each path, as a reranker does.
+        fetch_k = k if rerank is None and mode_ != "hybrid" else overfetched
+        flt = canonical or None
+        with self.stage(
+            request_id, "search", k=fetch_k, **{"lanewise.retrieval.mode": mode_}
+        ) as attrs:
             if version is not None:
                 attrs["lanewise.index.version"] = version
-            if isinstance(self.store, HybridStore) and self.store.alpha is not None:
-                attrs["hybrid_alpha"] = self.store.alpha
-                search = self.store.search_hybrid(
-                    tenant=tenant, query=query, vector=vector, k=fetch_k, filter=canonical or None
-                )
+            if mode_ == "dense":
+                hits = ranked(await self._dense(tenant, vector, fetch_k, flt), "dense")
+            elif mode_ == "lexical":
+                hits = ranked(await self._lexical(tenant, query, fetch_k, flt), "lexical")
             else:
-                search = self.store.search(
-                    tenant=tenant, vector=vector, k=fetch_k, filter=canonical or None
+                dense, lexical = await asyncio.gather(
+                    self._dense(tenant, vector, fetch_k, flt),
+                    self._lexical(tenant, query, fetch_k, flt),
                 )
-            hits: list[Hit] = await self._store_call(search)
+                attrs.update(
+                    {
+                        "lanewise.retrieval.fusion": fusion_,
+                        "lanewise.retrieval.alpha": alpha_,
+                        "dense_hits": len(dense),
+                        "lexical_hits": len(lexical),
+                    }
+                )
+                hits = fuse(
+                    dense, lexical, k=fetch_k, fusion=fusion_, alpha=alpha_, rrf_k=self.rrf_k
+                )
             attrs["hits"] = len(hits)
         if rerank is not None and hits:
             with self.stage(request_id, "rerank", reranker=rerank.name, candidates=len(hits)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from lanewise.core.settings import ComponentConfig, Section
 from pydantic import Field
 
@@ -19,6 +21,23 @@ class RetrievalSettings(Section):
         300.0, ge=0, description="query-embedding and result cache TTL; 0 disables both"
     )
     cache_max_entries: int = Field(10_000, ge=1, description="in-process cache bound (LRU)")
+    mode: Literal["dense", "lexical", "hybrid"] = Field(
+        "hybrid", description="how the store is searched unless a request says otherwise"
+    )
+    fusion: Literal["rrf", "weighted"] = Field(
+        "weighted", description="hybrid fusion: min-max normalised scores, or reciprocal rank"
+    )
+    alpha: float = Field(0.7, ge=0, le=1, description="hybrid weight of the dense side")
+    rrf_k: int = Field(60, ge=1, description="the k in reciprocal rank fusion's 1 / (k + rank)")
+    max_embedding_inputs: int = Field(
+        2048, ge=1, description="/v1/embeddings: inputs per request (more get 400)"
+    )
+    max_embedding_input_tokens: int = Field(
+        8192, ge=1, description="/v1/embeddings: tokens in any one input (more get 400)"
+    )
+    max_embedding_request_tokens: int = Field(
+        300_000, ge=1, description="/v1/embeddings: tokens in all inputs together (more get 400)"
+    )
 
 
 COMPONENTS = {"embedder": "embedder", "vector_store": "vector store", "reranker": "reranker"}

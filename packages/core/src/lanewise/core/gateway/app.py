@@ -10,9 +10,11 @@ import pluggy
 from lanewise.core import __version__
 from lanewise.core.container import build_components, close_components
 from lanewise.core.factory import Components
+from lanewise.core.gateway.auth_throttle import AuthFailureThrottle
 from lanewise.core.gateway.health import healthz, readyz
 from lanewise.core.gateway.middleware import GatewayMiddleware
 from lanewise.core.gateway.openai_api import chat_completions, completions, list_models
+from lanewise.core.gateway.openapi import FinishedJsonRenderPlugin
 from lanewise.core.gateway.problems import EXCEPTION_HANDLERS
 from lanewise.core.plugins import get_plugin_manager
 from lanewise.core.settings import Settings, load_settings
@@ -23,6 +25,7 @@ from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins import InitPluginProtocol
 
 
@@ -50,8 +53,13 @@ class LanewiseInitPlugin(InitPluginProtocol):
                 "settings": Provide(lambda: self.settings, sync_to_thread=False),
             }
         )
+        throttle = AuthFailureThrottle(
+            limit=gateway.auth_failure_limit, window_s=gateway.auth_failure_window_s
+        )
         app_config.middleware.append(
-            DefineMiddleware(GatewayMiddleware, settings=self.settings, hook=self.pm.hook)
+            DefineMiddleware(
+                GatewayMiddleware, settings=self.settings, hook=self.pm.hook, throttle=throttle
+            )
         )
         # Litestar would configure the root logger at INFO, putting a log line for every
         # upstream httpx call on the hot path; the problem handlers log errors themselves.
@@ -61,7 +69,14 @@ class LanewiseInitPlugin(InitPluginProtocol):
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)  # type: ignore[arg-type]
         app_config.request_max_body_size = gateway.max_body_bytes
         app_config.openapi_config = OpenAPIConfig(
-            title="lanewise gateway", version=__version__, path="/schema"
+            title="lanewise gateway",
+            version=__version__,
+            path="/schema",
+            render_plugins=[
+                FinishedJsonRenderPlugin(self.settings, path="/openapi.json"),
+                RedocRenderPlugin(path=["/", "/redoc"]),
+                SwaggerRenderPlugin(path="/swagger"),
+            ],
         )
         if gateway.cors_origins:
             app_config.cors_config = CORSConfig(allow_origins=gateway.cors_origins)
@@ -95,6 +110,7 @@ def create_app(
         request_max_body_size=settings.gateway.max_body_bytes,
     )
     app.state["components"] = components
+    app.state["settings"] = settings
     return app
 
 

@@ -9,7 +9,9 @@ that, for every routed HTTP request:
   pipeline, stream generators and log calls read;
 * authenticates ``/v1`` routes through ``lanewise_resolve_principal`` and puts
   the :class:`~lanewise.core.types.Principal` where Litestar keeps the
-  authenticated user (``request.user``);
+  authenticated user (``request.user``); failed authentications are counted per
+  client address and, past ``gateway.auth_failure_limit``, answered 429 before
+  any key is checked (:mod:`lanewise.core.gateway.auth_throttle`);
 * when the request ends, however it ends, settles any guarded model call that
   nothing settled (a stream abandoned before it started).
 
@@ -26,6 +28,7 @@ from typing import Any
 
 from lanewise.core.context import RequestContext, enter_request, exit_request
 from lanewise.core.errors import Unauthorized
+from lanewise.core.gateway.auth_throttle import AuthFailureThrottle
 from lanewise.core.guards import settle_abandoned
 from lanewise.core.settings import Settings
 from litestar.enums import ScopeType
@@ -76,16 +79,36 @@ class RawHeaders(Mapping[str, str]):
 
 
 class GatewayMiddleware:
-    """Registered as ``DefineMiddleware(GatewayMiddleware, settings=..., hook=...)``.
+    """Registered as ``DefineMiddleware(GatewayMiddleware, settings=..., hook=..., throttle=...)``.
 
     A plain ASGI callable rather than Litestar's ``ASGIMiddleware`` base: it runs for
     every route, so the base's per-request exclusion checks would be pure cost.
     """
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, hook: Any) -> None:
+    def __init__(
+        self, app: ASGIApp, *, settings: Settings, hook: Any, throttle: AuthFailureThrottle
+    ) -> None:
         self.app = app
         self.settings = settings
         self.hook = hook
+        # One table for the app: Litestar builds this middleware once per route.
+        self.throttle = throttle
+
+    def authenticate(self, scope: Scope, raw_headers: Iterable[tuple[bytes, bytes]]) -> Any:
+        """The caller's principal; failures are counted per client address (then 429)."""
+        client = scope.get("client")
+        address = client[0] if client else ""
+        self.throttle.check(address)
+        try:
+            principal = self.hook.lanewise_resolve_principal(
+                headers=RawHeaders(raw_headers), settings=self.settings
+            )
+            if principal is None:
+                raise Unauthorized("no authentication plugin accepted this request")
+        except Unauthorized:
+            self.throttle.failed(address)
+            raise
+        return principal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -110,11 +133,7 @@ class GatewayMiddleware:
         token = enter_request(context)
         try:
             if scope["path"].startswith(API_PREFIX):
-                principal = self.hook.lanewise_resolve_principal(
-                    headers=RawHeaders(raw_headers), settings=self.settings
-                )
-                if principal is None:
-                    raise Unauthorized("no authentication plugin accepted this request")
+                principal = self.authenticate(scope, raw_headers)
                 context.principal = principal
                 scope["user"] = principal
             await next_app(scope, receive, send_with_id)

@@ -16,6 +16,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from lanewise.core.errors import PROBLEM_BASE, InvalidRequest, LanewiseError
+from lanewise.core.gateway.body import JsonBody
+from lanewise.core.gateway.openai_responses import (
+    ChatCompletionOut,
+    ModelListOut,
+    TextCompletionOut,
+)
+from lanewise.core.gateway.openapi import drop_components, set_property
 from lanewise.core.gateway.principal import principal_of, request_id
 from lanewise.core.gateway.streaming import KEEPALIVE_COMMENT, with_keepalive
 from lanewise.core.pipeline import Pipeline, citations_for
@@ -26,34 +33,111 @@ from lanewise.core.types import (
     ChatRequest,
     Message,
     RetrievalRequest,
+    Role,
     SamplingParams,
     Usage,
 )
 from litestar import Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
 from litestar.response import Stream
 
 log = logging.getLogger("lanewise.gateway")
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0, le=2.0)]
+# Bounds a 64-bit backend can hold, stated so the schema and the decoder agree.
+MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
-class ContentPart(msgspec.Struct, kw_only=True):
-    type: str
-    text: str | None = None
+class TextPart(msgspec.Struct, kw_only=True, tag_field="type", tag="text"):
+    text: str
 
 
-class ChatMessageIn(msgspec.Struct, kw_only=True):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
+class ImageUrlPart(msgspec.Struct, kw_only=True, tag_field="type", tag="image_url"):
+    image_url: dict[str, Any]
+
+
+class InputAudioPart(msgspec.Struct, kw_only=True, tag_field="type", tag="input_audio"):
+    input_audio: dict[str, Any]
+
+
+class FilePart(msgspec.Struct, kw_only=True, tag_field="type", tag="file"):
+    file: dict[str, Any]
+
+
+class RefusalPart(msgspec.Struct, kw_only=True, tag_field="type", tag="refusal"):
+    refusal: str
+
+
+# Parts the reference API defines: decoded so the refusal can name them (a 400 saying
+# the model takes text only) instead of being dropped in silence.
+ContentPart = TextPart | ImageUrlPart | InputAudioPart | FilePart | RefusalPart
+Content = str | list[ContentPart]
+
+
+def joined_text(content: Content | None, where: str) -> str:
+    """Text parts joined; any other part is refused, naming where it is."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for i, part in enumerate(content):
+        if not isinstance(part, TextPart):
+            kind = type(part).__struct_config__.tag
+            raise InvalidRequest(
+                f"{where}.content[{i}] is a {kind!r} part; the models behind this gateway "
+                "take text only: send 'text' parts",
+                field=f"{where}.content[{i}].type",
+            )
+        texts.append(part.text)
+    return "".join(texts)
+
+
+class _MessageIn(msgspec.Struct, kw_only=True, tag_field="role"):
     name: str | None = None
 
-    def text(self) -> str:
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(p.text or "" for p in self.content if p.type == "text")
+
+class SystemMessageIn(_MessageIn, tag="system"):
+    content: Content
+
+
+class DeveloperMessageIn(_MessageIn, tag="developer"):
+    content: Content
+
+
+class UserMessageIn(_MessageIn, tag="user"):
+    content: Content
+
+
+class AssistantMessageIn(_MessageIn, tag="assistant"):
+    content: Content | None = None
+    refusal: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ToolMessageIn(msgspec.Struct, kw_only=True, tag_field="role", tag="tool"):
+    content: Content
+    tool_call_id: str
+
+
+ChatMessageIn = (
+    SystemMessageIn | DeveloperMessageIn | UserMessageIn | AssistantMessageIn | ToolMessageIn
+)
+_ROLE: dict[type, Role] = {
+    SystemMessageIn: "system",
+    DeveloperMessageIn: "system",
+    UserMessageIn: "user",
+    AssistantMessageIn: "assistant",
+    ToolMessageIn: "tool",
+}
+
+
+def to_message(message: ChatMessageIn, index: int) -> Message:
+    return Message(
+        role=_ROLE[type(message)],
+        content=joined_text(message.content, f"messages[{index}]"),
+        name=getattr(message, "name", None),
+    )
 
 
 class StreamOptions(msgspec.Struct, kw_only=True):
@@ -65,6 +149,10 @@ class RetrievalOptions(msgspec.Struct, kw_only=True):
     filter: dict[str, Any] | None = None
     degrade: bool | None = None
     """Answer without context (flagged) if the store is unavailable; default retrieval.degrade."""
+    mode: Literal["dense", "lexical", "hybrid"] | None = None
+    """Default retrieval.mode; the retriever checks it against what it supports."""
+    fusion: Literal["rrf", "weighted"] | None = None
+    alpha: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
 
 
 class LanewiseExtension(msgspec.Struct, kw_only=True):
@@ -74,17 +162,38 @@ class LanewiseExtension(msgspec.Struct, kw_only=True):
 class ChatCompletionsBody(msgspec.Struct, kw_only=True):
     model: Annotated[str, msgspec.Meta(min_length=1)]
     messages: Annotated[list[ChatMessageIn], msgspec.Meta(min_length=1)]
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
     temperature: NonNegFloat | None = None
     top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
     n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     user: str | None = None
     lanewise: LanewiseExtension | None = None
+
+
+class CompletionsBody(msgspec.Struct, kw_only=True):
+    """Legacy ``/v1/completions``: one prompt in, text out."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    prompt: str | Annotated[list[str], msgspec.Meta(min_length=1, max_length=1)]
+    max_tokens: MaxTokens | None = None
+    temperature: NonNegFloat | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
+    n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: Seed | None = None
+    echo: bool = False
+    user: str | None = None
+
+
+CHAT_BODY = JsonBody(ChatCompletionsBody)
+COMPLETIONS_BODY = JsonBody(CompletionsBody)
 
 
 def retrieval_request(extension: LanewiseExtension | None) -> RetrievalRequest | None:
@@ -93,16 +202,20 @@ def retrieval_request(extension: LanewiseExtension | None) -> RetrievalRequest |
     if not options:
         return None
     if isinstance(options, RetrievalOptions):
-        return RetrievalRequest(k=options.k, filter=options.filter, degrade=options.degrade)
+        return RetrievalRequest(
+            k=options.k,
+            filter=options.filter,
+            degrade=options.degrade,
+            mode=options.mode,
+            fusion=options.fusion,
+            alpha=options.alpha,
+        )
     return RetrievalRequest()
 
 
 def to_chat_request(body: ChatCompletionsBody, request: Request[Any, Any, Any]) -> ChatRequest:
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    messages = [
-        Message(role="system" if m.role == "developer" else m.role, content=m.text(), name=m.name)
-        for m in body.messages
-    ]
+    messages = [to_message(m, i) for i, m in enumerate(body.messages)]
     return ChatRequest(
         model=body.model,
         messages=messages,
@@ -284,15 +397,65 @@ def sse_stream(events: AsyncIterator[bytes], headers: Mapping[str, str] | None =
     )
 
 
-@post("/v1/chat/completions", tags=["openai"], status_code=200)
+MODEL_ERRORS = (404, 429, 502, 503, 504)
+NON_TEXT_PARTS = ("ImageUrlPart", "InputAudioPart", "FilePart", "RefusalPart")
+
+
+def describe_models(*bodies: str) -> Any:
+    """``opt["describe"]``: text parts only, and ``model`` one of the served models."""
+
+    def describe(schemas: dict[str, Any], components: Any) -> None:
+        drop_components(schemas, NON_TEXT_PARTS)
+        if components is None:
+            return
+        pipeline = components.pipeline()
+        names = sorted(pipeline.model_names())
+        # Per model: max_tokens up to its backend's max_output_tokens (check_max_tokens).
+        limits = [
+            (name, limit)
+            for name in names
+            if isinstance(limit := getattr(pipeline.backends[name], "max_output_tokens", None), int)
+        ]
+        for body in bodies:
+            if names:
+                set_property(schemas, body, "model", enum=names)
+            if body in schemas and limits:
+                schemas[body].setdefault("allOf", []).extend(
+                    {
+                        "if": {"properties": {"model": {"const": name}}},
+                        "then": {
+                            "properties": {
+                                field: {"anyOf": [{"maximum": limit}, {"type": "null"}]}
+                                for field in ("max_tokens", "max_completion_tokens")
+                            }
+                        },
+                    }
+                    for name, limit in limits
+                )
+
+    return describe
+
+
+@post(
+    "/v1/chat/completions",
+    tags=["openai"],
+    status_code=200,
+    opt={
+        "body": CHAT_BODY,
+        "ok": ChatCompletionOut,
+        "stream": True,
+        "errors": MODEL_ERRORS,
+        "describe": describe_models("ChatCompletionsBody"),
+    },
+)
 async def chat_completions(
-    data: JSONBody[ChatCompletionsBody],
     request: Request[Any, Any, Any],
     pipeline: NamedDependency[Pipeline],
 ) -> Any:
     """Create a chat completion (OpenAI-compatible; ``stream: true`` for SSE)."""
     # One dependency only: Litestar resolves two or more in an anyio task group,
     # two extra tasks per request (~90 us); settings come from the pipeline.
+    data = await CHAT_BODY.read(request)
     chat = to_chat_request(data, request)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -318,7 +481,9 @@ async def chat_completions(
     )
 
 
-@get("/v1/models", tags=["openai"], sync_to_thread=False)
+@get(
+    "/v1/models", tags=["openai"], sync_to_thread=False, opt={"ok": ModelListOut, "errors": (429,)}
+)
 def list_models(pipeline: NamedDependency[Pipeline]) -> dict[str, Any]:
     """Models this gateway serves."""
     data = []
@@ -334,23 +499,6 @@ def list_models(pipeline: NamedDependency[Pipeline]) -> dict[str, Any]:
             entry.update(backend.describe())
         data.append(entry)
     return {"object": "list", "data": data}
-
-
-class CompletionsBody(msgspec.Struct, kw_only=True):
-    """Legacy ``/v1/completions``: one prompt in, text out."""
-
-    model: Annotated[str, msgspec.Meta(min_length=1)]
-    prompt: str | Annotated[list[str], msgspec.Meta(min_length=1, max_length=1)]
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    temperature: NonNegFloat | None = None
-    top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
-    n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    echo: bool = False
-    user: str | None = None
 
 
 def completions_to_chat_request(
@@ -375,13 +523,24 @@ def completions_to_chat_request(
     )
 
 
-@post("/v1/completions", tags=["openai"], status_code=200)
+@post(
+    "/v1/completions",
+    tags=["openai"],
+    status_code=200,
+    opt={
+        "body": COMPLETIONS_BODY,
+        "ok": TextCompletionOut,
+        "stream": True,
+        "errors": MODEL_ERRORS,
+        "describe": describe_models("CompletionsBody"),
+    },
+)
 async def completions(
-    data: JSONBody[CompletionsBody],
     request: Request[Any, Any, Any],
     pipeline: NamedDependency[Pipeline],
 ) -> Any:
     """Create a legacy text completion (OpenAI-compatible; ``stream: true`` for SSE)."""
+    data = await COMPLETIONS_BODY.read(request)
     chat = completions_to_chat_request(data, request)
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())

@@ -50,6 +50,7 @@ def problem_response(
     title: str,
     detail: str,
     retry_after_s: float | None = None,
+    headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> Response[bytes]:
     body: dict[str, Any] = {
@@ -61,7 +62,7 @@ def problem_response(
     }
     rid = request_id_of(request)
     body["request_id"] = rid
-    headers: dict[str, str] = {"x-request-id": rid}
+    headers = {**(headers or {}), "x-request-id": rid}
     if retry_after_s is not None:
         body["retry_after_s"] = retry_after_s
         headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
@@ -74,6 +75,10 @@ def problem_response(
     )
 
 
+# RFC 9110 §11.6.1: a 401 names the scheme that would work.
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="lanewise"'}
+
+
 def lanewise_error_handler(request: Request[Any, Any, Any], exc: LanewiseError) -> Response[bytes]:
     if exc.status >= 500:
         log.warning("request failed: %s", exc.detail, extra={"request_id": request_id_of(request)})
@@ -84,6 +89,7 @@ def lanewise_error_handler(request: Request[Any, Any, Any], exc: LanewiseError) 
         title=exc.title,
         detail=exc.detail,
         retry_after_s=exc.retry_after_s,
+        headers=_CHALLENGE if exc.status == 401 else None,
         **exc.extensions,
     )
 
@@ -129,20 +135,33 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     else:
         detail = str(exc.detail)
     retry_after = None
-    if exc.headers and "Retry-After" in exc.headers:
-        retry_after = float(exc.headers["Retry-After"])
+    headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+    if "retry-after" in headers:
+        retry_after = float(headers.pop("retry-after"))
+    # 405 carries Allow (RFC 9110 §15.5.6); Litestar puts it on the exception.
+    kept = {"Allow": headers["allow"]} if "allow" in headers else None
     return problem_response(
         request,
         status=status,
         type_uri=PROBLEM_BASE + slug,
-        title=_title(status),
+        title="Malformed JSON" if slug == "malformed-json" else _title(status),
         detail=detail,
         retry_after_s=retry_after,
+        headers=kept,
         **extensions,
     )
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if isinstance(exc, UnicodeDecodeError) and _raised_by_body_decoding(exc):
+        # Routes that still let Litestar parse the body: invalid UTF-8 is the client's.
+        return problem_response(
+            request,
+            status=400,
+            type_uri=PROBLEM_BASE + "malformed-json",
+            title="Malformed JSON",
+            detail=f"the request body is not valid UTF-8 (byte {exc.start}); encode text as UTF-8",
+        )
     if isinstance(exc, RecursionError) and "deserializing" in str(exc):
         # msgspec refuses absurdly nested JSON this way: the client's fault, not ours.
         return problem_response(
@@ -166,6 +185,13 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
         title="Internal error",
         detail="the gateway failed to handle this request; quote the request_id when reporting it",
     )
+
+
+def _raised_by_body_decoding(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "litestar/serialization" in tb.tb_frame.f_code.co_filename
 
 
 def _title(status: int) -> str:

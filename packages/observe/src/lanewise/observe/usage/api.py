@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from lanewise.core.errors import LanewiseError, Unavailable
 from lanewise.core.types import Principal
-from lanewise.observe.usage.query import usage_summary
+from lanewise.observe.usage.query import WINDOW_PATTERN, GroupBy, usage_summary
 from lanewise.observe.usage.store import UsageWriter
 from litestar import Request, get
-from litestar.params import FromQuery
+from litestar.params import FromQuery, Parameter
 from sqlalchemy.exc import SQLAlchemyError
 
 
@@ -20,11 +20,12 @@ class Forbidden(LanewiseError):
 
 
 def make_usage_route(writer: UsageWriter) -> Any:
-    @get("/v1/usage", tags=["usage"], sync_to_thread=True)
+    # opt["errors"]: the statuses /schema documents besides 200 (see lanewise.core.gateway.openapi).
+    @get("/v1/usage", tags=["usage"], sync_to_thread=True, opt={"errors": (400, 403, 503)})
     def read_usage(
         request: Request[Any, Any, Any],
-        group_by: FromQuery[str] = "model",
-        window: FromQuery[str] = "24h",
+        group_by: FromQuery[GroupBy] = "model",
+        window: Annotated[str, Parameter(pattern=WINDOW_PATTERN)] = "24h",
         tenant: FromQuery[str | None] = None,
     ) -> dict[str, Any]:
         """Token usage (and cost, when priced) of the caller's tenant over ``window``.

@@ -18,22 +18,22 @@ GROUP_COLUMNS: dict[str, tuple[tuple[str, ColumnElement[Any]], ...]] = {
     "model": (("model", usage.c.model),),
     "prompt": (("prompt", usage.c.prompt_name), ("prompt_version", usage.c.prompt_version)),
 }
-_WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
+WINDOW_PATTERN = r"^([1-9][0-9]{0,5})([smhd])$"
+_WINDOW = re.compile(WINDOW_PATTERN)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW_S = 400 * 86400
 
 
 def window_seconds(window: str) -> int:
-    """``15m``, ``24h``, ``7d`` ... in seconds; a bad value names the accepted form."""
-    match = _WINDOW.match(window.strip())
-    seconds = int(match.group(1)) * _UNIT_S[match.group(2)] if match else 0
-    if not 0 < seconds <= MAX_WINDOW_S:
+    """``15m``, ``24h``, ``7d`` ... in seconds, at most 400 days (longer windows are
+    capped: nothing older is kept); a bad value names the accepted form."""
+    match = _WINDOW.match(window)
+    if match is None:
         raise InvalidRequest(
-            f"window must be a number and a unit s, m, h or d, up to 400d (e.g. 24h); "
-            f"got {window!r}",
+            f"window must be a number and a unit s, m, h or d (e.g. 24h); got {window!r}",
             field="window",
         )
-    return seconds
+    return min(int(match.group(1)) * _UNIT_S[match.group(2)], MAX_WINDOW_S)
 
 
 def usage_summary(

@@ -7,6 +7,10 @@ package. The graph returns token states; pooling (mean over the attention
 mask) and L2 normalisation happen here, exactly as sentence-transformers'
 ``Pooling`` + ``Normalize`` modules do.
 
+The onnxruntime memory arena is off by default (``memory_arena``): it would
+hold the peak of the largest batch (about 1.2 GB for 32 inputs of 256 tokens)
+for the life of the process.
+
 Inference runs in a worker thread so the event loop stays free, and a
 semaphore bounds how many batches run at once: with ``intra_op_threads`` per
 run, ``max_concurrency * intra_op_threads`` is the CPU this embedder may take.
@@ -82,6 +86,7 @@ class MiniLMEmbedder:
         max_concurrency: int = 1,
         max_length: int = MAX_SEQ_LENGTH,
         expected_sha256: str | None = None,
+        memory_arena: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -103,10 +108,18 @@ class MiniLMEmbedder:
         self._tokenizer = load_tokenizer(tokenizer_path, max_length)
         # Public so that chunkers can count in this model's tokens (ingest's HasTokenizerFile).
         self.tokenizer_path = tokenizer_path
+        # Untruncated, unpadded: what a caller sent, for the per-input token limits.
+        self._counter = Tokenizer.from_file(str(tokenizer_path))
+        self._counter.no_truncation()
+        self._counter.no_padding()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # onnxruntime's arena keeps the largest batch's buffers for good: after one
+        # bulk request of long inputs the process stayed at ~1.5 GB instead of ~0.3 GB.
+        # Without it bulk batches run ~10% slower and queries no slower.
+        opts.enable_cpu_mem_arena = memory_arena
         self._session: Any = ort.InferenceSession(
             str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
@@ -141,6 +154,10 @@ class MiniLMEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Tokens the model sees (after truncation), for usage reporting."""
         return sum(sum(e.attention_mask) for e in self._tokenizer.encode_batch(list(texts)))
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens in each text before truncation (special tokens included)."""
+        return [len(e.ids) for e in self._counter.encode_batch(list(texts))]
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:

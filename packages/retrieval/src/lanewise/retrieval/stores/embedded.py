@@ -38,6 +38,7 @@ from lanewise.core.errors import ConfigError, InvalidRequest
 from lanewise.core.protocols import Filter
 from lanewise.core.types import Hit
 from lanewise.retrieval.filters import Node, parse_filter
+from lanewise.retrieval.lexical import query_terms, tokenize
 from lanewise.retrieval.stores.batch import (
     Batch,
     check_k,
@@ -154,6 +155,16 @@ class EmbeddedStore:
         node = parse_filter(filter)
         return await asyncio.to_thread(self._search, tenant, query, k, node)
 
+    async def search_lexical(
+        self, *, tenant: str, query: str, k: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        """BM25 over the tenant's texts (:mod:`lanewise.retrieval.lexical`), best first."""
+        check_tenant(tenant)
+        check_k(k)
+        node = parse_filter(filter)
+        terms = query_terms(query)
+        return await asyncio.to_thread(self._search_lexical, tenant, terms, k, node)
+
     async def count(self, *, tenant: str, filter: Filter | None = None) -> int:
         check_tenant(tenant)
         node = parse_filter(filter)
@@ -206,7 +217,7 @@ class EmbeddedStore:
 
     def _load_rows(self, tenant: str) -> TenantIndex:
         rows = self._db.execute(
-            "SELECT rowid, id, vector, metadata FROM rows WHERE tenant = ? ORDER BY rowid",
+            "SELECT rowid, id, vector, metadata, text FROM rows WHERE tenant = ? ORDER BY rowid",
             (tenant,),
         ).fetchall()
         vectors = _blobs_to_matrix([r[2] for r in rows], self.params.dimension)
@@ -217,11 +228,13 @@ class EmbeddedStore:
                 vectors,
                 [r[0] for r in rows],
                 [json.loads(r[3]) for r in rows],
+                [tokenize(r[4]) for r in rows],
             )
         return index
 
     def _upsert(self, tenant: str, batch: Batch) -> int:
         ids, vectors, parsed = batch.ids, batch.vectors, batch.metadata
+        tokens = [tokenize(text) for text in batch.texts]
         index = self._tenant(tenant)
         rowids: list[int] = []
         with self._tx():
@@ -237,7 +250,7 @@ class EmbeddedStore:
                 )
                 rowids.append(int(cur.lastrowid or 0))
             self._bump(tenant)
-        self._apply(tenant, lambda: index.add(ids, vectors, rowids, parsed))
+        self._apply(tenant, lambda: index.add(ids, vectors, rowids, parsed, tokens))
         return len(ids)
 
     def _delete(self, tenant: str, ids: list[str] | None, node: Node | None) -> int:
@@ -283,6 +296,15 @@ class EmbeddedStore:
         # committed (writes commit before they touch the index); if a delete removed it
         # since, it is simply left out.
         found = self._locked(lambda: self._tenant(tenant).search(query, k, node))
+        return self._read_hits(found)
+
+    def _search_lexical(
+        self, tenant: str, terms: list[str], k: int, node: Node | None
+    ) -> list[Hit]:
+        found = self._locked(lambda: self._tenant(tenant).search_lexical(terms, k, node))
+        return self._read_hits(found)
+
+    def _read_hits(self, found: list[tuple[int, float]]) -> list[Hit]:
         if not found:
             return []
         marks = ",".join("?" * len(found))
@@ -359,7 +381,7 @@ class EmbeddedStore:
         if faiss_index.ntotal != len(rowids):
             return None
         rows = self._db.execute(
-            "SELECT rowid, id, metadata FROM rows WHERE tenant = ?", (tenant,)
+            "SELECT rowid, id, metadata, text FROM rows WHERE tenant = ?", (tenant,)
         ).fetchall()
         slot_of_rowid = {int(r): s for s, r in enumerate(rowids) if live[s]}
         if len(slot_of_rowid) != len(rows) or any(r[0] not in slot_of_rowid for r in rows):
@@ -371,11 +393,14 @@ class EmbeddedStore:
         index.live.view(n)[:] = live
         index.size = n
         metas: list[dict[str, Any]] = [{} for _ in range(n)]
-        for rowid, rid, meta in rows:
+        tokens: list[list[str]] = [[] for _ in range(n)]
+        for rowid, rid, meta, text in rows:
             slot = slot_of_rowid[rowid]
             index.slot_of[rid] = slot
             metas[slot] = json.loads(meta)
+            tokens[slot] = tokenize(text)
         index.columns.append(metas)
+        index.lexical.append(tokens)
         return index
 
     def _snapshot_all(self, min_rows: int = 0) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from lanewise.retrieval.filters import Node
 from lanewise.retrieval.stores.embedded_columns import Columns, Mask, _Grow
+from lanewise.retrieval.stores.embedded_lexical import LexicalIndex
 
 # faiss's bundled stubs miss SearchParameters(sel=...) and SearchParametersHNSW.
 faiss: Any = _faiss
@@ -75,6 +76,7 @@ class TenantIndex:
         self.live = _Grow(np.bool_, False)
         self.slot_of: dict[str, int] = {}
         self.columns = Columns()
+        self.lexical = LexicalIndex()
         self.size = 0
         # Recent filters' allow-lists: a mask over 1M slots costs ~1 ms to evaluate and
         # pack, and most traffic repeats a few filters. Any write clears it.
@@ -94,8 +96,10 @@ class TenantIndex:
         vectors: F32,
         rowids: Sequence[int],
         metadata: Sequence[Mapping[str, Any]],
+        tokens: Sequence[Sequence[str]],
     ) -> None:
-        """Append rows (vectors already unit length); an existing id's old slot dies."""
+        """Append rows (vectors already unit length, texts tokenized); an existing id's old
+        slot dies."""
         self.remove(ids)
         self._allowed.clear()
         start, n = self.size, len(ids)
@@ -107,6 +111,7 @@ class TenantIndex:
         for offset, rid in enumerate(ids):
             self.slot_of[rid] = start + offset
         self.columns.append(metadata)
+        self.lexical.append(tokens)
         self.size = start + n
 
     def remove(self, ids: Sequence[str]) -> int:
@@ -116,6 +121,7 @@ class TenantIndex:
             slot = self.slot_of.pop(rid, None)
             if slot is not None:
                 self.live.data[slot] = False
+                self.lexical.kill(slot)
                 removed += 1
         return removed
 
@@ -171,6 +177,19 @@ class TenantIndex:
             if len(found) == k:
                 return found
         return self._exact(query, k, allowed)
+
+    def search_lexical(
+        self, terms: Sequence[str], k: int, node: Node | None
+    ) -> list[tuple[int, float]]:
+        """Top-k (sqlite rowid, BM25) among live slots matching ``node``."""
+        allowed, count, _ = self.allow_list(node)
+        if count == 0 or not terms:
+            return []
+        found = self.lexical.search(
+            terms, k, self.live.view(self.size), allowed, self.live_count, count
+        )
+        rowids = self.rowids.data
+        return [(int(rowids[slot]), score) for slot, score in found]
 
     def _exact(self, query: F32, k: int, allowed: Mask) -> list[tuple[int, float]]:
         # Decoding just the allowed rows beats a selector scan over every slot (bench:

@@ -17,6 +17,14 @@ at most ``exact_limit`` rows, else HNSW with ``hnsw.ef_search`` raised for
 ``k``; when HNSW post-filtering (tenant, metadata filter) leaves fewer than
 ``k`` hits the query is re-run exactly, so a selective filter costs time, never
 recall. pgvector >= 0.8 also gets ``hnsw.iterative_scan``.
+
+Lexical search is BM25 exactly as :mod:`lanewise.retrieval.lexical` defines it
+(the same tokenizer, computed in Python, so every store ranks alike): each row
+keeps its terms as a ``tsvector`` (``array_to_tsvector``, GIN-indexed, which
+finds the rows holding any query term), their counts in ``term_freq`` (jsonb)
+and its length; ``<table>_lexicon`` holds each tenant's document frequencies
+and ``<table>_tenants`` its total length, all changed in the same transaction
+as the rows, so the statistics are the tenant's own and always agree with them.
 """
 
 # The only text spliced into SQL is the table name (checked against TABLE_NAME at
@@ -26,7 +34,9 @@ recall. pgvector >= 0.8 also gets ``hnsw.iterative_scan``.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,6 +48,7 @@ from lanewise.core.factory import FactoryContext
 from lanewise.core.protocols import Filter
 from lanewise.core.types import Hit
 from lanewise.retrieval.filters import parse_filter
+from lanewise.retrieval.lexical import K1, B, idf, query_terms, tokenize
 from lanewise.retrieval.stores.batch import check_k, check_tenant, unit_vectors, validate_batch
 from lanewise.retrieval.stores.pgvector_sql import filter_sql
 
@@ -136,6 +147,21 @@ class PgvectorStore:
             f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} USING hnsw (embedding vector_cosine_ops)"
             f" WITH (m = {int(self.m)}, ef_construction = {int(self.ef_construction)})"
         )
+        await conn.execute(
+            f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS lexemes tsvector NOT NULL"
+            " DEFAULT ''::tsvector,"
+            " ADD COLUMN IF NOT EXISTS term_freq jsonb NOT NULL DEFAULT '{}'::jsonb,"
+            " ADD COLUMN IF NOT EXISTS lex_len integer NOT NULL DEFAULT 0"
+        )
+        await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_lexemes ON {t} USING gin (lexemes)")
+        await conn.execute(
+            f"ALTER TABLE {t}_tenants ADD COLUMN IF NOT EXISTS tokens bigint NOT NULL DEFAULT 0"
+        )
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {t}_lexicon ("
+            " tenant text NOT NULL, term text NOT NULL, df bigint NOT NULL,"
+            " PRIMARY KEY (tenant, term))"
+        )
         existing = await (
             await conn.execute(
                 "SELECT atttypmod FROM pg_attribute"
@@ -148,7 +174,7 @@ class PgvectorStore:
                 f"table {t} holds {existing[0]}-d vectors but the store is configured for {d}; "
                 "use another retrieval.vector_store.table"
             )
-        for name in (t, f"{t}_tenants"):
+        for name in (t, f"{t}_tenants", f"{t}_lexicon"):
             await conn.execute(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY")
             await conn.execute(f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY")
             present = await (
@@ -197,14 +223,27 @@ class PgvectorStore:
         if batch is None:
             return 0
         t = self.table
+        counts = [Counter(tokenize(text)) for text in batch.texts]
         async with self._tenant_tx(tenant) as conn:
+            # The rows this batch replaces leave the tenant's statistics first.
+            old = await (
+                await conn.execute(
+                    f"SELECT term_freq, lex_len FROM {t} WHERE tenant = %s AND id = ANY(%s)",
+                    [tenant, batch.ids],
+                )
+            ).fetchall()
             cur = await conn.execute(
-                f"INSERT INTO {t} (tenant, id, embedding, text, metadata)"
-                " SELECT %s, u.id, u.embedding, u.text, u.metadata"
-                " FROM unnest(%s::text[], %s::vector[], %s::text[], %s::jsonb[])"
-                " AS u(id, embedding, text, metadata)"
+                f"INSERT INTO {t} (tenant, id, embedding, text, metadata, lexemes, term_freq,"
+                " lex_len)"
+                " SELECT %s, u.id, u.embedding, u.text, u.metadata,"
+                " array_to_tsvector(ARRAY(SELECT jsonb_object_keys(u.term_freq))),"
+                " u.term_freq, u.lex_len"
+                " FROM unnest(%s::text[], %s::vector[], %s::text[], %s::jsonb[], %s::jsonb[],"
+                " %s::int[]) AS u(id, embedding, text, metadata, term_freq, lex_len)"
                 " ON CONFLICT (tenant, id) DO UPDATE SET embedding = EXCLUDED.embedding,"
-                " text = EXCLUDED.text, metadata = EXCLUDED.metadata"
+                " text = EXCLUDED.text, metadata = EXCLUDED.metadata,"
+                " lexemes = EXCLUDED.lexemes, term_freq = EXCLUDED.term_freq,"
+                " lex_len = EXCLUDED.lex_len"
                 " RETURNING (xmax = 0)",
                 [
                     tenant,
@@ -212,19 +251,45 @@ class PgvectorStore:
                     [vector_literal(v) for v in batch.vectors],
                     batch.texts,
                     batch.metadata_json,
+                    [json.dumps(c) for c in counts],
+                    [sum(c.values()) for c in counts],
                 ],
             )
             inserted = sum(1 for (new,) in await cur.fetchall() if new)
-            await self._bump(conn, tenant, inserted)
+            df: Counter[str] = Counter()
+            for freq, _ in old:
+                df.subtract(freq.keys())
+            for c in counts:
+                df.update(c.keys())
+            tokens = sum(sum(c.values()) for c in counts) - sum(length for _, length in old)
+            await self._count_terms(conn, tenant, df)
+            await self._bump(conn, tenant, inserted, tokens)
         return len(batch.ids)
 
-    async def _bump(self, conn: Any, tenant: str, row_delta: int) -> None:
+    async def _count_terms(self, conn: Any, tenant: str, df: Counter[str]) -> None:
+        """Apply document-frequency changes; terms in a fixed order, so that concurrent
+        writers of one tenant lock the same rows in the same order (no deadlock)."""
+        changes = sorted((term, n) for term, n in df.items() if n)
+        if not changes:
+            return
         t = self.table
         await conn.execute(
-            f"INSERT INTO {t}_tenants AS v (tenant, version, rows) VALUES (%s, 1, %s)"
+            f"INSERT INTO {t}_lexicon AS l (tenant, term, df)"
+            " SELECT %s, u.term, u.df FROM unnest(%s::text[], %s::bigint[]) AS u(term, df)"
+            " ON CONFLICT (tenant, term) DO UPDATE SET df = l.df + EXCLUDED.df",
+            [tenant, [term for term, _ in changes], [n for _, n in changes]],
+        )
+        if any(n < 0 for _, n in changes):
+            await conn.execute(f"DELETE FROM {t}_lexicon WHERE tenant = %s AND df <= 0", [tenant])
+
+    async def _bump(self, conn: Any, tenant: str, row_delta: int, token_delta: int) -> None:
+        t = self.table
+        await conn.execute(
+            f"INSERT INTO {t}_tenants AS v (tenant, version, rows, tokens) VALUES (%s, 1, %s, %s)"
             " ON CONFLICT (tenant) DO UPDATE"
-            " SET version = v.version + 1, rows = v.rows + EXCLUDED.rows",
-            [tenant, row_delta],
+            " SET version = v.version + 1, rows = v.rows + EXCLUDED.rows,"
+            " tokens = v.tokens + EXCLUDED.tokens",
+            [tenant, row_delta, token_delta],
         )
 
     async def delete(
@@ -245,10 +310,16 @@ class PgvectorStore:
             sql += " AND id = ANY(%s::text[])"
             args.append(list(ids))
         async with self._tenant_tx(tenant) as conn:
-            deleted = (await conn.execute(sql, args)).rowcount
-            if deleted:
-                await self._bump(conn, tenant, -deleted)
-        return int(deleted)
+            gone = await (
+                await conn.execute(sql + " RETURNING term_freq, lex_len", args)
+            ).fetchall()
+            if gone:
+                df: Counter[str] = Counter()
+                for freq, _ in gone:
+                    df.subtract(freq.keys())
+                await self._count_terms(conn, tenant, df)
+                await self._bump(conn, tenant, -len(gone), -sum(length for _, length in gone))
+        return len(gone)
 
     async def search(
         self, *, tenant: str, vector: Sequence[float], k: int, filter: Filter | None = None
@@ -285,6 +356,58 @@ class PgvectorStore:
             found = await (
                 await conn.execute(
                     select + " ORDER BY (embedding <=> %s::vector) + 0, id LIMIT %s", args
+                )
+            ).fetchall()
+        return self._hits(found)
+
+    async def search_lexical(
+        self, *, tenant: str, query: str, k: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        """BM25 over the tenant's texts (:mod:`lanewise.retrieval.lexical`), best first."""
+        check_tenant(tenant)
+        check_k(k)
+        where, params = filter_sql(parse_filter(filter))
+        terms = query_terms(query)
+        if not terms:
+            return []
+        t = self.table
+        async with self._tenant_tx(tenant) as conn:
+            stats = await (
+                await conn.execute(
+                    f"SELECT rows, tokens FROM {t}_tenants WHERE tenant = %s", [tenant]
+                )
+            ).fetchone()
+            if stats is None or stats[0] <= 0:
+                return []
+            n_docs, tokens = int(stats[0]), int(stats[1])
+            dfs = dict(
+                await (
+                    await conn.execute(
+                        f"SELECT term, df FROM {t}_lexicon"
+                        " WHERE tenant = %s AND term = ANY(%s) AND df > 0",
+                        [tenant, terms],
+                    )
+                ).fetchall()
+            )
+            present = [term for term in terms if term in dfs]
+            if not present:
+                return []
+            avg = tokens / n_docs
+            norm = f"{K1!r} * (1 - {B!r} + {B!r} * lex_len / %s::float8)" if avg > 0 else repr(K1)
+            parts, score_args = [], []
+            for term in present:
+                tf = "COALESCE((term_freq ->> %s)::float8, 0)"
+                parts.append(f"%s::float8 * {tf} * {K1 + 1!r} / ({tf} + {norm})")
+                score_args += [idf(n_docs, int(dfs[term])), term, term]
+                if avg > 0:
+                    score_args.append(avg)
+            tsquery = " | ".join("'" + term.replace("'", "''") + "'" for term in present)
+            found = await (
+                await conn.execute(
+                    f"SELECT id, text, metadata, {' + '.join(parts)} AS score FROM {t}"
+                    f" WHERE tenant = %s AND lexemes @@ %s::tsquery AND {where}"
+                    " ORDER BY score DESC, id LIMIT %s",
+                    [*score_args, tenant, tsquery, *params, k],
                 )
             ).fetchall()
         return self._hits(found)

@@ -10,8 +10,10 @@
 - Batch import (``insert_many``) reports every object that failed, by index
   and id, in the raised error. Weaviate has no transactions: objects before a
   failing one may be written (the error says how many were).
-- ``alpha`` < 1 makes the retriever use hybrid search (BM25 on ``text`` +
-  vector); ``consistency_level`` is ONE, QUORUM or ALL.
+- ``search_lexical`` is Weaviate's own BM25 on ``text`` (its ``word``
+  tokenizer and statistics per tenant shard); the retriever fuses it with the
+  vector search as for every store (``retrieval.mode``, ``fusion``, ``alpha``).
+  ``consistency_level`` is ONE, QUORUM or ALL.
 - The index version lives in a second multi-tenant collection; its bump is a
   read-modify-write (good enough to invalidate caches, not a lock).
 
@@ -72,7 +74,6 @@ class WeaviateStore:
         grpc_port: int = 50051,
         api_key: str | None = None,
         consistency_level: str | None = None,
-        alpha: float | None = None,
         timeout_s: float = 10.0,
         retry_after_s: float = 5.0,
     ) -> None:
@@ -86,15 +87,12 @@ class WeaviateStore:
                 f"retrieval.vector_store.consistency_level = {consistency_level!r}; "
                 f"allowed: {', '.join(CONSISTENCY)}"
             )
-        if alpha is not None and not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"retrieval.vector_store.alpha must be in [0, 1] (got {alpha!r})")
         self.url = url
         self.dimension = dimension
         self.collection_name = collection
         self.grpc_port = grpc_port
         self.api_key = api_key
         self.consistency_level = consistency_level
-        self.alpha = alpha
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
         self._client: Any = None
@@ -309,81 +307,31 @@ class WeaviateStore:
     async def search(
         self, *, tenant: str, vector: Sequence[float], k: int, filter: Filter | None = None
     ) -> list[Hit]:
-        return await self._query(tenant, None, vector, k, filter)
-
-    async def search_hybrid(
-        self,
-        *,
-        tenant: str,
-        query: str,
-        vector: Sequence[float],
-        k: int,
-        filter: Filter | None = None,
-    ) -> list[Hit]:
-        """BM25 on ``text`` fused with the vector search, weighted by ``alpha``."""
-        return await self._query(tenant, query, vector, k, filter)
-
-    async def _query(
-        self,
-        tenant: str,
-        text: str | None,
-        vector: Sequence[float],
-        k: int,
-        filter: Filter | None,
-    ) -> list[Hit]:
         check_tenant(tenant)
         check_k(k)
         query_vec = unit_vectors(self.dimension, [vector], what="query vector")[0].tolist()
+        return await self._query(tenant, filter, near_vector_args(query_vec, k), "distance")
+
+    async def search_lexical(
+        self, *, tenant: str, query: str, k: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        """Weaviate's BM25 on ``text`` (its tokenizer, the tenant shard's statistics)."""
+        check_tenant(tenant)
+        check_k(k)
+        return await self._query(tenant, filter, bm25_args(query, k), "score")
+
+    async def _query(
+        self, tenant: str, filter: Filter | None, args: dict[str, Any], score: str
+    ) -> list[Hit]:
         node = parse_filter(filter)
         coll = await self._call(self._collection(tenant))
         where = self._where(node)
         if where is False:
             return []
         filters = None if where is True else to_weaviate(where)
-        from weaviate.classes.query import MetadataQuery
-
-        if text is None:
-            result = await self._call(
-                coll.query.near_vector(
-                    near_vector=query_vec,
-                    limit=k,
-                    filters=filters,
-                    return_metadata=MetadataQuery(distance=True),
-                    return_properties=[ID_PROP, TEXT_PROP, META_PROP],
-                )
-            )
-        else:
-            result = await self._call(
-                coll.query.hybrid(
-                    query=text,
-                    vector=query_vec,
-                    alpha=self.alpha if self.alpha is not None else 0.75,
-                    query_properties=[TEXT_PROP],
-                    limit=k,
-                    filters=filters,
-                    return_metadata=MetadataQuery(score=True, distance=True),
-                    return_properties=[ID_PROP, TEXT_PROP, META_PROP],
-                )
-            )
-        hits = []
-        for obj in result.objects:
-            props = obj.properties
-            meta = json.loads(props.get(META_PROP) or "{}")
-            if text is None:
-                score = 1.0 - float(obj.metadata.distance or 0.0)
-            else:
-                score = float(obj.metadata.score or 0.0)
-            source = meta.get("source")
-            hits.append(
-                Hit(
-                    id=str(props[ID_PROP]),
-                    score=score,
-                    text=str(props.get(TEXT_PROP) or ""),
-                    metadata=meta,
-                    source=source if isinstance(source, str) else "",
-                )
-            )
-        return hits
+        method = coll.query.near_vector if score == "distance" else coll.query.bm25
+        result = await self._call(method(**args, filters=filters))
+        return hits_of(result.objects, score)
 
     async def count(self, *, tenant: str, filter: Filter | None = None) -> int:
         check_tenant(tenant)
@@ -415,6 +363,53 @@ class WeaviateStore:
             self._client = None
 
 
+def near_vector_args(vector: list[float], k: int) -> dict[str, Any]:
+    from weaviate.classes.query import MetadataQuery
+
+    return {
+        "near_vector": vector,
+        "limit": k,
+        "return_metadata": MetadataQuery(distance=True),
+        "return_properties": [ID_PROP, TEXT_PROP, META_PROP],
+    }
+
+
+def bm25_args(query: str, k: int) -> dict[str, Any]:
+    from weaviate.classes.query import MetadataQuery
+
+    return {
+        "query": query,
+        "query_properties": [TEXT_PROP],
+        "limit": k,
+        "return_metadata": MetadataQuery(score=True),
+        "return_properties": [ID_PROP, TEXT_PROP, META_PROP],
+    }
+
+
+def hits_of(objects: Sequence[Any], score: str) -> list[Hit]:
+    """Result objects as hits; ``score`` says which: ``distance`` (cosine = 1 - distance)
+    or BM25 ``score``."""
+    hits = []
+    for obj in objects:
+        props = obj.properties
+        meta = json.loads(props.get(META_PROP) or "{}")
+        if score == "distance":
+            value = 1.0 - float(obj.metadata.distance or 0.0)
+        else:
+            value = float(obj.metadata.score or 0.0)
+        source = meta.get("source")
+        hits.append(
+            Hit(
+                id=str(props[ID_PROP]),
+                score=value,
+                text=str(props.get(TEXT_PROP) or ""),
+                metadata=meta,
+                source=source if isinstance(source, str) else "",
+            )
+        )
+    return hits
+
+
 def _cosine() -> Any:
     from weaviate.classes.config import VectorDistances
 
@@ -427,7 +422,6 @@ def build_weaviate(ctx: FactoryContext) -> WeaviateStore:
 
     from lanewise.retrieval.stores import store_dimension
 
-    key = ctx.key
     opts = ctx.read(
         {
             "url",
@@ -436,15 +430,11 @@ def build_weaviate(ctx: FactoryContext) -> WeaviateStore:
             "collection",
             "dimension",
             "consistency_level",
-            "alpha",
             "timeout_s",
         },
     )
     url = opts.required_text("url")
     env = opts.text("api_key_env")
-    alpha = ctx.options.get("alpha")
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float)):
-        raise ConfigError(f"{key}.alpha must be a number in [0, 1] (got {alpha!r})")
     dimension = store_dimension(ctx, opts)
     return WeaviateStore(
         url=url,
@@ -453,6 +443,5 @@ def build_weaviate(ctx: FactoryContext) -> WeaviateStore:
         grpc_port=opts.integer("grpc_port", 50051),
         api_key=os.environ.get(env) if env else None,
         consistency_level=opts.text("consistency_level"),
-        alpha=float(alpha) if alpha is not None else None,
         timeout_s=opts.number("timeout_s", 10.0, exclusive=True),
     )
