@@ -207,7 +207,7 @@ def _run(tmp: Path, redis_url: str, *, quick: bool) -> dict[str, Any]:
     counter = redis.Redis.from_url(redis_url)
     with (
         process(
-            [sys.executable, "-m", "bench.governance.upstream", "--port", str(up_port)],
+            [sys.executable, "-m", "bench.upstream", "--port", str(up_port)],
             env={},
             url=f"{upstream}/v1/models",
             core=1,

@@ -149,7 +149,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     path = "/v1/chat/completions"
     results: dict[str, Any] = {"rounds": [], "rig": {}}
     with process(
-        ["bench.observe.upstream", "--port", str(up_port)], LOAD_CORE, upstream + path, "POST"
+        ["bench.upstream", "--port", str(up_port)], LOAD_CORE, upstream + path, "POST"
     ) as up_pid:
         # The upstream alone (its own core shared with wrk: a pessimistic figure for it).
         results["rig"]["upstream"] = measure(

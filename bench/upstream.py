@@ -1,6 +1,8 @@
-"""A minimal OpenAI-compatible upstream (aiohttp): a fixed completion, far faster than a gateway.
+"""A canned OpenAI-compatible upstream on aiohttp, many times faster than the gateway.
 
-``python -m bench.governance.upstream --port 9000``
+The benchmarks that measure what the gateway adds (governance, observe) put it
+behind the gateway's ``openai`` backend so the upstream is never the bottleneck.
+``python -m bench.upstream --port 9001``
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ import json
 
 from aiohttp import web
 
-BODY = json.dumps(
+REPLY = json.dumps(
     {
         "id": "chatcmpl-bench",
         "object": "chat.completion",
         "created": 0,
-        "model": "mock",
+        "model": "bench",
         "choices": [
             {
                 "index": 0,
@@ -23,17 +25,18 @@ BODY = json.dumps(
                 "finish_reason": "stop",
             }
         ],
-        "usage": {"prompt_tokens": 40, "completion_tokens": 7, "total_tokens": 47},
+        "usage": {"prompt_tokens": 24, "completion_tokens": 7, "total_tokens": 31},
     }
 ).encode()
 
 
-async def chat(_: web.Request) -> web.Response:
-    return web.Response(body=BODY, content_type="application/json")
+async def chat(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response(body=REPLY, content_type="application/json")
 
 
 async def models(_: web.Request) -> web.Response:
-    return web.json_response({"object": "list", "data": [{"id": "mock", "object": "model"}]})
+    return web.json_response({"object": "list", "data": [{"id": "bench", "object": "model"}]})
 
 
 def main() -> None:
@@ -43,7 +46,7 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":
