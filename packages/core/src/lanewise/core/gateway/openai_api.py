@@ -159,11 +159,11 @@ class LanewiseExtension(msgspec.Struct, kw_only=True):
     retrieval: RetrievalOptions | bool | None = None
 
 
-class ChatCompletionsBody(msgspec.Struct, kw_only=True):
+class GenerationBody(msgspec.Struct, kw_only=True):
+    """What chat and legacy completions share: the model and how to sample it."""
+
     model: Annotated[str, msgspec.Meta(min_length=1)]
-    messages: Annotated[list[ChatMessageIn], msgspec.Meta(min_length=1)]
     max_tokens: MaxTokens | None = None
-    max_completion_tokens: MaxTokens | None = None
     temperature: NonNegFloat | None = None
     top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
     n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
@@ -172,24 +172,19 @@ class ChatCompletionsBody(msgspec.Struct, kw_only=True):
     stop: str | list[str] | None = None
     seed: Seed | None = None
     user: str | None = None
+
+
+class ChatCompletionsBody(GenerationBody, kw_only=True):
+    messages: Annotated[list[ChatMessageIn], msgspec.Meta(min_length=1)]
+    max_completion_tokens: MaxTokens | None = None
     lanewise: LanewiseExtension | None = None
 
 
-class CompletionsBody(msgspec.Struct, kw_only=True):
+class CompletionsBody(GenerationBody, kw_only=True):
     """Legacy ``/v1/completions``: one prompt in, text out."""
 
-    model: Annotated[str, msgspec.Meta(min_length=1)]
     prompt: str | Annotated[list[str], msgspec.Meta(min_length=1, max_length=1)]
-    max_tokens: MaxTokens | None = None
-    temperature: NonNegFloat | None = None
-    top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] | None = None
-    n: Annotated[int, msgspec.Meta(ge=1, le=1)] = 1
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
-    seed: Seed | None = None
     echo: bool = False
-    user: str | None = None
 
 
 CHAT_BODY = JsonBody(ChatCompletionsBody)
