@@ -10,7 +10,7 @@ import pluggy
 from lanewise.core import __version__
 from lanewise.core.container import build_components, close_components
 from lanewise.core.factory import Components
-from lanewise.core.gateway.auth_throttle import AuthFailureThrottle
+from lanewise.core.gateway.auth_throttle import AuthFailureThrottle, SharedFailureCounter
 from lanewise.core.gateway.health import healthz, readyz
 from lanewise.core.gateway.middleware import GatewayMiddleware
 from lanewise.core.gateway.openai_api import chat_completions, completions, list_models
@@ -54,8 +54,13 @@ class LanewiseInitPlugin(InitPluginProtocol):
             }
         )
         throttle = AuthFailureThrottle(
-            limit=gateway.auth_failure_limit, window_s=gateway.auth_failure_window_s
+            limit=gateway.auth_failure_limit,
+            window_s=gateway.auth_failure_window_s,
+            shared=(
+                SharedFailureCounter(self.settings.redis_url) if self.settings.redis_url else None
+            ),
         )
+        app_config.on_shutdown.append(throttle.aclose)
         app_config.middleware.append(
             DefineMiddleware(
                 GatewayMiddleware, settings=self.settings, hook=self.pm.hook, throttle=throttle

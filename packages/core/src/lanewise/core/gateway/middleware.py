@@ -94,7 +94,7 @@ class GatewayMiddleware:
         # One table for the app: Litestar builds this middleware once per route.
         self.throttle = throttle
 
-    def authenticate(self, scope: Scope, raw_headers: Iterable[tuple[bytes, bytes]]) -> Any:
+    async def authenticate(self, scope: Scope, raw_headers: Iterable[tuple[bytes, bytes]]) -> Any:
         """The caller's principal; failures are counted per client address (then 429)."""
         client = scope.get("client")
         address = client[0] if client else ""
@@ -106,7 +106,7 @@ class GatewayMiddleware:
             if principal is None:
                 raise Unauthorized("no authentication plugin accepted this request")
         except Unauthorized:
-            self.throttle.failed(address)
+            await self.throttle.failed(address)
             raise
         return principal
 
@@ -133,7 +133,7 @@ class GatewayMiddleware:
         token = enter_request(context)
         try:
             if scope["path"].startswith(API_PREFIX):
-                principal = self.authenticate(scope, raw_headers)
+                principal = await self.authenticate(scope, raw_headers)
                 context.principal = principal
                 scope["user"] = principal
             await next_app(scope, receive, send_with_id)
