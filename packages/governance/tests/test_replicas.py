@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from lanewise.core.testing.services import wait_for_port
 
 LIMIT = 3_000
 MAX_TOKENS = 16
@@ -122,16 +123,7 @@ def gateway(config: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, "the gateway exited at start-up"
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.1)
+        wait_for_port(port, proc, 60, "the gateway")
         yield base, proc
     finally:
         if proc.poll() is None:
@@ -222,9 +214,11 @@ def test_a_killed_gateways_reservation_is_released_after_the_ttl(
                 proc.wait(10)
             # The dead gateway's hold still counts on the other replica ...
             assert httpx.post(f"{b}/v1/chat/completions", json=small, timeout=30).status_code == 429
-            time.sleep(3.5)
-            # ... until its TTL releases it.
-            assert httpx.post(f"{b}/v1/chat/completions", json=small, timeout=30).status_code == 200
+            # ... until its TTL releases it (polled: no fixed sleep).
+            deadline = time.monotonic() + 15
+            while httpx.post(f"{b}/v1/chat/completions", json=small, timeout=30).status_code != 200:
+                assert time.monotonic() < deadline, "the dead gateway's hold was never released"
+                time.sleep(0.2)
 
 
 @pytest.mark.slow

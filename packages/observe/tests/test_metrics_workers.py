@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 from lanewise.core.server import free_port
+from lanewise.core.testing.services import wait_for_port
 from lanewise.observe.metrics import METRIC_NAMES
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -50,16 +51,7 @@ def test_metrics_add_up_across_two_workers(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, "gateway exited"
-            assert time.monotonic() < deadline, "gateway did not start"
-            time.sleep(0.2)
+        wait_for_port(port, proc, 90, "the gateway")
         sent, pids = 0, set()
         # A new connection per request lets the kernel spread them over both workers.
         while sent < 20 or (len(pids) < 2 and sent < 400):
@@ -68,10 +60,19 @@ def test_metrics_add_up_across_two_workers(tmp_path):
             sent += 1
             if sent % 10 == 0:
                 pids = summary_pids(log_file)
-        # Summary lines are written by a background thread, metrics folded in every second.
-        time.sleep(1.5)
+        # Summary lines are written by a background thread: wait until every request's is in.
+        deadline = time.monotonic() + 10
+        while len(summary_lines(log_file)) < sent and time.monotonic() < deadline:
+            time.sleep(0.1)
         pids = summary_pids(log_file)
         assert len(pids) == 2, f"only workers {pids} served {sent} requests"
+        # Each worker folds its batched updates into the shared files about once a second.
+        ok = dict(route="/v1/chat/completions", outcome="ok")
+        while time.monotonic() < deadline + 5:
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            if sample_sum(text, "lanewise_requests_total", **ok) == sent:
+                break
+            time.sleep(0.1)
         scrapes = [httpx.get(f"{base}/metrics", timeout=10).text for _ in range(6)]
     finally:
         proc.send_signal(signal.SIGTERM)
