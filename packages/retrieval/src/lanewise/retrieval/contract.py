@@ -607,9 +607,13 @@ class VectorStoreContract:
         # the store's precision: f16/int8 and HNSW may swap near-ties); the lexical side and
         # the fusion must match the references exactly.
         assert {h.id for h in dense} <= set(by_id)
-        want_lexical = [
-            Hit(id=rid, score=score) for rid, score in lexical_reference(rows, query, fetch, flt)
-        ]
+        everything = lexical_reference(rows, query, len(rows), flt)
+        self.assert_lexical(lexical, everything, fetch)
+        # BM25 ties (same term counts, same length) may come in any order and may straddle the
+        # cut-off; the reference takes the store's order within a tie so ranks are comparable.
+        seen = {h.id: i for i, h in enumerate(lexical)}
+        tied = sorted(everything, key=lambda r: (-r[1], seen.get(r[0], len(seen))))
+        want_lexical = [Hit(id=rid, score=score) for rid, score in tied[:fetch]]
         want = fuse(list(dense), want_lexical, k=k, fusion=fusion, alpha=alpha)
         assert [(h.id, h.dense_rank, h.lexical_rank) for h in got] == [
             (h.id, h.dense_rank, h.lexical_rank) for h in want
