@@ -34,6 +34,25 @@ class RequestContext:
     (a stream the client abandoned before it started) when the request ends."""
 
 
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+"""Keys of ``RequestContext.attributes`` holding the W3C trace context (header values) that
+backends forward to their upstreams; a telemetry lane sets them from the client's headers."""
+
+
+def trace_headers() -> dict[str, str]:
+    """The running request's W3C trace context as headers (empty outside a request or trace)."""
+    context = _current.get()
+    if context is None:
+        return {}
+    attrs = context.attributes
+    parent = attrs.get(TRACEPARENT)
+    if not parent:
+        return {}
+    state = attrs.get(TRACESTATE)
+    return {TRACEPARENT: parent, TRACESTATE: state} if state else {TRACEPARENT: parent}
+
+
 _current: ContextVar[RequestContext | None] = ContextVar("lanewise_request", default=None)
 
 

@@ -24,7 +24,13 @@ if TYPE_CHECKING:
     from lanewise.core.protocols import Retriever
     from lanewise.core.registry import Register
     from lanewise.core.settings import SectionRegister, Settings
-    from lanewise.core.types import ChatRequest, Principal, StageTiming, UsageEvent
+    from lanewise.core.types import (
+        ChatRequest,
+        Principal,
+        StageTiming,
+        StateSample,
+        UsageEvent,
+    )
     from litestar.config.app import AppConfig
     from rich.console import Console
 
@@ -163,3 +169,16 @@ def lanewise_on_usage(event: UsageEvent) -> None:
 @hookspec
 def lanewise_on_stage(event: StageTiming) -> None:
     """Called once per pipeline stage (retrieve, prompt, generate, ...) with its timing."""
+
+
+@hookspec
+def lanewise_collect_state(components: Components) -> list[StateSample]:
+    """Report the lane's live state (breakers, in-flight calls, queue depths, refusal counts).
+
+    Called off the request path: by a telemetry lane (observe) from a background thread
+    of each gateway process, about once a second; the results of every plugin are
+    concatenated. Read what the lane already keeps (no I/O on the event loop, nothing
+    built on demand); a slow answer only delays the next collection. Return ``[]`` when
+    there is nothing to report; do not raise.
+    """
+    return []

@@ -30,6 +30,7 @@ from lanewise.core.types import (
     ChatCompletion,
     ChatRequest,
     Citation,
+    FinishReason,
     Hit,
     Message,
     PromptRef,
@@ -235,6 +236,7 @@ class Pipeline:
         t0 = time.perf_counter()
         usage = Usage()
         done: float | None = None
+        finish: FinishReason | None = None
         failure: BaseException | None = None
         deadline = request.deadline_s or self.settings.gateway.request_timeout_s
         with self.stage(request, "generate", **{"gen_ai.request.model": request.model}) as attrs:
@@ -242,6 +244,7 @@ class Pipeline:
                 async with asyncio.timeout(deadline):
                     completion = await backend.generate(request)
                 usage = completion.usage
+                finish = completion.finish_reason
                 done = time.perf_counter() - t0
                 return completion
             except TimeoutError as exc:
@@ -257,7 +260,7 @@ class Pipeline:
                     scope.usage = usage
                     await scope.settle(failure)
                 # Non-streaming: the first token reaches the caller with the last.
-                self._emit_usage(request, backend, usage, done, t0, failure)
+                self._emit_usage(request, backend, usage, done, t0, failure, finish)
 
     def _emit_usage(
         self,
@@ -267,6 +270,7 @@ class Pipeline:
         ttft: float | None,
         t0: float,
         failure: BaseException | None,
+        finish: FinishReason | None,
     ) -> None:
         context = current_request()
         self._hook.lanewise_on_usage(
@@ -283,6 +287,7 @@ class Pipeline:
                 prompt_name=request.prompt.name if request.prompt else None,
                 prompt_version=request.prompt.version if request.prompt else None,
                 index_version=context.index_version if context is not None else None,
+                finish_reason=finish,
             )
         )
 
@@ -299,6 +304,7 @@ class Pipeline:
         t0 = time.perf_counter()
         ttft: float | None = None
         usage = Usage()
+        finish: FinishReason | None = None
         failure: BaseException | None = None
         deadline = request.deadline_s or self.settings.gateway.request_timeout_s
         with self.stage(request, "generate", **{"gen_ai.request.model": request.model}) as attrs:
@@ -319,6 +325,7 @@ class Pipeline:
                         usage = chunk.usage
                     stop = scope.on_chunk(chunk) if scope is not None else None
                     if stop is not None:
+                        finish = stop.finish_reason
                         # Closing the backend's iterator below cancels the upstream generation.
                         yield msgspec.structs.replace(
                             chunk,
@@ -326,6 +333,8 @@ class Pipeline:
                             lanewise={**(chunk.lanewise or {}), **(stop.lanewise or {})},
                         )
                         break
+                    if chunk.finish_reason is not None:
+                        finish = chunk.finish_reason
                     yield chunk
             except TimeoutError as exc:
                 failure = exc
@@ -340,4 +349,4 @@ class Pipeline:
                 attrs["gen_ai.usage.output_tokens"] = usage.completion_tokens
                 if scope is not None:
                     await scope.settle(failure)
-                self._emit_usage(request, backend, usage, ttft, t0, failure)
+                self._emit_usage(request, backend, usage, ttft, t0, failure, finish)

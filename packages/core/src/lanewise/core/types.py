@@ -185,3 +185,29 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     prompt_name: str | None = None
     prompt_version: str | None = None
     index_version: int | None = None
+    finish_reason: FinishReason | None = None
+    """Why the generation ended, as the backend said (``stop``, ``length``; ``length`` also
+    when a guard cut the stream); None when it did not end on its own (error, cancel)."""
+
+
+StateKind = Literal["gauge", "counter"]
+StateMerge = Literal["sum", "max"]
+
+
+class StateSample(msgspec.Struct, frozen=True, kw_only=True):
+    """One value of a lane's live state, answered to ``lanewise_collect_state``.
+
+    ``name`` is a Prometheus metric name (``lanewise_<lane>_<what>``); a ``counter`` is
+    the process's cumulative total (``_total`` is added on export); a ``gauge`` is the
+    value now, and ``merge`` says how the values of several worker processes of one
+    gateway combine: ``sum`` (each process holds its own share: in-flight calls) or
+    ``max`` (each sees the same thing, or the worst one counts: a shared queue, a
+    breaker). Label values must be bounded (configuration, code), never user input.
+    """
+
+    name: str
+    value: float
+    kind: StateKind = "gauge"
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    help: str = ""
+    merge: StateMerge = "sum"

@@ -47,11 +47,25 @@ class RateRule:
         found = []
         if c.rpm is not None and requests:
             found.append(
-                RateCharge(f"{self.id}:rpm:{subject}", c.rpm, requests, c.shadow, f"RPM of {label}")
+                RateCharge(
+                    f"{self.id}:rpm:{subject}",
+                    c.rpm,
+                    requests,
+                    c.shadow,
+                    f"RPM of {label}",
+                    scope=c.scope,
+                )
             )
         if c.tpm is not None:
             found.append(
-                RateCharge(f"{self.id}:tpm:{subject}", c.tpm, tokens, c.shadow, f"TPM of {label}")
+                RateCharge(
+                    f"{self.id}:tpm:{subject}",
+                    c.tpm,
+                    tokens,
+                    c.shadow,
+                    f"TPM of {label}",
+                    scope=c.scope,
+                )
             )
         return found
 

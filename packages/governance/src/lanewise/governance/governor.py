@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from lanewise.core.types import Message, Principal, Usage
+from lanewise.governance import refusals
 from lanewise.governance.accounting import Accounting
 from lanewise.governance.budgets import Budget, Counter, applicable, from_amount
 from lanewise.governance.catalogue import Catalogue
@@ -355,6 +356,7 @@ class Governor:
             self._on_local_limits = True
         if closed or self.fallback is None:
             what = closed[0].budget.describe() if closed else "budgets"
+            refusals.count(closed[0].budget.scope if closed else "", "store_unavailable")
             raise BudgetStoreUnavailable(
                 f"the budget store is unreachable and the {what} fails closed; retry shortly",
                 retry_after_s=1.0,
@@ -372,6 +374,7 @@ class Governor:
     ) -> None:
         if admission.status == "rate":
             charge = rate_charges[admission.index]
+            refusals.count(charge.scope, "rate_limit")
             if charge.cost > charge.limit:
                 raise RateLimited(
                     f"this call needs {charge.cost} units, more than the {charge.label} limit "
@@ -388,6 +391,7 @@ class Governor:
             )
         if admission.status == "budget":
             counter = counters[admission.index]
+            refusals.count(counter.budget.scope, "budget")
             body = budget_body(counter, admission.used, now)
             retry = None if math.isinf(counter.reset_at) else max(counter.reset_at - now, 1.0)
             needed = "the prompt" if lo <= 1 else f"the prompt plus max_tokens = {lo}"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from lanewise.core.auth import bearer_token
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.settings import Settings
-from lanewise.core.types import Principal
+from lanewise.core.types import Principal, StateSample
 from lanewise.governance.settings import GovernanceSettings
 
 if TYPE_CHECKING:
@@ -121,3 +121,12 @@ def lanewise_configure_cli(cli: click.Group) -> None:
 
     cli.add_command(keys)
     cli.add_command(budgets)
+
+
+@hookimpl
+def lanewise_collect_state(components: Components) -> list[StateSample]:
+    if not governance_active(components.settings):
+        return []
+    from lanewise.governance.refusals import refusal_state
+
+    return refusal_state()

@@ -48,6 +48,8 @@ class RateCharge:
     cost: int
     shadow: bool = False
     label: str = ""
+    scope: str = ""
+    """The rule's scope (``key``, ``user``, ``tenant``): what a refusal is counted under."""
 
     @property
     def period_ms(self) -> float:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+from lanewise.core.context import trace_headers
 from lanewise.core.errors import (
     ConfigError,
     InvalidRequest,
@@ -214,8 +215,11 @@ class OpenAICompatBackend:
         return body
 
     async def _send(self, body: dict[str, Any], *, stream: bool) -> Reply:
-        """POST (once more on a keep-alive connection the server just closed)."""
-        return await self._client.post(msgspec.json.encode(body), stream=stream)
+        """POST (once more on a keep-alive connection the server just closed), with the
+        request's W3C trace context so the upstream's spans join the caller's trace."""
+        return await self._client.post(
+            msgspec.json.encode(body), stream=stream, headers=trace_headers() or None
+        )
 
     def _deadline(self, request: ChatRequest) -> float:
         return asyncio.get_running_loop().time() + (request.deadline_s or self.timeout_s)

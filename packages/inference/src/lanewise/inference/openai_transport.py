@@ -46,7 +46,9 @@ class Reply(Protocol):
 
 
 class Transport(Protocol):
-    async def post(self, body: bytes, *, stream: bool) -> Reply: ...
+    async def post(
+        self, body: bytes, *, stream: bool, headers: Mapping[str, str] | None = None
+    ) -> Reply: ...
 
     async def aclose(self) -> None: ...
 
@@ -114,7 +116,9 @@ class HttpxTransport:
             ),
         )
 
-    async def post(self, body: bytes, *, stream: bool) -> Reply:
+    async def post(
+        self, body: bytes, *, stream: bool, headers: Mapping[str, str] | None = None
+    ) -> Reply:
         """POST, once more if a pooled connection turns out to be closed.
 
         Servers close idle keep-alive connections on their own timer (uvicorn and
@@ -122,7 +126,7 @@ class HttpxTransport:
         response, so the request is sent again on a fresh connection.
         """
         for attempt in (0, 1):
-            built = self._client.build_request("POST", _PATH, content=body)
+            built = self._client.build_request("POST", _PATH, content=body, headers=headers)
             try:
                 return _HttpxReply(await self._client.send(built, stream=stream))
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
@@ -202,12 +206,17 @@ class AiohttpTransport:
             )
         return self._session
 
-    async def post(self, body: bytes, *, stream: bool) -> Reply:
-        """POST, once more if a pooled connection turns out to be closed (see httpx's)."""
+    async def post(
+        self, body: bytes, *, stream: bool, headers: Mapping[str, str] | None = None
+    ) -> Reply:
+        """POST, once more if a pooled connection turns out to be closed (see httpx's).
+
+        ``headers`` (the request's trace context) are added to the session's own.
+        """
         session = self._open()
         for attempt in (0, 1):
             try:
-                response = await session.post(self._url, data=body)
+                response = await session.post(self._url, data=body, headers=headers)
             except aiohttp.ClientConnectorError:
                 raise  # no connection at all: nothing stale to retry
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):

@@ -22,6 +22,7 @@ from lanewise.core.factory import Components
 from lanewise.core.gateway.principal import authenticated, request_id
 from lanewise.core.settings import Settings
 from lanewise.ingest.paths import server_files, upload_name
+from lanewise.ingest.queue_state import QueueProbe, watch
 from lanewise.ingest.service import IngestService, Upload, open_service
 from lanewise.ingest.settings import IngestSettings, ingest_settings
 from litestar import Litestar, Request, get, post
@@ -68,6 +69,7 @@ class ServiceHolder:
         self.settings = settings
         self.components = components
         self.service: IngestService | None = None
+        self.probe = QueueProbe(self)
 
     def get(self) -> IngestService:
         if self.service is None:
@@ -79,6 +81,7 @@ class ServiceHolder:
         try:
             yield
         finally:
+            await asyncio.to_thread(self.probe.close)
             if self.service is not None:
                 await self.service.aclose()
 
@@ -177,6 +180,7 @@ async def _spool_uploads(request: Request[Any, Any, Any], spool: Path) -> list[U
 
 def configure(app_config: Any, settings: Settings, components: Components) -> None:
     holder = ServiceHolder(settings, components)
+    watch(components, holder.probe)
     app_config.route_handlers.extend(routes(ingest_settings(settings)))
     app_config.dependencies["ingest_service"] = Provide(holder.get, sync_to_thread=False)
     app_config.lifespan.append(holder.lifespan)

@@ -10,6 +10,7 @@ from lanewise.core.factory import Components
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.registry import Register
 from lanewise.core.settings import SectionRegister, Settings
+from lanewise.core.types import StateSample
 from lanewise.ingest import factories
 from lanewise.ingest.settings import IngestSettings
 from rich.console import Console
@@ -62,6 +63,13 @@ def lanewise_configure_gateway(app_config: Any, settings: Settings, components: 
     from lanewise.ingest.api import configure
 
     configure(app_config, settings, components)
+
+
+@hookimpl
+def lanewise_collect_state(components: Components) -> list[StateSample]:
+    from lanewise.ingest.queue_state import queue_state
+
+    return queue_state(components)
 
 
 @hookimpl

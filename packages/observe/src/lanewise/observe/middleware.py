@@ -7,7 +7,7 @@ latest, when the response starts.
 
 It is the only per-request code the lane adds to the hot path: create a record,
 put it in a context variable for the events, note the status and scan outgoing
-bytes for the finish reason. Everything else happens once, when it ends.
+bytes for an error's problem type. Everything else happens once, when it ends.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from lanewise.core.factory import Components
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.settings import Settings
 from lanewise.core.types import StageTiming, UsageEvent
@@ -43,14 +44,18 @@ class ObservePlugin:
         register("observe", ObserveSettings, description="logs, metrics, traces, usage table")
 
     @hookimpl
-    def lanewise_configure_gateway(self, app_config: AppConfig, settings: Settings) -> None:
+    def lanewise_configure_gateway(
+        self, app_config: AppConfig, settings: Settings, components: Components
+    ) -> None:
         from lanewise.observe.middleware import middleware_for
         from lanewise.observe.usage.api import make_usage_route
 
         observe = observe_settings(settings)
         if self.telemetry is not None:
             self.telemetry.close()  # a second app in this process (tests) replaces the first
-        telemetry = self.telemetry = Telemetry(settings, observe, span_exporter=self.span_exporter)
+        telemetry = self.telemetry = Telemetry(
+            settings, observe, span_exporter=self.span_exporter, components=components
+        )
         # Outermost: it must also see the 401s core's middleware raises.
         app_config.middleware.insert(0, middleware_for(telemetry))
         if observe.metrics:

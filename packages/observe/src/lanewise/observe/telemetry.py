@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
+from lanewise.core.context import TRACEPARENT, TRACESTATE
 from lanewise.core.settings import Settings
 from lanewise.core.types import Principal, StageTiming, UsageEvent
 from lanewise.observe import metrics as m
@@ -33,12 +34,15 @@ from lanewise.observe.record import RequestRecord
 from lanewise.observe.request_context import current_request
 from lanewise.observe.settings import ObserveSettings
 from lanewise.observe.signals import StaleIndexDetector, TokenAnomalyDetector
+from lanewise.observe.state import STATE
 from lanewise.observe.summary import SUMMARY_EVENT, build_summary
 from lanewise.observe.traces import Tracing, otlp_exporter, trace_id_from_header
 from lanewise.observe.usage.store import UsageWriter, make_engine
 
 log = structlog.get_logger("lanewise.request")
 internal_log = logging.getLogger("lanewise.observe")
+FLUSH_INTERVAL_S = 1.0
+"""How often batched metric updates are folded in and lane state is collected."""
 USAGE_GRACE_S = 2.0
 """After a client disconnect, how long the summary waits for the cancelled model call's usage."""
 
@@ -60,9 +64,16 @@ def usage_database_url(settings: Settings, observe: ObserveSettings) -> str:
 
 class Telemetry:
     def __init__(
-        self, settings: Settings, observe: ObserveSettings, *, span_exporter: Any = None
+        self,
+        settings: Settings,
+        observe: ObserveSettings,
+        *,
+        span_exporter: Any = None,
+        components: Any = None,
     ) -> None:
         self.observe = observe
+        self.components = components
+        """Core's Components: the argument of ``lanewise_collect_state``."""
         self.metrics = observe.metrics
         self.summaries = observe.summaries
         exporter = span_exporter
@@ -116,7 +127,8 @@ class Telemetry:
         for name, value in scope["headers"]:
             if name == b"traceparent":
                 traceparent = value.decode("latin-1")
-                break
+            elif name == b"tracestate":
+                record.tracestate = value.decode("latin-1")
         if self.tracing is not None:
             headers = {"traceparent": traceparent} if traceparent else {}
             self.tracing.start_request(record, headers)
@@ -136,7 +148,9 @@ class Telemetry:
         record.request_id = context.request_id
         if record.trace_id is not None:
             context.attributes["trace_id"] = record.trace_id
-            context.attributes["traceparent"] = record.traceparent
+            context.attributes[TRACEPARENT] = record.traceparent
+            if record.tracestate:
+                context.attributes[TRACESTATE] = record.tracestate
 
     def on_usage(self, record: RequestRecord | None, event: UsageEvent) -> None:
         if record is None:
@@ -336,11 +350,15 @@ class Telemetry:
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
         route_third_party_loggers()
         self.loop_thread = threading.get_ident()
-        flusher = asyncio.get_running_loop().create_task(self._flush_metrics_every(1.0))
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(self._flush_metrics_every(FLUSH_INTERVAL_S))]
+        if self.metrics and self._state_reporters():
+            tasks.append(loop.create_task(self._collect_state_every(FLUSH_INTERVAL_S)))
         try:
             yield
         finally:
-            flusher.cancel()
+            for task in tasks:
+                task.cancel()
             self.batch.flush()
             await asyncio.to_thread(self.close)
 
@@ -353,6 +371,30 @@ class Telemetry:
             except Exception:
                 count_drop("internal")
                 internal_log.warning("metrics flush failed", exc_info=True)
+
+    def _state_reporters(self) -> bool:
+        return self.components is not None and bool(
+            self.components.hook.lanewise_collect_state.get_hookimpls()
+        )
+
+    async def _collect_state_every(self, interval_s: float) -> None:
+        # On a thread: a lane may do I/O to answer (the ingest queue's Redis), and a
+        # slow answer must delay only the next collection, never the event loop.
+        while True:
+            await asyncio.sleep(interval_s)
+            await asyncio.to_thread(self.collect_state)
+
+    def collect_state(self) -> None:
+        """Ask every lane for its state (``lanewise_collect_state``) and export it."""
+        try:
+            answers = self.components.hook.lanewise_collect_state(components=self.components)
+            refused = STATE.apply(sample for answer in answers for sample in answer or ())
+        except Exception:
+            count_drop("internal")
+            internal_log.warning("collecting lane state failed", exc_info=True)
+            return
+        if refused:
+            count_drop("state", refused)
 
     def close(self) -> None:
         if self.batch in m.BATCHES:

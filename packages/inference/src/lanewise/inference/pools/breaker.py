@@ -42,6 +42,13 @@ class CircuitBreaker:
             self._probes = 0
         return self._state
 
+    def peek(self) -> State:
+        """The state now, changing nothing (for a reader on another thread, like telemetry)."""
+        state = self._state
+        if state == "open" and self._clock() - self._opened_at >= self.reset_after_s:
+            return "half-open"
+        return state
+
     def available(self) -> bool:
         """Whether :meth:`allow` would admit a request now (does not reserve a probe)."""
         state = self.state

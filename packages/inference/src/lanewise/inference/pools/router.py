@@ -31,6 +31,7 @@ from lanewise.core.types import ChatChunk, ChatCompletion, ChatRequest
 from lanewise.inference.completion import collect
 from lanewise.inference.pools.balancer import Replica, pick
 from lanewise.inference.pools.breaker import CircuitBreaker
+from lanewise.inference.pools.state import remember
 
 # Faults of the replica (count against its breaker, retried before the first token);
 # anything else (a bad request, a cancellation) says nothing about the replica's health.
@@ -236,7 +237,7 @@ def build_pool(ctx: FactoryContext) -> PoolBackend:
         )
     seed = opts.options.get("seed")
     max_tokens = opts.options.get("max_tokens")
-    return PoolBackend(
+    backend = PoolBackend(
         pools,
         spill_to_interactive=opts.flag("spill_to_interactive", False),
         max_output_tokens=(
@@ -244,3 +245,5 @@ def build_pool(ctx: FactoryContext) -> PoolBackend:
         ),
         rng=random.Random(opts.integer("seed", 0, minimum=0)) if seed is not None else None,
     )
+    remember(ctx.components, ctx.key.removeprefix("models."), backend)
+    return backend

@@ -22,6 +22,7 @@ import grpc  # type: ignore[import-untyped]
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from lanewise.core.aio import LoopLocal
+from lanewise.core.context import trace_headers
 from lanewise.core.errors import (
     InvalidRequest,
     LanewiseError,
@@ -174,6 +175,7 @@ class TritonReplica:
                 outputs=self._outputs(),
                 request_id=self._request_id(request),
                 client_timeout=deadline,
+                headers=trace_headers() or None,
             )
         except InferenceServerException as exc:
             raise self._error(exc, deadline) from None
@@ -197,7 +199,11 @@ class TritonReplica:
             # the stream after this request's final response.
             yield message
 
-        call = self.client.stream_infer(one_request(), stream_timeout=deadline)
+        # gRPC metadata: Triton forwards what --grpc-header-forward-pattern matches to the
+        # model as request parameters (and its own tracing reads traceparent).
+        call = self.client.stream_infer(
+            one_request(), stream_timeout=deadline, headers=trace_headers() or None
+        )
         state = _Generation(self.profile, request)
         done = False
         try:
