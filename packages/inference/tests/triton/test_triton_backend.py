@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from lanewise.core.context import TRACEPARENT, RequestContext, request_scope
 from lanewise.core.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from lanewise.core.settings import ComponentConfig
 from lanewise.core.testing import factory_context
@@ -246,3 +247,30 @@ async def test_unary_deadline_cancels_on_the_server(
     event = await asyncio.to_thread(triton_events.wait_for, request.request_id)
     assert event["outcome"] == "cancelled"
     assert event["tokens"] < 4000
+
+
+TRACE_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize(
+    ("options", "stream"),
+    [({"layout": "ensemble"}, True), ({"layout": "llmapi", "model": "llmapi"}, False)],
+)
+async def test_trace_context_reaches_triton_as_grpc_metadata(
+    triton_server: TritonServer, triton_events: Events, options: dict[str, str], stream: bool
+) -> None:
+    """Streamed (``ModelStreamInfer``) and unary (``ModelInfer``) calls carry ``traceparent``;
+    the server forwards it to the model, which records it with the request's outcome."""
+    backend = backend_for(triton_server.grpc_url, **options)
+    request = chat("follow the trace", max_tokens=3, stream=stream)
+    untraced = chat("no trace here", max_tokens=3, stream=stream)
+    context = RequestContext(request_id=request.request_id, attributes={TRACEPARENT: TRACE_PARENT})
+    try:
+        with request_scope(context):
+            completion = await backend.generate(request)
+        await backend.generate(untraced)
+    finally:
+        await backend.aclose()
+    assert completion.finish_reason == "length"
+    assert triton_events.wait_for(request.request_id)["traceparent"] == TRACE_PARENT
+    assert triton_events.wait_for(untraced.request_id)["traceparent"] is None

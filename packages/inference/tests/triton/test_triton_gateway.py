@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from lanewise.core.gateway.app import create_app
+from lanewise.core.hookspecs import hookimpl
 from lanewise.core.server import serve_in_thread
 from lanewise.inference.triton.server import TritonServer
 
@@ -119,3 +120,35 @@ def test_readyz_names_a_dead_triton(
     assert ready.status_code == 503
     assert ready.json()["failing"] == ["model:tri"]
     assert server.grpc_url in ready.json()["checks"]["model:tri"]
+
+
+class UsageRecorder:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    @hookimpl
+    def lanewise_on_usage(self, event: Any) -> None:
+        self.events.append(event)
+
+
+def test_usage_events_carry_the_finish_reason(
+    triton_server: TritonServer,
+    lanewise_settings: Callable[..., Any],
+    register_plugin: Callable[..., Any],
+) -> None:
+    """Unary and streamed, cut by max_tokens or by a stop string: the usage event says which."""
+    usage = UsageRecorder()
+    settings = lanewise_settings(
+        models={"tri": {"kind": "triton", "url": triton_server.grpc_url, "max_tokens": 4}}
+    )
+    app = create_app(settings, plugin_manager=register_plugin(usage, allowlist=["inference"]))
+    with serve_in_thread(app) as url:
+        first = httpx.post(f"{url}/v1/chat/completions", json=body("x"), timeout=30).json()
+        word = first["choices"][0]["message"]["content"].split()[1]
+        for stream in (False, True):
+            for extra in ({}, {"stop": [word]}):
+                payload = body("x", stream=stream, **extra)
+                r = httpx.post(f"{url}/v1/chat/completions", json=payload, timeout=30)
+                assert r.status_code == 200, r.text
+    reasons = [e.finish_reason for e in usage.events]
+    assert reasons == ["length", "length", "stop", "length", "stop"]

@@ -90,7 +90,7 @@ class TritonPythonModel:
                 del out[-len(stop) :]
                 reason = "stop"
                 break
-        self._record(request.request_id(), reason, len(out))
+        self._record(request.request_id(), reason, len(out), _traceparent(request))
         text_out = "".join(" " + self.vocab[i] for i in out)
         return pb_utils.InferenceResponse(
             output_tensors=[
@@ -99,10 +99,18 @@ class TritonPythonModel:
             ]
         )
 
-    def _record(self, request_id: str, outcome: str, produced: int) -> None:
+    def _record(
+        self, request_id: str, outcome: str, produced: int, traceparent: str | None
+    ) -> None:
         if self.events_path:
             line = json.dumps(
-                {"request_id": request_id, "outcome": outcome, "tokens": produced, "t": time.time()}
+                {
+                    "request_id": request_id,
+                    "outcome": outcome,
+                    "tokens": produced,
+                    "t": time.time(),
+                    "traceparent": traceparent,
+                }
             )
             with open(self.events_path, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")
@@ -121,3 +129,13 @@ class TritonPythonModel:
             v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
             for v in tensor.as_numpy().reshape(-1)
         ]
+
+
+def _traceparent(request: object) -> str | None:
+    """The caller's W3C ``traceparent``: Triton passes gRPC headers matching
+    ``--grpc-header-forward-pattern`` to the model as request parameters."""
+    try:
+        found = json.loads(request.parameters() or "{}").get("traceparent")
+    except (ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None

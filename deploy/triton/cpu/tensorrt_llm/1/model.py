@@ -125,7 +125,7 @@ class TritonPythonModel:
                 flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
             )
         try:
-            self._record(request_id, outcome, len(progress))
+            self._record(request_id, outcome, len(progress), _traceparent(request))
             if marker:
                 with contextlib.suppress(OSError):
                     os.unlink(marker)
@@ -204,9 +204,17 @@ class TritonPythonModel:
         with self.stub_lock:
             sender.send(*args, **kwargs)
 
-    def _record(self, request_id: str, outcome: str, produced: int) -> None:
+    def _record(
+        self, request_id: str, outcome: str, produced: int, traceparent: str | None
+    ) -> None:
         line = json.dumps(
-            {"request_id": request_id, "outcome": outcome, "tokens": produced, "t": time.time()}
+            {
+                "request_id": request_id,
+                "outcome": outcome,
+                "tokens": produced,
+                "t": time.time(),
+                "traceparent": traceparent,
+            }
         )
         with self.stub_lock:
             pb_utils.Logger.log_info(f"lanewise toy LM request {request_id!r}: {line}")
@@ -241,3 +249,13 @@ class TritonPythonModel:
                 out.append(flat[start:end])
             start = end
         return out
+
+
+def _traceparent(request: object) -> str | None:
+    """The caller's W3C ``traceparent``: Triton passes gRPC headers matching
+    ``--grpc-header-forward-pattern`` to the model as request parameters."""
+    try:
+        found = json.loads(request.parameters() or "{}").get("traceparent")
+    except (ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None

@@ -41,6 +41,9 @@ class ToyLMEvents:
         raise AssertionError(f"no server-side event for {request_prefix!r} in {self.all()}")
 
 
+TRACE_HEADERS = "traceparent|tracestate"
+
+
 def start_cpu_triton(workdir: Path, *, token_delay_ms: float = 5, **env: str) -> TritonServer:
     """Start the CPU repository on free ports; the caller stops (or kills) it."""
     server = TritonServer(
@@ -51,6 +54,8 @@ def start_cpu_triton(workdir: Path, *, token_delay_ms: float = 5, **env: str) ->
             "LANEWISE_TRITON_TOKEN_DELAY_MS": str(token_delay_ms),
             **env,
         },
+        # The toy models record the trace context the backend sent (gRPC metadata).
+        extra_args=[f"--grpc-header-forward-pattern={TRACE_HEADERS}"],
     )
     return server.start()
 
