@@ -125,8 +125,12 @@ def lanewise_configure_cli(cli: click.Group) -> None:
 
 @hookimpl
 def lanewise_collect_state(components: Components) -> list[StateSample]:
-    if not governance_active(components.settings):
+    settings = components.settings
+    if not governance_active(settings):
         return []
     from lanewise.governance.refusals import refusal_state
 
-    return refusal_state()
+    section = settings.section(GovernanceSettings)
+    configured = {(b.scope, "budget") for b in section.budgets if not b.shadow}
+    configured |= {(r.scope, "rate_limit") for r in section.rate_limits if not r.shadow}
+    return refusal_state(configured)

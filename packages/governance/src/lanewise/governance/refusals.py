@@ -8,6 +8,7 @@ totals once a second and turns the increase into its counter.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 from lanewise.core.types import StateSample
 
@@ -26,9 +27,11 @@ def count(scope: str, reason: Reason) -> None:
         _counts[(scope, reason)] = _counts.get((scope, reason), 0) + 1
 
 
-def refusal_state() -> list[StateSample]:
+def refusal_state(configured: Iterable[tuple[str, Reason]] = ()) -> list[StateSample]:
+    """Every count so far, and 0 for the ``configured`` (scope, reason) pairs not yet seen:
+    a series that exists before its first refusal lets ``increase()`` count that one too."""
     with _lock:
-        counts = list(_counts.items())
+        counts = {**dict.fromkeys(configured, 0), **_counts}
     return [
         StateSample(
             name=REFUSALS,
@@ -37,5 +40,5 @@ def refusal_state() -> list[StateSample]:
             labels={"scope": scope, "reason": reason},
             help=HELP,
         )
-        for (scope, reason), n in counts
+        for (scope, reason), n in counts.items()
     ]
