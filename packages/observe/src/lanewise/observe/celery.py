@@ -8,6 +8,9 @@ module-level functions that read the settings captured at configuration.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
 from typing import Any
 
@@ -18,6 +21,7 @@ from lanewise.observe.settings import ObserveSettings
 log = logging.getLogger("lanewise.observe")
 _settings: ObserveSettings | None = None
 _started: dict[str, float] = {}
+_own_dir: str | None = None
 MAX_IN_FLIGHT = 10_000
 
 
@@ -42,6 +46,31 @@ def _task_postrun(task_id: str = "", task: Any = None, state: str | None = None,
     if started is not None:
         m.CELERY_TASK_SECONDS.labels(name).observe(time.perf_counter() - started)
     m.CELERY_TASKS.labels(name, (state or "unknown").lower()).inc()
+
+
+def _worker_init(**_: Any) -> None:
+    """In the worker's main process, before its pool forks: share one metrics directory.
+
+    Prefork children run the tasks and count them; the main process serves ``/metrics``.
+    Without ``PROMETHEUS_MULTIPROC_DIR`` each child would count in its own memory and the
+    endpoint would show none of it, so the worker makes a directory (removed at
+    shutdown), as ``lanewise serve --workers N`` does. prometheus-client chose its value
+    class when it was imported, before this command ran: choose again, so the children's
+    counters (created on first use, after the fork) write to the shared files.
+    """
+    global _own_dir
+    if _settings is None or _settings.worker_metrics_port is None or m.multiprocess_dir():
+        return
+    from prometheus_client import values
+
+    _own_dir = tempfile.mkdtemp(prefix="lanewise-worker-metrics-")
+    os.environ[m.MULTIPROC_ENV] = _own_dir
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+def _worker_shutdown(**_: Any) -> None:
+    if _own_dir is not None:
+        shutil.rmtree(_own_dir, ignore_errors=True)
 
 
 def _worker_ready(**_: Any) -> None:
@@ -69,4 +98,6 @@ def instrument_celery(celery_app: Any, settings: ObserveSettings) -> None:
     signals.worker_process_init.connect(_setup_logging, weak=False)
     signals.task_prerun.connect(_task_prerun, weak=False)
     signals.task_postrun.connect(_task_postrun, weak=False)
+    signals.worker_init.connect(_worker_init, weak=False)
+    signals.worker_shutdown.connect(_worker_shutdown, weak=False)
     signals.worker_ready.connect(_worker_ready, weak=False)
