@@ -394,6 +394,7 @@ def test_hook_lanewise_on_usage(gateway, echo_plugin):
     assert event.ttft_s is not None
     assert 0 <= event.ttft_s <= event.duration_s
     assert event.principal.tenant == "default"
+    assert event.finish_reason == "stop"
 
 
 def test_hook_lanewise_on_stage(gateway, echo_plugin):

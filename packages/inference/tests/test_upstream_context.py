@@ -79,7 +79,8 @@ async def test_openai_backend_forwards_the_request_trace_context(upstream, trans
     for seen in (streamed, whole):
         assert seen["traceparent"] == PARENT
         assert seen["tracestate"] == STATE
-    assert "traceparent" not in untraced and "tracestate" not in untraced
+    assert "traceparent" not in untraced
+    assert "tracestate" not in untraced
 
 
 def test_usage_event_carries_the_upstreams_finish_reason(

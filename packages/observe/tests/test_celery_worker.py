@@ -77,7 +77,8 @@ def test_worker_exposes_task_metrics_and_logs_json(tmp_path: Path, redis_server:
     succeeded = [line for line in celery if "succeeded" in line["event"]]
     assert len(succeeded) == TASKS  # one per task, from the children that ran them
     assert {line["pid"] for line in succeeded} <= children
-    assert worker.process is not None and worker.process.pid not in children
+    assert worker.process is not None
+    assert worker.process.pid not in children
     # What is left is printed, not logged (Celery's start-up banner, a warnings.warn):
     # no line in Celery's own log format ("[2026-11-30 05:27:22,123: INFO/MainProcess] ...").
     celery_format = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+: [A-Z]+/")
