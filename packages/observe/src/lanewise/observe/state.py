@@ -46,7 +46,8 @@ class StateMetrics:
         self.metrics: dict[str, tuple[tuple[Any, ...], Any]] = {}
         """name -> ((kind, merge, label names), metric)."""
         self.totals: dict[tuple[str, tuple[str, ...]], float] = {}
-        self.series: set[tuple[str, tuple[str, ...]]] = set()
+        self.children: dict[tuple[str, tuple[str, ...]], Any] = {}
+        """Each series' prometheus-client child (``labels()`` locks and validates per call)."""
         self._lock = threading.Lock()
 
     def names(self) -> set[str]:
@@ -69,11 +70,11 @@ class StateMetrics:
     def _apply(self, sample: StateSample) -> bool:
         name = sample.name.removesuffix("_total") if sample.kind == "counter" else sample.name
         names = tuple(sorted(sample.labels))
-        if not NAME.match(name) or not all(LABEL.match(n) for n in names):
-            return False
         shape = (sample.kind, sample.merge if sample.kind == "gauge" else None, names)
         found = self.metrics.get(name)
         if found is None:
+            if not NAME.match(name) or not all(LABEL.match(n) for n in names):
+                return False
             metric = self._create(name, sample, names)
             if metric is None:
                 return False
@@ -82,11 +83,11 @@ class StateMetrics:
             return False  # one name, one shape: the first report fixed it
         values = tuple(str(sample.labels[n]) for n in names)
         series = (name, values)
-        if series not in self.series:
-            if len(self.series) >= MAX_SERIES:
+        child = self.children.get(series)
+        if child is None:
+            if len(self.children) >= MAX_SERIES:
                 return False
-            self.series.add(series)
-        child = found[1].labels(*values) if names else found[1]
+            child = self.children[series] = found[1].labels(*values) if names else found[1]
         if sample.kind == "gauge":
             child.set(sample.value)
             return True
