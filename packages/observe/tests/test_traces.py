@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+import pytest
+from lanewise.core.gateway.app import create_app
+from lanewise.core.hookspecs import hookimpl
+from lanewise.core.server import serve_in_thread
+from lanewise.observe.plugin import ObservePlugin
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -81,3 +89,61 @@ def test_no_exporter_no_spans(observed_gateway, spans, read_summaries, monkeypat
         )
         assert read_summaries(["untraced"])["untraced"][0]["trace_id"] == CLIENT_TRACE
     assert spans.get_finished_spans() == ()
+
+
+class HeaderRecorder:
+    """On the upstream gateway: the headers every request arrived with."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, str]] = []
+
+    @hookimpl(tryfirst=True)
+    def lanewise_resolve_principal(self, headers: Any) -> None:
+        self.seen.append({k.lower(): v for k, v in headers.items()})
+
+
+@pytest.mark.parametrize("traced", [True, False])
+def test_openai_upstream_receives_the_client_trace(
+    traced, lanewise_settings, register_plugin, observe_env
+):
+    """client -> gateway (observe, openai backend) -> a second gateway: the upstream sees the
+    client's trace id (parented on the gateway's span when spans are built, the client's
+    own header when not) and its tracestate."""
+    recorder = HeaderRecorder()
+    upstream_app = create_app(
+        lanewise_settings(models={"extractive": {"kind": "extractive"}}),
+        plugin_manager=register_plugin(recorder, allowlist=["inference"]),
+    )
+    spans = InMemorySpanExporter()
+    plugin = ObservePlugin(span_exporter=spans if traced else None)
+    body = {"model": "up", "messages": [{"role": "user", "content": "The sky is blue."}]}
+    headers = {"traceparent": TRACEPARENT, "tracestate": "vendor=x"}
+    with serve_in_thread(upstream_app) as upstream:
+        models = {"up": {"kind": "openai", "base_url": f"{upstream}/v1", "model": "extractive"}}
+        app = create_app(
+            lanewise_settings(models=models),
+            plugin_manager=register_plugin(plugin, allowlist=["inference"]),
+        )
+        with serve_in_thread(app) as base:
+            for stream in (False, True):
+                r = httpx.post(
+                    f"{base}/v1/chat/completions",
+                    json={**body, "stream": stream},
+                    headers=headers,
+                    timeout=30,
+                )
+                assert r.status_code == 200, r.text
+            if traced:
+                assert plugin.telemetry is not None
+                assert plugin.telemetry.tracing is not None
+                plugin.telemetry.tracing.flush()
+    assert len(recorder.seen) == 2
+    for seen in recorder.seen:
+        version, trace_id, parent, flags = seen["traceparent"].split("-")
+        assert (version, trace_id, flags) == ("00", CLIENT_TRACE, "01")
+        assert seen["tracestate"] == "vendor=x"
+        if traced:
+            servers = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+            assert parent in {f"{s.context.span_id:016x}" for s in servers}
+        else:
+            assert parent == CLIENT_SPAN
