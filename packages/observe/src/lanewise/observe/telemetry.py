@@ -74,6 +74,8 @@ class Telemetry:
         self.observe = observe
         self.components = components
         """Core's Components: the argument of ``lanewise_collect_state``."""
+        self._state_lock = threading.Lock()
+        self._closed = False
         self.metrics = observe.metrics
         self.summaries = observe.summaries
         exporter = span_exporter
@@ -387,8 +389,11 @@ class Telemetry:
     def collect_state(self) -> None:
         """Ask every lane for its state (``lanewise_collect_state``) and export it."""
         try:
-            answers = self.components.hook.lanewise_collect_state(components=self.components)
-            refused = STATE.apply(sample for answer in answers for sample in answer or ())
+            with self._state_lock:  # close() waits: no live gauge written after it
+                if self._closed:
+                    return
+                answers = self.components.hook.lanewise_collect_state(components=self.components)
+                refused = STATE.apply(sample for answer in answers for sample in answer or ())
         except Exception:
             count_drop("internal")
             internal_log.warning("collecting lane state failed", exc_info=True)
@@ -404,6 +409,8 @@ class Telemetry:
             self.writer.close()
         if self.tracing is not None:
             self.tracing.shutdown()
+        with self._state_lock:
+            self._closed = True
         m.mark_process_dead()
         # Logging stays up (uvicorn logs its own shutdown after the app's lifespan ends),
         # written synchronously from here on.
