@@ -27,6 +27,7 @@ from lanewise.core.server import free_port, serve_in_thread
 from lanewise.core.settings import load_settings
 from lanewise.core.testing.services import wait_for_port
 from lanewise.core.types import ChatChunk, ChatCompletion, ChatRequest, StateSample, Usage
+from lanewise.governance.refusals import refusal_state
 from lanewise.ingest.celery_app import PING_TASK, create_celery_app
 from lanewise.ingest.testing import LANEWISE
 from lanewise.observe.plugin import ObservePlugin
@@ -160,7 +161,7 @@ def test_pool_breakers_and_calls_in_flight(lanewise_settings, register_plugin, o
                 pass
             warm = {"model": "p", "pool": "interactive", "replica": "warm-0"}
             wait_for_value(base, "lanewise_pool_in_flight", 1, capacity="warm", **warm)
-            wait_for_value(base, "lanewise_pool_in_flight", 0, capacity="spot", model="p")
+            wait_for_value(base, "lanewise_pool_in_flight", 0, model="p", replica="spot-0")
             replicas.gate.open.set()
             list(lines)
         wait_for_value(base, "lanewise_pool_in_flight", 0, capacity="warm", **warm)
@@ -172,28 +173,37 @@ def test_pool_breakers_and_calls_in_flight(lanewise_settings, register_plugin, o
 
 
 # -- governance: refusals by scope ------------------------------------------------------------
+def refused_so_far(reason: str) -> float:
+    """This process's count in governance (other tests of the process may have refused)."""
+    found = [s.value for s in refusal_state() if s.labels == {"scope": "tenant", "reason": reason}]
+    return sum(found)
+
+
 def test_budget_refusals_by_scope(lanewise_settings, register_plugin, observe_env):
     body = {"model": "m", "messages": [{"role": "user", "content": "one two three four"}]}
     name = "lanewise_budget_refusals_total"
     models = {"m": {"kind": "extractive"}}
     lanes = ["inference", "governance"]
     budget = {"budgets": [{"scope": "tenant", "window": "day", "limit": 1}]}
+    where = {"scope": "tenant", "reason": "budget"}
     with observed(
         lanewise_settings, register_plugin, [], lanes, models=models, governance=budget
     ) as base:
-        before = sample_sum(httpx.get(f"{base}/metrics").text, name, scope="tenant")
+        before = refused_so_far("budget")
+        wait_for_value(base, name, before, **where)  # the export follows governance's count
         for _ in range(2):
             assert httpx.post(f"{base}/v1/chat/completions", json=body).status_code == 429
-        wait_for_value(base, name, before + 2, scope="tenant", reason="budget")
+        wait_for_value(base, name, before + 2, **where)
     rate = {"rate_limits": [{"scope": "tenant", "rpm": 1}]}
+    where = {"scope": "tenant", "reason": "rate_limit"}
     with observed(
         lanewise_settings, register_plugin, [], lanes, models=models, governance=rate
     ) as base:
-        text = httpx.get(f"{base}/metrics").text
-        before = sample_sum(text, name, scope="tenant", reason="rate_limit")
+        before = refused_so_far("rate_limit")
+        wait_for_value(base, name, before, **where)
         codes = [httpx.post(f"{base}/v1/chat/completions", json=body).status_code for _ in "abc"]
         assert codes == [200, 429, 429]
-        wait_for_value(base, name, before + 2, scope="tenant", reason="rate_limit")
+        wait_for_value(base, name, before + 2, **where)
 
 
 # -- ingest: the Celery queue ------------------------------------------------------------------
