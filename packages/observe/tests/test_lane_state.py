@@ -121,7 +121,7 @@ class Gate:
         if self.broken:
             raise Unavailable("this replica is down on purpose", retry_after_s=1.0)
         yield ChatChunk(delta="waiting ")
-        await asyncio.to_thread(self.open.wait)
+        await asyncio.to_thread(self.open.wait, 30)  # bounded: a failed test never sets it
         yield ChatChunk(finish_reason="stop", usage=Usage(prompt_tokens=1, completion_tokens=1))
 
     async def generate(self, request: ChatRequest) -> ChatCompletion:
@@ -155,14 +155,16 @@ def test_pool_breakers_and_calls_in_flight(lanewise_settings, register_plugin, o
     with observed(
         lanewise_settings, register_plugin, [replicas], ["inference"], models=models
     ) as base:
+        warm = {"model": "p", "pool": "interactive", "replica": "warm-0"}
         with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30) as r:
             lines = r.iter_lines()
-            while "waiting" not in next(lines):  # the first token is out: the call is in flight
-                pass
-            warm = {"model": "p", "pool": "interactive", "replica": "warm-0"}
-            wait_for_value(base, "lanewise_pool_in_flight", 1, capacity="warm", **warm)
-            wait_for_value(base, "lanewise_pool_in_flight", 0, model="p", replica="spot-0")
-            replicas.gate.open.set()
+            try:
+                while "waiting" not in next(lines):  # the first token is out: in flight
+                    pass
+                wait_for_value(base, "lanewise_pool_in_flight", 1, capacity="warm", **warm)
+                wait_for_value(base, "lanewise_pool_in_flight", 0, model="p", replica="spot-0")
+            finally:
+                replicas.gate.open.set()
             list(lines)
         wait_for_value(base, "lanewise_pool_in_flight", 0, capacity="warm", **warm)
         wait_for_value(base, "lanewise_breaker_state", 0, **warm)
