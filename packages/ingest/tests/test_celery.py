@@ -21,6 +21,7 @@ from lanewise.ingest.service import IngestService, open_service
 from lanewise.ingest.testing import LANEWISE, Worker
 from lanewise.ingest.wiring import open_components
 
+from .conftest import FAILED
 from .helpers import DIM, TENANT, stored, write_config
 
 
@@ -35,7 +36,9 @@ def config(tmp_path: Path, redis_server: Any, pg_url: str) -> Path:
 
 
 @pytest.fixture
-def start_worker(tmp_path: Path, config: Path) -> Iterator[Any]:
+def start_worker(
+    tmp_path: Path, config: Path, request: pytest.FixtureRequest
+) -> Iterator[Any]:
     started: list[Worker] = []
 
     def start(name: str = "w1", concurrency: int = 2) -> Worker:
@@ -46,6 +49,9 @@ def start_worker(tmp_path: Path, config: Path) -> Iterator[Any]:
     yield start
     for worker in started:
         worker.stop()
+    if request.node.stash.get(FAILED, False):
+        for worker in started:  # shown in the failure report ("Captured stdout teardown")
+            print(f"----- {worker.name} ({worker.log}) -----\n{worker.output()}")
 
 
 @pytest.fixture
@@ -89,7 +95,20 @@ async def wait_job(service: IngestService, job: str, within_s: float = 120) -> A
         for i in (view.items if view else [])
         if i["status"] == "pending"
     ]
-    raise AssertionError(f"job {job} did not complete; pending (plan, batches in): {stuck}")
+    raise AssertionError(
+        f"job {job} did not complete; pending (plan, batches in): {stuck}; "
+        f"broker: {broker_state(service)}"
+    )
+
+
+def broker_state(service: IngestService) -> dict[str, Any]:
+    """What Redis holds for the workers: queued and unacknowledged messages, its clients."""
+    kv: Any = service.state.kv
+    return {
+        "queued": {q: kv.llen(q) for q in ("ingest", "embed")},
+        "unacked": kv.hlen("unacked"),
+        "clients": [(c.get("name"), c.get("cmd"), c.get("age")) for c in kv.client_list()],
+    }
 
 
 async def wait_progress(service: IngestService, job: str, at_least: int) -> None:
@@ -161,16 +180,6 @@ async def test_sigkill_of_worker_processes_mid_job_loses_and_duplicates_nothing(
     assert await parts.vector_store().count(tenant=TENANT) == len(expected)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known flake, not fixed: in about one full `make test` run in ten the job stalls after "
-        "the Redis restart with every embed batch of the pending documents sent but none "
-        "arriving, and the stall recovery's re-sent parse tasks are not consumed within 180 s "
-        "either (a worker that stops consuming after a broker restart, celery#9054/#8030, is "
-        "suspected, not proven); passes in isolation"
-    ),
-)
 async def test_workers_resume_by_themselves_after_redis_restarts(
     lane: tuple[Any, IngestService], start_worker: Any, tmp_path: Path, redis_server: Any
 ) -> None:
@@ -178,7 +187,7 @@ async def test_workers_resume_by_themselves_after_redis_restarts(
     root = many_files(tmp_path / "many", 16, 600)
     files = local_files([root], root)
     expected = await reference(tmp_path, files)
-    start_worker("w1")
+    worker = start_worker("w1")
     job = await service.submit(tenant=TENANT, files=files)
     await wait_progress(service, job, 2)
     # A real restart of the broker (SIGTERM; Redis writes its dump on the way down, as a
@@ -194,6 +203,10 @@ async def test_workers_resume_by_themselves_after_redis_restarts(
         service, await service.submit(tenant=TENANT, files=local_files([root / "late.txt"], root))
     )
     assert late.done == 1
+    # The same worker did it, through its own reconnection (it never gave up, see broker.py).
+    assert worker.process.poll() is None
+    assert "Connection to broker lost" in worker.output()
+    assert "Unrecoverable error" not in worker.output()
 
 
 def test_worker_refuses_the_embedded_store_and_a_short_visibility_timeout(
