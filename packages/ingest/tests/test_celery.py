@@ -36,9 +36,7 @@ def config(tmp_path: Path, redis_server: Any, pg_url: str) -> Path:
 
 
 @pytest.fixture
-def start_worker(
-    tmp_path: Path, config: Path, request: pytest.FixtureRequest
-) -> Iterator[Any]:
+def start_worker(tmp_path: Path, config: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     started: list[Worker] = []
 
     def start(name: str = "w1", concurrency: int = 2) -> Worker:

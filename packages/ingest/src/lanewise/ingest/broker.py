@@ -18,12 +18,23 @@ BRPOP was in flight).
 Here a channel closes completely in its first pass whatever the broker's state, and
 a channel that still needs Redis after its transport was detached gets a connection
 error (which Celery ignores and recovers from) instead of the ``AttributeError``.
-Nothing is lost either way: an unacknowledged message that cannot be put back stays in
-Redis's unacked set and is redelivered after the visibility timeout.
+
+Two more losses of kombu's at a broker restart are repaired here. A message that
+BRPOP took off its queue just before the connection broke, whose unacknowledged copy
+could not be written, existed only in this process: it would never be delivered
+again. And the unacknowledged messages of the tasks Celery cancels on a connection
+loss could not be put back while Redis was down, so they waited for the visibility
+timeout (an hour by default). This process keeps both (:class:`Stranded`) and puts
+them back on their queues as soon as it consumes again. Putting back an
+unacknowledged message is atomic (it moves from the unacked set to its queue, once),
+so nothing is delivered twice by this; what is still lost is a BRPOP reply Redis sent
+but this process never read, which the job's stall recovery sends again.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from queue import Empty
 from typing import Any
 
@@ -34,7 +45,75 @@ TRANSPORT = "lanewise.ingest.broker:Transport"
 SCHEMES = ("redis", "rediss")
 
 
+class Stranded:
+    """Deliveries a broken connection left with this process, to put back on reconnect."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.tags: list[str] = []  # recorded as unacknowledged; restore by tag
+        self.messages: list[tuple[Any, str, str]] = []  # never recorded: (raw, exchange, key)
+
+    def add(
+        self, *, tags: Sequence[str] = (), messages: Sequence[tuple[Any, str, str]] = ()
+    ) -> None:
+        with self._lock:
+            self.tags.extend(tags)
+            self.messages.extend(messages)
+
+    def take(self) -> tuple[list[str], list[tuple[Any, str, str]]]:
+        with self._lock:
+            tags, messages = self.tags, self.messages
+            self.tags, self.messages = [], []
+            return tags, messages
+
+
+STRANDED = Stranded()
+
+
+class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        try:
+            super().append(message, delivery_tag)
+        except self.channel.connection_errors:
+            # Off its queue and not in the unacked set: only this process has it now.
+            info = message.delivery_info
+            STRANDED.add(messages=[(message._raw, info["exchange"], info["routing_key"])])
+            raise
+
+    def restore_unacked(self, client: Any = None) -> None:
+        tags = list(self._delivered)
+        try:
+            super().restore_unacked(client)
+        except self.channel.connection_errors:
+            STRANDED.add(tags=tags)  # restoring one already restored does nothing
+            raise
+
+
 class Channel(kombu_redis.Channel):
+    QoS = QoS
+
+    def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        consumer = super().basic_consume(queue, *args, **kwargs)
+        self.restore_stranded()
+        return consumer
+
+    def restore_stranded(self) -> None:
+        """Put back on their queues what a broken connection left with this process."""
+        tags, messages = STRANDED.take()
+        try:
+            with self.conn_or_acquire() as client:
+                while tags:
+                    self.qos.restore_by_tag(tags[-1], client)
+                    tags.pop()
+                while messages:
+                    raw, exchange, routing_key = messages[-1]
+                    with client.pipeline() as pipe:
+                        self._do_restore_message(raw, exchange, routing_key, pipe)
+                        pipe.execute()
+                    messages.pop()
+        except self.connection_errors:
+            STRANDED.add(tags=tags, messages=messages)  # the next consume tries again
+
     def close(self) -> None:
         if self._in_poll:
             # The reply of the BRPOP in flight: lost with the connection if the broker
