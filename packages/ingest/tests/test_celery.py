@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from lanewise.core.settings import load_settings
 from lanewise.ingest.local import local_files
-from lanewise.ingest.service import IngestService, open_service
+from lanewise.ingest.service import IngestService, Upload, open_service
 from lanewise.ingest.testing import LANEWISE, Worker
 from lanewise.ingest.wiring import open_components
 
@@ -252,3 +252,24 @@ async def test_a_lost_task_is_sent_again_once_the_job_stalls(
     view = await wait_job(service, job, within_s=120)
     assert (view.done, view.failed) == (2, 0)
     assert await stored(parts.vector_store(), TENANT, DIM) == await reference(tmp_path, files)
+
+
+async def test_spooled_uploads_are_removed_once_their_items_finish(
+    lane: tuple[Any, IngestService], start_worker: Any, corpus: Path
+) -> None:
+    _, service = lane
+    spool = service.spool_dir()  # what POST /v1/ingest writes uploads into
+    uploads = []
+    for n, name in enumerate(["guide.md", "broken.pdf", "photo.bin"]):
+        target = spool / f"{n:06d}"
+        target.write_bytes((corpus / name).read_bytes())
+        uploads.append(Upload(name, target))
+    start_worker("w1")
+    view = await wait_job(service, await service.submit(tenant=TENANT, files=uploads, spool=spool))
+    assert (view.done, view.failed) == (1, 2)  # done and dead-lettered items alike
+    assert not spool.exists()
+    assert service.spool.exists()  # only the job's own directory went
+    # Files named by path (the CLI, server-side paths) are the user's: never removed.
+    files = local_files([corpus / "notes.txt"], corpus)
+    assert (await wait_job(service, await service.submit(tenant=TENANT, files=files))).done == 1
+    assert (corpus / "notes.txt").exists()

@@ -127,6 +127,11 @@ class IngestState:
         payloads = self.kv.hgetall(f"{PREFIX}:job:{job}:payloads")
         return [json.loads(p) for n, p in sorted(payloads.items()) if n not in done]
 
+    def payload(self, job: str, item: int) -> dict[str, Any] | None:
+        """The task payload an item was sent with."""
+        raw = self.kv.hget(f"{PREFIX}:job:{job}:payloads", str(item))
+        return None if raw is None else dict(json.loads(raw))
+
     def touch(self, job: str) -> None:
         self.kv.hset(f"{PREFIX}:job:{job}", "touched_at", time.time())
 
