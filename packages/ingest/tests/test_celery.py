@@ -9,6 +9,7 @@ what the embedded executor stores for the same files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -52,8 +53,9 @@ def start_worker(tmp_path: Path, config: Path, request: pytest.FixtureRequest) -
             print(f"----- {worker.name} ({worker.log}) -----\n{worker.output()}")
 
 
-@pytest.fixture
-async def lane(config: Path) -> AsyncIterator[tuple[Any, IngestService]]:
+@contextlib.asynccontextmanager
+async def open_lane(config: Path) -> AsyncIterator[tuple[Any, IngestService]]:
+    """Components and the ingest service of ``config``, as the gateway builds them."""
     settings = load_settings(config)
     parts, close = open_components(settings)
     service = open_service(settings, parts)
@@ -62,6 +64,12 @@ async def lane(config: Path) -> AsyncIterator[tuple[Any, IngestService]]:
     finally:
         await service.aclose()
         await close()
+
+
+@pytest.fixture
+async def lane(config: Path) -> AsyncIterator[tuple[Any, IngestService]]:
+    async with open_lane(config) as opened:
+        yield opened
 
 
 async def reference(tmp_path: Path, files: list[Any]) -> dict[str, str]:
@@ -233,6 +241,35 @@ def test_worker_refuses_the_embedded_store_and_a_short_visibility_timeout(
     )
     assert result.returncode == 2
     assert "celery#5508" in result.stdout + result.stderr
+
+
+@pytest.fixture
+def hour_visibility(config: Path) -> Path:
+    """An hour of visibility timeout: the ordinary stall recovery would wait two hours."""
+    config.write_text(
+        config.read_text().replace("visibility_timeout_s = 10", "visibility_timeout_s = 3600")
+    )
+    return config
+
+
+async def test_a_task_lost_as_redis_restarts_is_sent_again_within_a_task_time_limit(
+    hour_visibility: Path, start_worker: Any, corpus: Path, tmp_path: Path, redis_server: Any
+) -> None:
+    async with open_lane(hour_visibility) as (parts, service):
+        files = local_files([corpus / "guide.md", corpus / "notes.txt"], corpus)
+        job = await service.submit(tenant=TENANT, files=files)
+        kv: Any = service.state.kv
+        kv.config_set("save", "3600 1")
+        redis_server.restart()
+        # Taken off their queue as Redis went down, never delivered: lost for good.
+        assert kv.llen("ingest") == 2
+        kv.delete("ingest")
+        start_worker("w1")
+        # Redis restarted since the job was sent: once nothing has moved for one task time
+        # limit (5 s here) since it came back, the pending items are sent again.
+        view = await wait_job(service, job, within_s=60)
+        assert (view.done, view.failed) == (2, 0)
+        assert await stored(parts.vector_store(), TENANT, DIM) == await reference(tmp_path, files)
 
 
 async def test_a_lost_task_is_sent_again_once_the_job_stalls(

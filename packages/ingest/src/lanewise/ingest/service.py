@@ -175,13 +175,9 @@ class IngestService:
         view = self.state.job(job)
         if view is None or view.tenant != tenant:
             return None
-        resend = getattr(self.executor, "resend", None)
-        if resend is not None and view.status != "completed":
-            # Past twice the visibility timeout, Redis would have redelivered anything a dead
-            # worker held; what is still untouched was lost on the way: send it again.
-            stalled = self.state.stalled_items(job, 2 * self.ingest.visibility_timeout_s)
-            if stalled:
-                resend(stalled)
+        resend_lost = getattr(self.executor, "resend_lost", None)
+        if resend_lost is not None and view.status != "completed":
+            resend_lost(job)  # its pending items, if the job stalled (their tasks lost)
         return view
 
     def spool_dir(self) -> Path:
