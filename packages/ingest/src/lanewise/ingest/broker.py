@@ -33,6 +33,7 @@ but this process never read, which the job's stall recovery sends again.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from queue import Empty
@@ -43,6 +44,8 @@ from kombu.transport import redis as kombu_redis
 
 TRANSPORT = "lanewise.ingest.broker:Transport"
 SCHEMES = ("redis", "rediss")
+
+log = logging.getLogger("lanewise.ingest.worker")
 
 
 class Stranded:
@@ -100,6 +103,9 @@ class Channel(kombu_redis.Channel):
     def restore_stranded(self) -> None:
         """Put back on their queues what a broken connection left with this process."""
         tags, messages = STRANDED.take()
+        if not (tags or messages):
+            return
+        count = len(tags) + len(messages)
         try:
             with self.conn_or_acquire() as client:
                 while tags:
@@ -113,11 +119,13 @@ class Channel(kombu_redis.Channel):
                     messages.pop()
         except self.connection_errors:
             STRANDED.add(tags=tags, messages=messages)  # the next consume tries again
+            return
+        log.info("put back %d task message(s) the broken broker connection left here", count)
 
     def close(self) -> None:
         if self._in_poll:
-            # The reply of the BRPOP in flight: lost with the connection if the broker
-            # is gone (a message it popped was never recorded as unacknowledged).
+            # The reply of the BRPOP in flight, if it came: a message it carries that
+            # cannot be recorded as unacknowledged is kept (QoS.append).
             try:
                 self._brpop_read()
             except (Empty, *self.connection_errors):
@@ -126,7 +134,7 @@ class Channel(kombu_redis.Channel):
             super().close()
         except self.connection_errors:
             if self.closed:
-                raise  # the channel is closed; its unacked messages wait for the sweep
+                raise  # closed; its unacknowledged messages are kept (QoS.restore_unacked)
             # Deleting auto-delete fanout queues needs the broker; close without it.
             self.auto_delete_queues.clear()
             super().close()
