@@ -129,8 +129,10 @@ def _embed_task(task: Any, payload: Payload) -> None:
     here.run(run_embed(here.runtime, payload))
 
 
-def _ping_task(task: Any, counter: str | None = None) -> None:
-    """Does nothing (but count itself in ``counter``): the benchmark's Celery baseline."""
+def _ping_task(task: Any, counter: str | None = None, payload: Any = None) -> None:
+    """Does nothing (but count itself in ``counter``): the benchmark's Celery baseline.
+
+    ``payload`` is carried and ignored: the baseline moves the pipeline's own messages."""
     if counter is not None:
         worker().runtime.state.kv.incr(counter)
 
