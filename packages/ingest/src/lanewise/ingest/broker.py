@@ -26,9 +26,12 @@ again. And the unacknowledged messages of the tasks Celery cancels on a connecti
 loss could not be put back while Redis was down, so they waited for the visibility
 timeout (an hour by default). This process keeps both (:class:`Stranded`) and puts
 them back on their queues as soon as it consumes again. Putting back an
-unacknowledged message is atomic (it moves from the unacked set to its queue, once),
-so nothing is delivered twice by this; what is still lost is a BRPOP reply Redis sent
-but this process never read, which the job's stall recovery sends again.
+unacknowledged message is atomic (it moves from the unacked set to its queue, once);
+a message whose unacknowledged copy was written after all (only the reply was lost)
+runs twice, which the idempotent tasks make harmless. What is still lost is a message
+Redis took off a queue for a BRPOP as it shut down, whose reply never reached this
+process: the job's stall recovery sends its item again (sooner after a restart, see
+:meth:`lanewise.ingest.state.IngestState.stalled_items`).
 """
 
 from __future__ import annotations
