@@ -60,6 +60,10 @@ async def open_lane(config: Path) -> AsyncIterator[tuple[Any, IngestService]]:
     parts, close = open_components(settings)
     service = open_service(settings, parts)
     try:
+        # The store checks its schema (DDL) on first use: here, before workers write, not
+        # at the final read while redelivered duplicates may still be upserting (that DDL
+        # can deadlock with them: a 503 the pipeline retries, these reads would not).
+        await parts.vector_store().count(tenant=TENANT)
         yield parts, service
     finally:
         await service.aclose()
