@@ -12,15 +12,19 @@ worker has gone idle, so both sides get the same core.
    batches (per document, at most 64). Each side runs twice, interleaved, and the
    faster run counts (other jobs share the machine). Target: pipeline chunks/s
    >= 0.85x the raw embedder's.
-2. **Pipeline overhead**: with the no-op embedder, chunks/s through the full
-   pipeline vs raw Celery throughput of a task that does nothing but count itself
-   (``lanewise.ingest.ping``) on the same worker. Target >= 0.9. Reported beside
-   it: the pipeline's messages/s (one parse task per file, one embed task per
-   batch), so the batching's share of the ratio is visible.
+2. **Pipeline overhead**: with the no-op embedder, the time the full pipeline takes
+   for a corpus vs raw Celery moving the very same messages (one per file, one per
+   embed batch, with the pipeline's own payloads: paths, chunk ids, texts, metadata)
+   to the same worker as tasks that do nothing but count themselves
+   (``lanewise.ingest.ping``). Both sides handle the same chunks in the same number
+   of messages, so the ratio (= chunks/s over chunks/s) is the share of Celery's own
+   throughput the pipeline's work (read, chunk, job state, pgvector upsert) leaves.
+   Target >= 0.9. (Until this bench was fixed it divided the pipeline's chunks/s by
+   no-op tasks/s: 64 chunks per embed message made that ratio look 2.7x.)
 3. **Peak RSS** of the worker's pool child while it ingests a generated 200 MiB
    text file (no-op embedder), with the file's MiB/s.
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python -m bench.ingest [--docs 12] [--pings 2000]
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python -m bench.ingest [--docs 12] [--noop-docs 200]
 [--big-mib 200]``. Writes ``bench/results/ingest.json`` and ``bench/results/ingest.png``.
 """
 
@@ -91,17 +95,22 @@ async def run_job(service: IngestService, root: Path, tenant: str) -> tuple[Any,
     return view, view.finished_at - view.created_at
 
 
-async def pipeline_batches(parts: Any, tenant: str, dim: int, batch: int) -> list[list[str]]:
-    """The chunk texts the pipeline stored, in the batches it embedded them in (per document)."""
+async def stored_by_doc(parts: Any, tenant: str, dim: int) -> dict[str, list[Any]]:
+    """document id -> the chunks the pipeline stored for it, in chunk order."""
     store = parts.vector_store()
     n = await store.count(tenant=tenant)
     hits = await store.search(tenant=tenant, vector=[1.0] + [0.0] * (dim - 1), k=n)
     by_doc: dict[str, list[Any]] = {}
     for hit in hits:
         by_doc.setdefault(hit.metadata["document_id"], []).append(hit)
+    return {d: sorted(by_doc[d], key=lambda h: h.metadata["chunk"]) for d in sorted(by_doc)}
+
+
+async def pipeline_batches(parts: Any, tenant: str, dim: int, batch: int) -> list[list[str]]:
+    """The chunk texts the pipeline stored, in the batches it embedded them in (per document)."""
     batches = []
-    for doc in sorted(by_doc):
-        ordered = [h.text for h in sorted(by_doc[doc], key=lambda h: h.metadata["chunk"])]
+    for hits in (await stored_by_doc(parts, tenant, dim)).values():
+        ordered = [h.text for h in hits]
         batches += [ordered[i : i + batch] for i in range(0, len(ordered), batch)]
     return batches
 
@@ -171,13 +180,40 @@ async def embedding_efficiency(tmp: Path, redis_url: str, pg_url: str, docs: int
     }
 
 
+async def pipeline_messages(
+    parts: Any, root: Path, tenant: str, dim: int, batch: int
+) -> list[dict[str, Any]]:
+    """The messages the pipeline sent for a job: a parse payload per file, then each embed
+    batch's payload (ids, texts, metadata), rebuilt from what the store holds."""
+    messages: list[dict[str, Any]] = []
+    for n_doc, (doc, ordered) in enumerate((await stored_by_doc(parts, tenant, dim)).items()):
+        job = uuid.uuid4().hex
+        messages.append(
+            {"job": job, "tenant": tenant, "item": n_doc, "name": doc, "path": str(root / doc)}
+        )
+        for start in range(0, len(ordered), batch):
+            part = ordered[start : start + batch]
+            messages.append(
+                {
+                    "job": job,
+                    "tenant": tenant,
+                    "name": doc,
+                    "batch": start // batch,
+                    "ids": [h.id for h in part],
+                    "texts": [h.text for h in part],
+                    "metadata": [h.metadata for h in part],
+                }
+            )
+    return messages
+
+
 async def overhead_and_memory(
-    tmp: Path, redis_url: str, pg_url: str, docs: int, pings: int, big_mib: int
+    tmp: Path, redis_url: str, pg_url: str, noop_docs: int, big_mib: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     config = write_config(
         tmp / "noop.toml", redis_url=redis_url, pg_url=pg_url, embedder="noop", data=tmp / "d2"
     )
-    corpus = write_corpus(tmp / "corpus-noop", docs)
+    corpus = write_corpus(tmp / "corpus-noop", noop_docs)
     worker = Worker(config, tmp / "w-noop.log", "noop", concurrency=1, pin_cpus=WORKER_CPU).start()
     settings = load_settings(config)
     parts, close = open_components(settings)
@@ -185,28 +221,33 @@ async def overhead_and_memory(
     app = create_celery_app(settings)
     try:
         await run_job(service, write_corpus(tmp / "warm-noop", 2), "warm")
-        # Raw Celery: `pings` no-op tasks through the same broker to the same worker.
         kv: Any = service.state.kv
-        counter = f"bench:ping:{uuid.uuid4().hex}"
-        t0 = time.perf_counter()
-        for _ in range(pings):
-            app.send_task(PING_TASK, args=[counter], queue="ingest")
-        while int(kv.get(counter) or 0) < pings:  # noqa: ASYNC110 - polling another process
-            await asyncio.sleep(0.01)
-        ping_s = time.perf_counter() - t0
-        view, elapsed = await run_job(service, corpus, TENANT)
-        batches = sum(1 for _ in range(0, view.chunks_added, 64)) or 1
-        messages = docs + batches
+        pipeline_runs: list[float] = []
+        celery_runs: list[float] = []
+        # Pipeline, raw Celery, twice, interleaved (load drifts); the best of each counts.
+        for rnd in range(2):
+            view, elapsed = await run_job(service, corpus, f"{TENANT}{rnd}")
+            pipeline_runs.append(elapsed)
+            messages = await pipeline_messages(parts, corpus, f"{TENANT}{rnd}", 8, 64)
+            counter = f"bench:ping:{uuid.uuid4().hex}"
+            t0 = time.perf_counter()
+            for message in messages:
+                app.send_task(PING_TASK, args=[counter, message], queue="ingest")
+            while int(kv.get(counter) or 0) < len(messages):  # noqa: ASYNC110 - another process
+                await asyncio.sleep(0.01)
+            celery_runs.append(time.perf_counter() - t0)
+        elapsed, celery_s = min(pipeline_runs), min(celery_runs)
         overhead = {
-            "documents": docs,
+            "documents": noop_docs,
             "chunks": view.chunks_added,
+            "messages": len(messages),
             "pipeline_s": elapsed,
             "pipeline_chunks_per_s": view.chunks_added / elapsed,
-            "pipeline_messages_per_s": messages / elapsed,
-            "celery_noop_tasks": pings,
-            "celery_noop_tasks_per_s": pings / ping_s,
-            "ratio": (view.chunks_added / elapsed) / (pings / ping_s),
-            "messages_ratio": (messages / elapsed) / (pings / ping_s),
+            "celery_same_messages_s": celery_s,
+            "celery_chunks_per_s": view.chunks_added / celery_s,
+            "pipeline_runs_s": pipeline_runs,
+            "celery_runs_s": celery_runs,
+            "ratio": celery_s / elapsed,
             "target": 0.9,
         }
         big = tmp / "big" / "big.txt"
@@ -244,7 +285,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     e, o = results["embedding"], results["overhead"]
-    names = ["pipeline / raw\nembedder", "pipeline chunks/s /\nCelery no-op tasks/s"]
+    names = ["pipeline / raw\nembedder", "no-op pipeline /\nCelery, same messages"]
     ratios = [e["ratio"], o["ratio"]]
     ax1.bar(names, ratios, color=["#4c72b0", "#55a868"])
     for x, (r, t) in enumerate(zip(ratios, [e["target"], o["target"]], strict=True)):
@@ -266,7 +307,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench.ingest")
     parser.add_argument("--docs", type=int, default=12)
-    parser.add_argument("--pings", type=int, default=2000)
+    parser.add_argument("--noop-docs", type=int, default=200)
     parser.add_argument("--big-mib", type=int, default=200)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -276,7 +317,7 @@ def main(argv: list[str]) -> int:
         with pgvector_server() as pg_url:
             embedding = asyncio.run(embedding_efficiency(tmp, redis.url, pg_url, args.docs))
             overhead, memory = asyncio.run(
-                overhead_and_memory(tmp, redis.url, pg_url, args.docs, args.pings, args.big_mib)
+                overhead_and_memory(tmp, redis.url, pg_url, args.noop_docs, args.big_mib)
             )
     finally:
         redis.stop()
@@ -297,8 +338,8 @@ def main(argv: list[str]) -> int:
     )
     print(
         f"no-op pipeline vs Celery:    {o['ratio']:.2f} (target >= 0.9): "
-        f"{o['pipeline_chunks_per_s']:.0f} chunks/s vs {o['celery_noop_tasks_per_s']:.0f} "
-        f"no-op tasks/s; messages {o['messages_ratio']:.2f}"
+        f"{o['pipeline_chunks_per_s']:.0f} vs {o['celery_chunks_per_s']:.0f} chunks/s "
+        f"({o['messages']} messages, the same on both sides)"
     )
     print(
         f"peak worker RSS on {memory['file_mib']} MiB: {memory['peak_rss_mib']:.0f} MiB "

@@ -10,6 +10,17 @@ from typing import Any
 import pytest
 from lanewise.ingest.testing import pgvector_server
 
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Remember a failed test phase, so fixtures can show what the worker logged."""
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True
+    return report
+
 
 def make_pdf(pages: list[str]) -> bytes:
     """A small valid PDF with one line of Helvetica text per page (offsets computed)."""

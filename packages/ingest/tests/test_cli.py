@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 from lanewise.core.cli import build_cli
 from lanewise.core.gateway.app import create_app
 from lanewise.core.server import serve_in_thread
+from lanewise.ingest.testing import LANEWISE
 
 CONFIG = (
     '[retrieval.embedder]\nkind = "noop"\ndimension = 8\n'
@@ -58,3 +60,30 @@ def test_ingest_against_a_gateway(lanewise_settings: Any, config: Path, corpus: 
         result = run(config, corpus, "--url", base, "guide.md", "records.jsonl")
     assert result.exit_code == 0, result.output
     assert "2 ingested" in result.output
+
+
+def test_doctor_checks_the_broker_in_celery_mode(tmp_path: Path, redis_server: Any) -> None:
+    celery = tmp_path / "celery.toml"
+    celery.write_text(
+        f'data_dir = "{tmp_path / "data"}"\nredis_url = "{redis_server.url}"\n'
+        '[ingest]\nqueue = "celery"\n' + CONFIG
+    )
+
+    def doctor(path: Path) -> subprocess.CompletedProcess[str]:
+        # A process of its own: doctor leaves its components open when it exits.
+        return subprocess.run(
+            [LANEWISE, "--config", str(path), "doctor"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={k: v for k, v in os.environ.items() if not k.startswith("LANEWISE_")},
+        )
+
+    up = doctor(celery)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "ingest-broker" in up.stdout
+    redis_server.stop()
+    down = doctor(celery)
+    assert down.returncode == 1
+    assert "ingest-broker" in down.stdout
+    assert "unreachable" in down.stdout

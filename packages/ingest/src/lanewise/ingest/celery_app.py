@@ -18,7 +18,9 @@ idempotent (see :mod:`lanewise.ingest.pipeline`):
   child that grew, and each child builds its own components after the fork
   (``worker_process_init``): no connection, file or thread crosses a fork;
 * the broker connection is retried forever, so workers resume consuming by
-  themselves after Redis restarts.
+  themselves after Redis restarts; the Redis transport is kombu's with the
+  channel close fixed (:mod:`lanewise.ingest.broker`), without which one
+  restart in ten left the worker stopped on an "unrecoverable error".
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import Settings, load_settings
+from lanewise.ingest.broker import transport_for
 from lanewise.ingest.pipeline import IngestRuntime, Payload, run_embed, run_parse
 from lanewise.ingest.settings import IngestSettings, ingest_settings
 
@@ -89,6 +92,7 @@ def create_celery_app(settings: Settings, plugin_manager: Any = None) -> Any:
     url = broker_url(settings, ingest)
     app = Celery("lanewise", broker=url, set_as_current=False)
     app.conf.update(
+        broker_transport=transport_for(url),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -125,8 +129,10 @@ def _embed_task(task: Any, payload: Payload) -> None:
     here.run(run_embed(here.runtime, payload))
 
 
-def _ping_task(task: Any, counter: str | None = None) -> None:
-    """Does nothing (but count itself in ``counter``): the benchmark's Celery baseline."""
+def _ping_task(task: Any, counter: str | None = None, payload: Any = None) -> None:
+    """Does nothing (but count itself in ``counter``): the benchmark's Celery baseline.
+
+    ``payload`` is carried and ignored: the baseline moves the pipeline's own messages."""
     if counter is not None:
         worker().runtime.state.kv.incr(counter)
 

@@ -30,9 +30,21 @@ class CeleryExecutor:
         for item in items:
             self.app.send_task(PARSE_TASK, args=[item], queue="ingest")
 
-    def resend(self, items: Sequence[Payload]) -> None:
-        """Send items again whose tasks were lost (parse is idempotent)."""
-        self._send(items)
+    def resend_lost(self, job: str) -> int:
+        """Send the pending items of a stalled job again (parse is idempotent); how many.
+
+        Past twice the visibility timeout, Redis would have redelivered anything a dead
+        worker held; after a Redis restart, workers put back what they held as soon as
+        they reconnect, so past one task time limit what is still untouched was lost.
+        """
+        conf = self.app.conf
+        stalled = self.state.stalled_items(
+            job,
+            2 * conf.broker_transport_options["visibility_timeout"],
+            after_restart_s=conf.task_time_limit,
+        )
+        self._send(stalled)
+        return len(stalled)
 
     async def run(self, items: Sequence[Payload]) -> None:
         """Send, then wait until the workers finished every item."""
@@ -40,14 +52,11 @@ class CeleryExecutor:
         if not items:
             return
         job = items[0]["job"]
-        ingest_visibility = self.app.conf.broker_transport_options["visibility_timeout"]
         while True:
             view = await asyncio.to_thread(self.state.job, job)
             if view is not None and view.finished_at is not None:
                 return
-            stalled = await asyncio.to_thread(self.state.stalled_items, job, 2 * ingest_visibility)
-            if stalled:
-                await asyncio.to_thread(self.resend, stalled)
+            await asyncio.to_thread(self.resend_lost, job)
             await asyncio.sleep(0.2)
 
     async def aclose(self) -> None:

@@ -23,6 +23,7 @@ a transient failure, changes nothing that its first run already did:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -62,10 +63,18 @@ class Dispatcher(Protocol):
 
 
 def item_payload(
-    *, job: str, tenant: str, index: int, name: str, path: Path, request_id: str = ""
+    *,
+    job: str,
+    tenant: str,
+    index: int,
+    name: str,
+    path: Path,
+    request_id: str = "",
+    spooled: bool = False,
 ) -> Payload:
-    """One file of a job: ``name`` is its document id, ``path`` where the bytes are."""
-    return {
+    """One file of a job: ``name`` is its document id, ``path`` where the bytes are
+    (``spooled``: an upload's copy, removed once the item is finished)."""
+    payload: Payload = {
         "job": job,
         "tenant": tenant,
         "item": index,
@@ -73,6 +82,9 @@ def item_payload(
         "path": str(path),
         "request_id": request_id,
     }
+    if spooled:
+        payload["spooled"] = True
+    return payload
 
 
 def pieces_of(chunker: Chunker, text: str, metadata: dict[str, Any]) -> Iterator[Piece]:
@@ -108,6 +120,8 @@ class IngestRuntime:
     chunker: Chunker
     loaders: Sequence[Loader]
     state: IngestState
+    spool: Path | None = None
+    """Where uploads are spooled (``data_dir/ingest/uploads``); only files in it are removed."""
 
     @property
     def hook(self) -> Any:
@@ -328,6 +342,21 @@ class IngestRuntime:
         if self.state.finish_item(job, index, status, **details):
             version = self.state.complete_job(job, tenant)
             log.info("ingest job %s completed; index version %d", job, version)
+        self._unspool(job, index)
+
+    def _unspool(self, job: str, index: int) -> None:
+        """Remove a finished item's spooled upload (a redelivered task returns before reading
+        it: the item is finished); the job's spool directory goes with its last file."""
+        payload = self.state.payload(job, index) if self.spool is not None else None
+        if self.spool is None or not payload or not payload.get("spooled"):
+            return
+        path = Path(payload["path"]).resolve()
+        root = self.spool.resolve()
+        if not path.is_relative_to(root) or path.parent == root:
+            return  # never a file outside the spool, nor the spool itself
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty yet: another item's file is there
+            path.parent.rmdir()
 
 
 async def with_retries(
@@ -376,7 +405,11 @@ def backoff_s(attempt: int, settings: IngestSettings) -> float:
 
 
 def build_runtime(
-    components: Components, settings: IngestSettings, state: IngestState, loaders: Sequence[Loader]
+    components: Components,
+    settings: IngestSettings,
+    state: IngestState,
+    loaders: Sequence[Loader],
+    spool: Path | None = None,
 ) -> IngestRuntime:
     embedder, store = components.embedder(), components.vector_store()
     if embedder is None or store is None:
@@ -385,4 +418,4 @@ def build_runtime(
             "configure [retrieval.embedder] and [retrieval.vector_store]"
         )
     chunker = components.chunker() or TokenChunker()
-    return IngestRuntime(settings, components, embedder, store, chunker, loaders, state)
+    return IngestRuntime(settings, components, embedder, store, chunker, loaders, state, spool)

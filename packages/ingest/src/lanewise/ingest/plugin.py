@@ -12,7 +12,7 @@ from lanewise.core.registry import Register
 from lanewise.core.settings import SectionRegister, Settings
 from lanewise.core.types import StateSample
 from lanewise.ingest import factories
-from lanewise.ingest.settings import IngestSettings
+from lanewise.ingest.settings import IngestSettings, ingest_settings
 from rich.console import Console
 
 
@@ -55,6 +55,20 @@ def lanewise_register_embedders(register: Register) -> None:
         "noop",
         factories.build_noop_embedder,
         description="no model, one fixed vector: measures the ingest pipeline's own cost",
+    )
+
+
+@hookimpl
+def lanewise_register_health_checks(register: Register, components: Components) -> None:
+    settings = components.settings
+    if ingest_settings(settings).queue != "celery":
+        return  # the embedded executor needs nothing outside this process
+    from lanewise.ingest.health import BrokerHealth
+
+    register(
+        "ingest-broker",
+        lambda: BrokerHealth(settings),
+        description="the Redis of the ingest queues and job state answers (Celery mode)",
     )
 
 

@@ -46,9 +46,15 @@ def open_state(
     return IngestState(kv), close_sqlite
 
 
+def spool_root(settings: Settings) -> Path:
+    """Where uploads wait for their job (shared by the gateway and the workers)."""
+    return Path(settings.data_dir) / "ingest" / "uploads"
+
+
 def runtime_from(components: Components, settings: Settings, state: IngestState) -> IngestRuntime:
     ingest = ingest_settings(settings)
-    return build_runtime(components, ingest, state, build_loaders(components, ingest.loaders))
+    loaders = build_loaders(components, ingest.loaders)
+    return build_runtime(components, ingest, state, loaders, spool_root(settings))
 
 
 def open_runtime(
@@ -104,21 +110,32 @@ class IngestService:
 
     @property
     def spool(self) -> Path:
-        return Path(self.settings.data_dir) / "ingest" / "uploads"
+        return spool_root(self.settings)
 
     def queue_depth(self) -> int:
         depth: int = self.executor.queue_depth()
         return depth
 
     async def create(
-        self, *, tenant: str, files: Sequence[Upload], request_id: str = ""
+        self,
+        *,
+        tenant: str,
+        files: Sequence[Upload],
+        request_id: str = "",
+        spooled: bool = False,
     ) -> tuple[str, list[Payload]]:
         """Record a job over ``files``; returns its id and its items (not yet started)."""
         job = uuid.uuid4().hex
         names = [f.name for f in files]
         items = [
             item_payload(
-                job=job, tenant=tenant, index=n, name=f.name, path=f.path, request_id=request_id
+                job=job,
+                tenant=tenant,
+                index=n,
+                name=f.name,
+                path=f.path,
+                request_id=request_id,
+                spooled=spooled,
             )
             for n, f in enumerate(files)
         ]
@@ -138,10 +155,13 @@ class IngestService:
     ) -> str:
         """Start a job (``wait``: and run it to its end); returns its id.
 
-        ``spool`` (uploaded files) is removed when the job ends in this process; Celery
-        workers read it from the shared data directory, so it stays for them.
+        ``spool`` holds the uploaded files: each is removed once its item is finished
+        (done, skipped or failed), by whichever process finished it (this one, or a Celery
+        worker on the shared data directory), the directory with the last one.
         """
-        job, items = await self.create(tenant=tenant, files=files, request_id=request_id)
+        job, items = await self.create(
+            tenant=tenant, files=files, request_id=request_id, spooled=spool is not None
+        )
         if wait:
             await self.executor.run(items)
         elif spool is not None and isinstance(self.executor, EmbeddedExecutor):
@@ -155,13 +175,9 @@ class IngestService:
         view = self.state.job(job)
         if view is None or view.tenant != tenant:
             return None
-        resend = getattr(self.executor, "resend", None)
-        if resend is not None and view.status != "completed":
-            # Past twice the visibility timeout, Redis would have redelivered anything a dead
-            # worker held; what is still untouched was lost on the way: send it again.
-            stalled = self.state.stalled_items(job, 2 * self.ingest.visibility_timeout_s)
-            if stalled:
-                resend(stalled)
+        resend_lost = getattr(self.executor, "resend_lost", None)
+        if resend_lost is not None and view.status != "completed":
+            resend_lost(job)  # its pending items, if the job stalled (their tasks lost)
         return view
 
     def spool_dir(self) -> Path:

@@ -97,10 +97,11 @@ class IngestState:
     ) -> str:
         job = job_id or uuid.uuid4().hex
         now = time.time()
-        self.kv.hset(
-            f"{PREFIX}:job:{job}",
-            mapping={"tenant": tenant, "total": len(items), "created_at": now, "touched_at": now},
-        )
+        head = {"tenant": tenant, "total": len(items), "created_at": now, "touched_at": now}
+        run, _ = self.broker_run()
+        if run is not None:
+            head["broker_run"] = run
+        self.kv.hset(f"{PREFIX}:job:{job}", mapping=head)
         self.kv.hset(
             f"{PREFIX}:job:{job}:names", mapping={str(n): name for n, name in enumerate(items)}
         )
@@ -111,21 +112,48 @@ class IngestState:
             )
         return job
 
-    def stalled_items(self, job: str, after_s: float) -> list[dict[str, Any]]:
+    def stalled_items(
+        self, job: str, after_s: float, after_restart_s: float | None = None
+    ) -> list[dict[str, Any]]:
         """Pending items of a job nothing has touched for ``after_s`` (claimed once per period).
 
         Their tasks may be lost (a worker SIGKILLed between taking a message from Redis and
-        recording it as unacknowledged): the caller sends them again, which is safe.
+        recording it as unacknowledged): the caller sends them again, which is safe. When
+        Redis restarted since the job was created (or last sent again for a restart), the
+        wait is ``after_restart_s`` instead, once per restart: a message Redis took off a
+        queue as it went down is gone, and nothing else would bring it back.
         """
         head = self.kv.hgetall(f"{PREFIX}:job:{job}")
         if not head or "finished_at" in head:
             return []
-        if time.time() - float(head.get("touched_at", head["created_at"])) < after_s:
+        untouched = time.time() - float(head.get("touched_at", head["created_at"]))
+        wait = after_s if after_restart_s is None else min(after_s, after_restart_s)
+        if untouched < wait:
             return []
+        if untouched < after_s:
+            run, up_s = self.broker_run()
+            if run is None or head.get("broker_run", run) == run:
+                return []  # no restart since: wait the whole period
+            if min(untouched, up_s) < wait:
+                return []  # the workers may still be reconnecting and putting tasks back
+            self.kv.hset(f"{PREFIX}:job:{job}", "broker_run", run)  # once per restart
         self.touch(job)  # the next resend waits another period
         done = self.kv.hgetall(f"{PREFIX}:job:{job}:items")
         payloads = self.kv.hgetall(f"{PREFIX}:job:{job}:payloads")
         return [json.loads(p) for n, p in sorted(payloads.items()) if n not in done]
+
+    def broker_run(self) -> tuple[str | None, float]:
+        """This Redis's run id (a new one after every restart) and uptime; None on SQLite."""
+        info = getattr(self.kv, "info", None)
+        if info is None:
+            return None, 0.0
+        server = info("server")
+        return str(server["run_id"]), float(server["uptime_in_seconds"])
+
+    def payload(self, job: str, item: int) -> dict[str, Any] | None:
+        """The task payload an item was sent with."""
+        raw = self.kv.hget(f"{PREFIX}:job:{job}:payloads", str(item))
+        return None if raw is None else dict(json.loads(raw))
 
     def touch(self, job: str) -> None:
         self.kv.hset(f"{PREFIX}:job:{job}", "touched_at", time.time())
