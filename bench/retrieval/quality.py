@@ -47,7 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from lanewise.core.types import Hit, Principal
-from lanewise.retrieval.demo import split_markdown
+from lanewise.ingest.blobs import Blob
+from lanewise.ingest.chunker import TokenChunker
+from lanewise.ingest.loaders import MarkdownLoader
+from lanewise.ingest.pipeline import anchor
 from lanewise.retrieval.embedders.minilm import MiniLMEmbedder
 from lanewise.retrieval.rerank import MMRReranker, PassageReranker
 from lanewise.retrieval.retriever import SearchRetriever
@@ -61,10 +64,19 @@ K = 10
 
 
 def chunks(docs: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Each document cut as the ingest lane cuts Markdown by default: sections at headings
+    (heading path in the metadata, the heading's words leading the section), then the
+    ``tokens`` chunker (200 tokens, 20 overlap)."""
+    loader, chunker = MarkdownLoader(), TokenChunker()
     out = []
     for name, text in docs.items():
-        for n, chunk in enumerate(split_markdown(text)):
-            out.append((f"{name}#{n}", chunk.text, {"doc": name, "source": f"{name}.py"}))
+        blob = Blob(name=f"{name}.md", data=text.encode())
+        base = {"doc": name, "title": loader.title(blob) or name}
+        for section in loader.sections(blob):
+            source = blob.name + anchor(section.metadata)
+            for piece in chunker.pieces(section.text):
+                meta = {**base, **section.metadata, "source": source}
+                out.append((f"{name}#{len(out)}", piece.text, meta))
     return out
 
 
