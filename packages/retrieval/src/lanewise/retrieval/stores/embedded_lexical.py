@@ -13,9 +13,10 @@ filter's allow-list, so a selective filter would scan ranked matches until
 apply the allow-list as one vector mask.
 
 Postings arrive per upsert batch as small arrays and are merged into one
-array per term the first time a query needs that term; the term's BM25 weights
-(which depend on the average length, so on every write) are computed then and
-kept until the next write, so a query costs one multiply-add per posting.
+array per term the first time a query needs that term; the term's BM25
+contributions (which depend on the average length and the document counts, so
+on every write) are computed then and kept until the next write, so a query
+costs one add per posting.
 """
 
 from __future__ import annotations
@@ -81,9 +82,10 @@ class LexicalIndex:
         self.live_length -= int(self.lengths.data[slot])
         self.version += 1
 
-    def _term(self, term: str, live: Mask, avg: float) -> tuple[I32, F32] | None:
-        """The term's live slots and their BM25 term weights ``tf (k1 + 1) / (tf + norm)``,
-        computed once per term and write (every write changes the average length)."""
+    def _term(self, term: str, live: Mask, live_count: int) -> tuple[I32, F32] | None:
+        """The term's live slots and their BM25 contributions ``idf * tf (k1 + 1) / (tf +
+        norm)``, computed once per term and write (every write changes the average length
+        and the document counts), so a query costs one add per posting."""
         tid = self.vocabulary.get(term)
         if tid is None:
             return None
@@ -98,11 +100,14 @@ class LexicalIndex:
             # A dead slot never lives again (slots are append-only): drop it for good.
             slots, tfs = slots[alive], tfs[alive]
         parts[:] = [(slots, tfs)]
+        avg = self.live_length / live_count
         tf = tfs.astype(np.float64)
         norm = K1 * (1.0 - B + B * self.lengths.data[slots] / avg) if avg > 0 else K1
-        weights = (tf * (K1 + 1.0) / (tf + norm)).astype(np.float32)
-        self._weights[tid] = (self.version, slots, weights)
-        return slots, weights
+        # float32 halves the cache (one value per posting); scores still add up in float64.
+        weight = idf(live_count, len(slots)) * (tf * (K1 + 1.0) / (tf + norm))
+        contributions = weight.astype(np.float32)
+        self._weights[tid] = (self.version, slots, contributions)
+        return slots, contributions
 
     def search(
         self,
@@ -116,16 +121,15 @@ class LexicalIndex:
         """Top-k (slot, BM25) among ``allowed`` slots with at least one query term."""
         if live_count == 0:
             return []
-        avg = self.live_length / live_count
         scores = np.zeros(self.size, dtype=np.float64)
         matched = False
         for term in terms:
-            found = self._term(term, live, avg)
+            found = self._term(term, live, live_count)
             if found is None or len(found[0]) == 0:
                 continue
-            slots, weights = found
+            slots, contributions = found
             # Postings hold each slot once, so a fancy-index add is exact.
-            scores[slots] += idf(live_count, len(slots)) * weights.astype(np.float64)
+            scores[slots] += contributions
             matched = True
         if not matched:
             return []
