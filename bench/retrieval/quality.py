@@ -3,15 +3,17 @@
 Corpus and golden set: :mod:`bench.retrieval.golden` (Python standard library
 docstrings, 94 documents; 94 hand-written questions, 81 of them paraphrases
 that avoid the answer's distinctive words, each with an exact evidence
-passage). Documents are split the way ``lanewise demo`` splits Markdown
-(``lanewise.retrieval.demo.split_markdown``, 1200 characters) until the ingest
-lane's chunkers exist, embedded with the default MiniLM and stored in the
-default embedded store. Every mode runs through the real ``SearchRetriever``
+passage). Documents are cut the way the ingest lane cuts Markdown by default (sections
+at headings, the heading's words leading each section, then the ``tokens``
+chunker: 200 tokens, 20 overlap), embedded with the default MiniLM and stored
+in the default embedded store. Every mode runs through the real ``SearchRetriever``
 (no cache), one process, one thread, in one run:
 
 - ``dense``: vectors only; ``dense+mmr``: the old default (MMR over 4x candidates);
 - ``lexical``: BM25 only;
 - ``hybrid-rrf``: both, fused by textbook RRF (``alpha = 0.5``, ``rrf_k = 60``);
+- ``hybrid-default``: what a user gets without options (``retrieval.mode``,
+  ``fusion`` and ``alpha`` at their defaults: hybrid, weighted, 0.7);
 - ``hybrid``: both, with the fusion and ``alpha`` chosen on the *tuning half* of
   the questions (odd-numbered) by MRR@10 from a sweep; its figures on the
   *held-out half* (even-numbered) are reported beside the full set, so the
@@ -179,6 +181,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "dense+mmr": (retriever(MMRReranker()), {"mode": "dense"}),
             "lexical": (plain, {"mode": "lexical"}),
             "hybrid-rrf": (plain, {"mode": "hybrid", "fusion": "rrf", "alpha": 0.5}),
+            "hybrid-default": (plain, {}),
             "hybrid": (plain, chosen),
             "hybrid+rerank": (retriever(reranker), chosen),
             "dense+rerank": (retriever(PassageReranker(embedder)), {"mode": "dense"}),
