@@ -295,8 +295,7 @@ async def test_terms_of_an_older_analyzer_are_recomputed_before_the_next_lexical
         with psycopg.connect(admin_url) as conn:
             t = store.table
             conn.execute(
-                f"UPDATE {t} SET term_freq = '{{}}', lexemes = '', lex_len = 0"
-                " WHERE tenant = 'old'"
+                f"UPDATE {t} SET term_freq = '{{}}', lexemes = '', lex_len = 0 WHERE tenant = 'old'"
             )
             conn.execute(f"DELETE FROM {t}_lexicon WHERE tenant = 'old'")
             conn.execute(f"UPDATE {t}_tenants SET analyzer = 'older', tokens = 0")
