@@ -2,7 +2,8 @@
 
 The search runs in one of three modes (:mod:`lanewise.retrieval.fusion`):
 ``dense`` (vectors only), ``lexical`` (BM25 only; the query is not embedded)
-or ``hybrid`` (both, concurrently, fused). A store without a lexical index
+or ``hybrid`` (both, fused: by the store when it can fuse itself, else both
+searches run concurrently and are fused here). A store without a lexical index
 (no ``search_lexical``) serves the configured default ``hybrid`` as ``dense``
 (the ``search`` stage says so); asking for ``lexical`` or ``hybrid`` in a
 request is then a 400.
