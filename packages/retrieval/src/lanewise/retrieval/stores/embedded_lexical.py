@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -117,31 +118,82 @@ class LexicalIndex:
         allowed: Mask,
         live_count: int,
         allowed_count: int,
+        *,
+        prune: bool = True,
     ) -> list[tuple[int, float]]:
         """Top-k (slot, BM25) among ``allowed`` slots with at least one query term."""
         if live_count == 0:
             return []
-        scores = np.zeros(self.size, dtype=np.float64)
-        matched = False
+        found = []
         for term in terms:
-            found = self._term(term, live, live_count)
-            if found is None or len(found[0]) == 0:
-                continue
-            slots, contributions = found
+            posting = self._term(term, live, live_count)
+            if posting is not None and len(posting[0]):
+                found.append(posting)
+        if not found:
+            return []
+        filtered = allowed_count != live_count
+        # A selective filter leaves too few candidates to prune with; the full path
+        # is cheap there anyway (the mask keeps the top-k selection small).
+        if prune and allowed_count > self.size // 20:
+            pruned = self._pruned(found, k, allowed if filtered else None)
+            if pruned is not None:
+                return pruned
+        scores = np.zeros(self.size, dtype=np.float64)
+        for slots, contributions in found:
             # Postings hold each slot once, so a fancy-index add is exact.
             scores[slots] += contributions
-            matched = True
-        if not matched:
-            return []
         # Every matching slot scores > 0 (idf > 0, tf >= 1); the filter applies at the end.
         hit = scores > 0
-        if allowed_count != live_count:
+        if filtered:
             hit &= allowed
         candidates = np.flatnonzero(hit)
-        values = scores[candidates]
-        if k < len(candidates):
-            top = np.argpartition(-values, k - 1)[:k]
-        else:
-            top = np.arange(len(candidates))
-        top = top[np.argsort(-values[top], kind="stable")]
-        return [(int(candidates[i]), float(values[i])) for i in top]
+        return _top(candidates, scores[candidates], k)
+
+    def _pruned(
+        self, found: list[tuple[I32, F32]], k: int, allowed: Mask | None
+    ) -> list[tuple[int, float]] | None:
+        """The exact top k without touching most postings of the query's common terms, or
+        None when that cannot be shown (then the caller scores every posting).
+
+        MaxScore (Turtle and Flood, 1995): the terms in more than 1/20 of the slots are
+        "tail" terms. Candidates are the slots holding any other ("head") term, scored
+        in full (every term's contribution, found by binary search in its sorted
+        postings, added in query order as the full path adds them, so scores are
+        identical). A slot outside the candidates holds tail terms only, so it scores
+        at most the sum of the tail terms' largest contributions; when that bound is
+        below the candidates' k-th best score, no such slot can enter the top k.
+        """
+        limit = self.size // 20
+        head = [slots for slots, _ in found if len(slots) <= limit]
+        tail = [contributions for slots, contributions in found if len(slots) > limit]
+        if not head or not tail:
+            return None
+        union = np.unique(np.concatenate(head)) if len(head) > 1 else head[0]
+        if allowed is not None:
+            union = union[allowed[union]]
+        if len(union) < k:
+            return None
+        scores = np.zeros(len(union), dtype=np.float64)
+        for slots, contributions in found:
+            if len(slots) <= limit:  # a head term: find its (few) slots among the candidates
+                at = np.minimum(np.searchsorted(union, slots), len(union) - 1)
+                held = union[at] == slots  # all of them, unless the filter dropped some
+                scores[at[held]] += contributions[held]
+            else:  # a tail term: find the candidates among its (many) slots
+                at = np.minimum(np.searchsorted(slots, union), len(slots) - 1)
+                holds = slots[at] == union
+                scores[holds] += contributions[at[holds]]
+        kth = float(-np.partition(-scores, k - 1)[k - 1])
+        bound = sum(float(c.max()) for c in tail)
+        if not bound * (1.0 + 1e-9) < kth:
+            return None
+        return _top(union, scores, k)
+
+
+def _top(candidates: Any, values: Any, k: int) -> list[tuple[int, float]]:
+    """The ``k`` best (slot, score) of ``candidates`` (slots) scored ``values``, best first."""
+    top = np.arange(len(candidates))
+    if k < len(candidates):
+        top = np.argpartition(-values, k - 1)[:k]
+    top = top[np.argsort(-values[top], kind="stable")]
+    return [(int(candidates[i]), float(values[i])) for i in top]
