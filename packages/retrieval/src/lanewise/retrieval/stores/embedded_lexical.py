@@ -16,7 +16,8 @@ Postings arrive per upsert batch as small arrays and are merged into one
 array per term the first time a query needs that term; the term's BM25
 contributions (which depend on the average length and the document counts, so
 on every write) are computed then and kept until the next write, so a query
-costs one add per posting.
+costs one add per posting, and, unfiltered, only a binary search per candidate
+for the terms most slots hold (MaxScore pruning, exact: see ``_pruned``).
 """
 
 from __future__ import annotations
