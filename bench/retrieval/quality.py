@@ -3,15 +3,17 @@
 Corpus and golden set: :mod:`bench.retrieval.golden` (Python standard library
 docstrings, 94 documents; 94 hand-written questions, 81 of them paraphrases
 that avoid the answer's distinctive words, each with an exact evidence
-passage). Documents are split the way ``lanewise demo`` splits Markdown
-(``lanewise.retrieval.demo.split_markdown``, 1200 characters) until the ingest
-lane's chunkers exist, embedded with the default MiniLM and stored in the
-default embedded store. Every mode runs through the real ``SearchRetriever``
+passage). Documents are cut the way the ingest lane cuts Markdown by default (sections
+at headings, the heading's words leading each section, then the ``tokens``
+chunker: 200 tokens, 20 overlap), embedded with the default MiniLM and stored
+in the default embedded store. Every mode runs through the real ``SearchRetriever``
 (no cache), one process, one thread, in one run:
 
 - ``dense``: vectors only; ``dense+mmr``: the old default (MMR over 4x candidates);
 - ``lexical``: BM25 only;
 - ``hybrid-rrf``: both, fused by textbook RRF (``alpha = 0.5``, ``rrf_k = 60``);
+- ``default``: what a user gets without configuring anything: hybrid with the
+  default fusion (weighted, ``alpha = 0.7``), then the default ``mmr`` reranker;
 - ``hybrid``: both, with the fusion and ``alpha`` chosen on the *tuning half* of
   the questions (odd-numbered) by MRR@10 from a sweep; its figures on the
   *held-out half* (even-numbered) are reported beside the full set, so the
@@ -47,7 +49,10 @@ from pathlib import Path
 from typing import Any
 
 from lanewise.core.types import Hit, Principal
-from lanewise.retrieval.demo import split_markdown
+from lanewise.ingest.blobs import Blob
+from lanewise.ingest.chunker import TokenChunker
+from lanewise.ingest.loaders import MarkdownLoader
+from lanewise.ingest.pipeline import anchor
 from lanewise.retrieval.embedders.minilm import MiniLMEmbedder
 from lanewise.retrieval.rerank import MMRReranker, PassageReranker
 from lanewise.retrieval.retriever import SearchRetriever
@@ -61,10 +66,19 @@ K = 10
 
 
 def chunks(docs: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
-    out = []
+    """Each document cut as the ingest lane cuts Markdown by default: sections at headings
+    (heading path in the metadata, the heading's words leading the section), then the
+    ``tokens`` chunker (200 tokens, 20 overlap)."""
+    loader, chunker = MarkdownLoader(), TokenChunker()
+    out: list[tuple[str, str, dict[str, Any]]] = []
     for name, text in docs.items():
-        for n, chunk in enumerate(split_markdown(text)):
-            out.append((f"{name}#{n}", chunk.text, {"doc": name, "source": f"{name}.py"}))
+        blob = Blob(name=f"{name}.md", data=text.encode())
+        base = {"doc": name, "title": loader.title(blob) or name}
+        for section in loader.sections(blob):
+            source = blob.name + anchor(section.metadata)
+            for piece in chunker.pieces(section.text):
+                meta = {**base, **section.metadata, "source": source}
+                out.append((f"{name}#{len(out)}", piece.text, meta))
     return out
 
 
@@ -167,6 +181,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "dense+mmr": (retriever(MMRReranker()), {"mode": "dense"}),
             "lexical": (plain, {"mode": "lexical"}),
             "hybrid-rrf": (plain, {"mode": "hybrid", "fusion": "rrf", "alpha": 0.5}),
+            "default": (retriever(MMRReranker()), {}),
             "hybrid": (plain, chosen),
             "hybrid+rerank": (retriever(reranker), chosen),
             "dense+rerank": (retriever(PassageReranker(embedder)), {"mode": "dense"}),

@@ -29,6 +29,7 @@ from lanewise.retrieval.contract import (
     random_texts,
 )
 from lanewise.retrieval.filters import parse_filter
+from lanewise.retrieval.lexical import ANALYZER
 from lanewise.retrieval.stores.pgvector import PgvectorStore
 from lanewise.retrieval.stores.pgvector_sql import filter_sql
 from lanewise.retrieval.strategies import filters
@@ -267,5 +268,49 @@ async def test_a_writer_killed_mid_upsert_leaves_rows_and_lexicon_agreeing(
         final = lexical_state(admin_url, store.table, "crash")
         assert final[0] == final[1]
         assert final[2] == final[3]
+    finally:
+        await store.aclose()
+
+
+async def test_terms_of_an_older_analyzer_are_recomputed_before_the_next_lexical_search(
+    pgvector_url,
+):
+    """Rows analysed by another analyzer (here: their terms wiped and the tenant's analyzer
+    renamed, as an upgrade leaves them) are re-analysed from their text by the next BM25
+    search, which then ranks exactly like the reference, statistics agreeing with the rows."""
+    admin_url = pgvector_url.replace(f"{APP_ROLE}:@", "postgres:@")
+    store = new_store(pgvector_url, dimension=4, create_extension=False)
+    rng = random.Random(9)
+    texts = [
+        "compressed archives keep their compression level",
+        "the worker retries a timed-out task",
+        "compressing a stream chunk by chunk",
+        *random_texts(rng, 9),
+    ]
+    rows = [
+        (f"d{i}", [rng.uniform(-1, 1) for _ in range(4)], t, {"i": i}) for i, t in enumerate(texts)
+    ]
+    try:
+        await put(store, "old", rows)
+        with psycopg.connect(admin_url) as conn:
+            t = store.table
+            conn.execute(
+                f"UPDATE {t} SET term_freq = '{{}}', lexemes = '', lex_len = 0 WHERE tenant = 'old'"
+            )
+            conn.execute(f"DELETE FROM {t}_lexicon WHERE tenant = 'old'")
+            conn.execute(f"UPDATE {t}_tenants SET analyzer = 'older', tokens = 0")
+        for query in ("how is data compressed?", "retrying workers", "queue shard"):
+            hits = await store.search_lexical(tenant="old", query=query, k=len(rows))
+            reference = lexical_reference(rows, query, len(rows), None)
+            assert [h.id for h in hits] == [rid for rid, _ in reference], query
+            assert [h.score for h in hits] == pytest.approx([s for _, s in reference])
+        lexicon, recount, tokens, lengths = lexical_state(admin_url, store.table, "old")
+        assert lexicon == recount
+        assert tokens == lengths > 0
+        with psycopg.connect(admin_url) as conn:
+            (analyzer,) = conn.execute(
+                f"SELECT analyzer FROM {store.table}_tenants WHERE tenant = 'old'"
+            ).fetchone()
+        assert analyzer == ANALYZER
     finally:
         await store.aclose()

@@ -37,7 +37,7 @@ def importable_client():
     "set WEAVIATE_URL=http://host:8080 (gRPC on 50051) to run the shared contract against one",
 )
 class TestWeaviateContract(VectorStoreContract):
-    EXACT_BM25 = False  # Weaviate's own BM25: its word tokenizer, no plural folding
+    EXACT_BM25 = False  # Weaviate's own BM25: its word tokenizer, no stemming
 
     @pytest.fixture
     async def store(self):

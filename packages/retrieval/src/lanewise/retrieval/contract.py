@@ -62,7 +62,7 @@ from lanewise.core.errors import InvalidRequest
 from lanewise.core.protocols import VectorStore
 from lanewise.core.types import Hit
 from lanewise.retrieval.filters import Node, matches, to_json
-from lanewise.retrieval.fusion import fuse
+from lanewise.retrieval.fusion import HybridStore, fuse
 from lanewise.retrieval.lexical import LexicalStore, bm25_rank
 from lanewise.retrieval.strategies import filters, metadata
 
@@ -500,14 +500,14 @@ class VectorStoreContract:
         ]
         rows = with_texts(random_rows(random.Random(20), 4, self.DIM), texts)
         await put(store, tenant, rows)
-        # Tokens: lower-cased runs of letters and digits, stopwords out, plurals folded.
+        # Tokens: lower-cased runs of letters and digits, stopwords out, stemmed.
         hits = await store.search_lexical(tenant=tenant, query="Retry budgets", k=10)
         self.assert_lexical(hits, lexical_reference(rows, "Retry budgets", len(rows), None), 10)
         assert hits[0].id == "d3"
         assert hits[0].text == texts[3]
         assert hits[0].metadata == rows[3][3]
         if self.EXACT_BM25:
-            # "retries" and "max_retries" fold to "retry"; "RetryError" is one other word.
+            # "retries", "max_retries" and "retry" stem alike; "RetryError" is one other word.
             assert {h.id for h in hits} == {"d0", "d2", "d3"}
         assert await store.search_lexical(tenant=tenant, query="the of", k=5) == []
         assert await store.search_lexical(tenant=tenant, query="zebra", k=5) == []
@@ -621,6 +621,62 @@ class VectorStoreContract:
         for hit, ref in zip(got, want, strict=True):
             assert hit.score == pytest.approx(ref.score, abs=1e-3)
             assert hit.text == by_id[hit.id][2]
+
+    @_PROPERTY
+    @given(
+        metas=st.lists(metadata(), min_size=1, max_size=30),
+        flt=st.one_of(st.none(), filters(max_leaves=4)),
+        words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
+        seed=st.integers(0, 2**32 - 1),
+        k=st.integers(1, 10),
+        fusion=st.sampled_from(("rrf", "weighted")),
+        alpha=st.sampled_from((0.0, 0.3, 0.5, 0.7, 1.0)),
+    )
+    async def test_store_side_fusion_equals_fusing_its_two_searches(
+        self,
+        lexical_store: LexicalStore,
+        metas: list[dict[str, Any]],
+        flt: Node | None,
+        words: list[str],
+        seed: int,
+        k: int,
+        fusion: Any,
+        alpha: float,
+    ) -> None:
+        """A store that fuses itself (``search_hybrid``) returns what fusing its own two
+        searches returns: ids, ranks, scores, texts and metadata, filters and tenant applied."""
+        if not isinstance(lexical_store, HybridStore):
+            pytest.skip(f"{type(lexical_store).__name__} does not fuse itself")
+        store: Any = lexical_store
+        rng = random.Random(seed)
+        tenant, other = new_tenant(), new_tenant()
+        rows = with_texts(
+            random_rows(rng, len(metas), self.DIM, metas=metas), random_texts(rng, len(metas))
+        )
+        await put(store, tenant, rows)
+        # Another tenant's rows with the query's words and the same ids must change nothing.
+        query, vector = " ".join(words), random_vector(rng, self.DIM)
+        await put(store, other, with_texts(rows, [f"{query} {query}"] * len(rows)))
+        raw = to_json(flt) if flt is not None else None
+        depth = 2 * k
+        dense = await store.search(tenant=tenant, vector=vector, k=depth, filter=raw)
+        lexical = await store.search_lexical(tenant=tenant, query=query, k=depth, filter=raw)
+        want = fuse(dense, lexical, k=k, fusion=fusion, alpha=alpha)
+        got = await store.search_hybrid(
+            tenant=tenant,
+            vector=vector,
+            query=query,
+            k=k,
+            depth=depth,
+            filter=raw,
+            fusion=fusion,
+            alpha=alpha,
+        )
+        assert (got.dense_hits, got.lexical_hits) == (len(dense), len(lexical))
+        assert [(h.id, h.dense_rank, h.lexical_rank, h.text, h.metadata) for h in got.hits] == [
+            (h.id, h.dense_rank, h.lexical_rank, h.text, h.metadata) for h in want
+        ]
+        assert [h.score for h in got.hits] == pytest.approx([h.score for h in want])
 
     @_PROPERTY
     @given(

@@ -12,14 +12,20 @@
 
 Every fused hit keeps ``dense_rank`` and ``lexical_rank`` (1-based, None when
 that path did not return it) so users can see which path found it.
+
+A store may fuse itself (:class:`HybridStore`): the embedded store walks both
+indexes under one lock in one worker thread and fuses row numbers, so it reads
+only the ``k`` winning rows from SQLite instead of both candidate lists (the
+reads, not the index walks, were most of hybrid's cost over dense).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, get_args
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Literal, NamedTuple, Protocol, TypeVar, get_args, runtime_checkable
 
 import msgspec
+from lanewise.core.protocols import Filter
 from lanewise.core.types import Hit
 
 Mode = Literal["dense", "lexical", "hybrid"]
@@ -34,12 +40,54 @@ def ranked(hits: Sequence[Hit], path: Literal["dense", "lexical"]) -> list[Hit]:
     return [msgspec.structs.replace(h, **{field: i}) for i, h in enumerate(hits, 1)]
 
 
-def _normalised(hits: Sequence[Hit]) -> dict[str, float]:
-    if not hits:
+Key = TypeVar("Key", bound=Hashable)
+
+
+def _normalised(scores: Mapping[Key, float]) -> dict[Key, float]:
+    if not scores:
         return {}
-    top, bottom = max(h.score for h in hits), min(h.score for h in hits)
+    top, bottom = max(scores.values()), min(scores.values())
     spread = top - bottom
-    return {h.id: (h.score - bottom) / spread if spread > 0 else 1.0 for h in hits}
+    return {key: (v - bottom) / spread if spread > 0 else 1.0 for key, v in scores.items()}
+
+
+def fused_order(
+    dense: Sequence[tuple[Key, float]],
+    lexical: Sequence[tuple[Key, float]],
+    *,
+    k: int,
+    fusion: Fusion,
+    alpha: float,
+    rrf_k: int,
+    name: Callable[[Key], str],
+) -> list[tuple[Key, float, int | None, int | None]]:
+    """Top ``k`` of the union as (key, fused score, dense rank, lexical rank); ties go to
+    the better best rank, then the smaller ``name(key)`` (the hit's id).
+
+    Keys are whatever identifies a candidate to the caller: hit ids for :func:`fuse`, a
+    store's row numbers when it fuses before reading its rows (only the winners are read).
+    """
+    dense_rank = {key: i for i, (key, _) in enumerate(dense, 1)}
+    lexical_rank = {key: i for i, (key, _) in enumerate(lexical, 1)}
+    keys = list(dict.fromkeys([*(key for key, _ in dense), *(key for key, _ in lexical)]))
+    if fusion == "rrf":
+        scores = {
+            key: 2.0
+            * (
+                (alpha / (rrf_k + dense_rank[key]) if key in dense_rank else 0.0)
+                + ((1.0 - alpha) / (rrf_k + lexical_rank[key]) if key in lexical_rank else 0.0)
+            )
+            for key in keys
+        }
+    else:
+        dn, ln = _normalised(dict(dense)), _normalised(dict(lexical))
+        scores = {key: alpha * dn.get(key, 0.0) + (1.0 - alpha) * ln.get(key, 0.0) for key in keys}
+
+    def best_rank(key: Key) -> int:
+        return min(dense_rank.get(key, 1 << 30), lexical_rank.get(key, 1 << 30))
+
+    order = sorted(keys, key=lambda key: (-scores[key], best_rank(key), name(key)))[:k]
+    return [(key, scores[key], dense_rank.get(key), lexical_rank.get(key)) for key in order]
 
 
 def fuse(
@@ -52,32 +100,44 @@ def fuse(
     rrf_k: int = 60,
 ) -> list[Hit]:
     """Top ``k`` of the union, by fused score (ties: better best rank, then id)."""
-    dense_rank = {h.id: i for i, h in enumerate(dense, 1)}
-    lexical_rank = {h.id: i for i, h in enumerate(lexical, 1)}
     by_id = {h.id: h for h in lexical} | {h.id: h for h in dense}
-    if fusion == "rrf":
-        scores = {
-            rid: 2.0
-            * (
-                (alpha / (rrf_k + dense_rank[rid]) if rid in dense_rank else 0.0)
-                + ((1.0 - alpha) / (rrf_k + lexical_rank[rid]) if rid in lexical_rank else 0.0)
-            )
-            for rid in by_id
-        }
-    else:
-        dn, ln = _normalised(dense), _normalised(lexical)
-        scores = {rid: alpha * dn.get(rid, 0.0) + (1.0 - alpha) * ln.get(rid, 0.0) for rid in by_id}
-
-    def best_rank(rid: str) -> int:
-        return min(dense_rank.get(rid, 1 << 30), lexical_rank.get(rid, 1 << 30))
-
-    order = sorted(by_id, key=lambda rid: (-scores[rid], best_rank(rid), rid))[:k]
+    order = fused_order(
+        [(h.id, h.score) for h in dense],
+        [(h.id, h.score) for h in lexical],
+        k=k,
+        fusion=fusion,
+        alpha=alpha,
+        rrf_k=rrf_k,
+        name=str,
+    )
     return [
-        msgspec.structs.replace(
-            by_id[rid],
-            score=scores[rid],
-            dense_rank=dense_rank.get(rid),
-            lexical_rank=lexical_rank.get(rid),
-        )
-        for rid in order
+        msgspec.structs.replace(by_id[rid], score=score, dense_rank=dr, lexical_rank=lr)
+        for rid, score, dr, lr in order
     ]
+
+
+class Fused(NamedTuple):
+    hits: list[Hit]
+    dense_hits: int
+    """Candidates the dense path returned (before fusion)."""
+    lexical_hits: int
+
+
+@runtime_checkable
+class HybridStore(Protocol):
+    """A store that fuses its own dense and lexical candidates: the result equals
+    :func:`fuse` of its ``search`` and ``search_lexical`` at ``depth``, cut to ``k``."""
+
+    async def search_hybrid(
+        self,
+        *,
+        tenant: str,
+        vector: Sequence[float],
+        query: str,
+        k: int,
+        depth: int,
+        filter: Filter | None = None,
+        fusion: Fusion = "weighted",
+        alpha: float = 0.7,
+        rrf_k: int = 60,
+    ) -> Fused: ...

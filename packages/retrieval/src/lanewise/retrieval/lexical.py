@@ -4,9 +4,16 @@ One tokenizer and one scoring formula, so the embedded store, pgvector and the
 contract suite's brute-force reference rank identically:
 
 - tokens are runs of letters and digits (``max_k`` → ``max``, ``k``; ``os.path``
-  → ``os``, ``path``), lower-cased, English stopwords dropped, then a light
-  plural stemmer (``libraries`` → ``library``, ``queues`` → ``queue``,
-  ``threads`` → ``thread``) so singular and plural meet;
+  → ``os``, ``path``), lower-cased, English stopwords dropped (the common
+  function words, Snowball's English list: ``how``, ``do``, ``i``, ``which``…,
+  words a question is full of and that say nothing about the answer), then
+  stemmed with the Snowball English (Porter 2) stemmer (``compressed``,
+  ``compression`` → ``compress``; ``libraries`` → ``librari``), so a question's
+  word meets the passage's other form of it. Measured on the stdlib golden set
+  (``bench/retrieval/quality.py``), this took lexical MRR@10 from 0.44 (a short
+  Lucene-style stopword list and a plural-only stemmer) to 0.53;
+  :data:`ANALYZER` names it, and a store that keeps analysed terms re-analyses
+  its rows when it changes;
 - BM25 with ``k1 = 1.2``, ``b = 0.75`` and Lucene's non-negative IDF
   ``ln(1 + (N - df + 0.5) / (df + 0.5))``; each distinct query term counts once;
 - the statistics (``N``, ``df``, average length) are the tenant's: nothing
@@ -20,10 +27,13 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
+import snowballstemmer
 from lanewise.core.protocols import Filter
 from lanewise.core.types import Hit
 
@@ -32,24 +42,33 @@ B = 0.75
 
 _TOKEN = re.compile(r"[^\W_]+")
 
-STOPWORDS = frozenset(
-    {
-        *("a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have"),
-        *("in", "into", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to"),
-        *("was", "were", "will", "with"),
-    }
-)
+ANALYZER = "snowball-en-1"
+"""Names the analysis below; change it whenever a text would be analysed differently."""
+
+# Snowball's English stopword list (snowballstem.org/algorithms/english/stop.txt) without
+# its contractions (the tokenizer splits them at the apostrophe), plus NLTK's "can", "just"
+# and "will".
+_STOP = """a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other ought our
+    ours ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself
+    yourselves"""
+STOPWORDS = frozenset(_STOP.split())
+
+_STEMMERS = threading.local()  # a Snowball stemmer keeps per-call state: one per thread
 
 
+@lru_cache(maxsize=1 << 17)
 def stem(token: str) -> str:
-    """Harman's "S" stemmer: plural endings only (cheap, predictable, rarely wrong)."""
-    if len(token) > 3 and token.endswith("ies") and not token.endswith(("eies", "aies")):
-        return token[:-3] + "y"
-    if len(token) > 3 and token.endswith("es") and not token.endswith(("aes", "ees", "oes")):
-        return token[:-1]
-    if len(token) > 2 and token.endswith("s") and not token.endswith(("us", "ss")):
-        return token[:-1]
-    return token
+    """Snowball English; cached, as a corpus repeats a small vocabulary many times."""
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = snowballstemmer.stemmer("english")
+    result: str = stemmer.stemWord(token)
+    return result
 
 
 def tokenize(text: str) -> list[str]:

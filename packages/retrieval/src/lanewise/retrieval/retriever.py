@@ -2,7 +2,8 @@
 
 The search runs in one of three modes (:mod:`lanewise.retrieval.fusion`):
 ``dense`` (vectors only), ``lexical`` (BM25 only; the query is not embedded)
-or ``hybrid`` (both, concurrently, fused). A store without a lexical index
+or ``hybrid`` (both, fused: by the store when it can fuse itself, else both
+searches run concurrently and are fused here). A store without a lexical index
 (no ``search_lexical``) serves the configured default ``hybrid`` as ``dense``
 (the ``search`` stage says so); asking for ``lexical`` or ``hybrid`` in a
 request is then a 400.
@@ -30,7 +31,16 @@ from lanewise.core.stages import timed_stage
 from lanewise.core.types import ANONYMOUS, Hit, Principal
 from lanewise.retrieval.caches import RetrievalCache, embedding_key, result_key
 from lanewise.retrieval.filters import parse_filter, to_json
-from lanewise.retrieval.fusion import FUSIONS, MODES, Fusion, Mode, fuse, ranked
+from lanewise.retrieval.fusion import (
+    FUSIONS,
+    MODES,
+    Fused,
+    Fusion,
+    HybridStore,
+    Mode,
+    fuse,
+    ranked,
+)
 from lanewise.retrieval.lexical import LexicalStore
 
 RETRY_AFTER_S = 5.0
@@ -195,6 +205,40 @@ class SearchRetriever:
         )
         return found
 
+    async def _hybrid(
+        self,
+        tenant: str,
+        vector: list[float],
+        query: str,
+        k: int,
+        depth: int,
+        flt: dict[str, Any] | None,
+        fusion: Fusion,
+        alpha: float,
+    ) -> Fused:
+        """Fusion of ``depth`` candidates from each path, top ``k``: by the store when it
+        fuses itself (reading only the winners' rows), else here over both searches."""
+        if isinstance(self.store, HybridStore):
+            fused: Fused = await self._store_call(
+                self.store.search_hybrid(
+                    tenant=tenant,
+                    vector=vector,
+                    query=query,
+                    k=k,
+                    depth=depth,
+                    filter=flt,
+                    fusion=fusion,
+                    alpha=alpha,
+                    rrf_k=self.rrf_k,
+                )
+            )
+            return fused
+        dense, lexical = await asyncio.gather(
+            self._dense(tenant, vector, depth, flt), self._lexical(tenant, query, depth, flt)
+        )
+        hits = fuse(dense, lexical, k=k, fusion=fusion, alpha=alpha, rrf_k=self.rrf_k)
+        return Fused(hits, len(dense), len(lexical))
+
     # -- the whole thing --------------------------------------------------------
     async def retrieve(
         self,
@@ -252,21 +296,26 @@ class SearchRetriever:
             elif mode_ == "lexical":
                 hits = ranked(await self._lexical(tenant, query, fetch_k, flt), "lexical")
             else:
-                dense, lexical = await asyncio.gather(
-                    self._dense(tenant, vector, fetch_k, flt),
-                    self._lexical(tenant, query, fetch_k, flt),
+                # Without a reranker only the top k of the fusion are used.
+                fused = await self._hybrid(
+                    tenant,
+                    vector,
+                    query,
+                    k if rerank is None else fetch_k,
+                    fetch_k,
+                    flt,
+                    fusion_,
+                    alpha_,
                 )
                 attrs.update(
                     {
                         "lanewise.retrieval.fusion": fusion_,
                         "lanewise.retrieval.alpha": alpha_,
-                        "dense_hits": len(dense),
-                        "lexical_hits": len(lexical),
+                        "dense_hits": fused.dense_hits,
+                        "lexical_hits": fused.lexical_hits,
                     }
                 )
-                hits = fuse(
-                    dense, lexical, k=fetch_k, fusion=fusion_, alpha=alpha_, rrf_k=self.rrf_k
-                )
+                hits = fused.hits
             attrs["hits"] = len(hits)
         if rerank is not None and hits:
             with self.stage(request_id, "rerank", reranker=rerank.name, candidates=len(hits)):

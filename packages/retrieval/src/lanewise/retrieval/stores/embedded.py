@@ -28,7 +28,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from lanewise.core.errors import ConfigError, InvalidRequest
 from lanewise.core.protocols import Filter
 from lanewise.core.types import Hit
 from lanewise.retrieval.filters import Node, parse_filter
+from lanewise.retrieval.fusion import Fused, Fusion
 from lanewise.retrieval.lexical import query_terms, tokenize
 from lanewise.retrieval.stores.batch import (
     Batch,
@@ -164,6 +165,32 @@ class EmbeddedStore:
         node = parse_filter(filter)
         terms = query_terms(query)
         return await asyncio.to_thread(self._search_lexical, tenant, terms, k, node)
+
+    async def search_hybrid(
+        self,
+        *,
+        tenant: str,
+        vector: Sequence[float],
+        query: str,
+        k: int,
+        depth: int,
+        filter: Filter | None = None,
+        fusion: Fusion = "weighted",
+        alpha: float = 0.7,
+        rrf_k: int = 60,
+    ) -> Fused:
+        """Both searches at ``depth`` and their fusion (:mod:`lanewise.retrieval.fusion`) in
+        one worker thread; only the ``k`` winners' rows are read."""
+        check_tenant(tenant)
+        check_k(k)
+        check_k(depth)
+        vec = unit_vectors(self.params.dimension, [vector], what="query vector")[0]
+        node = parse_filter(filter)
+        terms = query_terms(query)
+        options = {"k": k, "fusion": fusion, "alpha": alpha, "rrf_k": rrf_k}
+        return await asyncio.to_thread(
+            self._search_hybrid, tenant, vec, terms, depth, node, options
+        )
 
     async def count(self, *, tenant: str, filter: Filter | None = None) -> int:
         check_tenant(tenant)
@@ -304,17 +331,38 @@ class EmbeddedStore:
         found = self._locked(lambda: self._tenant(tenant).search_lexical(terms, k, node))
         return self._read_hits(found)
 
-    def _read_hits(self, found: list[tuple[int, float]]) -> list[Hit]:
-        if not found:
+    def _search_hybrid(
+        self,
+        tenant: str,
+        query: F32,
+        terms: list[str],
+        depth: int,
+        node: Node | None,
+        options: dict[str, Any],
+    ) -> Fused:
+        fused, dense, lexical = self._locked(
+            lambda: self._tenant(tenant).search_hybrid(query, terms, depth, node, **options)
+        )
+        ranks = {rowid: (dr, lr) for rowid, _, dr, lr in fused}
+        hits = self._read_hits([(rowid, score) for rowid, score, _, _ in fused], ranks)
+        return Fused(hits, dense, lexical)
+
+    def _rows(self, columns: str, rowids: Iterable[int]) -> list[Any]:
+        wanted = list(rowids)
+        if not wanted:
             return []
-        marks = ",".join("?" * len(found))
-        rows = {
-            r[0]: r[1:]
-            for r in self._reader().execute(
-                f"SELECT rowid, id, text, metadata FROM rows WHERE rowid IN ({marks})",  # noqa: S608
-                [rowid for rowid, _ in found],
-            )
-        }
+        marks = ",".join("?" * len(wanted))
+        sql = f"SELECT rowid, {columns} FROM rows WHERE rowid IN ({marks})"  # noqa: S608
+        return self._reader().execute(sql, wanted).fetchall()
+
+    def _read_hits(
+        self,
+        found: list[tuple[int, float]],
+        ranks: Mapping[int, tuple[int | None, int | None]] | None = None,
+    ) -> list[Hit]:
+        """The rows of (rowid, score) pairs as hits, in order; ``ranks``: each rowid's
+        (dense, lexical) rank when the hits are a fusion's."""
+        rows = {r[0]: r[1:] for r in self._rows("id, text, metadata", (r for r, _ in found))}
         hits = []
         for rowid, score in found:
             if rowid not in rows:
@@ -322,6 +370,7 @@ class EmbeddedStore:
             rid, text, meta_json = rows[rowid]
             meta = json.loads(meta_json)
             source = meta.get("source")
+            dense_rank, lexical_rank = ranks[rowid] if ranks is not None else (None, None)
             hits.append(
                 Hit(
                     id=rid,
@@ -329,6 +378,8 @@ class EmbeddedStore:
                     text=text,
                     source=source if isinstance(source, str) else "",
                     metadata=meta,
+                    dense_rank=dense_rank,
+                    lexical_rank=lexical_rank,
                 )
             )
         return hits
@@ -392,11 +443,13 @@ class EmbeddedStore:
         index.rowids.view(n)[:] = rowids
         index.live.view(n)[:] = live
         index.size = n
+        index.ids = [""] * n
         metas: list[dict[str, Any]] = [{} for _ in range(n)]
         tokens: list[list[str]] = [[] for _ in range(n)]
         for rowid, rid, meta, text in rows:
             slot = slot_of_rowid[rowid]
             index.slot_of[rid] = slot
+            index.ids[slot] = rid
             metas[slot] = json.loads(meta)
             tokens[slot] = tokenize(text)
         index.columns.append(metas)

@@ -23,6 +23,7 @@ import faiss as _faiss
 import numpy as np
 import numpy.typing as npt
 from lanewise.retrieval.filters import Node
+from lanewise.retrieval.fusion import fused_order
 from lanewise.retrieval.stores.embedded_columns import Columns, Mask, _Grow
 from lanewise.retrieval.stores.embedded_lexical import LexicalIndex
 
@@ -75,6 +76,9 @@ class TenantIndex:
         self.rowids = _Grow(np.int64, -1)
         self.live = _Grow(np.bool_, False)
         self.slot_of: dict[str, int] = {}
+        self.ids: list[str] = []
+        """Each slot's id ("" for a slot a snapshot restored dead): hybrid fusion breaks
+        ties by id without reading rows."""
         self.columns = Columns()
         self.lexical = LexicalIndex()
         self.size = 0
@@ -110,6 +114,7 @@ class TenantIndex:
         live[start:] = True
         for offset, rid in enumerate(ids):
             self.slot_of[rid] = start + offset
+        self.ids.extend(ids)
         self.columns.append(metadata)
         self.lexical.append(tokens)
         self.size = start + n
@@ -146,6 +151,33 @@ class TenantIndex:
 
     def search(self, query: F32, k: int, node: Node | None) -> list[tuple[int, float]]:
         """Top-k (sqlite rowid, inner product) among live slots matching ``node``."""
+        return self._rowids(self._search(query, k, node))
+
+    def search_lexical(
+        self, terms: Sequence[str], k: int, node: Node | None
+    ) -> list[tuple[int, float]]:
+        """Top-k (sqlite rowid, BM25) among live slots matching ``node``."""
+        return self._rowids(self._search_lexical(terms, k, node))
+
+    def search_hybrid(
+        self, query: F32, terms: Sequence[str], depth: int, node: Node | None, **options: Any
+    ) -> tuple[list[tuple[int, float, int | None, int | None]], int, int]:
+        """Both searches at ``depth``, fused (``options``: :func:`fused_order`'s k, fusion,
+        alpha, rrf_k): ([(sqlite rowid, score, dense rank, lexical rank)], dense and
+        lexical candidate counts)."""
+        dense = self._search(query, depth, node)
+        lexical = self._search_lexical(terms, depth, node)
+        order = fused_order(dense, lexical, name=self.ids.__getitem__, **options)
+        rowids = self.rowids.data
+        fused = [(int(rowids[slot]), score, dr, lr) for slot, score, dr, lr in order]
+        return fused, len(dense), len(lexical)
+
+    def _rowids(self, found: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        rowids = self.rowids.data
+        return [(int(rowids[slot]), score) for slot, score in found]
+
+    def _search(self, query: F32, k: int, node: Node | None) -> list[tuple[int, float]]:
+        """Top-k (slot, inner product) among live slots matching ``node``."""
         q = query.reshape(1, -1)
         if node is None and self.dead_count == 0:
             # Nothing to exclude: no allow-list to build or check.
@@ -178,18 +210,15 @@ class TenantIndex:
                 return found
         return self._exact(query, k, allowed)
 
-    def search_lexical(
+    def _search_lexical(
         self, terms: Sequence[str], k: int, node: Node | None
     ) -> list[tuple[int, float]]:
-        """Top-k (sqlite rowid, BM25) among live slots matching ``node``."""
         allowed, count, _ = self.allow_list(node)
         if count == 0 or not terms:
             return []
-        found = self.lexical.search(
+        return self.lexical.search(
             terms, k, self.live.view(self.size), allowed, self.live_count, count
         )
-        rowids = self.rowids.data
-        return [(int(rowids[slot]), score) for slot, score in found]
 
     def _exact(self, query: F32, k: int, allowed: Mask) -> list[tuple[int, float]]:
         # Decoding just the allowed rows beats a selector scan over every slot (bench:
@@ -198,9 +227,8 @@ class TenantIndex:
         scores = self.index.storage.reconstruct_batch(slots) @ query
         top = np.argpartition(-scores, k - 1)[:k] if k < len(slots) else np.arange(len(slots))
         top = top[np.argsort(-scores[top], kind="stable")]
-        rowids = self.rowids.data
-        return [(int(rowids[slots[i]]), float(scores[i])) for i in top]
+        return [(int(slots[i]), float(scores[i])) for i in top]
 
-    def _pairs(self, scores: F32, slots: npt.NDArray[np.int64]) -> list[tuple[int, float]]:
-        rowids = self.rowids.data
-        return [(int(rowids[s]), float(v)) for v, s in zip(scores, slots, strict=True) if s >= 0]
+    @staticmethod
+    def _pairs(scores: F32, slots: npt.NDArray[np.int64]) -> list[tuple[int, float]]:
+        return [(int(s), float(v)) for v, s in zip(scores, slots, strict=True) if s >= 0]

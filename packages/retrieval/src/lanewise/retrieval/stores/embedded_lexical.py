@@ -13,15 +13,18 @@ filter's allow-list, so a selective filter would scan ranked matches until
 apply the allow-list as one vector mask.
 
 Postings arrive per upsert batch as small arrays and are merged into one
-array per term the first time a query needs that term; the term's BM25 weights
-(which depend on the average length, so on every write) are computed then and
-kept until the next write, so a query costs one multiply-add per posting.
+array per term the first time a query needs that term; the term's BM25
+contributions (which depend on the average length and the document counts, so
+on every write) are computed then and kept until the next write, so a query
+costs one add per posting, and, unfiltered, only a binary search per candidate
+for the terms most slots hold (MaxScore pruning, exact: see ``_pruned``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -81,9 +84,10 @@ class LexicalIndex:
         self.live_length -= int(self.lengths.data[slot])
         self.version += 1
 
-    def _term(self, term: str, live: Mask, avg: float) -> tuple[I32, F32] | None:
-        """The term's live slots and their BM25 term weights ``tf (k1 + 1) / (tf + norm)``,
-        computed once per term and write (every write changes the average length)."""
+    def _term(self, term: str, live: Mask, live_count: int) -> tuple[I32, F32] | None:
+        """The term's live slots and their BM25 contributions ``idf * tf (k1 + 1) / (tf +
+        norm)``, computed once per term and write (every write changes the average length
+        and the document counts), so a query costs one add per posting."""
         tid = self.vocabulary.get(term)
         if tid is None:
             return None
@@ -98,11 +102,14 @@ class LexicalIndex:
             # A dead slot never lives again (slots are append-only): drop it for good.
             slots, tfs = slots[alive], tfs[alive]
         parts[:] = [(slots, tfs)]
+        avg = self.live_length / live_count
         tf = tfs.astype(np.float64)
         norm = K1 * (1.0 - B + B * self.lengths.data[slots] / avg) if avg > 0 else K1
-        weights = (tf * (K1 + 1.0) / (tf + norm)).astype(np.float32)
-        self._weights[tid] = (self.version, slots, weights)
-        return slots, weights
+        # float32 halves the cache (one value per posting); scores still add up in float64.
+        weight = idf(live_count, len(slots)) * (tf * (K1 + 1.0) / (tf + norm))
+        contributions = weight.astype(np.float32)
+        self._weights[tid] = (self.version, slots, contributions)
+        return slots, contributions
 
     def search(
         self,
@@ -112,32 +119,82 @@ class LexicalIndex:
         allowed: Mask,
         live_count: int,
         allowed_count: int,
+        *,
+        prune: bool = True,
     ) -> list[tuple[int, float]]:
         """Top-k (slot, BM25) among ``allowed`` slots with at least one query term."""
         if live_count == 0:
             return []
-        avg = self.live_length / live_count
-        scores = np.zeros(self.size, dtype=np.float64)
-        matched = False
+        found = []
         for term in terms:
-            found = self._term(term, live, avg)
-            if found is None or len(found[0]) == 0:
-                continue
-            slots, weights = found
-            # Postings hold each slot once, so a fancy-index add is exact.
-            scores[slots] += idf(live_count, len(slots)) * weights.astype(np.float64)
-            matched = True
-        if not matched:
+            posting = self._term(term, live, live_count)
+            if posting is not None and len(posting[0]):
+                found.append(posting)
+        if not found:
             return []
+        filtered = allowed_count != live_count
+        # A selective filter leaves too few candidates to prune with; the full path
+        # is cheap there anyway (the mask keeps the top-k selection small).
+        if prune and allowed_count > self.size // 20:
+            pruned = self._pruned(found, k, allowed if filtered else None)
+            if pruned is not None:
+                return pruned
+        scores = np.zeros(self.size, dtype=np.float64)
+        for slots, contributions in found:
+            # Postings hold each slot once, so a fancy-index add is exact.
+            scores[slots] += contributions
         # Every matching slot scores > 0 (idf > 0, tf >= 1); the filter applies at the end.
         hit = scores > 0
-        if allowed_count != live_count:
+        if filtered:
             hit &= allowed
         candidates = np.flatnonzero(hit)
-        values = scores[candidates]
-        if k < len(candidates):
-            top = np.argpartition(-values, k - 1)[:k]
-        else:
-            top = np.arange(len(candidates))
-        top = top[np.argsort(-values[top], kind="stable")]
-        return [(int(candidates[i]), float(values[i])) for i in top]
+        return _top(candidates, scores[candidates], k)
+
+    def _pruned(
+        self, found: list[tuple[I32, F32]], k: int, allowed: Mask | None
+    ) -> list[tuple[int, float]] | None:
+        """The exact top k without touching most postings of the query's common terms, or
+        None when that cannot be shown (then the caller scores every posting).
+
+        MaxScore (Turtle and Flood, 1995): the terms in more than 1/20 of the slots are
+        "tail" terms. Candidates are the slots holding any other ("head") term, scored
+        in full (every term's contribution, found by binary search in its sorted
+        postings, added in query order as the full path adds them, so scores are
+        identical). A slot outside the candidates holds tail terms only, so it scores
+        at most the sum of the tail terms' largest contributions; when that bound is
+        below the candidates' k-th best score, no such slot can enter the top k.
+        """
+        limit = self.size // 20
+        head = [slots for slots, _ in found if len(slots) <= limit]
+        tail = [contributions for slots, contributions in found if len(slots) > limit]
+        if not head or not tail:
+            return None
+        union = np.unique(np.concatenate(head)) if len(head) > 1 else head[0]
+        if allowed is not None:
+            union = union[allowed[union]]
+        if len(union) < k:
+            return None
+        scores = np.zeros(len(union), dtype=np.float64)
+        for slots, contributions in found:
+            if len(slots) <= limit:  # a head term: find its (few) slots among the candidates
+                at = np.minimum(np.searchsorted(union, slots), len(union) - 1)
+                held = union[at] == slots  # all of them, unless the filter dropped some
+                scores[at[held]] += contributions[held]
+            else:  # a tail term: find the candidates among its (many) slots
+                at = np.minimum(np.searchsorted(slots, union), len(slots) - 1)
+                holds = slots[at] == union
+                scores[holds] += contributions[at[holds]]
+        kth = float(-np.partition(-scores, k - 1)[k - 1])
+        bound = sum(float(c.max()) for c in tail)
+        if not bound * (1.0 + 1e-9) < kth:
+            return None
+        return _top(union, scores, k)
+
+
+def _top(candidates: Any, values: Any, k: int) -> list[tuple[int, float]]:
+    """The ``k`` best (slot, score) of ``candidates`` (slots) scored ``values``, best first."""
+    top = np.arange(len(candidates))
+    if k < len(candidates):
+        top = np.argpartition(-values, k - 1)[:k]
+    top = top[np.argsort(-values[top], kind="stable")]
+    return [(int(candidates[i]), float(values[i])) for i in top]

@@ -25,6 +25,9 @@ finds the rows holding any query term), their counts in ``term_freq`` (jsonb)
 and its length; ``<table>_lexicon`` holds each tenant's document frequencies
 and ``<table>_tenants`` its total length, all changed in the same transaction
 as the rows, so the statistics are the tenant's own and always agree with them.
+``<table>_tenants`` also names the analyzer (``lexical.ANALYZER``) the terms
+came from: when it is not today's, the tenant's next lexical search
+re-analyses all its rows from their text first, in its own transaction.
 """
 
 # The only text spliced into SQL is the table name (checked against TABLE_NAME at
@@ -48,7 +51,7 @@ from lanewise.core.factory import FactoryContext
 from lanewise.core.protocols import Filter
 from lanewise.core.types import Hit
 from lanewise.retrieval.filters import parse_filter
-from lanewise.retrieval.lexical import K1, B, idf, query_terms, tokenize
+from lanewise.retrieval.lexical import ANALYZER, K1, B, idf, query_terms, tokenize
 from lanewise.retrieval.stores.batch import check_k, check_tenant, unit_vectors, validate_batch
 from lanewise.retrieval.stores.pgvector_sql import filter_sql
 
@@ -155,7 +158,8 @@ class PgvectorStore:
         )
         await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_lexemes ON {t} USING gin (lexemes)")
         await conn.execute(
-            f"ALTER TABLE {t}_tenants ADD COLUMN IF NOT EXISTS tokens bigint NOT NULL DEFAULT 0"
+            f"ALTER TABLE {t}_tenants ADD COLUMN IF NOT EXISTS tokens bigint NOT NULL DEFAULT 0,"
+            " ADD COLUMN IF NOT EXISTS analyzer text NOT NULL DEFAULT ''"
         )
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {t}_lexicon ("
@@ -285,11 +289,49 @@ class PgvectorStore:
     async def _bump(self, conn: Any, tenant: str, row_delta: int, token_delta: int) -> None:
         t = self.table
         await conn.execute(
-            f"INSERT INTO {t}_tenants AS v (tenant, version, rows, tokens) VALUES (%s, 1, %s, %s)"
+            f"INSERT INTO {t}_tenants AS v (tenant, version, rows, tokens, analyzer)"
+            " VALUES (%s, 1, %s, %s, %s)"
             " ON CONFLICT (tenant) DO UPDATE"
             " SET version = v.version + 1, rows = v.rows + EXCLUDED.rows,"
             " tokens = v.tokens + EXCLUDED.tokens",
-            [tenant, row_delta, token_delta],
+            [tenant, row_delta, token_delta, ANALYZER],
+        )
+
+    async def _reanalyse(self, conn: Any, tenant: str) -> None:
+        """Recompute the tenant's terms, lexicon and total length from its rows' text
+        (they came from another analyzer); the row lock makes concurrent callers wait."""
+        t = self.table
+        row = await (
+            await conn.execute(
+                f"SELECT analyzer FROM {t}_tenants WHERE tenant = %s FOR UPDATE", [tenant]
+            )
+        ).fetchone()
+        if row is None or row[0] == ANALYZER:
+            return
+        rows = await (
+            await conn.execute(f"SELECT id, text FROM {t} WHERE tenant = %s", [tenant])
+        ).fetchall()
+        counts = [Counter(tokenize(text)) for _, text in rows]
+        await conn.execute(
+            f"UPDATE {t} SET term_freq = u.term_freq, lex_len = u.lex_len,"
+            " lexemes = array_to_tsvector(ARRAY(SELECT jsonb_object_keys(u.term_freq)))"
+            " FROM unnest(%s::text[], %s::jsonb[], %s::int[]) AS u(id, term_freq, lex_len)"
+            f" WHERE {t}.tenant = %s AND {t}.id = u.id",
+            [
+                [rid for rid, _ in rows],
+                [json.dumps(c) for c in counts],
+                [sum(c.values()) for c in counts],
+                tenant,
+            ],
+        )
+        await conn.execute(f"DELETE FROM {t}_lexicon WHERE tenant = %s", [tenant])
+        df: Counter[str] = Counter()
+        for c in counts:
+            df.update(c.keys())
+        await self._count_terms(conn, tenant, df)
+        await conn.execute(
+            f"UPDATE {t}_tenants SET tokens = %s, analyzer = %s WHERE tenant = %s",
+            [sum(sum(c.values()) for c in counts), ANALYZER, tenant],
         )
 
     async def delete(
@@ -374,42 +416,64 @@ class PgvectorStore:
         async with self._tenant_tx(tenant) as conn:
             stats = await (
                 await conn.execute(
-                    f"SELECT rows, tokens FROM {t}_tenants WHERE tenant = %s", [tenant]
+                    f"SELECT rows, tokens, analyzer FROM {t}_tenants WHERE tenant = %s", [tenant]
                 )
             ).fetchone()
             if stats is None or stats[0] <= 0:
                 return []
-            n_docs, tokens = int(stats[0]), int(stats[1])
-            dfs = dict(
-                await (
-                    await conn.execute(
-                        f"SELECT term, df FROM {t}_lexicon"
-                        " WHERE tenant = %s AND term = ANY(%s) AND df > 0",
-                        [tenant, terms],
-                    )
-                ).fetchall()
-            )
-            present = [term for term in terms if term in dfs]
-            if not present:
-                return []
-            avg = tokens / n_docs
-            norm = f"{K1!r} * (1 - {B!r} + {B!r} * lex_len / %s::float8)" if avg > 0 else repr(K1)
-            parts, score_args = [], []
-            for term in present:
-                tf = "COALESCE((term_freq ->> %s)::float8, 0)"
-                parts.append(f"%s::float8 * {tf} * {K1 + 1!r} / ({tf} + {norm})")
-                score_args += [idf(n_docs, int(dfs[term])), term, term]
-                if avg > 0:
-                    score_args.append(avg)
-            tsquery = " | ".join("'" + term.replace("'", "''") + "'" for term in present)
-            found = await (
+            if stats[2] != ANALYZER:
+                await self._reanalyse(conn, tenant)
+                return await self._search_lexical(conn, tenant, terms, k, where, params)
+            return await self._search_lexical(conn, tenant, terms, k, where, params, stats)
+
+    async def _search_lexical(
+        self,
+        conn: Any,
+        tenant: str,
+        terms: list[str],
+        k: int,
+        where: str,
+        params: list[Any],
+        stats: Sequence[Any] | None = None,
+    ) -> list[Hit]:
+        t = self.table
+        if stats is None:
+            stats = await (
                 await conn.execute(
-                    f"SELECT id, text, metadata, {' + '.join(parts)} AS score FROM {t}"
-                    f" WHERE tenant = %s AND lexemes @@ %s::tsquery AND {where}"
-                    " ORDER BY score DESC, id LIMIT %s",
-                    [*score_args, tenant, tsquery, *params, k],
+                    f"SELECT rows, tokens FROM {t}_tenants WHERE tenant = %s", [tenant]
+                )
+            ).fetchone()
+        n_docs, tokens = int(stats[0]), int(stats[1])
+        dfs = dict(
+            await (
+                await conn.execute(
+                    f"SELECT term, df FROM {t}_lexicon"
+                    " WHERE tenant = %s AND term = ANY(%s) AND df > 0",
+                    [tenant, terms],
                 )
             ).fetchall()
+        )
+        present = [term for term in terms if term in dfs]
+        if not present:
+            return []
+        avg = tokens / n_docs
+        norm = f"{K1!r} * (1 - {B!r} + {B!r} * lex_len / %s::float8)" if avg > 0 else repr(K1)
+        parts, score_args = [], []
+        for term in present:
+            tf = "COALESCE((term_freq ->> %s)::float8, 0)"
+            parts.append(f"%s::float8 * {tf} * {K1 + 1!r} / ({tf} + {norm})")
+            score_args += [idf(n_docs, int(dfs[term])), term, term]
+            if avg > 0:
+                score_args.append(avg)
+        tsquery = " | ".join("'" + term.replace("'", "''") + "'" for term in present)
+        found = await (
+            await conn.execute(
+                f"SELECT id, text, metadata, {' + '.join(parts)} AS score FROM {t}"
+                f" WHERE tenant = %s AND lexemes @@ %s::tsquery AND {where}"
+                " ORDER BY score DESC, id LIMIT %s",
+                [*score_args, tenant, tsquery, *params, k],
+            )
+        ).fetchall()
         return self._hits(found)
 
     @staticmethod
