@@ -5,7 +5,8 @@ itself: a condition and a timeout per checkout, a readability probe (a syscall),
 connection metrics, a task per send (``wait_for``). Admission runs on every model
 call, so it uses connections of its own: taken and returned without a lock, one
 command (or one pipelined batch) written in one ``writelines``, the replies read
-with a timeout. redis-py still opens them (URL, auth, TLS, database, RESP).
+with a timeout (and parsed by hiredis, a dependency for that reason). redis-py still
+opens them (URL, auth, TLS, database, RESP).
 
 A connection that fails or is cancelled mid-command is closed, never reused, so
 no later command can read an earlier command's reply.
