@@ -31,7 +31,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
     xs = range(len(rows))
     ax1.bar([i - 0.2 for i in xs], [r["off"]["p50_ms"] for r in rows], 0.4, label="governance off")
     ax1.bar([i + 0.2 for i in xs], [r["on"]["p50_ms"] for r in rows], 0.4, label="governance on")
-    ax1.set_xticks(list(xs), [f"c={r['concurrency']}" for r in rows])
+    ax1.set_xticks(list(xs), [f"c={r['concurrency']}" for r in rows], fontsize=8)
     ax1.set_ylabel("p50 latency (ms)")
     ax1.set_title("gateway latency with and without governance")
     ax1.legend()

@@ -13,6 +13,9 @@ request (EVALSHA calls: an upper bound of round trips, since a settlement batch
 of several scripts is one pipelined round trip).
 
 Target (issue 10): added p50 ≤ +0.5 ms at c=1; ≤ 2 Redis round trips per request.
+c=1 is measured ``repeats`` times (3 by default) on the same pair of gateways; the
+summary gives the median and the spread (min, max) of the repetitions and the load
+average before and after, since the machine may be shared.
 """
 
 from __future__ import annotations
@@ -171,7 +174,7 @@ def redis_commands(client: redis.Redis) -> int:
     return sum(int(stats.get(k, {}).get("calls", 0)) for k in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
-def run(*, quick: bool = False) -> dict[str, Any]:
+def run(*, quick: bool = False, repeats: int = 3) -> dict[str, Any]:
     from lanewise.core.testing.services import RedisServer
 
     with tempfile.TemporaryDirectory(prefix="lanewise-bench-gov-") as tmp_name:
@@ -181,7 +184,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             ["taskset", "-pc", "1", str(redis_server.process.pid)], check=False, capture_output=True
         )  # type: ignore[union-attr]
         try:
-            result = _run(tmp, redis_server.url, quick=quick)
+            result = _run(tmp, redis_server.url, quick=quick, repeats=repeats)
             os.sched_setaffinity(0, {0})  # as a gateway would run: its own core
             result["in_process"] = in_process(redis_server.url, calls=500 if quick else 2000)
             print(
@@ -196,7 +199,28 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             redis_server.stop()
 
 
-def _run(tmp: Path, redis_url: str, *, quick: bool) -> dict[str, Any]:
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and spread (min, max) of each figure over the repetitions of one setting."""
+    out: dict[str, Any] = {"repeats": len(rows)}
+    for name in (
+        "added_p50_ms",
+        "added_p99_ms",
+        "cpu_ms_per_request_off",
+        "cpu_ms_per_request_on",
+        "redis_scripts_per_request",
+    ):
+        values = [r[name] for r in rows]
+        out[name] = {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+        }
+    for side in ("off", "on"):
+        out[f"{side}_p50_ms"] = statistics.median(r[side]["p50_ms"] for r in rows)
+    return out
+
+
+def _run(tmp: Path, redis_url: str, *, quick: bool, repeats: int) -> dict[str, Any]:
     up_port, off_port, on_port = free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}"
     off_cfg = write_config(tmp, upstream, redis_url, governed=False)
@@ -231,7 +255,8 @@ def _run(tmp: Path, redis_url: str, *, quick: bool) -> dict[str, Any]:
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
             async with httpx.AsyncClient(timeout=30, limits=limits) as client:
                 off_url, on_url = f"http://127.0.0.1:{off_port}", f"http://127.0.0.1:{on_port}"
-                for c, total in ((1, 300 if quick else 1200), (16, 800 if quick else 3200)):
+                plan = [(1, 300 if quick else 1200)] * repeats + [(16, 800 if quick else 3200)]
+                for c, total in plan:
                     await load(client, off_url, STATIC_KEY, concurrency=c, total=c * 4)
                     await load(client, on_url, lw_key, concurrency=c, total=c * 4)
                     samples: dict[str, list[float]] = {"off": [], "on": []}
@@ -274,13 +299,30 @@ def _run(tmp: Path, redis_url: str, *, quick: bool) -> dict[str, Any]:
                         flush=True,
                     )
 
+        load_before = os.getloadavg()
         asyncio.run(measure())
+        load_after = os.getloadavg()
     counter.close()
-    return {"latency": rows}
-
-
-if __name__ == "__main__":
-    print(run(quick="--quick" in sys.argv))
+    c1 = summary([r for r in rows if r["concurrency"] == 1])
+    print(
+        "c=1 over {repeats} runs: added p50 median {m:+.2f} ms (min {lo:+.2f}, max {hi:+.2f}); "
+        "cpu/req median {off:.2f} → {on:.2f} ms; load average {lb} → {la}".format(
+            repeats=c1["repeats"],
+            m=c1["added_p50_ms"]["median"],
+            lo=c1["added_p50_ms"]["min"],
+            hi=c1["added_p50_ms"]["max"],
+            off=c1["cpu_ms_per_request_off"]["median"],
+            on=c1["cpu_ms_per_request_on"]["median"],
+            lb=" ".join(f"{x:.2f}" for x in load_before),
+            la=" ".join(f"{x:.2f}" for x in load_after),
+        ),
+        flush=True,
+    )
+    return {
+        "latency": rows,
+        "c1_summary": c1,
+        "load_average": {"before": list(load_before), "after": list(load_after)},
+    }
 
 
 def in_process(redis_url: str, *, calls: int = 2000) -> dict[str, Any]:
@@ -337,3 +379,9 @@ def in_process(redis_url: str, *, calls: int = 2000) -> dict[str, Any]:
         }
 
     return asyncio.run(measure())
+
+
+if __name__ == "__main__":
+    # Latency only: ``python -m bench.governance.latency [--quick] [--repeats N]``.
+    n = int(sys.argv[sys.argv.index("--repeats") + 1]) if "--repeats" in sys.argv else 3
+    run(quick="--quick" in sys.argv, repeats=n)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lanewise.core.types import Principal
 from lanewise.governance.settings import EACH, BudgetConfig, Scope, Unit, Window
@@ -18,6 +19,7 @@ REQUEST_BUDGET_TTL_S = 86_400.0
 """Counters of request-scope budgets outlive any request by far, then expire."""
 
 
+@lru_cache(maxsize=4096)  # asked on every call for every budget; a hash each time adds up
 def budget_id(scope: Scope, subject: str, window: Window, unit: Unit) -> str:
     """Stable id: setting the same budget again replaces its limit."""
     raw = f"{scope}|{subject}|{window}|{unit}".encode()

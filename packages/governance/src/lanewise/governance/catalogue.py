@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lanewise.core.types import Principal
 from lanewise.governance.budgets import Budget
@@ -17,14 +18,18 @@ REFRESH_S = 5.0
 """How long a replica trusts its copy of the run-time budgets (other replicas' changes)."""
 
 
+@lru_cache(maxsize=1024)  # asked twice per call per rule
+def rule_id(scope: str, subject: str) -> str:
+    return "g_" + hashlib.sha256(f"{scope}|{subject}".encode()).hexdigest()[:10]
+
+
 @dataclass(frozen=True, slots=True)
 class RateRule:
     config: RateLimitConfig
 
     @property
     def id(self) -> str:
-        c = self.config
-        return "g_" + hashlib.sha256(f"{c.scope}|{c.subject}".encode()).hexdigest()[:10]
+        return rule_id(self.config.scope, self.config.subject)
 
     def subject(self, principal: Principal) -> str | None:
         scope = self.config.scope

@@ -17,6 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from lanewise.governance.budgets import Counter
+from lanewise.governance.redis_wire import ScriptLane, evalsha, pack
 from lanewise.governance.store import (
     Admission,
     Hold,
@@ -53,8 +54,8 @@ class RedisStore:
     ) -> None:
         self.prefix = prefix
         self.marker_ttl_s = marker_ttl_s
-        # A blocking pool: a burst of calls waits for a connection instead of failing
-        # (a full pool is not an outage and must not switch to local limits).
+        # The pool parses the URL and opens connections (auth, TLS, database); the lane
+        # keeps them. Every command goes through the lane; the client is for tests.
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -63,6 +64,7 @@ class RedisStore:
             socket_connect_timeout=timeout_s,
         )
         self.redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        self._lane = ScriptLane(pool, max_connections=max_connections, timeout_s=timeout_s)
         self._admit = self.redis.register_script(_lua("admit.lua"))
         self._settle = self.redis.register_script(_lua("settle.lua"))
         self._usage = self.redis.register_script(_lua("usage.lua"))
@@ -73,15 +75,37 @@ class RedisStore:
     def _counter_keys(self, counter: Counter) -> list[str]:
         return [self.prefix + "c:" + counter.key, self.prefix + "x:" + counter.key]
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _run(self, packed: bytes, replies: int = 1) -> list[Any]:
+        """Send ``packed`` on the lane; a kept connection that a Redis restart broke is
+        retried once on a new one (the others kept may be as stale: dropped too)."""
         try:
-            return await script(keys=keys, args=args)
-        except _OUTAGE:
-            pass  # a pooled connection broken by a Redis restart: one retry on a fresh one
-        try:
-            return await script(keys=keys, args=args)
+            try:
+                return await self._lane.execute(packed, replies)
+            except _OUTAGE:
+                await self._lane.drop_idle()
+                return await self._lane.execute(packed, replies, fresh=True)
         except _OUTAGE as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
+
+    async def _script(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run ``script`` once per ``(keys, args)``, all in one round trip.
+
+        Redis errors come back as values; a server that forgot the script (restarted)
+        gets it again and the calls are sent once more (admissions refused for it wrote
+        nothing; settlements are idempotent per reservation and charge id).
+        """
+        packed = b"".join(evalsha(script.sha, keys, args) for keys, args in calls)
+        replies = await self._run(packed, len(calls))
+        if any(isinstance(r, NoScriptError) for r in replies):
+            await self._run(pack("SCRIPT", "LOAD", script.script))
+            replies = await self._run(packed, len(calls))
+        return replies
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        (reply,) = await self._script(script, [(keys, args)])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def admit(
         self,
@@ -152,28 +176,14 @@ class RedisStore:
     async def settle(self, settlements: Sequence[Settlement], *, now: float) -> bool:
         if not settlements:
             return True
-        calls = [self._settle_call(item, now) for item in settlements]
-        try:
-            replies = await self._settle_batch(calls)
-            if any(isinstance(r, NoScriptError) for r in replies):
-                # Redis restarted and forgot the script: load it and send the batch again
-                # (releases and charges are idempotent per reservation and charge id).
-                await self.redis.script_load(self._settle.script)
-                replies = await self._settle_batch(calls)
-        except _OUTAGE as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        # One round trip for the whole batch.
+        replies = await self._script(
+            self._settle, [self._settle_call(item, now) for item in settlements]
+        )
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         return all(int(r) != 0 for r in replies)
-
-    async def _settle_batch(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        # One round trip for the whole batch: EVALSHA without redis-py's per-execute
-        # SCRIPT EXISTS check.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                pipe.evalsha(self._settle.sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
 
     async def usage(self, counters: Sequence[Counter], *, now: float) -> list[tuple[int, int]]:
         keys = [self.prefix + "ready"]
@@ -186,10 +196,8 @@ class RedisStore:
         return list(zip(values[0::2], values[1::2], strict=True))
 
     async def needs_rebuild(self) -> bool:
-        try:
-            return not await self.redis.exists(self.prefix + "ready")
-        except _OUTAGE as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        (exists,) = await self._run(pack("EXISTS", self.prefix + "ready"))
+        return not exists
 
     async def rebuild(self, snapshot: Snapshot, *, now: float) -> bool:
         args: list[Any] = [int(snapshot.marker_ttl_s * 1000), self.prefix, len(snapshot.counters)]
@@ -214,5 +222,6 @@ class RedisStore:
         await self._call(self._seed, [], args)
 
     async def aclose(self) -> None:
+        await self._lane.drop_idle()
         await self.redis.aclose()
         await self.redis.connection_pool.disconnect()

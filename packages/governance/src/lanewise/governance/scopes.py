@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from lanewise.governance.api import principal_of
@@ -17,8 +17,10 @@ ADMIN_ROUTES = ("/v1/admin/", "/v1/budgets")
 
 def route_scope_guard(
     governance: Governance,
-) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
-    def check(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Coroutine[Any, Any, None]]:
+    # async although it awaits nothing: Litestar runs a sync guard in a worker thread,
+    # a thread hop on every request for a check that only reads memory.
+    async def check(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = principal_of(connection)
         key_id = principal.key_id if principal is not None else None
         if not key_id:
