@@ -304,21 +304,18 @@ class Telemetry:
 
     def _rows(self, record: RequestRecord, summary: dict[str, Any], cost: Any, now: float) -> None:
         assert self.writer is not None
-        main = [e for e in record.usage_events if getattr(e, "purpose", "request") == "request"]
-        priced = main[-1] if main and isinstance(cost, int | float) else None
-        status = summary["outcome"]
-        for event in record.usage_events:
-            self.writer.put(
-                functools.partial(
-                    usage_row,
-                    event,
-                    now,
-                    cost=float(cost) if event is priced else None,
-                    status=status,
-                    prompt_name=record.prompt_name,
-                    prompt_version=record.prompt_version,
-                )
+        # One item per request; the writer thread builds its rows.
+        self.writer.put(
+            functools.partial(
+                usage_rows,
+                record.usage_events,
+                now,
+                cost,
+                summary["outcome"],
+                record.prompt_name,
+                record.prompt_version,
             )
+        )
 
     def _standalone_usage(self, event: UsageEvent) -> None:
         """A model call outside a gateway request (ingest embeddings, CLI): metrics and a row."""
@@ -366,6 +363,30 @@ class Telemetry:
         # Logging stays up (uvicorn logs its own shutdown after the app's lifespan ends),
         # written synchronously from here on.
         write_synchronously()
+
+
+def usage_rows(
+    events: list[UsageEvent],
+    now: float,
+    cost: Any,
+    status: str,
+    prompt_name: str | None,
+    prompt_version: str | None,
+) -> list[dict[str, Any]]:
+    """A request's rows; the request's cost goes on its last main model call."""
+    main = [e for e in events if getattr(e, "purpose", "request") == "request"]
+    priced = main[-1] if main and isinstance(cost, int | float) else None
+    return [
+        usage_row(
+            event,
+            now,
+            cost=float(cost) if event is priced else None,
+            status=status,
+            prompt_name=prompt_name,
+            prompt_version=prompt_version,
+        )
+        for event in events
+    ]
 
 
 def usage_row(
