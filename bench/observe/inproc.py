@@ -10,6 +10,9 @@ the differences between variants are what each part of the lane costs. Every
 child imports the observe lane (same heap) and freezes its start-up heap as a
 served worker does. Variants alternate in rounds; medians are reported.
 
+``--before REF`` adds ``bare@before`` and ``on@before``: the same variants on
+the source tree of a git ref (its ``packages/*/src`` first on ``PYTHONPATH``).
+
 Variants: ``off`` (observe not installed), ``bare`` (the middleware, record and
 events, every sink off), one sink on at a time, and ``on`` (everything, as in
 ``bench.observe``: JSON summaries to a file, metrics, SQLite usage rows, spans
@@ -47,12 +50,13 @@ BODY = json.dumps(
 
 def _app(sinks: tuple[str, ...] | None, data_dir: str) -> Any:
     import lanewise.observe.plugin  # noqa: F401  (same heap in every variant)
-    from bench.observe.serve import DiscardExporter
     from lanewise.core.gateway.app import create_app
     from lanewise.core.hookspecs import hookimpl
     from lanewise.core.plugins import get_plugin_manager
     from lanewise.core.settings import load_settings
     from lanewise.core.types import ChatChunk, ChatCompletion, Usage
+
+    from bench.observe.serve import DiscardExporter
 
     class Instant:
         name = "instant"
@@ -155,19 +159,42 @@ def child(variant: str, n: int) -> None:
     print(json.dumps(asyncio.run(_measure(variant, n))))
 
 
-def run(rounds: int, n: int, core: str, variants: list[str]) -> dict[str, Any]:
+def tree_env(tree: Path | None) -> dict[str, str]:
+    """The environment of a child that imports lanewise from ``tree`` (None: this checkout)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in sorted(tree.glob("packages/*/src")))
+    return env
+
+
+def checkout(ref: str) -> Path:
+    """``ref``'s source tree in a temporary directory (``git archive``)."""
+    root = Path(__file__).resolve().parents[2]
+    tree = Path(tempfile.mkdtemp(prefix="lanewise-bench-before-"))
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", ref], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def run(
+    rounds: int, n: int, core: str, variants: list[str], before: Path | None = None
+) -> dict[str, Any]:
+    """``variant@before`` runs ``variant`` on the ``before`` tree."""
     root = Path(__file__).resolve().parents[2]
     results: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     for _ in range(rounds):
         for variant in variants:
+            name, _, at = variant.partition("@")
+            command = ["taskset", "-c", core, sys.executable, "-m", "bench.observe.inproc"]
             out = subprocess.run(
-                ["taskset", "-c", core, sys.executable, "-m", "bench.observe.inproc"]
-                + ["--child", variant, "--n", str(n)],
+                [*command, "--child", name, "--n", str(n)],
                 capture_output=True,
                 text=True,
                 check=True,
                 cwd=root,
-                env={**os.environ, "OMP_NUM_THREADS": "1"},
+                env=tree_env(before if at == "before" else None),
             )
             results[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
     med = {
@@ -184,13 +211,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--core", default="0")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--before", help="a git ref: adds on@before (and bare@before)")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.n)
         return
     variants = args.variants.split(",")
+    before = checkout(args.before) if args.before else None
+    if before is not None:
+        variants += [f"{v}@before" for v in ("bare", "on") if v in variants]
     print(f"load average before: {os.getloadavg()}")
-    data = run(args.rounds, args.n, args.core, variants)
+    data = run(args.rounds, args.n, args.core, variants, before)
     print(f"load average after: {os.getloadavg()}")
     off = data["median"].get("off", {}).get("cpu_us")
     for variant in variants:

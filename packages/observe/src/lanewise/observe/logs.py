@@ -146,8 +146,23 @@ def configure_logging(settings: ObserveSettings, on_drop: Callable[[], None]) ->
         _atexit_registered = True
 
 
+_feeders: list[Callable[[], object]] = []
+"""What renders lines off the request path (the telemetry worker): run before a flush."""
+
+
+def add_feeder(feeder: Callable[[], object]) -> None:
+    _feeders.append(feeder)
+
+
+def remove_feeder(feeder: Callable[[], object]) -> None:
+    if feeder in _feeders:
+        _feeders.remove(feeder)
+
+
 def flush_logging(timeout: float = 10.0) -> bool:
     """Wait until every queued line was written (tests; a stuck sink returns False)."""
+    for feed in list(_feeders):
+        feed()
     if _installed is None:
         return True
     return _installed[1].flush(timeout)

@@ -95,10 +95,9 @@ class RequestRecord:
         if index is not None:
             self.index_version = index
 
-    def add_stage(self, event: StageTiming, keep: bool) -> None:
+    def add_stage(self, event: StageTiming) -> None:
         self.stages[event.stage] = self.stages.get(event.stage, 0.0) + event.duration_s
-        if keep:
-            self.stage_events.append(event)
+        self.stage_events.append(event)
         attrs = event.attributes
         if not attrs:
             return

@@ -14,7 +14,8 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,12 +24,15 @@ from lanewise.core.settings import Settings
 from lanewise.core.types import Principal, StageTiming, UsageEvent
 from lanewise.observe import metrics as m
 from lanewise.observe.logs import (
+    add_feeder,
     configure_logging,
     emit_json_line,
     json_line_writer,
+    remove_feeder,
     route_third_party_loggers,
     write_synchronously,
 )
+from lanewise.observe.logwriter import take
 from lanewise.observe.record import RequestRecord
 from lanewise.observe.request_context import current_request
 from lanewise.observe.settings import ObserveSettings
@@ -39,6 +43,11 @@ from lanewise.observe.usage.store import UsageWriter, make_engine
 
 log = structlog.get_logger("lanewise.request")
 internal_log = logging.getLogger("lanewise.observe")
+CACHE_KEYS = (("result", "lanewise.cache.result"), ("embedding", "lanewise.cache.embedding"))
+WORKER_INTERVAL_S = 0.05
+METRICS_INTERVAL_S = 1.0
+PENDING_MAX = 10_000
+"""Finished requests waiting for the worker; past this they are dropped (counted)."""
 USAGE_GRACE_S = 2.0
 """After a client disconnect, how long the summary waits for the cancelled model call's usage."""
 
@@ -82,10 +91,9 @@ class Telemetry:
         self.labels = m.LabelCap(500)
         self.children = m.Children()
         self.batch = m.Batch()
+        """Metric updates of finished requests; only the worker (under ``_lock``) touches it."""
         self.immediate = m.Immediate(self.children)
-        self.loop_thread: int | None = None
-        """The event loop's thread: the only one that updates ``batch``."""
-        m.BATCHES.append(self.batch)
+        """Metric updates from anywhere else (events outside a request)."""
         self.stale = StaleIndexDetector(observe.stale_index_after_s)
         self.anomaly = TokenAnomalyDetector(
             factor=observe.anomaly_factor,
@@ -100,6 +108,20 @@ class Telemetry:
                 on_drop=lambda n: count_drop("usage", n),
             )
         configure_logging(observe, on_drop=lambda: count_drop("logs"))
+        # Finished requests wait here for the worker thread, which turns them into the
+        # summary line, metrics, spans and usage rows in batches: the event loop pays a
+        # deque append per request, and the batch runs with warm caches.
+        self.pending: deque[RequestRecord | Callable[[], None]] = deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flushed_at = time.monotonic()
+        self._worker = threading.Thread(target=self._run, name="lanewise-telemetry", daemon=True)
+        self._worker.start()
+        m.FLUSHERS.append(self.flush_metrics)
+        add_feeder(self.drain)
+        for sink in (self.tracing, self.writer):
+            if sink is not None:
+                sink.feeder = self.drain
 
     # -- request lifecycle ------------------------------------------------------------
     def start(self, scope: Any) -> RequestRecord:
@@ -148,22 +170,26 @@ class Telemetry:
             asyncio.get_running_loop().call_soon(self.complete, record)
 
     def on_stage(self, record: RequestRecord | None, event: StageTiming) -> None:
-        if self.metrics:
-            sink = self._sink()
-            sink.observe(m.STAGE_SECONDS, (self.labels(event.stage), event.ok), event.duration_s)
-            attrs = event.attributes
-            if attrs:
-                for cache in ("result", "embedding"):
-                    outcome = attrs.get(f"lanewise.cache.{cache}")
-                    if outcome == "hit" or outcome == "miss":
-                        sink.inc(m.CACHE_LOOKUPS, (cache, outcome))
         if record is not None:
-            record.add_stage(event, keep=self.tracing is not None)
-        elif event.stage == "ingest":
+            record.add_stage(event)  # its metrics come with the request's, on the worker
+            return
+        if self.metrics:
+            self._stage_metrics(self.immediate, event)
+        if event.stage == "ingest":
             version = event.attributes.get("lanewise.index.version")
             tenant = event.attributes.get("lanewise.tenant")
             if isinstance(version, int) and isinstance(tenant, str):
-                self.stale.completed(tenant, version, time.time())
+                now = time.time()
+                self._enqueue(lambda: self.stale.completed(tenant, version, now))
+
+    def _stage_metrics(self, sink: m.Batch | m.Immediate, event: StageTiming) -> None:
+        sink.observe(m.STAGE_SECONDS, (self.labels(event.stage), event.ok), event.duration_s)
+        attrs = event.attributes
+        if attrs:
+            for cache, key in CACHE_KEYS:
+                outcome = attrs.get(key)
+                if outcome == "hit" or outcome == "miss":
+                    sink.inc(m.CACHE_LOOKUPS, (cache, outcome))
 
     def finish(self, record: RequestRecord, scope: Any) -> None:
         """The response is over (sent, failed or abandoned by the client)."""
@@ -185,16 +211,49 @@ class Telemetry:
         self.complete(record)
 
     def complete(self, record: RequestRecord) -> None:
+        """Hand the finished record to the worker (it is not changed after this)."""
         if record.completed:
             return
         record.completed = True
-        try:
-            self._complete(record)
-        except Exception:
+        self._enqueue(record)
+
+    def _enqueue(self, item: RequestRecord | Callable[[], None]) -> None:
+        if len(self.pending) < PENDING_MAX:
+            self.pending.append(item)
+        else:
             count_drop("internal")
-            internal_log.warning(
-                "telemetry for request %s failed", record.request_id, exc_info=True
-            )
+
+    # -- the worker -----------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.wait(WORKER_INTERVAL_S):
+            self.drain()
+            if time.monotonic() - self._flushed_at >= METRICS_INTERVAL_S:
+                self.flush_metrics()
+        self.flush_metrics()
+
+    def drain(self) -> None:
+        """Process every finished request queued so far (the worker; flushes and scrapes)."""
+        with self._lock:
+            for item in take(self.pending):
+                try:
+                    if isinstance(item, RequestRecord):
+                        self._complete(item)
+                    else:
+                        item()
+                except Exception:
+                    count_drop("internal")
+                    internal_log.warning("telemetry of a request failed", exc_info=True)
+
+    def flush_metrics(self) -> None:
+        """Fold the batch into prometheus-client (the worker each second; every scrape)."""
+        self.drain()
+        with self._lock:
+            self._flushed_at = time.monotonic()
+            try:
+                self.batch.flush()
+            except Exception:
+                count_drop("internal")
+                internal_log.warning("metrics flush failed", exc_info=True)
 
     def _complete(self, record: RequestRecord) -> None:
         context = record.context
@@ -216,6 +275,8 @@ class Telemetry:
             self._token_signals(record)
         if self.metrics:
             self._metrics(record, summary, tenant, cost)
+            for event in record.stage_events:
+                self._stage_metrics(self.batch, event)
         if self.summaries:
             writer = json_line_writer()
             if writer is not None:  # JSON: render here, ~10x cheaper than via stdlib logging
@@ -233,7 +294,7 @@ class Telemetry:
     ) -> None:
         route = self.labels(summary["route"])
         outcome = summary["outcome"]
-        batch = self._sink()
+        batch = self.batch
         batch.inc(m.REQUESTS, (route, record.method, record.status, outcome))
         batch.observe(m.REQUEST_SECONDS, (route, outcome), record.duration_s)
         if summary["error_type"] is not None:
@@ -256,19 +317,15 @@ class Telemetry:
             if record.tokens_out > 1 and gen > 0:
                 batch.observe(m.OUTPUT_TOKENS_PER_SECOND, (model,), (record.tokens_out - 1) / gen)
 
-    def _sink(self) -> m.Batch | m.Immediate:
-        """The batch on the event loop's thread; elsewhere, prometheus-client at once."""
-        return self.batch if threading.get_ident() == self.loop_thread else self.immediate
-
     def _index_signals(self, record: RequestRecord, tenant: str, now: float) -> None:
         seen = self.stale.served(tenant, int(record.index_version), now)
-        label = self.tenants(tenant)
+        label = (self.tenants(tenant),)
         if self.metrics:
-            self.children(m.INDEX_VERSION, label).set(seen.version)
-            self.children(m.INDEX_AGE_SECONDS, label).set(seen.age_s)
+            self.batch.set(m.INDEX_VERSION, label, seen.version)
+            self.batch.set(m.INDEX_AGE_SECONDS, label, seen.age_s)
         if seen.stale_by_s is not None:
             if self.metrics:
-                self.children(m.STALE_INDEX_ANSWERS, label).inc()
+                self.batch.inc(m.STALE_INDEX_ANSWERS, label)
             log.warning(
                 "index.stale",
                 request_id=record.request_id,
@@ -287,12 +344,12 @@ class Telemetry:
         ratio, anomaly = self.anomaly.observe(key, record.tokens_in + record.tokens_out)
         if ratio is None:
             return
-        label = self.labels(key)
+        label = (self.labels(key),)
         if self.metrics:
-            self.children(m.TOKEN_RATIO, label).set(ratio)
+            self.batch.set(m.TOKEN_RATIO, label, ratio)
         if anomaly is not None:
             if self.metrics:
-                self.children(m.TOKEN_ANOMALIES, label).inc()
+                self.batch.inc(m.TOKEN_ANOMALIES, label)
             log.warning(
                 "tokens.anomaly",
                 prompt=key,
@@ -322,7 +379,7 @@ class Telemetry:
         if self.metrics:
             tenant = self.tenants(event.principal.tenant)
             model = self.labels(event.model)
-            sink = self._sink()
+            sink = self.immediate
             sink.inc(m.TOKENS, ("input", tenant, model, "", ""), event.usage.prompt_tokens)
             sink.inc(m.TOKENS, ("output", tenant, model, "", ""), event.usage.completion_tokens)
         if self.writer is not None:
@@ -332,29 +389,18 @@ class Telemetry:
     @asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
         route_third_party_loggers()
-        self.loop_thread = threading.get_ident()
-        flusher = asyncio.get_running_loop().create_task(self._flush_metrics_every(1.0))
         try:
             yield
         finally:
-            flusher.cancel()
-            self.batch.flush()
             await asyncio.to_thread(self.close)
 
-    async def _flush_metrics_every(self, interval_s: float) -> None:
-        # On the event loop's thread, like every update of the batch.
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                self.batch.flush()
-            except Exception:
-                count_drop("internal")
-                internal_log.warning("metrics flush failed", exc_info=True)
-
     def close(self) -> None:
-        if self.batch in m.BATCHES:
-            m.BATCHES.remove(self.batch)
-            self.batch.flush()
+        if self.flush_metrics in m.FLUSHERS:
+            m.FLUSHERS.remove(self.flush_metrics)
+            remove_feeder(self.drain)
+            self._stop.set()
+            self._worker.join(10.0)
+            self.flush_metrics()
         if self.writer is not None:
             self.writer.close()
         if self.tracing is not None:

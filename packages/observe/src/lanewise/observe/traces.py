@@ -130,9 +130,13 @@ class Tracing:
         # Finished requests wait here (bounded: when the exporter stalls, requests are
         # dropped, not held); the exporter thread builds their spans and exports them.
         self.pending: deque[tuple[RequestRecord, Mapping[str, Any]]] = deque()
+        self.feeder: Callable[[], object] | None = None
+        """What queues finished requests here (the telemetry worker): run by :meth:`flush`."""
         self._busy = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lanewise-span-exporter", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="lanewise-span-exporter", daemon=True
+        )
         self._thread.start()
 
     def start_request(self, record: RequestRecord, headers: Mapping[str, str]) -> None:
@@ -187,7 +191,8 @@ class Tracing:
 
     def spans(self, record: RequestRecord, summary: Mapping[str, Any]) -> list[ReadableSpan]:
         """The request span and one span per stage, nested by time."""
-        assert record.trace_id is not None and record.span_id is not None
+        assert record.trace_id is not None
+        assert record.span_id is not None
         trace_id = int(record.trace_id, 16)
         operation = record.operation or "chat"
         attrs: dict[str, Any] = {
@@ -300,6 +305,8 @@ class Tracing:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Export what is queued now (tests, shutdown)."""
+        if self.feeder is not None:
+            self.feeder()
         deadline = time.monotonic() + timeout
         while self.pending or self._busy:
             if time.monotonic() > deadline or not self._thread.is_alive():

@@ -86,6 +86,8 @@ class UsageWriter:
         self.interval_s = interval_s
         self.on_drop = on_drop
         self.pending: deque[Any] = deque()
+        self.feeder: Callable[[], object] | None = None
+        """What queues rows here (the telemetry worker): run by :meth:`flush`."""
         self._writing = False
         self._stop = threading.Event()
         self._migrated = False
@@ -108,6 +110,8 @@ class UsageWriter:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued row was written or dropped (tests, shutdown)."""
+        if self.feeder is not None:
+            self.feeder()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.pending and not self._writing:
