@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 import structlog
+from lanewise.core.context import current_request
 from lanewise.observe.logwriter import LineWriter
 from lanewise.observe.record import CURRENT
 from lanewise.observe.settings import ObserveSettings
@@ -42,8 +43,9 @@ def add_request_context(
     if record is None or "tenant" in event_dict:
         return event_dict
     principal = record.caller()
+    context = current_request()
     values = (
-        record.request_id,
+        context.request_id if context is not None else record.request_id or None,
         record.trace_id,
         principal.tenant if principal else None,
         principal.user if principal else None,

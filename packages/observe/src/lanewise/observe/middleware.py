@@ -1,9 +1,9 @@
 """Pure ASGI middleware: sees each /v1 request's final status, its stream end or disconnect.
 
 It is the outermost middleware, outside core's (which authenticates), so requests
-refused with 401 get their summary line too; core's request context is picked up
-when core opens it (see ``ObservePlugin.lanewise_resolve_principal``) or, at the
-latest, when the response starts.
+refused with 401 get their summary line too; it hands core the trace for the
+request context through the scope's state, and finds that context there when the
+request ends (``lanewise.core.context.SCOPE_ATTRIBUTES`` / ``SCOPE_CONTEXT``).
 
 It is the only per-request code the lane adds to the hot path: create a record,
 put it in a context variable for the events, note the status and scan outgoing
@@ -17,7 +17,6 @@ from typing import Any
 
 from lanewise.core.errors import LanewiseError
 from lanewise.observe.record import CURRENT
-from lanewise.observe.request_context import current_request
 from lanewise.observe.telemetry import Telemetry, count_drop
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp
@@ -59,10 +58,6 @@ class ObserveMiddleware:
                     record.body_done = True
             elif kind == "http.response.start":
                 record.status = message["status"]
-                if record.context is None:  # still inside core's middleware here
-                    context = current_request()
-                    if context is not None:
-                        telemetry.attach_context(record, context)
                 for name, value in message.get("headers", ()):
                     if name == CONTENT_TYPE:
                         record.stream = value.startswith(EVENT_STREAM)

@@ -17,7 +17,6 @@ from lanewise.core.settings import Settings
 from lanewise.core.types import StageTiming, UsageEvent
 from lanewise.observe import metrics
 from lanewise.observe.record import CURRENT
-from lanewise.observe.request_context import current_request
 from lanewise.observe.settings import ObserveSettings, observe_settings
 from lanewise.observe.telemetry import Telemetry, count_drop
 from litestar import Response, get
@@ -58,16 +57,6 @@ class ObservePlugin:
         if telemetry.writer is not None:
             app_config.route_handlers.append(make_usage_route(telemetry.writer))
         app_config.lifespan.append(telemetry.lifespan)
-
-    @hookimpl(tryfirst=True)
-    def lanewise_resolve_principal(self) -> None:
-        """Never answers: core's middleware calls this right after opening the request
-        context, the moment to hand it the trace (``traceparent``) for upstream calls."""
-        record = CURRENT.get()
-        if record is not None and record.context is None and record.owner is not None:
-            context = current_request()
-            if context is not None:
-                record.owner.attach_context(record, context)
 
     @hookimpl
     def lanewise_on_usage(self, event: UsageEvent) -> None:

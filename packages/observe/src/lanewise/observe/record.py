@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from lanewise.core.context import current_request
 from lanewise.core.types import Principal, StageTiming, UsageEvent
 
 FINISH_MARK = b'"finish_reason":"'
@@ -26,9 +27,9 @@ class RequestRecord:
     request_id: str
     method: str
     path: str
+    route: str
     started: float = field(default_factory=time.perf_counter)
     started_wall: float = field(default_factory=time.time)
-    route: str = ""
     status: int = 0
     stream: bool = False
     body_done: bool = False
@@ -68,9 +69,11 @@ class RequestRecord:
 
     def caller(self) -> Principal | None:
         """The caller while the request runs (core's middleware authenticated it by then)."""
-        if self.principal is None and self.context is not None:
-            principal: Principal = self.context.principal
-            return principal
+        if self.principal is None:
+            context = self.context or current_request()
+            if context is not None:
+                principal: Principal = context.principal
+                return principal
         return self.principal
 
     # -- events ------------------------------------------------------------------

@@ -34,7 +34,7 @@ from lanewise.observe.logs import (
 )
 from lanewise.observe.logwriter import take
 from lanewise.observe.record import RequestRecord
-from lanewise.observe.request_context import current_request
+from lanewise.observe.request_context import SCOPE_ATTRIBUTES, SCOPE_CONTEXT
 from lanewise.observe.settings import ObserveSettings
 from lanewise.observe.signals import StaleIndexDetector, TokenAnomalyDetector
 from lanewise.observe.summary import SUMMARY_EVENT, build_summary
@@ -125,40 +125,34 @@ class Telemetry:
 
     # -- request lifecycle ------------------------------------------------------------
     def start(self, scope: Any) -> RequestRecord:
-        state = scope.setdefault("state", {})
-        record = RequestRecord(
-            request_id=str(state.get("request_id", "")),
-            method=scope["method"],
-            path=scope["path"],
-        )
+        """A request arrives (before core's middleware has opened its context)."""
+        path = scope["path"]
+        record = RequestRecord("", scope["method"], path, scope.get("path_template") or path)
         record.owner = self
-        context = current_request()  # None while this middleware runs outside core's
-        record.route = scope.get("path_template") or scope["path"]
         traceparent = None
         for name, value in scope["headers"]:
             if name == b"traceparent":
                 traceparent = value.decode("latin-1")
                 break
         if self.tracing is not None:
-            headers = {"traceparent": traceparent} if traceparent else {}
-            self.tracing.start_request(record, headers)
+            self.tracing.start_request(record, traceparent)
             record.traceparent = self.tracing.traceparent(record)
         elif traceparent is not None:
             # No tracing here: still correlate logs with the caller's trace and pass
             # its context on to upstreams unchanged.
             record.trace_id = trace_id_from_header(traceparent)
             record.traceparent = traceparent if record.trace_id else None
-        if context is not None:
-            self.attach_context(record, context)
-        return record
-
-    def attach_context(self, record: RequestRecord, context: Any) -> None:
-        """Core's request context is open: remember it, give it the trace for upstreams."""
-        record.context = context
-        record.request_id = context.request_id
         if record.trace_id is not None:
-            context.attributes["trace_id"] = record.trace_id
-            context.attributes["traceparent"] = record.traceparent
+            # Core's middleware starts the request context with these attributes, for
+            # backends that forward the trace to upstreams.
+            state = scope.get("state")
+            if state is None:
+                state = scope["state"] = {}
+            state[SCOPE_ATTRIBUTES] = {
+                "trace_id": record.trace_id,
+                "traceparent": record.traceparent,
+            }
+        return record
 
     def on_usage(self, record: RequestRecord | None, event: UsageEvent) -> None:
         if record is None:
@@ -194,8 +188,10 @@ class Telemetry:
     def finish(self, record: RequestRecord, scope: Any) -> None:
         """The response is over (sent, failed or abandoned by the client)."""
         record.duration_s = time.perf_counter() - record.started
-        if not record.request_id:  # a request core refused before its context reached us
-            record.request_id = str(scope.get("state", {}).get("request_id", ""))
+        state = scope.get("state") or {}
+        context = record.context = state.get(SCOPE_CONTEXT)
+        # Core's request id; a 404 gets one from the problem handler (or from us).
+        record.request_id = context.request_id if context else str(state.get("request_id", ""))
         if record.principal is None:
             # Core's middleware sets ``user`` only once authentication succeeded; a
             # refused request has no tenant (the context's default principal is not one).

@@ -139,8 +139,8 @@ class Tracing:
         )
         self._thread.start()
 
-    def start_request(self, record: RequestRecord, headers: Mapping[str, str]) -> None:
-        parent = parse_traceparent(headers.get("traceparent"))
+    def start_request(self, record: RequestRecord, traceparent: str | None) -> None:
+        parent = parse_traceparent(traceparent)
         if parent is not None:
             trace_id, parent_span, flags = parent
             record.parent_span_id = parent_span
