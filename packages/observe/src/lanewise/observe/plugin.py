@@ -43,7 +43,7 @@ class ObservePlugin:
 
     @hookimpl
     def lanewise_configure_gateway(self, app_config: AppConfig, settings: Settings) -> None:
-        from lanewise.observe.middleware import middleware_for
+        from lanewise.observe.middleware import middleware_for, unrouted_hook
         from lanewise.observe.usage.api import make_usage_route
 
         observe = observe_settings(settings)
@@ -52,6 +52,7 @@ class ObservePlugin:
         telemetry = self.telemetry = Telemetry(settings, observe, span_exporter=self.span_exporter)
         # Outermost: it must also see the 401s core's middleware raises.
         app_config.middleware.insert(0, middleware_for(telemetry))
+        app_config.after_exception.append(unrouted_hook(telemetry))
         if observe.metrics:
             app_config.route_handlers.append(metrics_endpoint)
         if telemetry.writer is not None:

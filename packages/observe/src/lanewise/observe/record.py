@@ -64,6 +64,8 @@ class RequestRecord:
     owner: Any = None
     """The :class:`~lanewise.observe.telemetry.Telemetry` that finishes this record."""
     awaiting_usage: bool = False
+    unrouted: bool = False
+    """No route took the request (404/405): its path is no metric label."""
     completed: bool = False
     duration_s: float = 0.0
 

@@ -44,6 +44,8 @@ from lanewise.observe.usage.store import UsageWriter, make_engine
 log = structlog.get_logger("lanewise.request")
 internal_log = logging.getLogger("lanewise.observe")
 CACHE_KEYS = (("result", "lanewise.cache.result"), ("embedding", "lanewise.cache.embedding"))
+UNROUTED = "unmatched"
+"""The ``route`` label of requests no route took (404, 405)."""
 WORKER_INTERVAL_S = 0.05
 METRICS_INTERVAL_S = 1.0
 PENDING_MAX = 10_000
@@ -288,7 +290,8 @@ class Telemetry:
     def _metrics(
         self, record: RequestRecord, summary: dict[str, Any], tenant: str | None, cost: Any
     ) -> None:
-        route = self.labels(summary["route"])
+        # A refused path is whatever a client sent: never a label value.
+        route = UNROUTED if record.unrouted else self.labels(summary["route"])
         outcome = summary["outcome"]
         batch = self.batch
         batch.inc(m.REQUESTS, (route, record.method, record.status, outcome))

@@ -202,6 +202,8 @@ class Tracing:
             "lanewise.request_id": record.request_id,
             "lanewise.outcome": summary["outcome"],
         }
+        if record.unrouted:  # http.route is a route template; a refused path is none
+            del attrs["http.route"]
         if record.model is not None:
             attrs.update(
                 {
