@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.observe.overhead import checkout, tree_env
+
 SINKS = ("summaries", "metrics", "traces", "usage_store")
 VARIANTS: dict[str, tuple[str, ...] | None] = {
     "off": None,
@@ -157,25 +159,6 @@ async def _measure(variant: str, n: int) -> dict[str, float]:
 
 def child(variant: str, n: int) -> None:
     print(json.dumps(asyncio.run(_measure(variant, n))))
-
-
-def tree_env(tree: Path | None) -> dict[str, str]:
-    """The environment of a child that imports lanewise from ``tree`` (None: this checkout)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if tree is not None:
-        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in sorted(tree.glob("packages/*/src")))
-    return env
-
-
-def checkout(ref: str) -> Path:
-    """``ref``'s source tree in a temporary directory (``git archive``)."""
-    root = Path(__file__).resolve().parents[2]
-    tree = Path(tempfile.mkdtemp(prefix="lanewise-bench-before-"))
-    archive = subprocess.run(
-        ["git", "-C", str(root), "archive", ref], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-    return tree
 
 
 def run(

@@ -74,11 +74,11 @@ class ObservePlugin:
     @hookimpl
     def lanewise_on_stage(self, event: StageTiming) -> None:
         record = CURRENT.get()
-        telemetry = record.owner if record is not None else self.telemetry
-        if telemetry is None:
-            return
         try:
-            telemetry.on_stage(record, event)
+            if record is not None:  # the common case, inline: several per request
+                record.add_stage(event)
+            elif self.telemetry is not None:
+                self.telemetry.on_stage(None, event)
         except Exception:
             count_drop("internal")
             log.warning("telemetry could not record a stage", exc_info=True)

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,7 @@ class UsageWriter:
                 # The driver's executemany on a statement compiled once: SQLAlchemy's
                 # per-row parameter processing would cost the gateway's core far more.
                 if self._positional is not None:
-                    params: Any = [tuple(row[k] for k in self._positional) for row in rows]
+                    params: Any = list(map(itemgetter(*self._positional), rows))
                 else:
                     params = rows
                 connection.exec_driver_sql(self._sql, params)
