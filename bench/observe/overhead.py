@@ -2,18 +2,19 @@
 
 Targets (issue 11): telemetry on costs at most 7 % of the gateway's requests per
 second and at most +0.3 ms p50, with JSON summary lines to a file, Prometheus
-metrics, the SQLite usage table and OpenTelemetry spans (batch processor to a
-discarding exporter) all on.
+metrics, the SQLite usage table and OpenTelemetry spans (every request sampled, to a
+discarding exporter) all on. ``--before REF`` adds a third gateway with REF's observe
+lane (its source tree first on ``PYTHONPATH``), measured in the same rounds.
 
 Rig: each gateway process pinned to core 0 with ``taskset``; the
 load generator (``wrk``, one thread, Lua-scripted POST) and the aiohttp
 upstream share core 1; the upstream is measured alone first and must serve at
 least 5x the gateway's RPS, so the figure is the gateway's, not the rig's.
 Throughput is closed-loop at 16 connections; latency is p50 at one connection
-(no queueing). Off and on alternate in rounds, medians reported, so drift on a
+(no queueing). The variants alternate in rounds, medians reported, so drift on a
 shared machine hits both alike. CPU ms per request come from the gateway
-process's utime + stime in /proc over each run (its threads included: the log
-writer, usage writer and span exporter run on the same core). When the gateway
+process's utime + stime in /proc over each run (its threads included: the
+telemetry worker, log writer, usage writer and span exporter run on the same core). When the gateway
 did not keep its core busy (≥ 90 %) during the throughput runs — the load
 generator or a shared machine was the bottleneck — the RPS loss is taken from
 the CPU figures (capacity = 1 / CPU per request) instead of the measured RPS,

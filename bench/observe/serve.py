@@ -4,8 +4,8 @@
 
 Both variants load the same lanes (inference only: the requests use no
 retrieval); "on" adds the observe lane with JSON logs to a file, metrics, the
-SQLite usage table and traces through the OpenTelemetry SDK's batch processor
-to an exporter that discards them (a local collector that costs nothing).
+SQLite usage table and traces (every request sampled) to an exporter that
+discards them (a local collector that costs nothing).
 """
 
 from __future__ import annotations

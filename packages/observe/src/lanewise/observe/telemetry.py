@@ -220,6 +220,8 @@ class Telemetry:
             self.pending.append(item)
         else:
             count_drop("internal")
+        if self._stop.is_set():  # the worker is gone (shutting down): process it here
+            self.drain()
 
     # -- the worker -----------------------------------------------------------------------
     def _run(self) -> None:
