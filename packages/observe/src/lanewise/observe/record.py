@@ -61,6 +61,8 @@ class RequestRecord:
     traceparent: str | None = None
     context: Any = None
     """Core's :class:`~lanewise.core.context.RequestContext` of this request."""
+    cost: Any = None
+    """The request context's ``cost`` (governance), taken when the request completes."""
     owner: Any = None
     """The :class:`~lanewise.observe.telemetry.Telemetry` that finishes this record."""
     awaiting_usage: bool = False

@@ -213,6 +213,18 @@ class Telemetry:
         if record.completed:
             return
         record.completed = True
+        context = record.context
+        if context is not None:
+            # Take what the summary needs and let go of the context: it can hold the
+            # request's model calls, which must not live on while the record waits.
+            record.cost = context.attributes.get("cost")
+            record.prompt_name = record.prompt_name or context.prompt_name
+            record.prompt_version = record.prompt_version or context.prompt_version
+            if record.index_version is None:
+                record.index_version = context.index_version
+            if record.model is None and context.model and record.model_calls:
+                record.model = context.model
+            record.context = None
         self._enqueue(record)
 
     def _enqueue(self, item: RequestRecord | Callable[[], None]) -> None:
@@ -256,15 +268,7 @@ class Telemetry:
                 internal_log.warning("metrics flush failed", exc_info=True)
 
     def _complete(self, record: RequestRecord) -> None:
-        context = record.context
-        cost = context.attributes.get("cost") if context is not None else None
-        if context is not None:
-            record.prompt_name = record.prompt_name or context.prompt_name
-            record.prompt_version = record.prompt_version or context.prompt_version
-            if record.index_version is None:
-                record.index_version = context.index_version
-            if record.model is None and context.model and record.model_calls:
-                record.model = context.model
+        cost = record.cost
         summary = build_summary(record, cost)
         principal = record.principal
         tenant = principal.tenant if principal else None
