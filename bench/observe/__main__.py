@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -26,14 +27,16 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
     med = data["median"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.5))
-    labels = ["telemetry off", "telemetry on"]
-    colors = ["#888888", "#2a7ab9"]
+    variants = data.get("variants", ["off", "on"])
+    names = {"off": "telemetry off", "on": "telemetry on", "before": "on, before"}
+    labels = [names[v] for v in variants]
+    colors = ["#888888", "#2a7ab9", "#d98c3a"][: len(variants)]
     for ax, key, title in (
         (axes[0], "rps", "requests/s (c=16)"),
         (axes[1], "p50_ms_c1", "p50 latency at c=1 (ms)"),
         (axes[2], "cpu_ms_per_request", "gateway CPU ms per request"),
     ):
-        values = [med["off"][key], med["on"][key]]
+        values = [med[v][key] for v in variants]
         ax.bar(labels, values, color=colors)
         ax.set_title(title)
         for i, v in enumerate(values):
@@ -49,14 +52,20 @@ def plot(data: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--before", help="a git ref: its observe lane as a third gateway")
     args = parser.parse_args()
-    data = overhead.run(quick=args.quick)
+    before = overhead.checkout(args.before) if args.before else None
+    load_before = os.getloadavg()
+    data = overhead.run(quick=args.quick, before=before)
     data["meta"] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "cores": __import__("os").cpu_count(),
+        "cores": os.cpu_count(),
         "quick": args.quick,
+        "before": args.before,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "observe.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -67,6 +76,13 @@ def main() -> None:
         f"{med['off']['cpu_ms_per_request']:.3f} CPU ms/req | on: {med['on']['rps']:.0f} rps, "
         f"p50 {med['on']['p50_ms_c1']:.3f} ms, {med['on']['cpu_ms_per_request']:.3f} CPU ms/req"
     )
+    if "before" in med:
+        print(
+            f"before ({args.before}): {med['before']['rps']:.0f} rps, p50 "
+            f"{med['before']['p50_ms_c1']:.3f} ms, {med['before']['cpu_ms_per_request']:.3f} "
+            f"CPU ms/req; load average {data['meta']['load_average_before']} -> "
+            f"{data['meta']['load_average_after']}"
+        )
     source = "measured" if data["gateway_saturated"] else "from CPU/request (gateway not saturated)"
     print(
         f"RPS loss {data['rps_loss'] * 100:.1f}% {source}; measured "

@@ -2,18 +2,19 @@
 
 Targets (issue 11): telemetry on costs at most 7 % of the gateway's requests per
 second and at most +0.3 ms p50, with JSON summary lines to a file, Prometheus
-metrics, the SQLite usage table and OpenTelemetry spans (batch processor to a
-discarding exporter) all on.
+metrics, the SQLite usage table and OpenTelemetry spans (every request sampled, to a
+discarding exporter) all on. ``--before REF`` adds a third gateway with REF's observe
+lane (its source tree first on ``PYTHONPATH``), measured in the same rounds.
 
-Rig (DESIGN.md §6): each gateway process pinned to core 0 with ``taskset``; the
+Rig: each gateway process pinned to core 0 with ``taskset``; the
 load generator (``wrk``, one thread, Lua-scripted POST) and the aiohttp
 upstream share core 1; the upstream is measured alone first and must serve at
 least 5x the gateway's RPS, so the figure is the gateway's, not the rig's.
 Throughput is closed-loop at 16 connections; latency is p50 at one connection
-(no queueing). Off and on alternate in rounds, medians reported, so drift on a
+(no queueing). The variants alternate in rounds, medians reported, so drift on a
 shared machine hits both alike. CPU ms per request come from the gateway
-process's utime + stime in /proc over each run (its threads included: the log
-writer, usage writer and span exporter run on the same core). When the gateway
+process's utime + stime in /proc over each run (its threads included: the
+telemetry worker, log writer, usage writer and span exporter run on the same core). When the gateway
 did not keep its core busy (≥ 90 %) during the throughput runs — the load
 generator or a shared machine was the bottleneck — the RPS loss is taken from
 the CPU figures (capacity = 1 / CPU per request) instead of the measured RPS,
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,25 @@ BODY = (
 TARGET_RPS_LOSS = 0.07
 TARGET_P50_ADDED_MS = 0.3
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_env(tree: Path | None) -> dict[str, str]:
+    """A child's environment: lanewise imported from ``tree`` (None: this checkout)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in sorted(tree.glob("packages/*/src")))
+    return env
+
+
+def checkout(ref: str) -> Path:
+    """``ref``'s source tree in a temporary directory (``git archive``)."""
+    root = Path(__file__).resolve().parents[2]
+    tree = Path(tempfile.mkdtemp(prefix="lanewise-bench-before-"))
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", ref], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
 
 
 def free_port() -> int:
@@ -72,10 +92,12 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], method: str = "GET") -> 
 
 
 @contextmanager
-def process(args: list[str], core: str, ready: str, method: str = "GET") -> Iterator[int]:
+def process(
+    args: list[str], core: str, ready: str, method: str = "GET", env: dict[str, str] | None = None
+) -> Iterator[int]:
     proc = subprocess.Popen(
         ["taskset", "-c", core, sys.executable, "-m", *args],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env=env or {**os.environ, "OMP_NUM_THREADS": "1"},
     )
     try:
         wait_ready(ready, proc, method)
@@ -132,7 +154,8 @@ def measure(
     return result
 
 
-def run(*, quick: bool = False) -> dict[str, Any]:
+def run(*, quick: bool = False, before: Path | None = None) -> dict[str, Any]:
+    """``before``: a source tree whose observe lane runs as a third gateway (``before``)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     seconds = 5 if quick else 10
@@ -144,7 +167,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         f"wrk.body = '{BODY}'\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
-    up_port, off_port, on_port = free_port(), free_port(), free_port()
+    up_port, off_port, on_port, before_port = free_port(), free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}"
     path = "/v1/chat/completions"
     results: dict[str, Any] = {"rounds": [], "rig": {}}
@@ -168,20 +191,32 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             ],
         }
         ports = {"off": off_port, "on": on_port}
-        with (
-            process(
-                [*gateways["off"], "--upstream", upstream + "/v1"],
-                GATEWAY_CORE,
-                f"http://127.0.0.1:{off_port}/healthz",
-            ) as off_pid,
-            process(
-                [*gateways["on"], "--upstream", upstream + "/v1"],
-                GATEWAY_CORE,
-                f"http://127.0.0.1:{on_port}/healthz",
-            ) as on_pid,
-        ):
-            pids = {"off": off_pid, "on": on_pid}
-            for variant in ("off", "on"):  # warm-up: imports, pools, first-call paths
+        variants = ["off", "on"]
+        if before is not None:
+            variants.append("before")
+            ports["before"] = before_port
+            gateways["before"] = [
+                "bench.observe.serve",
+                "--port",
+                str(before_port),
+                "--telemetry",
+                "on",
+                "--log-file",
+                str(work / "before.log"),
+            ]
+        with ExitStack() as stack:
+            pids = {
+                variant: stack.enter_context(
+                    process(
+                        [*gateways[variant], "--upstream", upstream + "/v1"],
+                        GATEWAY_CORE,
+                        f"http://127.0.0.1:{ports[variant]}/healthz",
+                        env=tree_env(before if variant == "before" else None),
+                    )
+                )
+                for variant in variants
+            }
+            for variant in variants:  # warm-up: imports, pools, first-call paths
                 wrk(
                     f"http://127.0.0.1:{ports[variant]}{path}",
                     connections=4,
@@ -190,7 +225,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
                 )
             for _ in range(rounds):
                 entry: dict[str, Any] = {}
-                for variant in ("off", "on"):
+                for variant in variants:
                     url = f"http://127.0.0.1:{ports[variant]}{path}"
                     entry[variant] = {
                         "throughput": measure(
@@ -201,7 +236,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
                         ),
                     }
                     print(
-                        f"  {variant:>3}: {entry[variant]['throughput']['rps']:8.0f} rps "
+                        f"  {variant:>6}: {entry[variant]['throughput']['rps']:8.0f} rps "
                         f"({entry[variant]['throughput']['cpu_ms_per_request']:.3f} CPU ms/req, "
                         f"core {entry[variant]['throughput']['core_busy'] * 100:.0f}% busy), "
                         f"p50 at c=1 {entry[variant]['latency']['p50_ms']:.3f} ms",
@@ -224,13 +259,13 @@ def run(*, quick: bool = False) -> dict[str, Any]:
                 r[variant]["throughput"]["p50_ms"] for r in results["rounds"]
             ),
         }
-        for variant in ("off", "on")
+        for variant in variants
     }
     measured_loss = 1 - med["on"]["rps"] / med["off"]["rps"]
     # A CPU-bound gateway's throughput is 1 / CPU per request: the capacity loss follows
     # from the CPU figures even when the gateway was not saturated in the run.
     capacity_loss = 1 - med["off"]["cpu_ms_per_request"] / med["on"]["cpu_ms_per_request"]
-    busy = min(r[v]["throughput"]["core_busy"] for r in results["rounds"] for v in ("off", "on"))
+    busy = min(r[v]["throughput"]["core_busy"] for r in results["rounds"] for v in variants)
     saturated = busy >= 0.9
     loss = measured_loss if saturated else capacity_loss
     added = med["on"]["p50_ms_c1"] - med["off"]["p50_ms_c1"]
@@ -247,6 +282,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         )
         * 1e3,
         upstream_over_gateway=results["rig"]["upstream"]["rps"] / med["off"]["rps"],
+        variants=variants,
         log_lines_written=summary_lines,
         targets={"rps_loss_max": TARGET_RPS_LOSS, "p50_added_ms_max": TARGET_P50_ADDED_MS},
         rps_target_met=loss <= TARGET_RPS_LOSS,

@@ -4,8 +4,8 @@
 
 Both variants load the same lanes (inference only: the requests use no
 retrieval); "on" adds the observe lane with JSON logs to a file, metrics, the
-SQLite usage table and traces through the OpenTelemetry SDK's batch processor
-to an exporter that discards them (a local collector that costs nothing).
+SQLite usage table and traces (every request sampled) to an exporter that
+discards them (a local collector that costs nothing).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 
 import uvicorn
-from lanewise.core.gateway.app import create_app
+from lanewise.core.gateway.app import create_app, freeze_startup_heap
 from lanewise.core.plugins import get_plugin_manager
 from lanewise.core.settings import load_settings
 from opentelemetry.sdk.trace import ReadableSpan
@@ -57,8 +57,10 @@ def main() -> None:
         )
     else:
         pm = get_plugin_manager(["inference"])
+    app = create_app(settings, plugin_manager=pm)
+    freeze_startup_heap()  # as `lanewise serve` workers do (create_app_from_env)
     uvicorn.run(
-        create_app(settings, plugin_manager=pm),
+        app,
         host="127.0.0.1",
         port=args.port,
         log_level="warning",

@@ -123,3 +123,28 @@ def test_refused_requests_have_a_summary_line_too(observed_gateway, read_summari
     assert refused["error_type"] == "unauthorized"
     assert refused["tenant"] is None
     assert found["allowed-1"][0]["tenant"] == "acme"
+
+
+def test_unrouted_requests_have_a_summary_line_and_no_path_label(observed_gateway, read_summaries):
+    """404/405 never reach route middleware: Litestar's outer exception hook writes theirs."""
+    with observed_gateway() as (base, _plugin):
+        missing = httpx.get(f"{base}/v1/no-such-route/123", headers={"x-request-id": "nf-1"})
+        wrong = httpx.delete(f"{base}/v1/models", headers={"x-request-id": "mna-1"})
+        minted = httpx.get(f"{base}/v1/also-missing")
+        assert (missing.status_code, wrong.status_code, minted.status_code) == (404, 405, 404)
+        minted_id = minted.json()["request_id"]
+        found = read_summaries(["nf-1", "mna-1", minted_id])
+        metrics = httpx.get(f"{base}/metrics").text
+    for rid, status, slug in (
+        ("nf-1", 404, "not-found"),
+        ("mna-1", 405, "method-not-allowed"),
+        (minted_id, 404, "not-found"),
+    ):
+        assert len(found[rid]) == 1
+        line = found[rid][0]
+        assert set(REQUIRED_FIELDS) <= set(line)
+        assert (line["status"], line["outcome"], line["error_type"]) == (status, "rejected", slug)
+    assert found["nf-1"][0]["route"] == "/v1/no-such-route/123"
+    # The path a client made up is no label value; the requests count as route="unmatched".
+    assert "no-such-route" not in metrics
+    assert 'route="unmatched"' in metrics

@@ -53,6 +53,13 @@ def trace_headers() -> dict[str, str]:
     return {TRACEPARENT: parent, TRACESTATE: state} if state else {TRACEPARENT: parent}
 
 
+SCOPE_CONTEXT = "lanewise.context"
+"""Key of the request's context in the ASGI scope's ``state``: an ASGI layer outside the
+gateway's middleware (a lane's telemetry) finds it there when the request ends."""
+SCOPE_ATTRIBUTES = "lanewise.context_attributes"
+"""Key of a dict in the ASGI scope's ``state`` that an outer ASGI layer fills before the
+gateway's middleware runs (a trace id): the context starts with these ``attributes``."""
+
 _current: ContextVar[RequestContext | None] = ContextVar("lanewise_request", default=None)
 
 

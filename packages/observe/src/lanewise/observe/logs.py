@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 import structlog
+from lanewise.core.context import current_request
 from lanewise.observe.logwriter import LineWriter
 from lanewise.observe.record import CURRENT
 from lanewise.observe.settings import ObserveSettings
@@ -42,8 +43,9 @@ def add_request_context(
     if record is None or "tenant" in event_dict:
         return event_dict
     principal = record.caller()
+    context = current_request()
     values = (
-        record.request_id,
+        context.request_id if context is not None else record.request_id or None,
         record.trace_id,
         principal.tenant if principal else None,
         principal.user if principal else None,
@@ -146,8 +148,23 @@ def configure_logging(settings: ObserveSettings, on_drop: Callable[[], None]) ->
         _atexit_registered = True
 
 
+_feeders: list[Callable[[], object]] = []
+"""What renders lines off the request path (the telemetry worker): run before a flush."""
+
+
+def add_feeder(feeder: Callable[[], object]) -> None:
+    _feeders.append(feeder)
+
+
+def remove_feeder(feeder: Callable[[], object]) -> None:
+    if feeder in _feeders:
+        _feeders.remove(feeder)
+
+
 def flush_logging(timeout: float = 10.0) -> bool:
     """Wait until every queued line was written (tests; a stuck sink returns False)."""
+    for feed in list(_feeders):
+        feed()
     if _installed is None:
         return True
     return _installed[1].flush(timeout)

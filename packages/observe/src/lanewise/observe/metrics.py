@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -218,13 +219,14 @@ class Batch:
     A prometheus-client update takes a lock (or an mmap write in multiprocess
     mode) per call, several per request; here a request costs a few dict
     updates, and :meth:`flush` applies the sums once a second and before every
-    scrape. Only the event loop's thread touches a batch, so no lock is needed.
+    scrape. One thread at a time touches a batch (the telemetry worker, under its lock).
     """
 
     def __init__(self) -> None:
         self.children = Children()
         self.counts: dict[tuple[Any, ...], float] = {}
         self.histograms: dict[tuple[Any, ...], list[float]] = {}
+        self.gauges: dict[tuple[Any, ...], float] = {}
 
     def inc(self, metric: Any, labels: tuple[Any, ...], amount: float = 1.0) -> None:
         key = (metric, labels)
@@ -239,9 +241,15 @@ class Batch:
         cells[bisect_left(HISTOGRAM_BOUNDS[metric], value)] += 1
         cells[-1] += value
 
+    def set(self, metric: Any, labels: tuple[Any, ...], value: float) -> None:
+        self.gauges[(metric, labels)] = value  # the last value before a flush wins
+
     def flush(self) -> None:
         counts, self.counts = self.counts, {}
         histograms, self.histograms = self.histograms, {}
+        gauges, self.gauges = self.gauges, {}
+        for (metric, labels), value in gauges.items():
+            self.children(metric, *labels).set(value)
         for (metric, labels), amount in counts.items():
             self.children(metric, *labels).inc(amount)
         for (metric, labels), cells in histograms.items():
@@ -265,9 +273,12 @@ class Immediate:
     def observe(self, metric: Any, labels: tuple[Any, ...], value: float) -> None:
         self.children(metric, *labels).observe(value)
 
+    def set(self, metric: Any, labels: tuple[Any, ...], value: float) -> None:
+        self.children(metric, *labels).set(value)
 
-BATCHES: list[Batch] = []
-"""The batches of this process's gateways, flushed before each exposition."""
+
+FLUSHERS: list[Callable[[], None]] = []
+"""Fold this process's gateways' pending updates in; called before each exposition."""
 
 
 def multiprocess_dir() -> str | None:
@@ -277,10 +288,10 @@ def multiprocess_dir() -> str | None:
 def exposition() -> tuple[bytes, str]:
     """The text exposition of every metric (all worker processes in multiprocess mode).
 
-    Call it on the event loop's thread (it flushes this process's batches).
+    It first folds in this process's pending updates (finished requests included).
     """
-    for batch in BATCHES:
-        batch.flush()
+    for flush in list(FLUSHERS):
+        flush()
     if multiprocess_dir() is None:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     registry = CollectorRegistry()

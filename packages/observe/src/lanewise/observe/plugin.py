@@ -18,7 +18,6 @@ from lanewise.core.settings import Settings
 from lanewise.core.types import StageTiming, UsageEvent
 from lanewise.observe import metrics
 from lanewise.observe.record import CURRENT
-from lanewise.observe.request_context import current_request
 from lanewise.observe.settings import ObserveSettings, observe_settings
 from lanewise.observe.telemetry import Telemetry, count_drop
 from litestar import Response, get
@@ -47,7 +46,7 @@ class ObservePlugin:
     def lanewise_configure_gateway(
         self, app_config: AppConfig, settings: Settings, components: Components
     ) -> None:
-        from lanewise.observe.middleware import middleware_for
+        from lanewise.observe.middleware import middleware_for, unrouted_hook
         from lanewise.observe.usage.api import make_usage_route
 
         observe = observe_settings(settings)
@@ -58,21 +57,12 @@ class ObservePlugin:
         )
         # Outermost: it must also see the 401s core's middleware raises.
         app_config.middleware.insert(0, middleware_for(telemetry))
+        app_config.after_exception.append(unrouted_hook(telemetry))
         if observe.metrics:
             app_config.route_handlers.append(metrics_endpoint)
         if telemetry.writer is not None:
             app_config.route_handlers.append(make_usage_route(telemetry.writer))
         app_config.lifespan.append(telemetry.lifespan)
-
-    @hookimpl(tryfirst=True)
-    def lanewise_resolve_principal(self) -> None:
-        """Never answers: core's middleware calls this right after opening the request
-        context, the moment to hand it the trace (``traceparent``) for upstream calls."""
-        record = CURRENT.get()
-        if record is not None and record.context is None and record.owner is not None:
-            context = current_request()
-            if context is not None:
-                record.owner.attach_context(record, context)
 
     @hookimpl
     def lanewise_on_usage(self, event: UsageEvent) -> None:
@@ -89,11 +79,11 @@ class ObservePlugin:
     @hookimpl
     def lanewise_on_stage(self, event: StageTiming) -> None:
         record = CURRENT.get()
-        telemetry = record.owner if record is not None else self.telemetry
-        if telemetry is None:
-            return
         try:
-            telemetry.on_stage(record, event)
+            if record is not None:  # the common case, inline: several per request
+                record.add_stage(event)
+            elif self.telemetry is not None:
+                self.telemetry.on_stage(None, event)
         except Exception:
             count_drop("internal")
             log.warning("telemetry could not record a stage", exc_info=True)

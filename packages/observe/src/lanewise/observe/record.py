@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from lanewise.core.context import current_request
 from lanewise.core.types import Principal, StageTiming, UsageEvent
 
 ERROR_MARK = b'{"error":{"type":"'
@@ -25,9 +26,9 @@ class RequestRecord:
     request_id: str
     method: str
     path: str
+    route: str
     started: float = field(default_factory=time.perf_counter)
     started_wall: float = field(default_factory=time.time)
-    route: str = ""
     status: int = 0
     stream: bool = False
     body_done: bool = False
@@ -60,17 +61,23 @@ class RequestRecord:
     tracestate: str | None = None
     context: Any = None
     """Core's :class:`~lanewise.core.context.RequestContext` of this request."""
+    cost: Any = None
+    """The request context's ``cost`` (governance), taken when the request completes."""
     owner: Any = None
     """The :class:`~lanewise.observe.telemetry.Telemetry` that finishes this record."""
     awaiting_usage: bool = False
+    unrouted: bool = False
+    """No route took the request (404/405): its path is no metric label."""
     completed: bool = False
     duration_s: float = 0.0
 
     def caller(self) -> Principal | None:
         """The caller while the request runs (core's middleware authenticated it by then)."""
-        if self.principal is None and self.context is not None:
-            principal: Principal = self.context.principal
-            return principal
+        if self.principal is None:
+            context = self.context or current_request()
+            if context is not None:
+                principal: Principal = context.principal
+                return principal
         return self.principal
 
     # -- events ------------------------------------------------------------------
@@ -97,10 +104,9 @@ class RequestRecord:
         if event.finish_reason is not None:
             self.finish_reason = event.finish_reason
 
-    def add_stage(self, event: StageTiming, keep: bool) -> None:
+    def add_stage(self, event: StageTiming) -> None:
         self.stages[event.stage] = self.stages.get(event.stage, 0.0) + event.duration_s
-        if keep:
-            self.stage_events.append(event)
+        self.stage_events.append(event)
         attrs = event.attributes
         if not attrs:
             return

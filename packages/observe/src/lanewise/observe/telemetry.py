@@ -14,7 +14,8 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,14 +25,17 @@ from lanewise.core.settings import Settings
 from lanewise.core.types import Principal, StageTiming, UsageEvent
 from lanewise.observe import metrics as m
 from lanewise.observe.logs import (
+    add_feeder,
     configure_logging,
     emit_json_line,
     json_line_writer,
+    remove_feeder,
     route_third_party_loggers,
     write_synchronously,
 )
+from lanewise.observe.logwriter import take
 from lanewise.observe.record import RequestRecord
-from lanewise.observe.request_context import current_request
+from lanewise.observe.request_context import SCOPE_ATTRIBUTES, SCOPE_CONTEXT
 from lanewise.observe.settings import ObserveSettings
 from lanewise.observe.signals import StaleIndexDetector, TokenAnomalyDetector
 from lanewise.observe.state import STATE
@@ -41,8 +45,15 @@ from lanewise.observe.usage.store import UsageWriter, make_engine
 
 log = structlog.get_logger("lanewise.request")
 internal_log = logging.getLogger("lanewise.observe")
-FLUSH_INTERVAL_S = 1.0
-"""How often batched metric updates are folded in and lane state is collected."""
+CACHE_KEYS = (("result", "lanewise.cache.result"), ("embedding", "lanewise.cache.embedding"))
+UNROUTED = "unmatched"
+"""The ``route`` label of requests no route took (404, 405)."""
+WORKER_INTERVAL_S = 0.05
+METRICS_INTERVAL_S = 1.0
+STATE_INTERVAL_S = 1.0
+"""How often lanes are asked for their state (``lanewise_collect_state``)."""
+PENDING_MAX = 10_000
+"""Finished requests waiting for the worker; past this they are dropped (counted)."""
 USAGE_GRACE_S = 2.0
 """After a client disconnect, how long the summary waits for the cancelled model call's usage."""
 
@@ -95,10 +106,9 @@ class Telemetry:
         self.labels = m.LabelCap(500)
         self.children = m.Children()
         self.batch = m.Batch()
+        """Metric updates of finished requests; only the worker (under ``_lock``) touches it."""
         self.immediate = m.Immediate(self.children)
-        self.loop_thread: int | None = None
-        """The event loop's thread: the only one that updates ``batch``."""
-        m.BATCHES.append(self.batch)
+        """Metric updates from anywhere else (events outside a request)."""
         self.stale = StaleIndexDetector(observe.stale_index_after_s)
         self.anomaly = TokenAnomalyDetector(
             factor=observe.anomaly_factor,
@@ -113,18 +123,27 @@ class Telemetry:
                 on_drop=lambda n: count_drop("usage", n),
             )
         configure_logging(observe, on_drop=lambda: count_drop("logs"))
+        # Finished requests wait here for the worker thread, which turns them into the
+        # summary line, metrics, spans and usage rows in batches: the event loop pays a
+        # deque append per request, and the batch runs with warm caches.
+        self.pending: deque[RequestRecord | Callable[[], None]] = deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flushed_at = time.monotonic()
+        self._worker = threading.Thread(target=self._run, name="lanewise-telemetry", daemon=True)
+        self._worker.start()
+        m.FLUSHERS.append(self.flush_metrics)
+        add_feeder(self.drain)
+        for sink in (self.tracing, self.writer):
+            if sink is not None:
+                sink.feeder = self.drain
 
     # -- request lifecycle ------------------------------------------------------------
     def start(self, scope: Any) -> RequestRecord:
-        state = scope.setdefault("state", {})
-        record = RequestRecord(
-            request_id=str(state.get("request_id", "")),
-            method=scope["method"],
-            path=scope["path"],
-        )
+        """A request arrives (before core's middleware has opened its context)."""
+        path = scope["path"]
+        record = RequestRecord("", scope["method"], path, scope.get("path_template") or path)
         record.owner = self
-        context = current_request()  # None while this middleware runs outside core's
-        record.route = scope.get("path_template") or scope["path"]
         traceparent = None
         for name, value in scope["headers"]:
             if name == b"traceparent":
@@ -132,27 +151,24 @@ class Telemetry:
             elif name == b"tracestate":
                 record.tracestate = value.decode("latin-1")
         if self.tracing is not None:
-            headers = {"traceparent": traceparent} if traceparent else {}
-            self.tracing.start_request(record, headers)
+            self.tracing.start_request(record, traceparent)
             record.traceparent = self.tracing.traceparent(record)
         elif traceparent is not None:
             # No tracing here: still correlate logs with the caller's trace and pass
             # its context on to upstreams unchanged.
             record.trace_id = trace_id_from_header(traceparent)
             record.traceparent = traceparent if record.trace_id else None
-        if context is not None:
-            self.attach_context(record, context)
-        return record
-
-    def attach_context(self, record: RequestRecord, context: Any) -> None:
-        """Core's request context is open: remember it, give it the trace for upstreams."""
-        record.context = context
-        record.request_id = context.request_id
         if record.trace_id is not None:
-            context.attributes["trace_id"] = record.trace_id
-            context.attributes[TRACEPARENT] = record.traceparent
+            # Core's middleware starts the request context with these attributes, for
+            # backends that forward the trace to upstreams.
+            state = scope.get("state")
+            if state is None:
+                state = scope["state"] = {}
+            attributes = {"trace_id": record.trace_id, TRACEPARENT: record.traceparent}
             if record.tracestate:
-                context.attributes[TRACESTATE] = record.tracestate
+                attributes[TRACESTATE] = record.tracestate
+            state[SCOPE_ATTRIBUTES] = attributes
+        return record
 
     def on_usage(self, record: RequestRecord | None, event: UsageEvent) -> None:
         if record is None:
@@ -164,28 +180,34 @@ class Telemetry:
             asyncio.get_running_loop().call_soon(self.complete, record)
 
     def on_stage(self, record: RequestRecord | None, event: StageTiming) -> None:
-        if self.metrics:
-            sink = self._sink()
-            sink.observe(m.STAGE_SECONDS, (self.labels(event.stage), event.ok), event.duration_s)
-            attrs = event.attributes
-            if attrs:
-                for cache in ("result", "embedding"):
-                    outcome = attrs.get(f"lanewise.cache.{cache}")
-                    if outcome == "hit" or outcome == "miss":
-                        sink.inc(m.CACHE_LOOKUPS, (cache, outcome))
         if record is not None:
-            record.add_stage(event, keep=self.tracing is not None)
-        elif event.stage == "ingest":
+            record.add_stage(event)  # its metrics come with the request's, on the worker
+            return
+        if self.metrics:
+            self._stage_metrics(self.immediate, event)
+        if event.stage == "ingest":
             version = event.attributes.get("lanewise.index.version")
             tenant = event.attributes.get("lanewise.tenant")
             if isinstance(version, int) and isinstance(tenant, str):
-                self.stale.completed(tenant, version, time.time())
+                now = time.time()
+                self._enqueue(lambda: self.stale.completed(tenant, version, now))
+
+    def _stage_metrics(self, sink: m.Batch | m.Immediate, event: StageTiming) -> None:
+        sink.observe(m.STAGE_SECONDS, (self.labels(event.stage), event.ok), event.duration_s)
+        attrs = event.attributes
+        if attrs:
+            for cache, key in CACHE_KEYS:
+                outcome = attrs.get(key)
+                if outcome == "hit" or outcome == "miss":
+                    sink.inc(m.CACHE_LOOKUPS, (cache, outcome))
 
     def finish(self, record: RequestRecord, scope: Any) -> None:
         """The response is over (sent, failed or abandoned by the client)."""
         record.duration_s = time.perf_counter() - record.started
-        if not record.request_id:  # a request core refused before its context reached us
-            record.request_id = str(scope.get("state", {}).get("request_id", ""))
+        state = scope.get("state") or {}
+        context = record.context = state.get(SCOPE_CONTEXT)
+        # Core's request id; a 404 gets one from the problem handler (or from us).
+        record.request_id = context.request_id if context else str(state.get("request_id", ""))
         if record.principal is None:
             # Core's middleware sets ``user`` only once authentication succeeded; a
             # refused request has no tenant (the context's default principal is not one).
@@ -201,27 +223,66 @@ class Telemetry:
         self.complete(record)
 
     def complete(self, record: RequestRecord) -> None:
+        """Hand the finished record to the worker (it is not changed after this)."""
         if record.completed:
             return
         record.completed = True
-        try:
-            self._complete(record)
-        except Exception:
-            count_drop("internal")
-            internal_log.warning(
-                "telemetry for request %s failed", record.request_id, exc_info=True
-            )
-
-    def _complete(self, record: RequestRecord) -> None:
         context = record.context
-        cost = context.attributes.get("cost") if context is not None else None
         if context is not None:
+            # Take what the summary needs and let go of the context: it can hold the
+            # request's model calls, which must not live on while the record waits.
+            record.cost = context.attributes.get("cost")
             record.prompt_name = record.prompt_name or context.prompt_name
             record.prompt_version = record.prompt_version or context.prompt_version
             if record.index_version is None:
                 record.index_version = context.index_version
             if record.model is None and context.model and record.model_calls:
                 record.model = context.model
+            record.context = None
+        self._enqueue(record)
+
+    def _enqueue(self, item: RequestRecord | Callable[[], None]) -> None:
+        if len(self.pending) < PENDING_MAX:
+            self.pending.append(item)
+        else:
+            count_drop("internal")
+        if self._stop.is_set():  # the worker is gone (shutting down): process it here
+            self.drain()
+
+    # -- the worker -----------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.wait(WORKER_INTERVAL_S):
+            self.drain()
+            if time.monotonic() - self._flushed_at >= METRICS_INTERVAL_S:
+                self.flush_metrics()
+        self.flush_metrics()
+
+    def drain(self) -> None:
+        """Process every finished request queued so far (the worker; flushes and scrapes)."""
+        with self._lock:
+            for item in take(self.pending):
+                try:
+                    if isinstance(item, RequestRecord):
+                        self._complete(item)
+                    else:
+                        item()
+                except Exception:
+                    count_drop("internal")
+                    internal_log.warning("telemetry of a request failed", exc_info=True)
+
+    def flush_metrics(self) -> None:
+        """Fold the batch into prometheus-client (the worker each second; every scrape)."""
+        self.drain()
+        with self._lock:
+            self._flushed_at = time.monotonic()
+            try:
+                self.batch.flush()
+            except Exception:
+                count_drop("internal")
+                internal_log.warning("metrics flush failed", exc_info=True)
+
+    def _complete(self, record: RequestRecord) -> None:
+        cost = record.cost
         summary = build_summary(record, cost)
         principal = record.principal
         tenant = principal.tenant if principal else None
@@ -232,6 +293,8 @@ class Telemetry:
             self._token_signals(record)
         if self.metrics:
             self._metrics(record, summary, tenant, cost)
+            for event in record.stage_events:
+                self._stage_metrics(self.batch, event)
         if self.summaries:
             writer = json_line_writer()
             if writer is not None:  # JSON: render here, ~10x cheaper than via stdlib logging
@@ -247,9 +310,10 @@ class Telemetry:
     def _metrics(
         self, record: RequestRecord, summary: dict[str, Any], tenant: str | None, cost: Any
     ) -> None:
-        route = self.labels(summary["route"])
+        # A refused path is whatever a client sent: never a label value.
+        route = UNROUTED if record.unrouted else self.labels(summary["route"])
         outcome = summary["outcome"]
-        batch = self._sink()
+        batch = self.batch
         batch.inc(m.REQUESTS, (route, record.method, record.status, outcome))
         batch.observe(m.REQUEST_SECONDS, (route, outcome), record.duration_s)
         if summary["error_type"] is not None:
@@ -272,19 +336,15 @@ class Telemetry:
             if record.tokens_out > 1 and gen > 0:
                 batch.observe(m.OUTPUT_TOKENS_PER_SECOND, (model,), (record.tokens_out - 1) / gen)
 
-    def _sink(self) -> m.Batch | m.Immediate:
-        """The batch on the event loop's thread; elsewhere, prometheus-client at once."""
-        return self.batch if threading.get_ident() == self.loop_thread else self.immediate
-
     def _index_signals(self, record: RequestRecord, tenant: str, now: float) -> None:
         seen = self.stale.served(tenant, int(record.index_version), now)
-        label = self.tenants(tenant)
+        label = (self.tenants(tenant),)
         if self.metrics:
-            self.children(m.INDEX_VERSION, label).set(seen.version)
-            self.children(m.INDEX_AGE_SECONDS, label).set(seen.age_s)
+            self.batch.set(m.INDEX_VERSION, label, seen.version)
+            self.batch.set(m.INDEX_AGE_SECONDS, label, seen.age_s)
         if seen.stale_by_s is not None:
             if self.metrics:
-                self.children(m.STALE_INDEX_ANSWERS, label).inc()
+                self.batch.inc(m.STALE_INDEX_ANSWERS, label)
             log.warning(
                 "index.stale",
                 request_id=record.request_id,
@@ -303,12 +363,12 @@ class Telemetry:
         ratio, anomaly = self.anomaly.observe(key, record.tokens_in + record.tokens_out)
         if ratio is None:
             return
-        label = self.labels(key)
+        label = (self.labels(key),)
         if self.metrics:
-            self.children(m.TOKEN_RATIO, label).set(ratio)
+            self.batch.set(m.TOKEN_RATIO, label, ratio)
         if anomaly is not None:
             if self.metrics:
-                self.children(m.TOKEN_ANOMALIES, label).inc()
+                self.batch.inc(m.TOKEN_ANOMALIES, label)
             log.warning(
                 "tokens.anomaly",
                 prompt=key,
@@ -320,28 +380,25 @@ class Telemetry:
 
     def _rows(self, record: RequestRecord, summary: dict[str, Any], cost: Any, now: float) -> None:
         assert self.writer is not None
-        main = [e for e in record.usage_events if getattr(e, "purpose", "request") == "request"]
-        priced = main[-1] if main and isinstance(cost, int | float) else None
-        status = summary["outcome"]
-        for event in record.usage_events:
-            self.writer.put(
-                functools.partial(
-                    usage_row,
-                    event,
-                    now,
-                    cost=float(cost) if event is priced else None,
-                    status=status,
-                    prompt_name=record.prompt_name,
-                    prompt_version=record.prompt_version,
-                )
+        # One item per request; the writer thread builds its rows.
+        self.writer.put(
+            functools.partial(
+                usage_rows,
+                record.usage_events,
+                now,
+                cost,
+                summary["outcome"],
+                record.prompt_name,
+                record.prompt_version,
             )
+        )
 
     def _standalone_usage(self, event: UsageEvent) -> None:
         """A model call outside a gateway request (ingest embeddings, CLI): metrics and a row."""
         if self.metrics:
             tenant = self.tenants(event.principal.tenant)
             model = self.labels(event.model)
-            sink = self._sink()
+            sink = self.immediate
             sink.inc(m.TOKENS, ("input", tenant, model, "", ""), event.usage.prompt_tokens)
             sink.inc(m.TOKENS, ("output", tenant, model, "", ""), event.usage.completion_tokens)
         if self.writer is not None:
@@ -351,39 +408,26 @@ class Telemetry:
     @asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
         route_third_party_loggers()
-        self.loop_thread = threading.get_ident()
-        loop = asyncio.get_running_loop()
-        tasks = [loop.create_task(self._flush_metrics_every(FLUSH_INTERVAL_S))]
+        collector = None
         if self.metrics and self._state_reporters():
-            tasks.append(loop.create_task(self._collect_state_every(FLUSH_INTERVAL_S)))
+            collector = asyncio.get_running_loop().create_task(self._collect_state_every())
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            self.batch.flush()
+            if collector is not None:
+                collector.cancel()
             await asyncio.to_thread(self.close)
-
-    async def _flush_metrics_every(self, interval_s: float) -> None:
-        # On the event loop's thread, like every update of the batch.
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                self.batch.flush()
-            except Exception:
-                count_drop("internal")
-                internal_log.warning("metrics flush failed", exc_info=True)
 
     def _state_reporters(self) -> bool:
         return self.components is not None and bool(
             self.components.hook.lanewise_collect_state.get_hookimpls()
         )
 
-    async def _collect_state_every(self, interval_s: float) -> None:
+    async def _collect_state_every(self) -> None:
         # On a thread: a lane may do I/O to answer (the ingest queue's Redis), and a
         # slow answer must delay only the next collection, never the event loop.
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(STATE_INTERVAL_S)
             await asyncio.to_thread(self.collect_state)
 
     def collect_state(self) -> None:
@@ -402,9 +446,12 @@ class Telemetry:
             count_drop("state", refused)
 
     def close(self) -> None:
-        if self.batch in m.BATCHES:
-            m.BATCHES.remove(self.batch)
-            self.batch.flush()
+        if self.flush_metrics in m.FLUSHERS:
+            m.FLUSHERS.remove(self.flush_metrics)
+            remove_feeder(self.drain)
+            self._stop.set()
+            self._worker.join(10.0)
+            self.flush_metrics()
         if self.writer is not None:
             self.writer.close()
         if self.tracing is not None:
@@ -415,6 +462,30 @@ class Telemetry:
         # Logging stays up (uvicorn logs its own shutdown after the app's lifespan ends),
         # written synchronously from here on.
         write_synchronously()
+
+
+def usage_rows(
+    events: list[UsageEvent],
+    now: float,
+    cost: Any,
+    status: str,
+    prompt_name: str | None,
+    prompt_version: str | None,
+) -> list[dict[str, Any]]:
+    """A request's rows; the request's cost goes on its last main model call."""
+    main = [e for e in events if getattr(e, "purpose", "request") == "request"]
+    priced = main[-1] if main and isinstance(cost, int | float) else None
+    return [
+        usage_row(
+            event,
+            now,
+            cost=float(cost) if event is priced else None,
+            status=status,
+            prompt_name=prompt_name,
+            prompt_version=prompt_version,
+        )
+        for event in events
+    ]
 
 
 def usage_row(

@@ -1,8 +1,9 @@
 """OpenTelemetry spans: one per request, one per pipeline stage, GenAI attribute names.
 
-Spans are built when the request ends, from the record's stage events (each
-carries its start and duration), so a request costs nothing in tracing until
-then, and nothing at all when no exporter is configured. A ``traceparent``
+Spans are built after the request ended, on an exporter thread, from the
+record's stage events (each carries its start and duration), so a request costs
+the event loop a trace id and a deque append, and nothing at all when no
+exporter is configured. A ``traceparent``
 header from the client makes the request span its child; the W3C header for
 upstream calls is put in the request context's attributes (``traceparent``)
 for backends that forward it.
@@ -13,13 +14,17 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from lanewise.observe.logwriter import take
 from lanewise.observe.record import RequestRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
@@ -27,6 +32,7 @@ log = logging.getLogger("lanewise.observe.traces")
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 TRACEPARENT_FULL = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _PRIMITIVE = (str, bool, int, float)
+EXPORT_BATCH = 512
 
 
 def trace_id_from_header(value: str | None) -> str | None:
@@ -93,10 +99,12 @@ class Tracing:
     """Spans for finished requests, built directly as the SDK's ``ReadableSpan``.
 
     Every timing is known when the request ends, so there is no live span to
-    keep: the request span and its stage spans are assembled from the record and
-    handed to a ``BatchSpanProcessor`` (bounded queue, background export). That
-    skips the tracer's per-span sampler, lock and attribute re-validation, which
-    cost several times more than the spans themselves. Sampling follows the
+    keep: the request path only appends the finished record to a bounded deque;
+    a thread that wakes every ``interval_s`` assembles the request span and its
+    stage spans from it and exports them in batches. That skips the tracer's
+    per-span sampler, lock and attribute re-validation, and the SDK batch
+    processor's per-span wake-up of its thread, which cost several times more
+    than the spans themselves. Sampling follows the
     SDK's ``ParentBased(TraceIdRatioBased)``: a sampled caller's trace is always
     recorded, otherwise ``sample_ratio`` of new traces.
     """
@@ -108,17 +116,31 @@ class Tracing:
         sample_ratio: float,
         on_drop: Callable[[int], None],
         service_name: str = "lanewise-gateway",
+        capacity: int = 2048,
+        interval_s: float = 0.5,
     ) -> None:
         self.sample_ratio = sample_ratio
         self.resource = Resource.create({"service.name": service_name})
         self.scope = InstrumentationScope("lanewise.observe")
-        # The batch processor's queue is bounded (2048 spans): when the exporter
-        # stalls, spans are dropped rather than held or waited for.
-        self.processor = BatchSpanProcessor(CountingExporter(exporter, on_drop))
+        self.exporter = CountingExporter(exporter, on_drop)
+        self.on_drop = on_drop
+        self.capacity = capacity
+        self.interval_s = interval_s
         self._random = random.Random()
+        # Finished requests wait here (bounded: when the exporter stalls, requests are
+        # dropped, not held); the exporter thread builds their spans and exports them.
+        self.pending: deque[tuple[RequestRecord, Mapping[str, Any]]] = deque()
+        self.feeder: Callable[[], object] | None = None
+        """What queues finished requests here (the telemetry worker): run by :meth:`flush`."""
+        self._busy = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="lanewise-span-exporter", daemon=True
+        )
+        self._thread.start()
 
-    def start_request(self, record: RequestRecord, headers: Mapping[str, str]) -> None:
-        parent = parse_traceparent(headers.get("traceparent"))
+    def start_request(self, record: RequestRecord, traceparent: str | None) -> None:
+        parent = parse_traceparent(traceparent)
         if parent is not None:
             trace_id, parent_span, flags = parent
             record.parent_span_id = parent_span
@@ -135,8 +157,42 @@ class Tracing:
         return f"00-{record.trace_id}-{record.span_id:016x}-{1 if record.sampled else 0:02x}"
 
     def finish_request(self, record: RequestRecord, summary: Mapping[str, Any]) -> None:
+        """Queue a finished request's spans (the record is not changed after this)."""
         if not record.sampled or record.trace_id is None or record.span_id is None:
             return
+        if len(self.pending) < self.capacity:
+            self.pending.append((record, summary))
+        else:
+            self.on_drop(1 + len(record.stage_events))
+
+    def _run(self) -> None:
+        # On a timer, like the log and usage writers: no wake-up per request.
+        while not self._stop.wait(self.interval_s):
+            self._export_pending()
+        self._export_pending()
+
+    def _export_pending(self) -> None:
+        self._busy = True
+        try:
+            spans: list[ReadableSpan] = []
+            for record, summary in take(self.pending):
+                try:
+                    spans.extend(self.spans(record, summary))
+                except Exception:
+                    log.warning("spans of %s could not be built", record.request_id, exc_info=True)
+                    self.on_drop(1)
+                if len(spans) >= EXPORT_BATCH:
+                    self.exporter.export(spans)
+                    spans = []
+            if spans:
+                self.exporter.export(spans)
+        finally:
+            self._busy = False
+
+    def spans(self, record: RequestRecord, summary: Mapping[str, Any]) -> list[ReadableSpan]:
+        """The request span and one span per stage, nested by time."""
+        assert record.trace_id is not None
+        assert record.span_id is not None
         trace_id = int(record.trace_id, 16)
         operation = record.operation or "chat"
         attrs: dict[str, Any] = {
@@ -146,6 +202,8 @@ class Tracing:
             "lanewise.request_id": record.request_id,
             "lanewise.outcome": summary["outcome"],
         }
+        if record.unrouted:  # http.route is a route template; a refused path is none
+            del attrs["http.route"]
         if record.model is not None:
             attrs.update(
                 {
@@ -221,8 +279,7 @@ class Tracing:
                 )
             )
             parents.append((end, stage_context))
-        for span in spans:
-            self.processor.on_end(span)
+        return spans
 
     def _span(
         self,
@@ -248,11 +305,21 @@ class Tracing:
             instrumentation_scope=self.scope,
         )
 
-    def flush(self) -> None:
-        self.processor.force_flush()
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Export what is queued now (tests, shutdown)."""
+        if self.feeder is not None:
+            self.feeder()
+        deadline = time.monotonic() + timeout
+        while self.pending or self._busy:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                return False
+            time.sleep(0.005)
+        return bool(self.exporter.force_flush(int(timeout * 1000)))
 
     def shutdown(self) -> None:
-        self.processor.shutdown()  # type: ignore[no-untyped-call]
+        self._stop.set()
+        self._thread.join(10.0)
+        self.exporter.shutdown()
 
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)

@@ -6,7 +6,9 @@ that, for every routed HTTP request:
 * takes a well-formed ``X-Request-ID`` from the caller or mints one, and
   echoes it on the response;
 * opens the request context (:mod:`lanewise.core.context`) that hooks, the
-  pipeline, stream generators and log calls read;
+  pipeline, stream generators and log calls read, and leaves it in the scope's
+  ``state`` (``SCOPE_CONTEXT``) for ASGI layers outside this one; such a layer can
+  hand the context its first ``attributes`` (``SCOPE_ATTRIBUTES``: a trace id);
 * authenticates ``/v1`` routes through ``lanewise_resolve_principal`` and puts
   the :class:`~lanewise.core.types.Principal` where Litestar keeps the
   authenticated user (``request.user``); failed authentications are counted per
@@ -26,7 +28,13 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from lanewise.core.context import RequestContext, enter_request, exit_request
+from lanewise.core.context import (
+    SCOPE_ATTRIBUTES,
+    SCOPE_CONTEXT,
+    RequestContext,
+    enter_request,
+    exit_request,
+)
 from lanewise.core.errors import Unauthorized
 from lanewise.core.gateway.auth_throttle import AuthFailureThrottle
 from lanewise.core.guards import settle_abandoned
@@ -117,8 +125,14 @@ class GatewayMiddleware:
         next_app = self.app
         raw_headers = scope["headers"]
         rid = request_id_from(raw_headers)
-        context = RequestContext(request_id=rid.decode())
-        scope.setdefault("state", {})["request_id"] = context.request_id
+        state = scope.setdefault("state", {})
+        # An outer layer's attributes (a trace id) are on the context from its start, and
+        # the context stays findable in the scope after this middleware is done.
+        context = RequestContext(
+            request_id=rid.decode(), attributes=state.get(SCOPE_ATTRIBUTES) or {}
+        )
+        state["request_id"] = context.request_id
+        state[SCOPE_CONTEXT] = context
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

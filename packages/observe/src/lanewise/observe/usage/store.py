@@ -1,22 +1,24 @@
 """Engine, migrations and the background writer of the usage table.
 
-Rows are queued (bounded) by the request path and inserted in batches by one
+Rows are buffered (bounded) by the request path and inserted in batches by one
 thread, so a slow or unreachable database never delays a response: when the
-queue is full, or the database refuses a batch, rows are dropped and counted.
+buffer is full, or the database refuses a batch, rows are dropped and counted.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from lanewise.observe.logwriter import take
 from lanewise.observe.usage.schema import usage
 from sqlalchemy import Engine, create_engine, event, insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,7 +27,6 @@ log = logging.getLogger("lanewise.observe.usage")
 MIGRATIONS = Path(__file__).parent / "migrations"
 BATCH = 500
 COLUMNS = [c.name for c in usage.columns if c.name != "id"]
-_STOP = object()
 
 
 def engine_url(url: str) -> str:
@@ -82,9 +83,14 @@ class UsageWriter:
         interval_s: float = 0.2,
     ) -> None:
         self.engine = engine
+        self.capacity = capacity
         self.interval_s = interval_s
         self.on_drop = on_drop
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
+        self.pending: deque[Any] = deque()
+        self.feeder: Callable[[], object] | None = None
+        """What queues rows here (the telemetry worker): run by :meth:`flush`."""
+        self._writing = False
+        self._stop = threading.Event()
         self._migrated = False
         compiled = insert(usage).compile(dialect=engine.dialect, column_keys=COLUMNS)
         self._sql = str(compiled)
@@ -94,19 +100,22 @@ class UsageWriter:
         self._thread = threading.Thread(target=self._run, name="lanewise-usage-writer", daemon=True)
         self._thread.start()
 
-    def put(self, row: Any) -> None:
-        """Queue a row: a dict of columns, or a callable the writer thread calls to build it
-        (so building rows never runs on the request path)."""
-        try:
-            self.queue.put_nowait(row)
-        except queue.Full:
+    def put(self, rows: Any) -> None:
+        """Queue a row (a dict of columns), or a callable the writer thread calls to build
+        the rows of one request (a list of dicts): building them stays off the request path.
+        ``deque.append`` needs no lock; the writer wakes on its timer, not per row."""
+        if len(self.pending) < self.capacity:
+            self.pending.append(rows)
+        else:
             self.on_drop(1)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued row was written or dropped (tests, shutdown)."""
+        if self.feeder is not None:
+            self.feeder()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.queue.unfinished_tasks == 0:
+            if not self.pending and not self._writing:
                 return True
             time.sleep(0.01)
         return False
@@ -115,10 +124,7 @@ class UsageWriter:
         if not self._thread.is_alive():
             return
         self.flush(timeout)
-        try:
-            self.queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            return
+        self._stop.set()
         self._thread.join(timeout)
         self.engine.dispose()
 
@@ -126,41 +132,42 @@ class UsageWriter:
         self._migrate()
         self.ready.set()
         failures = 0
-        full = False
         while True:
-            # Wake on a timer and write what queued up as one batch: one transaction
-            # per interval instead of one per request, and no per-row thread wake-up.
-            if not full:
-                time.sleep(self.interval_s)
-            rows: list[dict[str, Any]] = []
-            stop = False
-            while len(rows) < BATCH:
-                try:
-                    item = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self.queue.task_done()
-                    stop = True
-                    break
-                if callable(item):
-                    try:
-                        item = item()
-                    except Exception:
-                        log.warning("usage row could not be built; dropped", exc_info=True)
-                        self.on_drop(1)
-                        self.queue.task_done()
-                        continue
-                rows.append(item)
-            full = len(rows) == BATCH
-            if rows:
-                failures = 0 if self._write(rows) else failures + 1
+            # Wake on a timer and write what queued up as batches: one transaction per
+            # interval instead of one per request, and no per-row thread wake-up.
+            stop = self._stop.wait(self.interval_s)
+            self._writing = True
+            try:
+                for batch in self._batches(take(self.pending)):
+                    if failures:
+                        # A database outage: back off so a dead server is not hammered,
+                        # while the bounded buffer absorbs (then drops) what arrives.
+                        time.sleep(min(0.1 * 2**failures, 5.0))
+                    failures = 0 if self._write(batch) else failures + 1
+            finally:
+                self._writing = False
             if stop:
                 return
-            if failures:
-                # A database outage: back off so a dead server is not hammered,
-                # while the bounded queue absorbs (then drops) what arrives.
-                time.sleep(min(0.1 * 2**failures, 5.0))
+
+    def _batches(self, items: list[Any]) -> Iterator[list[dict[str, Any]]]:
+        rows: list[dict[str, Any]] = []
+        for item in items:
+            if callable(item):
+                try:
+                    item = item()
+                except Exception:
+                    log.warning("usage row could not be built; dropped", exc_info=True)
+                    self.on_drop(1)
+                    continue
+            if isinstance(item, list):
+                rows.extend(item)
+            else:
+                rows.append(item)
+            if len(rows) >= BATCH:
+                yield rows
+                rows = []
+        if rows:
+            yield rows
 
     def _migrate(self) -> bool:
         if not self._migrated:
@@ -181,7 +188,7 @@ class UsageWriter:
                 # The driver's executemany on a statement compiled once: SQLAlchemy's
                 # per-row parameter processing would cost the gateway's core far more.
                 if self._positional is not None:
-                    params: Any = [tuple(row[k] for k in self._positional) for row in rows]
+                    params: Any = list(map(itemgetter(*self._positional), rows))
                 else:
                     params = rows
                 connection.exec_driver_sql(self._sql, params)
@@ -190,6 +197,3 @@ class UsageWriter:
             log.warning("usage store unavailable; %d rows dropped", len(rows), exc_info=True)
             self.on_drop(len(rows))
             return False
-        finally:
-            for _ in rows:
-                self.queue.task_done()
