@@ -162,7 +162,7 @@ class IngestRuntime:
                     )
                     return
                 chunks = 0
-                async for batch in self._batches(blob, tenant):
+                async for batch in self.batches(blob, tenant):
                     chunks += len(batch)
                     await self._send(item, batch, sent, dispatch)
                     sent += 1
@@ -185,7 +185,8 @@ class IngestRuntime:
         self.state.plan(job, tenant, name, item=item["item"], chunks=0, expected=sent)
         await self.maybe_commit(job, tenant, name, claim="parse")
 
-    async def _batches(self, blob: Blob, tenant: str) -> Any:
+    async def batches(self, blob: Blob, tenant: str) -> Any:
+        """A document's chunks (id, text, metadata, tokens) in embed batches."""
         loader, mime = choose(self.loaders, blob)
         base = {
             "source": blob.name,
