@@ -26,7 +26,7 @@ worker has gone idle, so both sides get the same core.
    the no-op task does not and cannot skip: reading and tokenizing every file into
    chunks, and writing every chunk to the store (pgvector: one transaction per batch,
    the row upsert with its HNSW and GIN index updates plus the hybrid search's lexicon
-   statistics). The store write alone costs about as much as Celery's whole transport.
+   statistics). The store write alone costs several times Celery's whole transport.
    So the same run also measures that inherent work on its own, pinned to the worker's
    CPU: **chunking** (hash, load, chunk, chunk ids of every file, in process) and
    **store writes** (the pipeline's very batches upserted straight into pgvector under a
