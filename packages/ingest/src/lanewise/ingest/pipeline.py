@@ -132,17 +132,18 @@ class IngestRuntime:
     async def parse(self, item: Payload, dispatch: Dispatcher) -> None:
         """Parse and chunk one file, sending its new chunks in batches to ``dispatch``."""
         job, tenant, index, name = item["job"], item["tenant"], item["item"], item["name"]
-        if self.state.item_status(job, index) is not None:
+        status, plan, done = self.state.resume(job, tenant, name, index)
+        if status is not None:
             return  # finished before (this is a redelivery)
-        plan, done = self.state.progress(job, tenant, name)
         if "expected" in plan and done >= int(plan["expected"]):
             # Redelivered after every batch was in: only the commit may be left to do.
-            await self.maybe_commit(job, tenant, name, claim="parse")
+            await self.maybe_commit(job, tenant, name, claim="parse", progress=(plan, done))
             return
         # Otherwise parse again from the start: the batches come out the same, and sending
         # one twice changes nothing, so a batch whose message was lost is sent again.
         blob = Blob(name=name, path=Path(item["path"]))
         sent = 0
+        progress: tuple[dict[str, str], int] | None = None
         with timed_stage(self.hook, item["request_id"], "ingest.parse", {"item": index}) as attrs:
             try:
                 key = document_key(
@@ -150,11 +151,11 @@ class IngestRuntime:
                     chunker=f"parser{PARSER_VERSION}:{chunker_key(self.chunker)}",
                     embedder=embedder_tag(self.embedder),
                 )
-                if self.state.document(tenant, name).get("key") == key:
+                current, twin = self.state.known(tenant, name, key)
+                if current == key:
                     attrs["outcome"] = "unchanged"
                     self._finish(job, tenant, index, "skipped", reason="unchanged")
                     return
-                twin = self.state.document_with_key(tenant, key)
                 if twin and twin != name:
                     attrs["outcome"] = "duplicate"
                     self._finish(
@@ -162,30 +163,31 @@ class IngestRuntime:
                     )
                     return
                 chunks = 0
-                async for batch in self._batches(blob, tenant):
+                async for batch in self.batches(blob, tenant):
                     chunks += len(batch)
                     await self._send(item, batch, sent, dispatch)
                     sent += 1
                 attrs["chunks"] = chunks
-                self.state.plan(
+                progress = self.state.plan(
                     job, tenant, name, item=index, expected=sent, key=key, chunks=chunks
                 )
             except Exception as exc:
                 if is_transient(exc):
                     raise  # the executor retries the whole parse (idempotent)
                 self.state.fail(job, tenant, name, reason_of(exc))
-                self.state.plan(job, tenant, name, item=index, expected=sent, chunks=0)
-        await self.maybe_commit(job, tenant, name, claim="parse")
+                progress = self.state.plan(job, tenant, name, item=index, expected=sent, chunks=0)
+        await self.maybe_commit(job, tenant, name, claim="parse", progress=progress)
 
     async def fail_parse(self, item: Payload, exc: BaseException) -> None:
         """Transient errors outlived the retries: the item fails like a poison one."""
         job, tenant, name = item["job"], item["tenant"], item["name"]
         self.state.fail(job, tenant, name, f"gave up after retries: {reason_of(exc)}")
         sent = self.state.planned(job, tenant, name).get("sent", 0)
-        self.state.plan(job, tenant, name, item=item["item"], chunks=0, expected=sent)
-        await self.maybe_commit(job, tenant, name, claim="parse")
+        progress = self.state.plan(job, tenant, name, item=item["item"], chunks=0, expected=sent)
+        await self.maybe_commit(job, tenant, name, claim="parse", progress=progress)
 
-    async def _batches(self, blob: Blob, tenant: str) -> Any:
+    async def batches(self, blob: Blob, tenant: str) -> Any:
+        """A document's chunks (id, text, metadata, tokens) in embed batches."""
         loader, mime = choose(self.loaders, blob)
         base = {
             "source": blob.name,
@@ -289,22 +291,38 @@ class IngestRuntime:
                 texts=payload["texts"],
                 metadata=payload["metadata"],
             )
-        if self.state.batch_done(job, tenant, name, payload["batch"]):
+        new, plan, done = self.state.batch_done(job, tenant, name, payload["batch"])
+        if new:
             self.state.count_chunks(job, added=len(payload["ids"]))
-        await self.maybe_commit(job, tenant, name, claim=f"batch-{payload['batch']}")
+        await self.maybe_commit(
+            job, tenant, name, claim=f"batch-{payload['batch']}", progress=(plan, done)
+        )
 
     async def fail_batch(self, payload: Payload, exc: BaseException) -> None:
         """A batch that can never be embedded fails its document (and only its document)."""
         job, tenant, name = payload["job"], payload["tenant"], payload["name"]
         self.state.fail(job, tenant, name, reason_of(exc))
-        self.state.batch_done(job, tenant, name, payload["batch"])
-        await self.maybe_commit(job, tenant, name, claim=f"batch-{payload['batch']}")
+        _, plan, done = self.state.batch_done(job, tenant, name, payload["batch"])
+        await self.maybe_commit(
+            job, tenant, name, claim=f"batch-{payload['batch']}", progress=(plan, done)
+        )
 
     # commit --------------------------------------------------------------------------------
 
-    async def maybe_commit(self, job: str, tenant: str, name: str, *, claim: str) -> None:
-        """Commit the document once all its batches are in; exactly one task does it."""
-        plan, done = self.state.progress(job, tenant, name)
+    async def maybe_commit(
+        self,
+        job: str,
+        tenant: str,
+        name: str,
+        *,
+        claim: str,
+        progress: tuple[dict[str, str], int] | None = None,
+    ) -> None:
+        """Commit the document once all its batches are in; exactly one task does it.
+
+        ``progress``: the plan and batch count the caller read after its last write (it
+        saves a round trip); read here when not given."""
+        plan, done = progress or self.state.progress(job, tenant, name)
         if "expected" not in plan or "item" not in plan:
             return  # parse has not finished sending batches, or the commit is over
         index = int(plan["item"])
@@ -319,14 +337,14 @@ class IngestRuntime:
     async def _commit(
         self, job: str, tenant: str, name: str, index: int, plan: dict[str, str]
     ) -> None:
-        added, stale = self.state.changes(job, tenant, name)
+        added, stale, staged = self.state.changes(job, tenant, name)
         if "failed" in plan:
             await self._delete(tenant, sorted(added))
             self.state.drop_stage(job, tenant, name)
             self._finish(job, tenant, index, "failed", reason=plan["failed"])
             return
         chunks = int(plan.get("chunks", 0))
-        if not (chunks > 0 and not self.state.has_stage(job, tenant, name)):
+        if not (chunks > 0 and not staged):
             # (else an earlier run of this commit got past the switch-over: nothing is stale)
             await self._delete(tenant, sorted(stale))
             self.state.count_chunks(job, removed=len(stale))
@@ -339,15 +357,15 @@ class IngestRuntime:
             await self.store.delete(tenant=tenant, ids=ids[start : start + DELETE_BATCH])
 
     def _finish(self, job: str, tenant: str, index: int, status: str, **details: Any) -> None:
-        if self.state.finish_item(job, index, status, **details):
+        job_done, payload = self.state.finish_item(job, index, status, **details)
+        if job_done:
             version = self.state.complete_job(job, tenant)
             log.info("ingest job %s completed; index version %d", job, version)
-        self._unspool(job, index)
+        self._unspool(payload)
 
-    def _unspool(self, job: str, index: int) -> None:
+    def _unspool(self, payload: Payload | None) -> None:
         """Remove a finished item's spooled upload (a redelivered task returns before reading
         it: the item is finished); the job's spool directory goes with its last file."""
-        payload = self.state.payload(job, index) if self.spool is not None else None
         if self.spool is None or not payload or not payload.get("spooled"):
             return
         path = Path(payload["path"]).resolve()

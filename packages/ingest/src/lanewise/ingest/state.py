@@ -150,11 +150,6 @@ class IngestState:
         server = info("server")
         return str(server["run_id"]), float(server["uptime_in_seconds"])
 
-    def payload(self, job: str, item: int) -> dict[str, Any] | None:
-        """The task payload an item was sent with."""
-        raw = self.kv.hget(f"{PREFIX}:job:{job}:payloads", str(item))
-        return None if raw is None else dict(json.loads(raw))
-
     def touch(self, job: str) -> None:
         self.kv.hset(f"{PREFIX}:job:{job}", "touched_at", time.time())
 
@@ -162,12 +157,11 @@ class IngestState:
         value = self.kv.hget(f"{PREFIX}:job:{job}", "tenant")
         return None if value is None else str(value)
 
-    def item_status(self, job: str, item: int) -> str | None:
-        raw = self.kv.hget(f"{PREFIX}:job:{job}:items", str(item))
-        return None if raw is None else str(json.loads(raw)["status"])
-
-    def finish_item(self, job: str, item: int, status: str, **details: Any) -> bool:
-        """Record an item's outcome once; True when that made the whole job finished."""
+    def finish_item(
+        self, job: str, item: int, status: str, **details: Any
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Record an item's outcome once: whether that made the whole job finished, and the
+        task payload the item was sent with (one trip)."""
         assert status in FINISHED
         record = json.dumps({"status": status, **details})
         pipe = self.kv.pipeline(transaction=False)
@@ -175,8 +169,9 @@ class IngestState:
         pipe.hsetnx(f"{PREFIX}:job:{job}:items", str(item), record)
         pipe.hget(f"{PREFIX}:job:{job}", "total")
         pipe.hlen(f"{PREFIX}:job:{job}:items")
-        _, _, total, finished = pipe.execute()
-        return int(finished) >= int(total or 0)
+        pipe.hget(f"{PREFIX}:job:{job}:payloads", str(item))
+        _, _, total, finished, payload = pipe.execute()
+        return int(finished) >= int(total or 0), None if payload is None else json.loads(payload)
 
     def count_chunks(self, job: str, *, added: int = 0, removed: int = 0) -> None:
         if added:
@@ -242,9 +237,13 @@ class IngestState:
             for k, v in self.kv.hgetall(f"{PREFIX}:doc:{_doc(tenant, document_id)}").items()
         }
 
-    def document_with_key(self, tenant: str, key: str) -> str | None:
-        value = self.kv.hget(f"{PREFIX}:hash:{tenant}", key)
-        return str(value) if value else None
+    def known(self, tenant: str, document_id: str, key: str) -> tuple[str | None, str | None]:
+        """The document's committed key, and the tenant's document with ``key`` (one trip)."""
+        pipe = self.kv.pipeline(transaction=False)
+        pipe.hget(f"{PREFIX}:doc:{_doc(tenant, document_id)}", "key")
+        pipe.hget(f"{PREFIX}:hash:{tenant}", key)
+        current, twin = pipe.execute()
+        return (None if current is None else str(current)), (str(twin) if twin else None)
 
     def stage(
         self, job: str, tenant: str, document_id: str, ids: Sequence[str], sent: int
@@ -259,8 +258,15 @@ class IngestState:
         known, _, _ = pipe.execute()
         return [bool(int(v)) for v in known]
 
-    def plan(self, job: str, tenant: str, document_id: str, **fields: Any) -> None:
-        self.kv.hset(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:plan", mapping=fields)
+    def plan(
+        self, job: str, tenant: str, document_id: str, **fields: Any
+    ) -> tuple[dict[str, str], int]:
+        """Add ``fields`` to the document's plan; returns its progress after (one trip)."""
+        base = f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}"
+        pipe = self.kv.pipeline(transaction=False)
+        pipe.hset(f"{base}:plan", mapping=fields)
+        _, plan, done = self._progress(pipe, base)
+        return plan, done
 
     def fail(self, job: str, tenant: str, document_id: str, reason: str) -> None:
         """Mark the document failed in this job (the first reason stays)."""
@@ -274,34 +280,52 @@ class IngestState:
         pipe.hget(plan, "committer")
         return str(pipe.execute()[1]) == claim
 
-    def has_stage(self, job: str, tenant: str, document_id: str) -> bool:
-        return bool(int(self.kv.scard(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}")))
-
     def planned(self, job: str, tenant: str, document_id: str) -> dict[str, str]:
         raw = self.kv.hgetall(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:plan")
         return {str(k): str(v) for k, v in raw.items()}
 
-    def batch_done(self, job: str, tenant: str, document_id: str, batch: int) -> bool:
-        """Record an embedded batch; False when it was recorded before (a redelivery)."""
+    def batch_done(
+        self, job: str, tenant: str, document_id: str, batch: int
+    ) -> tuple[bool, dict[str, str], int]:
+        """Record an embedded batch: False when it was recorded before (a redelivery), and
+        the document's progress after it (one trip)."""
+        base = f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}"
         pipe = self.kv.pipeline(transaction=False)
-        pipe.sadd(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:batches", batch)
+        pipe.sadd(f"{base}:batches", batch)
         pipe.hset(f"{PREFIX}:job:{job}", "touched_at", time.time())
-        return bool(pipe.execute()[0])
+        new, _, plan, done = self._progress(pipe, base)
+        return bool(new), plan, done
 
     def progress(self, job: str, tenant: str, document_id: str) -> tuple[dict[str, str], int]:
         """The document's plan in this job and how many of its batches are in (one trip)."""
         base = f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}"
+        plan, done = self._progress(self.kv.pipeline(transaction=False), base)
+        return plan, done
+
+    def resume(
+        self, job: str, tenant: str, document_id: str, item: int
+    ) -> tuple[str | None, dict[str, str], int]:
+        """What a parse task starts from: the item's status, the document's progress."""
         pipe = self.kv.pipeline(transaction=False)
+        pipe.hget(f"{PREFIX}:job:{job}:items", str(item))
+        raw, plan, done = self._progress(pipe, f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}")
+        return (None if raw is None else str(json.loads(raw)["status"])), plan, done
+
+    @staticmethod
+    def _progress(pipe: Any, base: str) -> tuple[Any, ...]:
+        """Run ``pipe`` with the plan and the batch count appended: (*earlier, plan, done)."""
         pipe.hgetall(f"{base}:plan")
         pipe.scard(f"{base}:batches")
-        plan, done = pipe.execute()
-        return {str(k): str(v) for k, v in plan.items()}, int(done)
+        *earlier, plan, done = pipe.execute()
+        return (*earlier, {str(k): str(v) for k, v in plan.items()}, int(done))
 
     def batches_done(self, job: str, tenant: str, document_id: str) -> int:
         return int(self.kv.scard(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:batches"))
 
-    def changes(self, job: str, tenant: str, document_id: str) -> tuple[set[str], set[str]]:
-        """(staged - manifest, manifest - staged): chunks this job adds and ones now stale."""
+    def changes(self, job: str, tenant: str, document_id: str) -> tuple[set[str], set[str], bool]:
+        """(staged - manifest, manifest - staged, anything staged): chunks this job adds,
+        ones now stale, and whether the stage is still there (a commit that got past the
+        switch-over renamed it into the manifest)."""
         doc = _doc(tenant, document_id)
         pipe = self.kv.pipeline(transaction=False)
         pipe.smembers(f"{PREFIX}:stage:{job}:{doc}")
@@ -309,7 +333,7 @@ class IngestState:
         staged_raw, current_raw = pipe.execute()
         staged = {str(v) for v in staged_raw}
         current = {str(v) for v in current_raw}
-        return staged - current, current - staged
+        return staged - current, current - staged, bool(staged)
 
     def commit(
         self, job: str, tenant: str, document_id: str, *, key: str, source: str, chunks: int
