@@ -230,9 +230,15 @@ def test_ingest_queue_depth_on_celery(
             app.close()
         wait_for_value(base, "lanewise_ingest_queue_depth", 3, queue="ingest")
         wait_for_value(base, "lanewise_ingest_queue_depth", 0, queue="embed")
-        redis_server.stop()  # the broker is gone: the series keeps its last value, nothing fails
-        time.sleep(1.5)
-        assert httpx.get(f"{base}/metrics").status_code == 200
+        redis_server.stop()
+        # The broker is gone: over more than one collection (1 s, probe timeout 0.5 s) every
+        # scrape answers and the series keeps its last value rather than a wrong one.
+        until = time.monotonic() + 2.0
+        while time.monotonic() < until:
+            scrape = httpx.get(f"{base}/metrics", timeout=10)
+            assert scrape.status_code == 200
+            assert samples(scrape.text, "lanewise_ingest_queue_depth", queue="ingest") == [3.0]
+            time.sleep(0.1)
 
 
 # -- two worker processes ------------------------------------------------------------------
