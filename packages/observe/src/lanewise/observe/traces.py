@@ -190,120 +190,102 @@ class Tracing:
             self._busy = False
 
     def spans(self, record: RequestRecord, summary: Mapping[str, Any]) -> list[ReadableSpan]:
-        """The request span and one span per stage, nested by time."""
+        """The request span and one span per stage, nested by time.
+
+        Straight-line code on purpose: it runs for every sampled request on the
+        gateway's core, where each attribute lookup and temporary dict shows.
+        """
         assert record.trace_id is not None
         assert record.span_id is not None
         trace_id = int(record.trace_id, 16)
         operation = record.operation or "chat"
-        attrs: dict[str, Any] = {
-            "http.request.method": record.method,
-            "http.route": summary["route"],
-            "http.response.status_code": record.status,
-            "lanewise.request_id": record.request_id,
-            "lanewise.outcome": summary["outcome"],
-        }
-        if record.unrouted:  # http.route is a route template; a refused path is none
-            del attrs["http.route"]
-        if record.model is not None:
-            attrs.update(
-                {
-                    "gen_ai.operation.name": operation,
-                    "gen_ai.request.model": record.model,
-                    "gen_ai.usage.input_tokens": record.tokens_in,
-                    "gen_ai.usage.output_tokens": record.tokens_out,
-                }
-            )
-        optional = {
-            "gen_ai.response.finish_reasons": (
-                (summary["finish_reason"],) if summary["finish_reason"] else None
-            ),
-            "lanewise.tenant": summary["tenant"],
-            "lanewise.workflow": summary["workflow"],
-            "lanewise.backend": record.backend,
-            "lanewise.prompt.template": record.prompt_name,
-            "lanewise.prompt.version": record.prompt_version,
-            "lanewise.index.version": record.index_version,
-            "lanewise.ttft_ms": summary["ttft_ms"],
-            "lanewise.cost": summary["cost"],
-            "error.type": summary["error_type"],
-        }
-        for key, value in optional.items():
+        outcome = summary["outcome"]
+        error_type = summary["error_type"]
+        attrs: dict[str, Any] = {"http.request.method": record.method}
+        if not record.unrouted:  # http.route is a route template; a refused path is none
+            attrs["http.route"] = summary["route"]
+        attrs["http.response.status_code"] = record.status
+        attrs["lanewise.request_id"] = record.request_id
+        attrs["lanewise.outcome"] = outcome
+        model = record.model
+        if model is not None:
+            attrs["gen_ai.operation.name"] = operation
+            attrs["gen_ai.request.model"] = model
+            attrs["gen_ai.usage.input_tokens"] = record.tokens_in
+            attrs["gen_ai.usage.output_tokens"] = record.tokens_out
+        finish = summary["finish_reason"]
+        if finish:
+            attrs["gen_ai.response.finish_reasons"] = (finish,)
+        for key, value in (
+            ("lanewise.tenant", summary["tenant"]),
+            ("lanewise.workflow", summary["workflow"]),
+            ("lanewise.backend", record.backend),
+            ("lanewise.prompt.template", record.prompt_name),
+            ("lanewise.prompt.version", record.prompt_version),
+            ("lanewise.index.version", record.index_version),
+            ("lanewise.ttft_ms", summary["ttft_ms"]),
+            ("lanewise.cost", summary["cost"]),
+            ("error.type", error_type),
+        ):
             if value is not None:
                 attrs[key] = value
-        error = summary["outcome"] == "error"
-        context = SpanContext(trace_id, record.span_id, is_remote=False, trace_flags=_SAMPLED)
+        context = SpanContext(trace_id, record.span_id, False, _SAMPLED)
         parent = (
-            SpanContext(trace_id, record.parent_span_id, is_remote=True, trace_flags=_SAMPLED)
+            SpanContext(trace_id, record.parent_span_id, True, _SAMPLED)
             if record.parent_span_id is not None
             else None
         )
         start = int(record.started_wall * 1e9)
+        resource, scope = self.resource, self.scope
         spans = [
-            self._span(
-                f"{operation} {record.model}" if record.model else f"{record.method} {record.path}",
-                context,
-                parent,
-                attrs,
-                SpanKind.SERVER,
-                Status(StatusCode.ERROR, summary["error_type"]) if error else _UNSET,
-                start,
-                start + int(record.duration_s * 1e9),
+            ReadableSpan(
+                name=f"{operation} {model}" if model else f"{record.method} {record.path}",
+                context=context,
+                parent=parent,
+                resource=resource,
+                attributes=attrs,
+                kind=SpanKind.SERVER,
+                status=Status(StatusCode.ERROR, error_type) if outcome == "error" else _UNSET,
+                start_time=start,
+                end_time=start + int(record.duration_s * 1e9),
+                instrumentation_scope=scope,
             )
         ]
+        events = record.stage_events
+        if len(events) > 1:
+            events = sorted(events, key=_stage_order)
         parents: list[tuple[float, SpanContext]] = [(float("inf"), context)]
-        for event in sorted(record.stage_events, key=lambda e: (e.started_at, -e.duration_s)):
+        getrandbits = self._random.getrandbits
+        for event in events:
             # Stages nest by time (retrieval's cache/embed/search run inside ``retrieve``).
             end = event.started_at + event.duration_s
             while len(parents) > 1 and parents[-1][0] < end:
                 parents.pop()
-            stage_attrs = {"lanewise.stage": event.stage, **_attributes(event.attributes)}
-            name = event.stage
-            kind = SpanKind.INTERNAL
-            if event.stage == "generate":
-                model = stage_attrs.get("gen_ai.request.model") or record.model
+            stage = event.stage
+            stage_attrs = {"lanewise.stage": stage, **_attributes(event.attributes)}
+            if stage == "generate":
                 stage_attrs["gen_ai.operation.name"] = operation
-                name, kind = f"{operation} {model}", SpanKind.CLIENT
-            stage_context = SpanContext(
-                trace_id, self._random.getrandbits(64) or 1, is_remote=False, trace_flags=_SAMPLED
-            )
+                name = f"{operation} {stage_attrs.get('gen_ai.request.model') or model}"
+                kind = SpanKind.CLIENT
+            else:
+                name, kind = stage, SpanKind.INTERNAL
+            stage_context = SpanContext(trace_id, getrandbits(64) or 1, False, _SAMPLED)
             spans.append(
-                self._span(
-                    name,
-                    stage_context,
-                    parents[-1][1],
-                    stage_attrs,
-                    kind,
-                    _UNSET if event.ok else Status(StatusCode.ERROR),
-                    int(event.started_at * 1e9),
-                    int(end * 1e9),
+                ReadableSpan(
+                    name=name,
+                    context=stage_context,
+                    parent=parents[-1][1],
+                    resource=resource,
+                    attributes=stage_attrs,
+                    kind=kind,
+                    status=_UNSET if event.ok else _ERROR,
+                    start_time=int(event.started_at * 1e9),
+                    end_time=int(end * 1e9),
+                    instrumentation_scope=scope,
                 )
             )
             parents.append((end, stage_context))
         return spans
-
-    def _span(
-        self,
-        name: str,
-        context: SpanContext,
-        parent: SpanContext | None,
-        attributes: dict[str, Any],
-        kind: SpanKind,
-        status: Status,
-        start: int,
-        end: int,
-    ) -> ReadableSpan:
-        return ReadableSpan(
-            name=name,
-            context=context,
-            parent=parent,
-            resource=self.resource,
-            attributes=attributes,
-            kind=kind,
-            status=status,
-            start_time=start,
-            end_time=end,
-            instrumentation_scope=self.scope,
-        )
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Export what is queued now (tests, shutdown)."""
@@ -324,6 +306,11 @@ class Tracing:
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
+_ERROR = Status(StatusCode.ERROR)
+
+
+def _stage_order(event: Any) -> tuple[float, float]:
+    return (event.started_at, -event.duration_s)
 
 
 def parse_traceparent(value: str | None) -> tuple[int, int, int] | None:
