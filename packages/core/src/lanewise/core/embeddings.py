@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from lanewise.core.events import notify
 from lanewise.core.guards import GuardChain, ModelCall, outcome_status
 from lanewise.core.protocols import Embedder, TokenCountingEmbedder
 from lanewise.core.types import ANONYMOUS, Principal, Usage, UsageEvent
@@ -65,8 +66,9 @@ async def embed_metered(
         raise
     finally:
         if hook is not None:
-            hook.lanewise_on_usage(
-                event=UsageEvent(
+            notify(
+                hook.lanewise_on_usage,
+                UsageEvent(
                     request_id=request_id,
                     principal=principal,
                     model=embedder.id,
@@ -76,5 +78,5 @@ async def embed_metered(
                     backend=f"{embedder.id}@{embedder.version}",
                     purpose=purpose,
                     status=outcome_status(failure),
-                )
+                ),
             )

@@ -19,6 +19,7 @@ import msgspec
 import pluggy
 from lanewise.core.context import current_request
 from lanewise.core.errors import InvalidRequest, NotFound, UpstreamTimeout
+from lanewise.core.events import notify
 from lanewise.core.guards import CallScope, GuardChain, ModelCall, outcome_status
 from lanewise.core.prompts import BUILTIN_RAG_TEMPLATE, RAG_PROMPT, PromptTemplate
 from lanewise.core.protocols import ChatBackend, OutputLimited, Retriever
@@ -273,8 +274,9 @@ class Pipeline:
         finish: FinishReason | None,
     ) -> None:
         context = current_request()
-        self._hook.lanewise_on_usage(
-            event=UsageEvent(
+        notify(
+            self._hook.lanewise_on_usage,
+            UsageEvent(
                 request_id=request.request_id,
                 principal=request.principal,
                 model=request.model,
@@ -288,7 +290,7 @@ class Pipeline:
                 prompt_version=request.prompt.version if request.prompt else None,
                 index_version=context.index_version if context is not None else None,
                 finish_reason=finish,
-            )
+            ),
         )
 
     async def stream(self, request: ChatRequest) -> tuple[ChatRequest, AsyncIterator[ChatChunk]]:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from lanewise.core.events import notify
 from lanewise.core.types import StageTiming
 
 
@@ -28,13 +29,14 @@ def timed_stage(
         ok = True
     finally:
         if hook is not None:
-            hook.lanewise_on_stage(
-                event=StageTiming(
+            notify(
+                hook.lanewise_on_stage,
+                StageTiming(
                     request_id=request_id,
                     stage=name,
                     started_at=started,
                     duration_s=time.perf_counter() - t0,
                     ok=ok,
                     attributes=attributes,
-                )
+                ),
             )
