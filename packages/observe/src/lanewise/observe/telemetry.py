@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import threading
 import time
@@ -380,10 +379,10 @@ class Telemetry:
 
     def _rows(self, record: RequestRecord, summary: dict[str, Any], cost: Any, now: float) -> None:
         assert self.writer is not None
-        # One item per request; the writer thread builds its rows.
+        # Plain tuples, built here: the writer keeps no events (nor the garbage
+        # collector's work on them) while it waits for its next batch.
         self.writer.put(
-            functools.partial(
-                usage_rows,
+            usage_rows(
                 record.usage_events,
                 now,
                 cost,
@@ -471,9 +470,9 @@ def usage_rows(
     status: str,
     prompt_name: str | None,
     prompt_version: str | None,
-) -> list[dict[str, Any]]:
+) -> list[tuple[Any, ...]]:
     """A request's rows; the request's cost goes on its last main model call."""
-    main = [e for e in events if getattr(e, "purpose", "request") == "request"]
+    main = [e for e in events if e.purpose == "request"]
     priced = main[-1] if main and isinstance(cost, int | float) else None
     return [
         usage_row(
@@ -496,23 +495,24 @@ def usage_row(
     status: str,
     prompt_name: str | None = None,
     prompt_version: str | None = None,
-) -> dict[str, Any]:
+) -> tuple[Any, ...]:
+    """One row, its values in :data:`~lanewise.observe.usage.store.COLUMNS` order."""
     principal = event.principal
-    return {
-        "ts": now,
-        "request_id": event.request_id[:128],
-        "tenant": principal.tenant,
-        "user_id": principal.user,
-        "key_id": principal.key_id,
-        "workflow": principal.workflow,
-        "model": event.model,
-        "operation": event.operation,
-        "purpose": getattr(event, "purpose", None) or "request",
-        "prompt_name": getattr(event, "prompt_name", None) or prompt_name,
-        "prompt_version": getattr(event, "prompt_version", None) or prompt_version,
-        "input_tokens": event.usage.prompt_tokens,
-        "output_tokens": event.usage.completion_tokens,
-        "cost": cost,
-        "duration_s": event.duration_s,
-        "status": getattr(event, "status", None) or status,
-    }
+    return (
+        now,
+        event.request_id[:128],
+        principal.tenant,
+        principal.user,
+        principal.key_id,
+        principal.workflow,
+        event.model,
+        event.operation,
+        event.purpose or "request",
+        event.prompt_name or prompt_name,
+        event.prompt_version or prompt_version,
+        event.usage.prompt_tokens,
+        event.usage.completion_tokens,
+        cost,
+        event.duration_s,
+        event.status or status,
+    )

@@ -27,6 +27,7 @@ log = logging.getLogger("lanewise.observe.usage")
 MIGRATIONS = Path(__file__).parent / "migrations"
 BATCH = 500
 COLUMNS = [c.name for c in usage.columns if c.name != "id"]
+"""The order of a row's values when it is a tuple (as the gateway builds them)."""
 
 
 def engine_url(url: str) -> str:
@@ -94,15 +95,19 @@ class UsageWriter:
         self._migrated = False
         compiled = insert(usage).compile(dialect=engine.dialect, column_keys=COLUMNS)
         self._sql = str(compiled)
-        self._positional = list(compiled.positiontup or []) if compiled.positional else None
+        positional = list(compiled.positiontup or []) if compiled.positional else None
+        self._from_dict = itemgetter(*positional) if positional else None
+        self._from_tuple = (
+            None if positional in (None, COLUMNS) else itemgetter(*map(COLUMNS.index, positional))
+        )
         self.ready = threading.Event()
         """Set once the schema is migrated (the first thing the writer thread does)."""
         self._thread = threading.Thread(target=self._run, name="lanewise-usage-writer", daemon=True)
         self._thread.start()
 
     def put(self, rows: Any) -> None:
-        """Queue a row (a dict of columns), or a callable the writer thread calls to build
-        the rows of one request (a list of dicts): building them stays off the request path.
+        """Queue a row (a dict of columns, or a tuple of values in :data:`COLUMNS` order), a
+        list of rows, or a callable the writer thread calls to build such a list.
         ``deque.append`` needs no lock; the writer wakes on its timer, not per row."""
         if len(self.pending) < self.capacity:
             self.pending.append(rows)
@@ -149,8 +154,8 @@ class UsageWriter:
             if stop:
                 return
 
-    def _batches(self, items: list[Any]) -> Iterator[list[dict[str, Any]]]:
-        rows: list[dict[str, Any]] = []
+    def _batches(self, items: list[Any]) -> Iterator[list[Any]]:
+        rows: list[Any] = []
         for item in items:
             if callable(item):
                 try:
@@ -180,17 +185,22 @@ class UsageWriter:
                 )
         return self._migrated
 
-    def _write(self, rows: list[dict[str, Any]]) -> bool:
+    def _parameters(self, row: Any) -> Any:
+        """A row as the driver's parameters: a tuple (qmark, format) or a dict (named)."""
+        if isinstance(row, tuple):
+            if self._from_dict is None:
+                return dict(zip(COLUMNS, row, strict=True))
+            return row if self._from_tuple is None else self._from_tuple(row)
+        return row if self._from_dict is None else self._from_dict(row)
+
+    def _write(self, rows: list[Any]) -> bool:
         try:
             if not self._migrate():
                 raise ConnectionError("usage store schema is not migrated")
             with self.engine.begin() as connection:
                 # The driver's executemany on a statement compiled once: SQLAlchemy's
                 # per-row parameter processing would cost the gateway's core far more.
-                if self._positional is not None:
-                    params: Any = list(map(itemgetter(*self._positional), rows))
-                else:
-                    params = rows
+                params: Any = list(map(self._parameters, rows))
                 connection.exec_driver_sql(self._sql, params)
             return True
         except Exception:
