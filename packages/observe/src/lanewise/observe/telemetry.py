@@ -150,8 +150,7 @@ class Telemetry:
             elif name == b"tracestate":
                 record.tracestate = value.decode("latin-1")
         if self.tracing is not None:
-            self.tracing.start_request(record, traceparent)
-            record.traceparent = self.tracing.traceparent(record)
+            record.traceparent = self.tracing.start_request(record, traceparent)
         elif traceparent is not None:
             # No tracing here: still correlate logs with the caller's trace and pass
             # its context on to upstreams unchanged.

@@ -139,17 +139,26 @@ class Tracing:
         )
         self._thread.start()
 
-    def start_request(self, record: RequestRecord, traceparent: str | None) -> None:
-        parent = parse_traceparent(traceparent)
+    def start_request(self, record: RequestRecord, traceparent: str | None) -> str:
+        """Give the record its trace and span ids; returns its ``traceparent`` for upstreams.
+
+        One ``getrandbits`` draws both ids (and no draw decides sampling at ratio 1.0):
+        this runs on the event loop for every request.
+        """
+        parent = parse_traceparent(traceparent) if traceparent else None
+        bits = self._random.getrandbits(192)
+        span_id = bits & _SPAN_MASK or 1
         if parent is not None:
-            trace_id, parent_span, flags = parent
-            record.parent_span_id = parent_span
+            trace_int, record.parent_span_id, flags = parent
             record.sampled = bool(flags & 1)
+            trace_id = format(trace_int, "032x")
         else:
-            trace_id = self._random.getrandbits(128) or 1
-            record.sampled = self._random.random() < self.sample_ratio
-        record.span_id = self._random.getrandbits(64) or 1
-        record.trace_id = format(trace_id, "032x")
+            trace_id = format(bits >> 64 or 1, "032x")
+            ratio = self.sample_ratio
+            record.sampled = ratio >= 1.0 or self._random.random() < ratio
+        record.span_id = span_id
+        record.trace_id = trace_id
+        return f"00-{trace_id}-{span_id:016x}-{'01' if record.sampled else '00'}"
 
     def traceparent(self, record: RequestRecord) -> str | None:
         if record.trace_id is None or record.span_id is None:
@@ -305,6 +314,7 @@ class Tracing:
 
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_SPAN_MASK = (1 << 64) - 1
 _UNSET = Status(StatusCode.UNSET)
 _ERROR = Status(StatusCode.ERROR)
 
