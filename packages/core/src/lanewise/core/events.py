@@ -55,7 +55,7 @@ def _functions(caller: Any, impls: list[Any]) -> tuple[Callable[[Any], object], 
         if (
             impl.hookwrapper
             or impl.wrapper
-            or impl.kwargnames
+            or getattr(impl, "kwargnames", ())  # keyword-only arguments (pluggy >= 1.6)
             or tuple(impl.argnames) != ("event",)
         ):
             return None
