@@ -16,7 +16,10 @@ Same pieces as :mod:`bench.retrieval.quality_ablation` (exact cosine, the store'
 - a reranker built from the embedder: every candidate's sentences embedded, a chunk
   scored by its best sentence's cosine (plus ``w`` x its first-stage score normalised
   to [0, 1], or mixed with its own cosine). Embedding the corpus's sentences takes
-  about 3 minutes on one thread.
+  about 3 minutes on one thread;
+- and, as a ceiling for any fusion of these two rankings, hindsight: per question,
+  whichever of the candidate lists ranks the right document best (dense or lexical;
+  or the weighted fusion at whichever alpha in 0, 0.1, ..., 1 is best for it).
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python -m bench.retrieval.quality_ablation2``
 (prints a Markdown table; docs/retrieval.md quotes it).
@@ -49,6 +52,20 @@ def sentences(text: str) -> list[str]:
     characters dropped (list markers, ``>>>`` prompts)."""
     parts = [" ".join(p.split()) for p in _SENTENCE.split(text)]
     return [p for p in parts if len(p) >= 12] or [" ".join(text.split())]
+
+
+def hindsight(questions: list[dict[str, Any]], options: list[list[list[Hit]]]) -> list[list[Hit]]:
+    """Per question, the option that ranks its document first-best (an upper bound: it
+    needs the answer to choose)."""
+
+    def rank(hits: list[Hit], doc: str) -> int:
+        docs = [h.metadata["doc"] for h in hits[:K]]
+        return docs.index(doc) if doc in docs else K
+
+    return [
+        min((option[i] for option in options), key=lambda hits: rank(hits, q["doc"]))
+        for i, q in enumerate(questions)
+    ]
 
 
 def ordered(scores: dict[int, float]) -> Pairs:
@@ -177,11 +194,20 @@ async def measure() -> list[Row]:
         ]
 
     rm3 = [r.rm3(i, 3, 20, 0.2) for i in n]
+    by_alpha = [hybrid(lex, a / 10) for a in range(11)]
     await r.embed_sentences()
     table: list[tuple[str, Any]] = [
         ("dense", r.each(lambda i: dense[i])),
         ("lexical (BM25)", r.each(lambda i: lex[i])),
         ("**hybrid weighted a 0.7, 40 per path (the default fusion)**", hybrid(lex)),
+        (
+            "ceiling: the better of dense and lexical per question (hindsight)",
+            hindsight(setup.questions, [r.each(lambda i: dense[i]), r.each(lambda i: lex[i])]),
+        ),
+        (
+            "ceiling: weighted fusion at the best alpha per question (hindsight)",
+            hindsight(setup.questions, by_alpha),
+        ),
         ("lexical + RM3 from the top 3 dense hits (20 terms, weight 0.2)", r.each(rm3.__getitem__)),
         ("hybrid a 0.7 with that expanded BM25", hybrid(rm3)),
         ("hybrid a 0.5 with that expanded BM25", hybrid(rm3, 0.5)),
