@@ -12,6 +12,9 @@ in the default embedded store. Every mode runs through the real ``SearchRetrieve
 - ``dense``: vectors only; ``dense+mmr``: the old default (MMR over 4x candidates);
 - ``lexical``: BM25 only;
 - ``hybrid-rrf``: both, fused by textbook RRF (``alpha = 0.5``, ``rrf_k = 60``);
+- ``hybrid-weighted``, ``hybrid-gated``: both, weighted fusion at ``alpha = 0.7``, and
+  the ``gated`` fusion (the lexical side only when BM25 has a clear winner) at the same
+  ``alpha``; ``gated+mmr``: that, then the ``mmr`` reranker;
 - ``default``: what a user gets without configuring anything: hybrid with the
   default fusion (weighted, ``alpha = 0.7``), then the default ``mmr`` reranker;
 - ``hybrid``: both, with the fusion and ``alpha`` chosen on the *tuning half* of
@@ -134,7 +137,9 @@ async def run_mode(
 
 
 SWEEP = [
-    (fusion, alpha) for fusion in ("rrf", "weighted") for alpha in (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+    (fusion, alpha)
+    for fusion in ("rrf", "weighted", "gated")
+    for alpha in (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 ]
 
 
@@ -181,6 +186,12 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "dense+mmr": (retriever(MMRReranker()), {"mode": "dense"}),
             "lexical": (plain, {"mode": "lexical"}),
             "hybrid-rrf": (plain, {"mode": "hybrid", "fusion": "rrf", "alpha": 0.5}),
+            "hybrid-weighted": (plain, {"mode": "hybrid", "fusion": "weighted", "alpha": 0.7}),
+            "hybrid-gated": (plain, {"mode": "hybrid", "fusion": "gated", "alpha": 0.7}),
+            "gated+mmr": (
+                retriever(MMRReranker()),
+                {"mode": "hybrid", "fusion": "gated", "alpha": 0.7},
+            ),
             "default": (retriever(MMRReranker()), {}),
             "hybrid": (plain, chosen),
             "hybrid+rerank": (retriever(reranker), chosen),
