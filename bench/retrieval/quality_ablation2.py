@@ -9,7 +9,8 @@ Same pieces as :mod:`bench.retrieval.quality_ablation` (exact cosine, the store'
   lexical hits (Rocchio: ``q + beta * mean(top m)``);
 - fusion by raw cosine plus ``beta`` x BM25 divided by the query's best BM25, over the
   union of both 40-deep lists (a dense-first prior: the cosine is not normalised away);
-- lexical weight only when BM25 is confident (its first score >= 1.4 x its second);
+- lexical weight only when BM25 is confident (its first score >= 1.4 x its second: the
+  ``gated`` fusion of :mod:`lanewise.retrieval.fusion`);
 - document-level evidence: a per-document prior, the cosine to the mean of the
   document's chunk vectors (``gamma``); or, from the candidates alone (what a reranker
   could do), ``gamma`` x the score of the document's second-best candidate;
@@ -130,12 +131,11 @@ class Round2:
         union = dict.fromkeys([*(j for j, _ in self.s.dense[i][:depth]), *lex])
         return ordered({j: float(cos[j]) + beta * lex.get(j, 0.0) / best for j in union})
 
-    def gated(self, i: int, ratio: float, alpha: float) -> list[Hit]:
-        lex = self.lex[i][:40]
-        confident = len(lex) > 1 and lex[0][1] >= ratio * lex[1][1]
+    def gated(self, i: int, alpha: float) -> list[Hit]:
         hits = self.s.hits
-        dense, lexical_hits = hits(self.s.dense[i][:40]), hits(lex)
-        return fuse(dense, lexical_hits, k=K, fusion="weighted", alpha=alpha if confident else 1.0)
+        return fuse(
+            hits(self.s.dense[i][:40]), hits(self.lex[i][:40]), k=K, fusion="gated", alpha=alpha
+        )
 
     def second_best(self, i: int, gamma: float, depth: int = 40) -> Pairs:
         pool = self.s.dense[i][:depth]
@@ -222,8 +222,8 @@ async def measure() -> list[Row]:
         ("cosine + 0.02 x BM25/max, union of 40 + 40", r.each(lambda i: r.convex(i, 0.02))),
         ("cosine + 0.05 x BM25/max, union of 40 + 40", r.each(lambda i: r.convex(i, 0.05))),
         (
-            "hybrid a 0.7 only when BM25 top1 >= 1.4 x top2, else dense",
-            [r.gated(i, 1.4, 0.7) for i in n],
+            "`gated` fusion a 0.7 (BM25 only when its top1 >= 1.4 x top2, else dense)",
+            [r.gated(i, 0.7) for i in n],
         ),
         ("dense + 0.2 x document-centroid cosine", r.each(lambda i: r.convex(i, 0.0, 0.2))),
         ("dense + 0.3 x document-centroid cosine", r.each(lambda i: r.convex(i, 0.0, 0.3))),
