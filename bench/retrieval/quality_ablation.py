@@ -207,7 +207,10 @@ async def measure() -> list[Row]:
             "hybrid weighted a 0.7, 40 per path, first analyzer",
             [fuse(dense[i][:40], first[i][:40], k=K, fusion="weighted", alpha=0.7) for i in n],
         ),
-        ("**hybrid weighted a 0.7, 40 per path (the default)**", [h[:K] for h in default]),
+        (
+            "**hybrid weighted a 0.7, 40 per path (the default before `gated`)**",
+            [h[:K] for h in default],
+        ),
         (
             "hybrid weighted a 0.7, 100 per path",
             [h[:K] for h in fused(100, fusion="weighted", alpha=0.7)],

@@ -199,7 +199,7 @@ async def measure() -> list[Row]:
     table: list[tuple[str, Any]] = [
         ("dense", r.each(lambda i: dense[i])),
         ("lexical (BM25)", r.each(lambda i: lex[i])),
-        ("**hybrid weighted a 0.7, 40 per path (the default fusion)**", hybrid(lex)),
+        ("**hybrid weighted a 0.7, 40 per path (the default before `gated`)**", hybrid(lex)),
         (
             "ceiling: the better of dense and lexical per question (hindsight)",
             hindsight(setup.questions, [r.each(lambda i: dense[i]), r.each(lambda i: lex[i])]),
@@ -222,7 +222,8 @@ async def measure() -> list[Row]:
         ("cosine + 0.02 x BM25/max, union of 40 + 40", r.each(lambda i: r.convex(i, 0.02))),
         ("cosine + 0.05 x BM25/max, union of 40 + 40", r.each(lambda i: r.convex(i, 0.05))),
         (
-            "`gated` fusion a 0.7 (BM25 only when its top1 >= 1.4 x top2, else dense)",
+            "**`gated` fusion a 0.7 (BM25 only when its top1 >= 1.4 x top2, else dense; "
+            "the default)**",
             [r.gated(i, 0.7) for i in n],
         ),
         ("dense + 0.2 x document-centroid cosine", r.each(lambda i: r.convex(i, 0.0, 0.2))),

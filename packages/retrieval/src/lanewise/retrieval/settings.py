@@ -25,7 +25,7 @@ class RetrievalSettings(Section):
         "hybrid", description="how the store is searched unless a request says otherwise"
     )
     fusion: Literal["rrf", "weighted", "gated"] = Field(
-        "weighted",
+        "gated",
         description="hybrid fusion: min-max normalised scores, reciprocal rank, or "
         "normalised scores with the lexical side only when BM25 has a clear winner",
     )
