@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from lanewise.core.types import Hit
-from lanewise.retrieval.fusion import fuse, ranked
+from lanewise.retrieval.fusion import GATE, confident, fuse, ranked
 
 
 def hits(*pairs: tuple[str, float]) -> list[Hit]:
@@ -53,6 +53,24 @@ def test_empty_sides_and_a_single_hit():
     assert only.score == pytest.approx(0.3)
 
 
+def test_gated_uses_the_lexical_side_only_when_bm25_has_a_clear_winner():
+    flat = hits(("c", 12.0), ("d", 11.0), ("a", 3.0))  # 12 < GATE x 11: not confident
+    peaked = hits(("c", 12.0), ("d", 11.0 / GATE), ("a", 3.0))  # 12 > GATE x 11 / GATE
+    assert not confident([(h.id, h.score) for h in flat])
+    assert confident([(h.id, h.score) for h in peaked])
+    assert confident([("x", 0.5)])
+    assert not confident([])
+    # Closed gate: the dense ranking alone (lexical-only hits score 0, after it).
+    closed = fuse(DENSE, flat, k=4, fusion="gated", alpha=0.7)
+    assert [h.id for h in closed] == ["a", "b", "c", "d"]
+    assert [h.score for h in closed] == pytest.approx([1.0, 0.75, 0.0, 0.0])
+    assert (closed[3].dense_rank, closed[3].lexical_rank) == (None, 2)
+    # Open gate: exactly the weighted fusion.
+    opened = fuse(DENSE, peaked, k=4, fusion="gated", alpha=0.3)
+    assert opened == fuse(DENSE, peaked, k=4, fusion="weighted", alpha=0.3)
+    assert opened[0].id == "c"
+
+
 def test_ranked_marks_one_path():
     assert [(h.dense_rank, h.lexical_rank) for h in ranked(DENSE, "dense")] == [
         (1, None),
@@ -71,7 +89,7 @@ _ranking = st.lists(st.sampled_from("abcdefghij"), unique=True, max_size=8).map(
     dense=_ranking,
     lexical=_ranking,
     k=st.integers(1, 12),
-    fusion=st.sampled_from(("rrf", "weighted")),
+    fusion=st.sampled_from(("rrf", "weighted", "gated")),
     alpha=st.floats(0, 1),
 )
 def test_fused_hits_keep_their_ranks_and_are_sorted(dense, lexical, k, fusion, alpha):

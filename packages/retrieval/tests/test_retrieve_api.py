@@ -154,6 +154,24 @@ def test_each_hit_says_which_path_found_it(gateway):
     assert search.attributes["lanewise.retrieval.fusion"] == "weighted"
 
 
+def test_the_default_fusion_is_gated_and_rag_accepts_it(gateway):
+    base, recorder, _ = gateway
+    r = post(base, {"query": "Celery Redis", "k": 2}, **{"X-Request-ID": "gated"})
+    # BM25 finds one chunk alone (a clear winner): the gate opens and it comes first.
+    first = r.json()["data"][0]
+    assert (first["id"], first["lexical_rank"]) == ("a4", 1)
+    (search,) = [e for e in recorder.events if e.request_id == "gated" and e.stage == "search"]
+    assert search.attributes["lanewise.retrieval.fusion"] == "gated"
+    body = {
+        "model": "extractive",
+        "messages": [{"role": "user", "content": "Celery Redis"}],
+        "lanewise": {"retrieval": {"k": 2, "mode": "hybrid", "fusion": "gated", "alpha": 0.9}},
+    }
+    rag = post(base, body, path="/v1/chat/completions")
+    assert rag.status_code == 200, rag.text
+    assert rag.json()["lanewise"]["citations"][0]["id"] == "a4"
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

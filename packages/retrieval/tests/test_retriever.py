@@ -144,7 +144,7 @@ async def test_each_mode_marks_which_path_found_each_hit(store, embedder):
     assert hybrid[0].lexical_rank == 1
     search = hook.events[-1].attributes
     assert search["lanewise.retrieval.mode"] == "hybrid"
-    assert search["lanewise.retrieval.fusion"] == "weighted"
+    assert search["lanewise.retrieval.fusion"] == "gated"
     assert search["lanewise.retrieval.alpha"] == 0.7
     assert search["dense_hits"] == search["lexical_hits"] == 12
 

@@ -251,8 +251,8 @@ class RetrieveBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """On a store outage answer 200 with no hits and ``degraded: true`` instead of 503."""
     mode: Literal["dense", "lexical", "hybrid"] | None = None
     """``dense``, ``lexical`` or ``hybrid``; default ``retrieval.mode``."""
-    fusion: Literal["rrf", "weighted"] | None = None
-    """``rrf`` or ``weighted`` (hybrid only); default ``retrieval.fusion``."""
+    fusion: Literal["rrf", "weighted", "gated"] | None = None
+    """``rrf``, ``weighted`` or ``gated`` (hybrid only); default ``retrieval.fusion``."""
     alpha: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
     """Weight of the dense side in hybrid fusion, in [0, 1]; default ``retrieval.alpha``."""
 

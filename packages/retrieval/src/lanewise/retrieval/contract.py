@@ -573,7 +573,7 @@ class VectorStoreContract:
         words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
         seed=st.integers(0, 2**32 - 1),
         k=st.integers(1, 10),
-        fusion=st.sampled_from(("rrf", "weighted")),
+        fusion=st.sampled_from(("rrf", "weighted", "gated")),
         alpha=st.sampled_from((0.0, 0.3, 0.5, 1.0)),
     )
     async def test_hybrid_search_equals_fused_references(
@@ -629,7 +629,7 @@ class VectorStoreContract:
         words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
         seed=st.integers(0, 2**32 - 1),
         k=st.integers(1, 10),
-        fusion=st.sampled_from(("rrf", "weighted")),
+        fusion=st.sampled_from(("rrf", "weighted", "gated")),
         alpha=st.sampled_from((0.0, 0.3, 0.5, 0.7, 1.0)),
     )
     async def test_store_side_fusion_equals_fusing_its_two_searches(

@@ -9,6 +9,12 @@
   ``score = alpha * dense + (1 - alpha) * lexical``. It keeps how much better
   the first hit is than the second, which ranks cannot, at the cost of being
   sensitive to outliers in either list.
+- ``gated``: ``weighted``, but the lexical side counts only when BM25 is confident,
+  i.e. its best score is at least :data:`GATE` times its second (or it found one hit
+  alone); otherwise the dense ranking alone decides (``alpha`` taken as 1). Questions
+  in users' own words give BM25 a flat list of weak partial matches, whose weight in
+  ``weighted`` costs them more than it gains elsewhere; an exact identifier, error
+  name or number gives it a clear winner. Measured in docs/retrieval.md.
 
 Every fused hit keeps ``dense_rank`` and ``lexical_rank`` (1-based, None when
 that path did not return it) so users can see which path found it.
@@ -21,6 +27,7 @@ reads, not the index walks, were most of hybrid's cost over dense).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Literal, NamedTuple, Protocol, TypeVar, get_args, runtime_checkable
 
@@ -29,9 +36,23 @@ from lanewise.core.protocols import Filter
 from lanewise.core.types import Hit
 
 Mode = Literal["dense", "lexical", "hybrid"]
-Fusion = Literal["rrf", "weighted"]
+Fusion = Literal["rrf", "weighted", "gated"]
 MODES: tuple[str, ...] = get_args(Mode)
 FUSIONS: tuple[str, ...] = get_args(Fusion)
+
+
+GATE = 1.4
+"""``gated`` fusion: the lexical side counts when BM25's best score is >= GATE x its second.
+Picked on the stdlib golden set (docs/retrieval.md): 1.3-1.5 measure alike there; 1.2 lets
+paraphrases' flat BM25 lists through, 1.6 and up changes no question."""
+
+
+def confident(lexical: Sequence[tuple[object, float]]) -> bool:
+    """Whether BM25 has a clear winner: one hit alone, or the best >= GATE x the second."""
+    if len(lexical) == 1:
+        return True
+    top = heapq.nlargest(2, (score for _, score in lexical))
+    return len(top) == 2 and top[0] >= GATE * top[1]
 
 
 def ranked(hits: Sequence[Hit], path: Literal["dense", "lexical"]) -> list[Hit]:
@@ -80,6 +101,8 @@ def fused_order(
             for key in keys
         }
     else:
+        if fusion == "gated" and not confident(lexical):
+            alpha = 1.0
         dn, ln = _normalised(dict(dense)), _normalised(dict(lexical))
         scores = {key: alpha * dn.get(key, 0.0) + (1.0 - alpha) * ln.get(key, 0.0) for key in keys}
 

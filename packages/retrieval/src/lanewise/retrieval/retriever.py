@@ -62,7 +62,7 @@ class SearchRetriever:
         degrade: bool = False,
         overfetch: int = 4,
         mode: Mode = "hybrid",
-        fusion: Fusion = "weighted",
+        fusion: Fusion = "gated",
         alpha: float = 0.7,
         rrf_k: int = 60,
     ) -> None:

@@ -24,8 +24,10 @@ class RetrievalSettings(Section):
     mode: Literal["dense", "lexical", "hybrid"] = Field(
         "hybrid", description="how the store is searched unless a request says otherwise"
     )
-    fusion: Literal["rrf", "weighted"] = Field(
-        "weighted", description="hybrid fusion: min-max normalised scores, or reciprocal rank"
+    fusion: Literal["rrf", "weighted", "gated"] = Field(
+        "gated",
+        description="hybrid fusion: min-max normalised scores, reciprocal rank, or "
+        "normalised scores with the lexical side only when BM25 has a clear winner",
     )
     alpha: float = Field(0.7, ge=0, le=1, description="hybrid weight of the dense side")
     rrf_k: int = Field(60, ge=1, description="the k in reciprocal rank fusion's 1 / (k + rank)")

@@ -151,7 +151,7 @@ class RetrievalOptions(msgspec.Struct, kw_only=True):
     """Answer without context (flagged) if the store is unavailable; default retrieval.degrade."""
     mode: Literal["dense", "lexical", "hybrid"] | None = None
     """Default retrieval.mode; the retriever checks it against what it supports."""
-    fusion: Literal["rrf", "weighted"] | None = None
+    fusion: Literal["rrf", "weighted", "gated"] | None = None
     alpha: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
 
 
