@@ -10,6 +10,8 @@ import asyncio
 import logging
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 import warnings
@@ -314,5 +316,67 @@ async def test_terms_of_an_older_analyzer_are_recomputed_before_the_next_lexical
                 f"SELECT analyzer FROM {store.table}_tenants WHERE tenant = 'old'"
             ).fetchone()
         assert analyzer == ANALYZER
+    finally:
+        await store.aclose()
+
+
+START_STORE = """
+import asyncio, sys
+from lanewise.retrieval.stores.pgvector import PgvectorStore
+
+async def main():
+    store = PgvectorStore(sys.argv[1], dimension=4, table=sys.argv[2])
+    try:
+        print(await store.count(tenant="busy"))
+    finally:
+        await store.aclose()
+
+asyncio.run(main())
+"""
+
+
+def start_stores(url: str, table: str, n: int) -> list[tuple[int, str, str]]:
+    """Start a store in ``n`` processes at once: (exit status, stdout, stderr) of each."""
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", START_STORE, url, table],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
+    try:
+        outs = [p.communicate(timeout=60) for p in starts]
+        return [(p.returncode, out, err) for p, (out, err) in zip(starts, outs, strict=True)]
+    finally:
+        for p in starts:
+            p.kill()
+
+
+async def test_processes_start_while_another_holds_an_upsert_open(pgvector_url):
+    """Two processes start a store on an existing table while a third is inside an upsert's
+    transaction: they read the catalogs, find the schema complete and take no table lock
+    (ALTER TABLE ... ROW LEVEL SECURITY would wait for the writer, and deadlock with it
+    when the writer then needs a table the starting process holds)."""
+    store = new_store(pgvector_url, dimension=4, create_extension=False)
+    rows = [(f"d{i}", [1.0, float(i), 0.0, 0.5], f"text {i}", {"i": i}) for i in range(3)]
+    try:
+        await put(store, "busy", rows)
+        t = store.table
+        with psycopg.connect(pgvector_url) as writer:
+            # An upsert in flight: row-exclusive locks on the rows, lexicon and totals tables.
+            writer.execute("SELECT set_config('lanewise.tenant', 'busy', true)")
+            writer.execute(
+                f"INSERT INTO {t} (tenant, id, embedding, text) VALUES ('busy', 'x', %s, 'x')",
+                ["[1,0,0,0]"],
+            )
+            writer.execute(f"INSERT INTO {t}_lexicon VALUES ('busy', 'x', 1)")
+            writer.execute(f"UPDATE {t}_tenants SET version = version + 1 WHERE tenant = 'busy'")
+            started = await asyncio.to_thread(start_stores, pgvector_url, t, 2)
+            assert [rc for rc, _, _ in started] == [0, 0], started
+            assert [out.strip() for _, out, _ in started] == ["3", "3"]  # the open insert unseen
+            writer.commit()
+        assert await store.count(tenant="busy") == 4
     finally:
         await store.aclose()

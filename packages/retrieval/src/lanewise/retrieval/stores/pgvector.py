@@ -135,6 +135,47 @@ class PgvectorStore:
             )
         major, minor = (int(p) for p in str(row[0]).split(".")[:2])
         self._iterative_scan = (major, minor) >= (0, 8)
+        if not await self._schema_complete(conn):
+            await self._build_schema(conn)
+        existing = await (
+            await conn.execute(
+                "SELECT atttypmod FROM pg_attribute"
+                " WHERE attrelid = %s::regclass AND attname = 'embedding'",
+                [t],
+            )
+        ).fetchone()
+        if existing is not None and existing[0] != d:
+            raise ConfigError(
+                f"table {t} holds {existing[0]}-d vectors but the store is configured for {d}; "
+                "use another retrieval.vector_store.table"
+            )
+
+    async def _schema_complete(self, conn: Any) -> bool:
+        """Whether every table, column, index and policy is there already, read from the
+        catalogs without locking a table. Every process starts here: ``ALTER TABLE`` and
+        ``CREATE INDEX`` (even with ``IF NOT EXISTS``) lock the table against the other
+        processes' writes, and a start behind a long upsert would wait for it."""
+        t = self.table
+        tables = [t, f"{t}_tenants", f"{t}_lexicon"]
+        row = await (
+            await conn.execute(
+                "SELECT (SELECT count(*) FROM pg_class WHERE oid IN"
+                "  (to_regclass(%s), to_regclass(%s), to_regclass(%s))"
+                "  AND relrowsecurity AND relforcerowsecurity) = 3"
+                " AND (SELECT count(*) FROM pg_policies WHERE tablename = ANY(%s)"
+                "  AND policyname = 'lanewise_tenant_isolation') = 3"
+                " AND (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+                "  AND attname IN ('lexemes', 'term_freq', 'lex_len') AND NOT attisdropped) = 3"
+                " AND (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+                "  AND attname IN ('tokens', 'analyzer') AND NOT attisdropped) = 2"
+                " AND to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+                [*tables, tables, t, f"{t}_tenants", f"{t}_hnsw", f"{t}_lexemes"],
+            )
+        ).fetchone()
+        return bool(row and row[0])
+
+    async def _build_schema(self, conn: Any) -> None:
+        t, d = self.table, self.dimension
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {t} ("
             " tenant text NOT NULL, id text NOT NULL,"
@@ -166,21 +207,18 @@ class PgvectorStore:
             " tenant text NOT NULL, term text NOT NULL, df bigint NOT NULL,"
             " PRIMARY KEY (tenant, term))"
         )
-        existing = await (
-            await conn.execute(
-                "SELECT atttypmod FROM pg_attribute"
-                " WHERE attrelid = %s::regclass AND attname = 'embedding'",
-                [t],
-            )
-        ).fetchone()
-        if existing is not None and existing[0] != d:
-            raise ConfigError(
-                f"table {t} holds {existing[0]}-d vectors but the store is configured for {d}; "
-                "use another retrieval.vector_store.table"
-            )
         for name in (t, f"{t}_tenants", f"{t}_lexicon"):
-            await conn.execute(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY")
-            await conn.execute(f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY")
+            secured = await (
+                await conn.execute(
+                    "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class"
+                    " WHERE oid = %s::regclass",
+                    [name],
+                )
+            ).fetchone()
+            if not (secured and secured[0]):  # ALTER TABLE locks out every writer
+                await conn.execute(
+                    f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY"
+                )
             present = await (
                 await conn.execute(
                     "SELECT 1 FROM pg_policies WHERE tablename = %s AND policyname = %s",
