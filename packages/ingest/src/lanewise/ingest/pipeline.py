@@ -388,10 +388,12 @@ class IngestRuntime:
         **details: Any,
     ) -> None:
         job_done, payload = self.state.finish_item(job, index, status, drop=drop, **details)
+        # The upload goes before the job is marked complete: whoever sees it complete
+        # sees this item's spooled copy gone.
+        self._unspool(payload)
         if job_done:
             version = self.state.complete_job(job, tenant)
             log.info("ingest job %s completed; index version %d", job, version)
-        self._unspool(payload)
 
     def _unspool(self, payload: Payload | None) -> None:
         """Remove a finished item's spooled upload (a redelivered task returns before reading
