@@ -35,7 +35,9 @@ worker has gone idle, so both sides get the same core.
    Redis, the parse task publishing its embed messages, commits, the task wrappers).
    The second ratio, ``ratio_vs_celery_plus_work`` = (Celery + chunking + store) /
    pipeline, is the share the pipeline's own overhead leaves; that is what the 0.9
-   target can fairly apply to.
+   target can fairly apply to. The worker's CPU seconds per run (main process and pool
+   children, from ``/proc``) are recorded for both sides too: on a shared machine they
+   move far less than the wall times.
 3. **Peak RSS** of the worker's pool child while it ingests a generated 200 MiB
    text file (no-op embedder), with the file's MiB/s.
 
@@ -279,19 +281,25 @@ async def overhead_and_memory(
         celery_runs: list[float] = []
         store_runs: list[float] = []
         chunk_runs: list[float] = []
+        pipeline_cpu: list[float] = []
+        celery_cpu: list[float] = []
         # Pipeline, raw Celery, store alone, chunking alone, interleaved `rounds` times
         # (load drifts); the medians count.
         for rnd in range(rounds):
+            cpu0 = worker.cpu_seconds()
             view, elapsed = await run_job(service, corpus, f"{TENANT}{rnd}")
             pipeline_runs.append(elapsed)
+            pipeline_cpu.append(worker.cpu_seconds() - cpu0)
             messages = await pipeline_messages(parts, corpus, f"{TENANT}{rnd}", 8, 64)
             counter = f"bench:ping:{uuid.uuid4().hex}"
+            cpu0 = worker.cpu_seconds()
             t0 = time.perf_counter()
             for message in messages:
                 app.send_task(PING_TASK, args=[counter, message], queue="ingest")
             while int(kv.get(counter) or 0) < len(messages):  # noqa: ASYNC110 - another process
                 await asyncio.sleep(0.01)
             celery_runs.append(time.perf_counter() - t0)
+            celery_cpu.append(worker.cpu_seconds() - cpu0)
             store_runs.append(await store_alone(parts, messages, f"store{rnd}"))
             chunk_s, chunked = await chunking_alone(runtime, corpus, f"chunk{rnd}")
             assert chunked == view.chunks_added, (chunked, view.chunks_added)
@@ -320,6 +328,13 @@ async def overhead_and_memory(
             "store_runs_s": store_runs,
             "chunking_runs_s": chunk_runs,
             "ratio_vs_celery_plus_work": (celery_s + chunk_s + store_s) / elapsed,
+            # CPU seconds of the whole worker (main process and pool children) per run:
+            # unlike the wall times, barely moved by other jobs on the machine.
+            "worker_cpu_s": {
+                "pipeline": med(pipeline_cpu),
+                "celery_same_messages": med(celery_cpu),
+            },
+            "worker_cpu_runs_s": {"pipeline": pipeline_cpu, "celery_same_messages": celery_cpu},
         }
         big = tmp / "big" / "big.txt"
         big.parent.mkdir()
@@ -423,6 +438,11 @@ def main(argv: list[str]) -> int:
         f" + chunking {b['chunking']:.2f} s + store writes {b['store_writes']:.2f} s"
         f" + bookkeeping and the rest {b['bookkeeping_and_rest']:.2f} s (medians);"
         f" (Celery + chunking + store) / pipeline: {o['ratio_vs_celery_plus_work']:.2f}"
+    )
+    cpu = o["worker_cpu_s"]
+    print(
+        f"  worker CPU per run (medians): pipeline {cpu['pipeline']:.2f} s,"
+        f" Celery same messages {cpu['celery_same_messages']:.2f} s"
     )
     print(
         f"peak worker RSS on {memory['file_mib']} MiB: {memory['peak_rss_mib']:.0f} MiB "

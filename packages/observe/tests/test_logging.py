@@ -54,3 +54,27 @@ def test_console_renderer_for_development(tmp_path):
     assert "answer=42" in text
     assert "plain 7" in text
     assert not text.lstrip().startswith("{")
+
+
+def test_a_celery_pool_child_flushes_its_log_lines_as_it_exits(tmp_path):
+    """A prefork child leaves through ``os._exit`` (no atexit): the buffered lines must be
+    written when ``worker_process_shutdown`` fires, not up to a writer interval later."""
+    from celery import Celery, signals
+    from lanewise.observe import celery as observe_celery
+
+    log_file = tmp_path / "child.log"
+    settings = ObserveSettings(log_format="json", log_file=log_file)
+    before = observe_celery._settings
+    observe_celery.instrument_celery(Celery("flush-test", set_as_current=False), settings)
+    configure_logging(settings, on_drop=lambda: None)
+    try:
+        logger = logging.getLogger("celery.app.trace")
+        for n in range(50):
+            logger.info("Task t[%d] succeeded in 0.001s: None", n)
+        signals.worker_process_shutdown.send(sender=None, pid=0, exitcode=0)
+        # Read at once: the writer thread wakes only every 50 ms.
+        lines = log_file.read_text().splitlines()
+    finally:
+        shutdown_logging()
+        observe_celery._settings = before
+    assert len([line for line in lines if "succeeded in" in line]) == 50

@@ -10,6 +10,8 @@ import asyncio
 import logging
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 import warnings
@@ -216,8 +218,8 @@ def lexical_state(admin_url: str, table: str, tenant: str) -> tuple[dict, dict, 
 async def test_a_writer_killed_mid_upsert_leaves_rows_and_lexicon_agreeing(
     pgvector_url, pg_superuser_url
 ):
-    """The upsert's backend is terminated after it wrote its rows and lexicon changes, while
-    it waits to bump the tenant's totals: PostgreSQL rolls the whole transaction back."""
+    """The upsert's backend is terminated while it waits to bump the tenant's totals (after
+    its rows and lexicon changes, in the same statement): the whole transaction rolls back."""
     admin_url = pgvector_url.replace(f"{APP_ROLE}:@", "postgres:@")
     store = new_store(pgvector_url, dimension=4, create_extension=False)
     rng = random.Random(5)
@@ -229,7 +231,7 @@ async def test_a_writer_killed_mid_upsert_leaves_rows_and_lexicon_agreeing(
         await put(store, "crash", rows)
         before = lexical_state(admin_url, store.table, "crash")
         with psycopg.connect(admin_url) as blocker:
-            # Hold the tenant's totals row: the upsert's last statement waits for it.
+            # Hold the tenant's totals row: the upsert waits for it.
             blocker.execute(
                 f"SELECT 1 FROM {store.table}_tenants WHERE tenant = 'crash' FOR UPDATE"
             )
@@ -242,15 +244,17 @@ async def test_a_writer_killed_mid_upsert_leaves_rows_and_lexicon_agreeing(
             watcher = psycopg.connect(admin_url, autocommit=True)
             for _ in range(200):
                 found = watcher.execute(
+                    # (the statement's text is cut at track_activity_query_size: match
+                    # its start, the only statement of this table that can wait here)
                     "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                     " AND query LIKE %s",
-                    [f"%{store.table}_tenants%"],
+                    [f"%{store.table}%"],
                 ).fetchone()
                 if found:
                     pid = found[0]
                     break
                 await asyncio.sleep(0.02)
-            assert pid is not None, "the upsert never reached its last statement"
+            assert pid is not None, "the upsert never waited for the totals row"
             watcher.execute("SELECT pg_terminate_backend(%s)", [pid])
             watcher.close()
             with pytest.raises(Unavailable):
@@ -312,5 +316,67 @@ async def test_terms_of_an_older_analyzer_are_recomputed_before_the_next_lexical
                 f"SELECT analyzer FROM {store.table}_tenants WHERE tenant = 'old'"
             ).fetchone()
         assert analyzer == ANALYZER
+    finally:
+        await store.aclose()
+
+
+START_STORE = """
+import asyncio, sys
+from lanewise.retrieval.stores.pgvector import PgvectorStore
+
+async def main():
+    store = PgvectorStore(sys.argv[1], dimension=4, table=sys.argv[2])
+    try:
+        print(await store.count(tenant="busy"))
+    finally:
+        await store.aclose()
+
+asyncio.run(main())
+"""
+
+
+def start_stores(url: str, table: str, n: int) -> list[tuple[int, str, str]]:
+    """Start a store in ``n`` processes at once: (exit status, stdout, stderr) of each."""
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", START_STORE, url, table],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
+    try:
+        outs = [p.communicate(timeout=60) for p in starts]
+        return [(p.returncode, out, err) for p, (out, err) in zip(starts, outs, strict=True)]
+    finally:
+        for p in starts:
+            p.kill()
+
+
+async def test_processes_start_while_another_holds_an_upsert_open(pgvector_url):
+    """Two processes start a store on an existing table while a third is inside an upsert's
+    transaction: they read the catalogs, find the schema complete and take no table lock
+    (ALTER TABLE ... ROW LEVEL SECURITY would wait for the writer, and deadlock with it
+    when the writer then needs a table the starting process holds)."""
+    store = new_store(pgvector_url, dimension=4, create_extension=False)
+    rows = [(f"d{i}", [1.0, float(i), 0.0, 0.5], f"text {i}", {"i": i}) for i in range(3)]
+    try:
+        await put(store, "busy", rows)
+        t = store.table
+        with psycopg.connect(pgvector_url) as writer:
+            # An upsert in flight: row-exclusive locks on the rows, lexicon and totals tables.
+            writer.execute("SELECT set_config('lanewise.tenant', 'busy', true)")
+            writer.execute(
+                f"INSERT INTO {t} (tenant, id, embedding, text) VALUES ('busy', 'x', %s, 'x')",
+                ["[1,0,0,0]"],
+            )
+            writer.execute(f"INSERT INTO {t}_lexicon VALUES ('busy', 'x', 1)")
+            writer.execute(f"UPDATE {t}_tenants SET version = version + 1 WHERE tenant = 'busy'")
+            started = await asyncio.to_thread(start_stores, pgvector_url, t, 2)
+            assert [rc for rc, _, _ in started] == [0, 0], started
+            assert [out.strip() for _, out, _ in started] == ["3", "3"]  # the open insert unseen
+            writer.commit()
+        assert await store.count(tenant="busy") == 4
     finally:
         await store.aclose()

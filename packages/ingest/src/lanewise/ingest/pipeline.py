@@ -43,7 +43,7 @@ from lanewise.ingest.errors import is_transient, reason_of
 from lanewise.ingest.ids import chunk_id, document_key
 from lanewise.ingest.loaders import Loader, Section, choose
 from lanewise.ingest.settings import IngestSettings
-from lanewise.ingest.state import IngestState
+from lanewise.ingest.state import Changes, IngestState
 from lanewise.ingest.wiring import embed_batch, embedder_tag
 
 log = logging.getLogger("lanewise.ingest")
@@ -163,14 +163,26 @@ class IngestRuntime:
                     )
                     return
                 chunks = 0
+                # One batch behind: the last one is staged together with the plan.
+                held: list[tuple[str, str, dict[str, Any], int]] | None = None
                 async for batch in self.batches(blob, tenant):
+                    if held is not None:
+                        await self._send(item, held, sent, dispatch)
+                        sent += 1
+                    held = batch
                     chunks += len(batch)
-                    await self._send(item, batch, sent, dispatch)
-                    sent += 1
                 attrs["chunks"] = chunks
-                progress = self.state.plan(
-                    job, tenant, name, item=index, expected=sent, key=key, chunks=chunks
-                )
+                fields = {
+                    "item": index,
+                    "expected": sent + (held is not None),
+                    "key": key,
+                    "chunks": chunks,
+                }
+                if held is None:
+                    progress = self.state.plan(job, tenant, name, **fields)
+                else:
+                    progress = await self._send(item, held, sent, dispatch, plan=fields)
+                    sent += 1
             except Exception as exc:
                 if is_transient(exc):
                     raise  # the executor retries the whole parse (idempotent)
@@ -243,14 +255,20 @@ class IngestRuntime:
         batch: list[tuple[str, str, dict[str, Any], int]],
         number: int,
         dispatch: Dispatcher,
-    ) -> None:
+        plan: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, str], int]:
+        """Stage a batch (with the document's ``plan`` when it is the last) and send it to
+        be embedded; the document's progress after staging.
+
+        The plan may be in before the last batch is sent: a parse that dies in between
+        is redelivered, finds fewer batches done than expected and sends them all again."""
         job, tenant, name = item["job"], item["tenant"], item["name"]
         ids = [b[0] for b in batch]
-        known = self.state.stage(job, tenant, name, ids, sent=number + 1)
+        known, planned, done = self.state.stage(job, tenant, name, ids, sent=number + 1, plan=plan)
         new = [b for b, stored in zip(batch, known, strict=True) if not stored]
         if not new:  # nothing to embed: the batch is done as soon as it is staged
-            self.state.batch_done(job, tenant, name, number)
-            return
+            _, planned, done = self.state.batch_done(job, tenant, name, number)
+            return planned, done
         await dispatch.embed(
             {
                 "job": job,
@@ -263,6 +281,7 @@ class IngestRuntime:
                 "metadata": [b[2] for b in new],
             }
         )
+        return planned, done
 
     # embed ---------------------------------------------------------------------------------
 
@@ -291,9 +310,7 @@ class IngestRuntime:
                 texts=payload["texts"],
                 metadata=payload["metadata"],
             )
-        new, plan, done = self.state.batch_done(job, tenant, name, payload["batch"])
-        if new:
-            self.state.count_chunks(job, added=len(payload["ids"]))
+        _, plan, done = self.state.batch_done(job, tenant, name, payload["batch"])
         await self.maybe_commit(
             job, tenant, name, claim=f"batch-{payload['batch']}", progress=(plan, done)
         )
@@ -330,38 +347,53 @@ class IngestRuntime:
             return
         # Two batches finishing together both get here: the first claim wins, and the
         # same task redelivered (its worker died mid-commit) may finish what it started.
-        if not self.state.claim_commit(job, tenant, name, claim):
+        changes = self.state.claim_commit(job, tenant, name, claim)
+        if changes is None:
             return
-        await self._commit(job, tenant, name, index, plan)
+        await self._commit(job, tenant, name, index, plan, changes)
 
     async def _commit(
-        self, job: str, tenant: str, name: str, index: int, plan: dict[str, str]
+        self,
+        job: str,
+        tenant: str,
+        name: str,
+        index: int,
+        plan: dict[str, str],
+        changes: Changes,
     ) -> None:
-        added, stale, staged = self.state.changes(job, tenant, name)
+        done = (tenant, name)
         if "failed" in plan:
-            await self._delete(tenant, sorted(added))
-            self.state.drop_stage(job, tenant, name)
-            self._finish(job, tenant, index, "failed", reason=plan["failed"])
+            await self._delete(tenant, sorted(changes.added))
+            self._finish(job, tenant, index, "failed", drop=done, reason=plan["failed"])
             return
         chunks = int(plan.get("chunks", 0))
-        if not (chunks > 0 and not staged):
+        if chunks == 0 or changes.staged:
             # (else an earlier run of this commit got past the switch-over: nothing is stale)
-            await self._delete(tenant, sorted(stale))
-            self.state.count_chunks(job, removed=len(stale))
-        self.state.commit(job, tenant, name, key=plan["key"], source=name, chunks=chunks)
-        self._finish(job, tenant, index, "done", chunks=int(plan.get("chunks", 0)))
-        self.state.drop_stage(job, tenant, name)
+            await self._delete(tenant, sorted(changes.stale))
+        self.state.commit(job, tenant, name, changes, key=plan["key"], source=name, chunks=chunks)
+        self._finish(job, tenant, index, "done", drop=done, chunks=chunks)
 
     async def _delete(self, tenant: str, ids: list[str]) -> None:
         for start in range(0, len(ids), DELETE_BATCH):
             await self.store.delete(tenant=tenant, ids=ids[start : start + DELETE_BATCH])
 
-    def _finish(self, job: str, tenant: str, index: int, status: str, **details: Any) -> None:
-        job_done, payload = self.state.finish_item(job, index, status, **details)
+    def _finish(
+        self,
+        job: str,
+        tenant: str,
+        index: int,
+        status: str,
+        *,
+        drop: tuple[str, str] | None = None,
+        **details: Any,
+    ) -> None:
+        job_done, payload = self.state.finish_item(job, index, status, drop=drop, **details)
+        # The upload goes before the job is marked complete: whoever sees it complete
+        # sees this item's spooled copy gone.
+        self._unspool(payload)
         if job_done:
             version = self.state.complete_job(job, tenant)
             log.info("ingest job %s completed; index version %d", job, version)
-        self._unspool(payload)
 
     def _unspool(self, payload: Payload | None) -> None:
         """Remove a finished item's spooled upload (a redelivered task returns before reading

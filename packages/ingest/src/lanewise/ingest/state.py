@@ -158,10 +158,18 @@ class IngestState:
         return None if value is None else str(value)
 
     def finish_item(
-        self, job: str, item: int, status: str, **details: Any
+        self,
+        job: str,
+        item: int,
+        status: str,
+        *,
+        drop: tuple[str, str] | None = None,
+        **details: Any,
     ) -> tuple[bool, dict[str, Any] | None]:
         """Record an item's outcome once: whether that made the whole job finished, and the
-        task payload the item was sent with (one trip)."""
+        task payload the item was sent with (one trip). ``drop``: (tenant, document id)
+        whose stage goes in the same trip, after the outcome is recorded (a commit cut
+        short before that is completed by its task redelivered, which needs the stage)."""
         assert status in FINISHED
         record = json.dumps({"status": status, **details})
         pipe = self.kv.pipeline(transaction=False)
@@ -170,14 +178,11 @@ class IngestState:
         pipe.hget(f"{PREFIX}:job:{job}", "total")
         pipe.hlen(f"{PREFIX}:job:{job}:items")
         pipe.hget(f"{PREFIX}:job:{job}:payloads", str(item))
-        _, _, total, finished, payload = pipe.execute()
+        if drop is not None:
+            base = f"{PREFIX}:stage:{job}:{_doc(*drop)}"
+            pipe.delete(base, f"{base}:batches", f"{base}:plan")
+        _, _, total, finished, payload, *_ = pipe.execute()
         return int(finished) >= int(total or 0), None if payload is None else json.loads(payload)
-
-    def count_chunks(self, job: str, *, added: int = 0, removed: int = 0) -> None:
-        if added:
-            self.kv.hincrby(f"{PREFIX}:job:{job}", "chunks_added", added)
-        if removed:
-            self.kv.hincrby(f"{PREFIX}:job:{job}", "chunks_removed", removed)
 
     def complete_job(self, job: str, tenant: str) -> int:
         """Mark the job finished and bump the tenant's index version, once per job."""
@@ -246,17 +251,25 @@ class IngestState:
         return (None if current is None else str(current)), (str(twin) if twin else None)
 
     def stage(
-        self, job: str, tenant: str, document_id: str, ids: Sequence[str], sent: int
-    ) -> list[bool]:
-        """Add ``ids`` to the document's new chunk set and count ``sent`` batches; returns
-        which of them its current manifest already holds (no need to embed those)."""
+        self,
+        job: str,
+        tenant: str,
+        document_id: str,
+        ids: Sequence[str],
+        sent: int,
+        plan: dict[str, Any] | None = None,
+    ) -> tuple[list[bool], dict[str, str], int]:
+        """Add ``ids`` to the document's new chunk set, count ``sent`` batches and add
+        ``plan`` to its plan (with the last batch); returns which of the ids its current
+        manifest already holds (no need to embed those) and its progress (one trip)."""
         doc = _doc(tenant, document_id)
+        base = f"{PREFIX}:stage:{job}:{doc}"
         pipe = self.kv.pipeline(transaction=False)
         pipe.smismember(f"{PREFIX}:doc:{doc}:chunks", list(ids))
-        pipe.sadd(f"{PREFIX}:stage:{job}:{doc}", *ids)
-        pipe.hset(f"{PREFIX}:stage:{job}:{doc}:plan", "sent", sent)
-        known, _, _ = pipe.execute()
-        return [bool(int(v)) for v in known]
+        pipe.sadd(base, *ids)
+        pipe.hset(f"{base}:plan", mapping={**(plan or {}), "sent": sent})
+        known, _, _, plan_now, done = self._progress(pipe, base)
+        return [bool(int(v)) for v in known], plan_now, done
 
     def plan(
         self, job: str, tenant: str, document_id: str, **fields: Any
@@ -272,13 +285,28 @@ class IngestState:
         """Mark the document failed in this job (the first reason stays)."""
         self.kv.hsetnx(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:plan", "failed", reason)
 
-    def claim_commit(self, job: str, tenant: str, document_id: str, claim: str) -> bool:
-        """True for the first claimant, and for that claimant again (a redelivered task)."""
-        plan = f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:plan"
+    def claim_commit(self, job: str, tenant: str, document_id: str, claim: str) -> Changes | None:
+        """The document's changes (see :class:`Changes`) for the first claimant, and for that
+        claimant again (a redelivered task); None for any other (one trip)."""
+        doc = _doc(tenant, document_id)
+        plan = f"{PREFIX}:stage:{job}:{doc}:plan"
         pipe = self.kv.pipeline(transaction=False)
         pipe.hsetnx(plan, "committer", claim)
         pipe.hget(plan, "committer")
-        return str(pipe.execute()[1]) == claim
+        pipe.smembers(f"{PREFIX}:stage:{job}:{doc}")
+        pipe.smembers(f"{PREFIX}:doc:{doc}:chunks")
+        pipe.hget(f"{PREFIX}:doc:{doc}", "key")
+        _, committer, staged_raw, current_raw, old_key = pipe.execute()
+        if str(committer) != claim:
+            return None
+        staged = {str(v) for v in staged_raw}
+        current = {str(v) for v in current_raw}
+        return Changes(
+            added=staged - current,
+            stale=current - staged,
+            staged=bool(staged),
+            old_key=None if old_key is None else str(old_key),
+        )
 
     def planned(self, job: str, tenant: str, document_id: str) -> dict[str, str]:
         raw = self.kv.hgetall(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:plan")
@@ -322,46 +350,53 @@ class IngestState:
     def batches_done(self, job: str, tenant: str, document_id: str) -> int:
         return int(self.kv.scard(f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}:batches"))
 
-    def changes(self, job: str, tenant: str, document_id: str) -> tuple[set[str], set[str], bool]:
-        """(staged - manifest, manifest - staged, anything staged): chunks this job adds,
-        ones now stale, and whether the stage is still there (a commit that got past the
-        switch-over renamed it into the manifest)."""
-        doc = _doc(tenant, document_id)
-        pipe = self.kv.pipeline(transaction=False)
-        pipe.smembers(f"{PREFIX}:stage:{job}:{doc}")
-        pipe.smembers(f"{PREFIX}:doc:{doc}:chunks")
-        staged_raw, current_raw = pipe.execute()
-        staged = {str(v) for v in staged_raw}
-        current = {str(v) for v in current_raw}
-        return staged - current, current - staged, bool(staged)
-
     def commit(
-        self, job: str, tenant: str, document_id: str, *, key: str, source: str, chunks: int
+        self,
+        job: str,
+        tenant: str,
+        document_id: str,
+        changes: Changes,
+        *,
+        key: str,
+        source: str,
+        chunks: int,
     ) -> None:
-        """The staged chunk set becomes the document's manifest (atomically), then its record.
+        """The staged chunk set becomes the document's manifest, the job counts the chunks
+        added and removed, and the document's record changes: all at once (one trip, MULTI
+        on Redis), so a commit redelivered after it finds nothing staged and counts nothing.
 
         The plan stays until the item is finished, so a commit cut short (its worker died)
         is completed by the same task redelivered.
         """
         doc = _doc(tenant, document_id)
-        staged = f"{PREFIX}:stage:{job}:{doc}"
-        if chunks == 0:
-            self.kv.delete(f"{PREFIX}:doc:{doc}:chunks")
-        elif int(self.kv.scard(staged)):
-            self.kv.rename(staged, f"{PREFIX}:doc:{doc}:chunks")
-        # else: renamed by an earlier run of this commit
-        old_key = self.kv.hget(f"{PREFIX}:doc:{doc}", "key")
-        pipe = self.kv.pipeline(transaction=False)
+        pipe = self.kv.pipeline(transaction=True)
+        if chunks == 0 or changes.staged:  # else switched over by an earlier run of this commit
+            if chunks == 0:
+                pipe.delete(f"{PREFIX}:doc:{doc}:chunks")
+            else:
+                pipe.rename(f"{PREFIX}:stage:{job}:{doc}", f"{PREFIX}:doc:{doc}:chunks")
+            if changes.added:
+                pipe.hincrby(f"{PREFIX}:job:{job}", "chunks_added", len(changes.added))
+            if changes.stale:
+                pipe.hincrby(f"{PREFIX}:job:{job}", "chunks_removed", len(changes.stale))
         pipe.hset(
             f"{PREFIX}:doc:{doc}",
             mapping={"key": key, "document_id": document_id, "source": source, "job": job},
         )
-        if old_key is not None and old_key != key:
-            pipe.hset(f"{PREFIX}:hash:{tenant}", str(old_key), "")
+        if changes.old_key is not None and changes.old_key != key:
+            pipe.hset(f"{PREFIX}:hash:{tenant}", changes.old_key, "")
         pipe.hset(f"{PREFIX}:hash:{tenant}", key, document_id)
         pipe.execute()
 
-    def drop_stage(self, job: str, tenant: str, document_id: str) -> None:
-        doc = _doc(tenant, document_id)
-        base = f"{PREFIX}:stage:{job}:{doc}"
-        self.kv.delete(base, f"{base}:batches", f"{base}:plan")
+
+@dataclass(frozen=True)
+class Changes:
+    """What a document's commit changes: chunks this job adds (staged, not in the manifest),
+    ones now stale (in the manifest, not staged), whether the stage is still there (a commit
+    that got past the switch-over renamed it into the manifest), and the document's key
+    before this commit."""
+
+    added: set[str]
+    stale: set[str]
+    staged: bool
+    old_key: str | None

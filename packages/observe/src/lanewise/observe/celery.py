@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from lanewise.observe import metrics as m
-from lanewise.observe.logs import configure_logging
+from lanewise.observe.logs import configure_logging, flush_logging
 from lanewise.observe.settings import ObserveSettings
 
 log = logging.getLogger("lanewise.observe")
@@ -33,6 +33,12 @@ def _setup_logging(**_: Any) -> None:
     # Connecting to setup_logging stops Celery from installing its own handlers.
     if _settings is not None:
         configure_logging(_settings, on_drop=_drop)
+
+
+def _flush_logs(**_: Any) -> None:
+    """``worker_process_shutdown``: a pool child leaves through ``os._exit`` (no atexit),
+    so the lines its writer thread has not written yet would be lost."""
+    flush_logging(timeout=2.0)
 
 
 def _task_prerun(task_id: str = "", **_: Any) -> None:
@@ -96,6 +102,7 @@ def instrument_celery(celery_app: Any, settings: ObserveSettings) -> None:
     signals.setup_logging.connect(_setup_logging, weak=False)
     # Prefork children do not inherit the log writer thread: start one in each.
     signals.worker_process_init.connect(_setup_logging, weak=False)
+    signals.worker_process_shutdown.connect(_flush_logs, weak=False)
     signals.task_prerun.connect(_task_prerun, weak=False)
     signals.task_postrun.connect(_task_postrun, weak=False)
     signals.worker_init.connect(_worker_init, weak=False)
