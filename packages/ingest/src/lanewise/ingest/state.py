@@ -28,6 +28,9 @@ from lanewise.ingest.kv import KeyValue
 
 PREFIX = "lw:ingest"
 FINISHED = frozenset({"done", "skipped", "failed"})
+COMPLETION_GRACE_S = 5.0
+"""A job whose items all finished, untouched this long, lost its completion to a crash
+(the task finishing the last item marks it complete a moment later otherwise)."""
 
 
 def _doc(tenant: str, document_id: str) -> str:
@@ -121,12 +124,20 @@ class IngestState:
         recording it as unacknowledged): the caller sends them again, which is safe. When
         Redis restarted since the job was created (or last sent again for a restart), the
         wait is ``after_restart_s`` instead, once per restart: a message Redis took off a
-        queue as it went down is gone, and nothing else would bring it back.
+        queue as it went down is gone, and nothing else would bring it back. A job whose
+        items have all finished but that was never marked complete is completed here.
         """
         head = self.kv.hgetall(f"{PREFIX}:job:{job}")
         if not head or "finished_at" in head:
             return []
         untouched = time.time() - float(head.get("touched_at", head["created_at"]))
+        if untouched >= COMPLETION_GRACE_S and self.kv.hlen(f"{PREFIX}:job:{job}:items") >= int(
+            head["total"]
+        ):
+            # Every item finished, but the worker that finished the last one died before
+            # marking the job complete (its redelivered task returns early: the item is done).
+            self.complete_job(job, str(head["tenant"]))
+            return []
         wait = after_s if after_restart_s is None else min(after_s, after_restart_s)
         if untouched < wait:
             return []
