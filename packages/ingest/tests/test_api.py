@@ -140,3 +140,24 @@ def test_backpressure_429_with_retry_after(
         problem = refused.json()
         assert problem["limit"] == "ingest.max_queue_depth"
         assert problem["queue_depth"] == 2
+
+
+def test_the_job_route_is_in_the_schema_and_answers_as_it_says(lanewise_settings: Any) -> None:
+    with gateway(lanewise_settings) as client:
+        doc = client.get("/schema/openapi.json").json()
+        op = doc["paths"]["/v1/ingest/jobs/{job_id}"]["get"]
+        ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+        job_out = doc["components"]["schemas"][ok["$ref"].rsplit("/", 1)[1]]
+        assert {"id", "status", "totals", "progress", "failures"} <= set(job_out["required"])
+        assert "application/problem+json" in op["responses"]["404"]["content"]
+        assert op["security"]  # keyed gateway: the route says it needs a key
+        assert "/v1/ingest" not in doc["paths"]  # its body depends on the server's files
+        # What the document says is what the route answers.
+        job = client.post(
+            "/v1/ingest", files=[("files", ("a.md", b"# A\n\nalpha beta"))], headers=ACME
+        ).json()["id"]
+        view = wait_job(client, job)
+        assert set(job_out["required"]) <= set(view)
+        missing = client.get("/v1/ingest/jobs/nope", headers=ACME)
+        assert missing.status_code == 404
+        assert missing.headers["content-type"].startswith("application/problem+json")

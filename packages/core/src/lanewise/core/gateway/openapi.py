@@ -103,10 +103,11 @@ def finish(document: dict[str, Any], app: Litestar, settings: Settings) -> dict[
             continue
         for handler in route.route_handlers:
             for method in handler.http_methods:
-                op = doc.get("paths", {}).get(route.path, {}).get(method.lower())
+                # path_format: the document's path ("{job_id}", not "{job_id:str}")
+                op = doc.get("paths", {}).get(route.path_format, {}).get(method.lower())
                 if op is None:
                     continue
-                operations.append((op, handler.opt, route.path))
+                operations.append((op, handler.opt, route.path_format))
                 body = handler.opt.get("body")
                 if isinstance(body, JsonBody):
                     body_types.append(body.type)
