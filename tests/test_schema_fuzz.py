@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from lanewise.core.auth import hash_key
 from lanewise.core.server import free_port
@@ -51,6 +52,15 @@ def serve(tmp_path: Path, keyed: bool) -> tuple[subprocess.Popen[str], str]:
 @pytest.mark.parametrize("keyed", [False, True], ids=["open", "keyed"])
 def test_schemathesis_finds_nothing(tmp_path, keyed):
     proc, base = serve(tmp_path, keyed)
+    # A real job for GET /v1/ingest/jobs/{job_id}: a made-up id can only ever get 404.
+    headers = {"Authorization": f"Bearer {KEY}"} if keyed else {}
+    upload = [("files", ("a.md", b"# A\n\nalpha beta"))]
+    job = httpx.post(f"{base}/v1/ingest", files=upload, headers=headers, timeout=120)
+    assert job.status_code == 202, job.text
+    (tmp_path / "schemathesis.toml").write_text(
+        '[[operations]]\ninclude-path = "/v1/ingest/jobs/{job_id}"\n'
+        f'parameters = {{ job_id = "{job.json()["id"]}" }}\n'
+    )
     command = [
         str(BIN / "st"),
         "run",

@@ -107,7 +107,7 @@ def routes(ingest: IngestSettings) -> list[Any]:
     @get(
         "/v1/ingest/jobs/{job_id:str}",
         tags=["ingest"],
-        opt={"ok": JobOut, "errors": (404,)},
+        opt={"ok": JobOut, "errors": (400, 404)},
     )
     async def job_status(
         job_id: FromPath[str],
