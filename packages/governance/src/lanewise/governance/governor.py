@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -159,7 +159,8 @@ class Meter:
         cost = self.rates.cost(prompt, completion, gpu_s)
         p = self.call.principal
         charge = Charge(
-            id=uuid.uuid4().hex,
+            # A reservation settles once: its id names the charge too (one random id a call).
+            id=self.reservation_id,
             ts=self.admitted_at,
             settled_at=time.time(),
             request_id=self.call.request_id,
@@ -260,7 +261,7 @@ class Governor:
         for rule in self.catalogue.rate_rules:
             requests = 1 if call.purpose == "request" else 0
             rate_charges += rule.charges(call.principal, requests=requests, tokens=prompt)
-        rid = uuid.uuid4().hex
+        rid = os.urandom(16).hex()
         accounting = self.accounting
         try:
             admission = await accounting.admit(
@@ -284,7 +285,7 @@ class Governor:
             # they hold, so wait for them rather than refuse a call that will fit.
             await asyncio.sleep(CONTENTION_POLL_S)
             waited += CONTENTION_POLL_S
-            rid = uuid.uuid4().hex
+            rid = os.urandom(16).hex()
             now = time.time()
             admission = await accounting.admit(
                 rid, rate_charges, holds, min_allowance=lo, max_allowance=hi, now=now

@@ -94,11 +94,13 @@ def lanewise_configure_gateway(
     if not governance_active(settings):
         return
     from lanewise.governance.api import build_router
-    from lanewise.governance.scopes import route_scope_guard
+    from lanewise.governance.scopes import RouteScopes
+    from litestar.middleware import DefineMiddleware
 
     governance = governance_for(settings)
     app_config.route_handlers.append(build_router(governance))
-    app_config.guards.append(route_scope_guard(governance))
+    # After core's middleware (appended before this hook runs): the caller is known.
+    app_config.middleware.append(DefineMiddleware(RouteScopes, governance=governance))
 
 
 @hookimpl
