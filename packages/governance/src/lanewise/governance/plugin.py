@@ -80,11 +80,19 @@ def lanewise_register_guards(register: Register) -> None:
     )
 
 
+_resolvers: dict[int, tuple[Settings, Governance]] = {}
+
+
 @hookimpl(tryfirst=True)
 def lanewise_resolve_principal(headers: Mapping[str, str], settings: Settings) -> Principal | None:
-    if not governance_active(settings):
-        return None
-    return governance_for(settings).resolve(bearer_token(headers))
+    # Asked on every request: the Governance of a Settings object is looked up once (again
+    # once it is closed with its app).
+    found = _resolvers.get(id(settings))
+    if found is None or found[0] is not settings or found[1].closed:
+        if not governance_active(settings):
+            return None  # not remembered: a ledger file may appear later
+        found = _resolvers[id(settings)] = (settings, governance_for(settings))
+    return found[1].resolve(bearer_token(headers))
 
 
 @hookimpl
