@@ -218,10 +218,23 @@ class Governor:
         self._outage_logged = 0.0
         self._seeded: set[str] = set()
         self._on_local_limits = False
+        # Per model, from settings that do not change while the process runs: a scan of
+        # the price list and the rate arithmetic once, not on every call.
+        self._counters: dict[str, TokenCounter] = {}
+        self._rates: dict[str, Rates] = {}
 
     def counter(self, model: str) -> TokenCounter:
-        price = self.settings.price(model)
-        return counter_for(price.tokenizer if price else "auto")
+        found = self._counters.get(model)
+        if found is None:
+            price = self.settings.price(model)
+            found = self._counters[model] = counter_for(price.tokenizer if price else "auto")
+        return found
+
+    def rates(self, model: str) -> Rates:
+        found = self._rates.get(model)
+        if found is None:
+            found = self._rates[model] = rates_for(self.settings, model)
+        return found
 
     def count_prompt(self, call: CallInfo) -> int:
         counter = self.counter(call.model)
@@ -234,7 +247,7 @@ class Governor:
         budgets = await self.catalogue.fresh()
         if any(b.id not in self._seeded for b in budgets):
             await self._seed_new(budgets)
-        rates = rates_for(self.settings, call.model)
+        rates = self.rates(call.model)
         counters = [
             c
             for c in applicable(budgets, call.principal, call.request_id, now)
