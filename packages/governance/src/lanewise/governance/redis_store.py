@@ -32,8 +32,6 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError)
-SETTLE_CHUNK = 256
-"""Settlements per settle script."""
 
 
 def _lua(name: str) -> str:
@@ -158,30 +156,30 @@ class RedisStore:
             shadow_hits=tuple(i for i, hit in enumerate(rest[1::2]) if hit == "1"),
         )
 
-    def _settle_call(self, items: Sequence[Settlement], now: float) -> tuple[list[str], list[Any]]:
-        p = self.prefix
-        keys = [p + "ready"]
-        args: list[Any] = [repr(now * 1000.0), int(self.marker_ttl_s * 1000), len(items)]
-        for item in items:
-            keys.append(p + "m:" + item.charge_id)
-            keys += [p + "g:" + r.key for r in item.rate_extra]
-            args += [item.reservation_id, len(item.rate_extra), len(item.amounts)]
-            for rate in item.rate_extra:
-                args += [repr(rate.period_ms), rate.cost]
-            for counter, amount in item.amounts:
-                keys += self._counter_keys(counter)
-                args += [amount, _ms(counter.expire_at)]
+    def _settle_call(self, item: Settlement, now: float) -> tuple[list[str], list[Any]]:
+        keys = [self.prefix + "ready", self.prefix + "m:" + item.charge_id]
+        keys += [self.prefix + "g:" + r.key for r in item.rate_extra]
+        args: list[Any] = [
+            repr(now * 1000.0),
+            item.reservation_id,
+            int(self.marker_ttl_s * 1000),
+            len(item.rate_extra),
+            len(item.amounts),
+        ]
+        for rate in item.rate_extra:
+            args += [repr(rate.period_ms), rate.cost]
+        for counter, amount in item.amounts:
+            keys += self._counter_keys(counter)
+            args += [amount, _ms(counter.expire_at)]
         return keys, args
 
     async def settle(self, settlements: Sequence[Settlement], *, now: float) -> bool:
         if not settlements:
             return True
-        # One script per chunk of the batch, every chunk in one round trip; chunks keep
-        # one script from holding Redis long after an outage queued many settlements.
-        chunks = [
-            settlements[i : i + SETTLE_CHUNK] for i in range(0, len(settlements), SETTLE_CHUNK)
-        ]
-        replies = await self._script(self._settle, [self._settle_call(c, now) for c in chunks])
+        # One round trip for the whole batch.
+        replies = await self._script(
+            self._settle, [self._settle_call(item, now) for item in settlements]
+        )
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
