@@ -200,10 +200,23 @@ def test_out_of_scope_model_is_a_permission_error(gateway: Any) -> None:
             client.chat.completions.create(model="words", messages=MESSAGES, max_tokens=1)
         assert refused.value.body["type"].endswith("/forbidden")  # type: ignore[index]
         routed = new_key(base, routes=["/v1/models"])
-        with pytest.raises(openai.PermissionDeniedError):
-            openai.OpenAI(
-                base_url=f"{base}/v1", api_key=routed, max_retries=0
-            ).chat.completions.create(model="words", messages=MESSAGES, max_tokens=1)
+        routed_client = openai.OpenAI(base_url=f"{base}/v1", api_key=routed, max_retries=0)
+        with pytest.raises(openai.PermissionDeniedError) as off_route:
+            routed_client.chat.completions.create(model="words", messages=MESSAGES, max_tokens=1)
+        assert off_route.value.body["route"] == "/v1/chat/completions"  # type: ignore[index]
+        assert routed_client.models.list().data  # the route it may call
+        batch_only = new_key(base, priorities=["batch"])
+        headers = {"authorization": f"Bearer {batch_only}"}
+        body = {"model": "words", "messages": MESSAGES, "max_tokens": 1}
+        url = f"{base}/v1/chat/completions"
+        asked = httpx.post(url, json=body, headers={**headers, "x-lanewise-priority": "batch"})
+        assert asked.status_code == 200, asked.text
+        refused = httpx.post(
+            url, json=body, headers={**headers, "x-lanewise-priority": "interactive"}
+        )
+        assert refused.status_code == 403
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["priority"] == "interactive"
 
 
 def test_over_budget_is_a_rate_limit_error_naming_the_budget(gateway: Any) -> None:

@@ -7,9 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lanewise.core.errors import ConfigError
 from lanewise.core.types import Message
 from lanewise.governance.tokens import (
+    CACHED_TEXT_CHARS,
+    CACHED_TEXTS,
     MESSAGE_OVERHEAD,
     REPLY_PRIMING,
     TokenizerJsonCounter,
@@ -72,3 +76,37 @@ def test_without_a_template_each_message_adds_the_documented_overhead(
 def test_a_missing_tokenizer_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         counter_for(str(tmp_path / "nope.json"))
+
+
+_SHIPPED = shipped_tokenizer()
+
+
+def _counter_and_plain_tokenizer() -> tuple[TokenizerJsonCounter, Tokenizer]:
+    assert _SHIPPED is not None
+    plain = Tokenizer.from_file(str(_SHIPPED))
+    plain.no_truncation()
+    plain.no_padding()
+    return TokenizerJsonCounter(_SHIPPED), plain
+
+
+_KEPT = _counter_and_plain_tokenizer()
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.text(max_size=40) | st.sampled_from(["", "a b", "x" * 3000]), max_size=30))
+def test_kept_counts_equal_fresh_encodes_and_stay_bounded(texts: list[str]) -> None:
+    counter, fresh = _KEPT
+    for text in texts * 2:  # the second pass reads what the first one kept
+        expected = len(fresh.encode(text, add_special_tokens=False).ids) if text else 0
+        assert counter.count(text) == expected
+    assert len(counter._counted) <= CACHED_TEXTS
+    assert all(len(text) <= CACHED_TEXT_CHARS for text in counter._counted)
+
+
+def test_the_oldest_kept_count_goes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _SHIPPED is not None
+    monkeypatch.setattr("lanewise.governance.tokens.CACHED_TEXTS", 3)
+    counter = TokenizerJsonCounter(_SHIPPED)
+    for text in ("one", "two", "three", "four"):
+        counter.count(text)
+    assert list(counter._counted) == ["two", "three", "four"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -159,7 +159,8 @@ class Meter:
         cost = self.rates.cost(prompt, completion, gpu_s)
         p = self.call.principal
         charge = Charge(
-            id=uuid.uuid4().hex,
+            # A reservation settles once: its id names the charge too (one random id a call).
+            id=self.reservation_id,
             ts=self.admitted_at,
             settled_at=time.time(),
             request_id=self.call.request_id,
@@ -217,10 +218,23 @@ class Governor:
         self._outage_logged = 0.0
         self._seeded: set[str] = set()
         self._on_local_limits = False
+        # Per model, from settings that do not change while the process runs: a scan of
+        # the price list and the rate arithmetic once, not on every call.
+        self._counters: dict[str, TokenCounter] = {}
+        self._rates: dict[str, Rates] = {}
 
     def counter(self, model: str) -> TokenCounter:
-        price = self.settings.price(model)
-        return counter_for(price.tokenizer if price else "auto")
+        found = self._counters.get(model)
+        if found is None:
+            price = self.settings.price(model)
+            found = self._counters[model] = counter_for(price.tokenizer if price else "auto")
+        return found
+
+    def rates(self, model: str) -> Rates:
+        found = self._rates.get(model)
+        if found is None:
+            found = self._rates[model] = rates_for(self.settings, model)
+        return found
 
     def count_prompt(self, call: CallInfo) -> int:
         counter = self.counter(call.model)
@@ -233,7 +247,7 @@ class Governor:
         budgets = await self.catalogue.fresh()
         if any(b.id not in self._seeded for b in budgets):
             await self._seed_new(budgets)
-        rates = rates_for(self.settings, call.model)
+        rates = self.rates(call.model)
         counters = [
             c
             for c in applicable(budgets, call.principal, call.request_id, now)
@@ -260,7 +274,7 @@ class Governor:
         for rule in self.catalogue.rate_rules:
             requests = 1 if call.purpose == "request" else 0
             rate_charges += rule.charges(call.principal, requests=requests, tokens=prompt)
-        rid = uuid.uuid4().hex
+        rid = os.urandom(16).hex()
         accounting = self.accounting
         try:
             admission = await accounting.admit(
@@ -284,7 +298,7 @@ class Governor:
             # they hold, so wait for them rather than refuse a call that will fit.
             await asyncio.sleep(CONTENTION_POLL_S)
             waited += CONTENTION_POLL_S
-            rid = uuid.uuid4().hex
+            rid = os.urandom(16).hex()
             now = time.time()
             admission = await accounting.admit(
                 rid, rate_charges, holds, min_allowance=lo, max_allowance=hi, now=now

@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Any
 
 from lanewise.core.errors import NotFound, Unauthorized
@@ -93,13 +94,7 @@ class ApiKey:
         return "active"
 
     def principal(self) -> Principal:
-        return Principal(
-            tenant=self.tenant,
-            user=self.user,
-            key_id=self.id,
-            workflow=self.workflow,
-            priority=self.priority,
-        )
+        return _principal(self.tenant, self.user, self.id, self.workflow, self.priority)
 
     def public(self, now: float) -> dict[str, Any]:
         return {
@@ -115,6 +110,14 @@ class ApiKey:
             "revoked_at": self.revoked_at,
             "status": self.status(now),
         }
+
+
+@lru_cache(maxsize=4096)
+def _principal(
+    tenant: str, user: str | None, key_id: str, workflow: str | None, priority: Priority
+) -> Principal:
+    # Principals are frozen: one per key serves every request it authenticates.
+    return Principal(tenant=tenant, user=user, key_id=key_id, workflow=workflow, priority=priority)
 
 
 def _row_to_key(row: Any) -> ApiKey:
@@ -205,8 +208,9 @@ class KeyStore:
         found = self._cache.get(key_id)
         return found[0] if found is not None else None
 
-    def authenticate(self, token: str) -> ApiKey:
-        """The active key ``token`` is, or :class:`Unauthorized` saying why not."""
+    def authenticate(self, token: str, sha256: str | None = None) -> ApiKey:
+        """The active key ``token`` is (``sha256``: its digest, when the caller has it),
+        or :class:`Unauthorized` saying why not."""
         key_id, _, secret = token.removeprefix(PREFIX).partition("_")
         if not token.startswith(PREFIX) or not key_id or not secret:
             raise Unauthorized("the API key is not valid")
@@ -220,7 +224,7 @@ class KeyStore:
             except NotFound:
                 key = None
             self._cache[key_id] = (key, now)
-        if key is None or not hmac.compare_digest(digest(token), key.sha256):
+        if key is None or not hmac.compare_digest(sha256 or digest(token), key.sha256):
             raise Unauthorized("the API key is not valid")
         status = key.status(now)
         if status != "active":

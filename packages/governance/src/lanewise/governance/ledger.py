@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from importlib import resources
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,6 @@ from lanewise.governance.settings import EACH
 from lanewise.governance.store import Snapshot
 from lanewise.governance.windows import bucket
 from sqlalchemy import ColumnElement, Engine, create_engine, event, func, insert, select
-from sqlalchemy.dialects import postgresql as postgresql_dml
-from sqlalchemy.dialects import sqlite as sqlite_dml
 from sqlalchemy.engine import make_url
 
 
@@ -69,7 +68,9 @@ def default_url(data_dir: Path) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    engine = create_engine(normalise_url(url), pool_pre_ping=True)
+    url = normalise_url(url)
+    # A file needs no liveness probe; a server connection may have been dropped while idle.
+    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -109,9 +110,31 @@ def _dimension(scope: str) -> ColumnElement[Any]:
     return c.tenant + "/" + c.workflow
 
 
+CHARGE_COLUMNS = tuple(f.name for f in fields(Charge))
+_charge_row = attrgetter(*CHARGE_COLUMNS)
+
+
+def insert_ignoring_known(engine: Engine) -> str | None:
+    """``INSERT ... ON CONFLICT (id) DO NOTHING`` for the charges, in the driver's own
+    placeholders (None where the dialect has no such statement or placeholders differ)."""
+    dialect = engine.dialect
+    marker = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
+    if dialect.name not in ("sqlite", "postgresql") or marker is None:
+        return None
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(name) for name in CHARGE_COLUMNS)
+    values = ", ".join(marker for _ in CHARGE_COLUMNS)
+    # Identifiers come from the table definition; every value is a bound parameter.
+    return (
+        f"INSERT INTO {quote(tables.charges.name)} ({columns}) VALUES ({values}) "  # noqa: S608
+        "ON CONFLICT (id) DO NOTHING"
+    )
+
+
 class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._insert_sql = insert_ignoring_known(engine)
 
     @classmethod
     def open(cls, url: str) -> Ledger:
@@ -129,15 +152,14 @@ class Ledger:
         """Insert charges; one already recorded (same id) is kept as it is."""
         if not charges:
             return
-        rows = [asdict(c) for c in charges]
-        dialect = self.engine.dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            # One statement: a retried batch (same charge ids) is not counted twice.
-            module: Any = sqlite_dml if dialect == "sqlite" else postgresql_dml
-            statement = module.insert(tables.charges).on_conflict_do_nothing(index_elements=["id"])
+        if self._insert_sql is not None:
+            # One statement: a retried batch (same charge ids) is not counted twice. Rows go
+            # to the driver as tuples: SQLAlchemy's per-row parameter processing cost more
+            # than the insert itself.
             with self.engine.begin() as connection:
-                connection.execute(statement, rows)
+                connection.exec_driver_sql(self._insert_sql, [_charge_row(c) for c in charges])
             return
+        rows = [asdict(c) for c in charges]
         with self.engine.begin() as connection:
             ids = [c.id for c in charges]
             known = set(

@@ -80,11 +80,19 @@ def lanewise_register_guards(register: Register) -> None:
     )
 
 
+_resolvers: dict[int, tuple[Settings, Governance]] = {}
+
+
 @hookimpl(tryfirst=True)
 def lanewise_resolve_principal(headers: Mapping[str, str], settings: Settings) -> Principal | None:
-    if not governance_active(settings):
-        return None
-    return governance_for(settings).resolve(bearer_token(headers))
+    # Asked on every request: the Governance of a Settings object is looked up once (again
+    # once it is closed with its app).
+    found = _resolvers.get(id(settings))
+    if found is None or found[0] is not settings or found[1].closed:
+        if not governance_active(settings):
+            return None  # not remembered: a ledger file may appear later
+        found = _resolvers[id(settings)] = (settings, governance_for(settings))
+    return found[1].resolve(bearer_token(headers))
 
 
 @hookimpl
@@ -94,11 +102,13 @@ def lanewise_configure_gateway(
     if not governance_active(settings):
         return
     from lanewise.governance.api import build_router
-    from lanewise.governance.scopes import route_scope_guard
+    from lanewise.governance.scopes import RouteScopes
+    from litestar.middleware import DefineMiddleware
 
     governance = governance_for(settings)
     app_config.route_handlers.append(build_router(governance))
-    app_config.guards.append(route_scope_guard(governance))
+    # After core's middleware (appended before this hook runs): the caller is known.
+    app_config.middleware.append(DefineMiddleware(RouteScopes, governance=governance))
 
 
 @hookimpl

@@ -34,6 +34,7 @@ class Governance:
     keys: KeyStore
     catalogue: Catalogue
     governor: Governor
+    closed: bool = False
 
     async def set_budget(self, budget: Budget) -> None:
         """Store a budget; its counters start from what the window has already spent."""
@@ -54,10 +55,11 @@ class Governance:
             if hmac.compare_digest(sha, admin.sha256):
                 return Principal(tenant=admin.tenant or EACH, key_id=ADMIN_KEY_PREFIX + sha[:12])
         if token.startswith(PREFIX):
-            return self.keys.authenticate(token).principal()
+            return self.keys.authenticate(token, sha).principal()
         return None
 
     async def aclose(self) -> None:
+        self.closed = True
         await self.governor.accounting.aclose()
         if self.governor.fallback is not None:
             await self.governor.fallback.aclose()
