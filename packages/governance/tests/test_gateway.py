@@ -293,3 +293,17 @@ def test_the_requests_cost_reaches_its_usage_event(gateway: Any, spy: CostSpy) -
         assert usage is not None
         expected = (usage.prompt_tokens * 1.0 + usage.completion_tokens * 2.0) / 1e6
         assert spy.costs[-1] == pytest.approx(expected)
+
+
+def test_the_admin_routes_document_their_refusals_in_the_schema(gateway: Any) -> None:
+    with gateway() as base:
+        paths = httpx.get(f"{base}/schema/openapi.json").json()["paths"]
+        revoke = paths["/v1/admin/keys/{key_id}"]["delete"]
+        for status in ("401", "403", "404"):
+            assert "application/problem+json" in revoke["responses"][status]["content"]
+        assert revoke["security"]
+        # What it says: an unknown key is a 404 problem, a model-calling key a 403.
+        missing = admin(base, "DELETE", "/keys/nope")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"].startswith("application/problem+json")
+        assert admin(base, "DELETE", "/keys/nope", token=new_key(base)).status_code == 403

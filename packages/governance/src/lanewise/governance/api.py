@@ -191,6 +191,8 @@ def build_router(governance: Governance) -> Router:
         route_handlers=[create_key, list_keys, revoke_key, set_budget, list_budgets, delete_budget],
         guards=[need_admin],
         tags=["governance"],
+        # /schema: a malformed body, a key that is no admin key, an unknown key or budget.
+        opt={"errors": (400, 403, 404)},
     )
 
     @get("/v1/budgets", tags=["governance"])
