@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.asgi_scope import CHAT_SCOPE
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 BODY = json.dumps(
@@ -88,20 +90,7 @@ async def _in_process(n: int, freeze: bool = False) -> float:
         from lanewise.core.gateway.app import freeze_startup_heap
 
         freeze_startup_heap()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"bench")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = CHAT_SCOPE
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:

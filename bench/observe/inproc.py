@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.asgi_scope import CHAT_SCOPE
 from bench.observe.overhead import checkout, tree_env
 
 SINKS = ("summaries", "metrics", "traces", "usage_store")
@@ -119,20 +120,7 @@ async def _measure(variant: str, n: int) -> dict[str, float]:
     from lanewise.core.gateway.app import freeze_startup_heap
 
     freeze_startup_heap()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"bench")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = CHAT_SCOPE
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:

@@ -28,24 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.asgi_scope import CHAT_SCOPE
 from bench.observe.inproc import BODY, VARIANTS, _app, _lifespan
 from bench.observe.overhead import checkout, tree_env
 
 PHASES = ("loop", "drain", "log_write", "spans", "usage_insert", "metrics_flush")
-SCOPE = {
-    "type": "http",
-    "asgi": {"version": "3.0"},
-    "http_version": "1.1",
-    "method": "POST",
-    "scheme": "http",
-    "path": "/v1/chat/completions",
-    "raw_path": b"/v1/chat/completions",
-    "query_string": b"",
-    "root_path": "",
-    "headers": [(b"content-type", b"application/json"), (b"host", b"bench")],
-    "client": ("127.0.0.1", 1),
-    "server": ("127.0.0.1", 80),
-}
 
 
 def _hold_threads() -> None:
@@ -96,7 +83,7 @@ async def _measure(variant: str, batches: int, size: int) -> dict[str, float]:
     for batch in range(batches + 1):
         t0 = clock()
         for _ in range(size):
-            await app(dict(SCOPE, state={}), receive, send)
+            await app(dict(CHAT_SCOPE, state={}), receive, send)
         loop = clock() - t0
         if telemetry is None:
             phases = {"loop": loop}
