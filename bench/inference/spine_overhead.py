@@ -39,47 +39,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.asgi_scope import CHAT_SCOPE
+from bench.direct_app import CHAT_BODY, CHAT_SCOPE, instant_plugin
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
-BODY = json.dumps(
-    {"model": "instant", "messages": [{"role": "user", "content": "How are lanes deployed?"}]}
-).encode()
 
 
 # -- the child: imports lanewise from whatever tree is first on PYTHONPATH -------------
 def _app() -> Any:
     from lanewise.core.gateway.app import create_app
-    from lanewise.core.hookspecs import hookimpl
     from lanewise.core.plugins import get_plugin_manager
     from lanewise.core.settings import load_settings
-    from lanewise.core.types import ChatChunk, ChatCompletion, Usage
-
-    class Instant:
-        name = "instant"
-
-        async def generate(self, request: Any) -> Any:
-            return ChatCompletion(
-                model=request.model,
-                text="Each lane is its own service.",
-                finish_reason="stop",
-                usage=Usage(prompt_tokens=6, completion_tokens=6),
-            )
-
-        async def stream(self, request: Any) -> Any:
-            yield ChatChunk(delta="ok", finish_reason="stop", usage=Usage())
-
-    class Plugin:
-        @hookimpl
-        def lanewise_register_backends(self, register: Any) -> None:
-            # *args: the factory signature differs between the trees compared.
-            register("instant", lambda *args: Instant(), default=True)
 
     # Import every installed lane in both trees (a deployed gateway has them loaded):
     # the heap they add changes garbage-collection cost, which must not differ by tree.
     get_plugin_manager(None)
-    pm = get_plugin_manager([], extra=[Plugin()])
+    pm = get_plugin_manager([], extra=[instant_plugin()])
     settings = load_settings(None, data_dir=tempfile.mkdtemp(prefix="lanewise-bench-"))
     return create_app(settings, plugin_manager=pm)
 
@@ -94,7 +69,7 @@ async def _in_process(n: int, freeze: bool = False) -> float:
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": BODY, "more_body": False}
+        return {"type": "http.request", "body": CHAT_BODY, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -169,12 +144,12 @@ def measure_http(tree: Path, n: int) -> dict[str, float]:
                     time.sleep(0.1)
             headers = {"content-type": "application/json"}
             for _ in range(300):
-                client.post("/v1/chat/completions", content=BODY, headers=headers)
+                client.post("/v1/chat/completions", content=CHAT_BODY, headers=headers)
             ticks0 = _cpu_ticks(proc.pid)
             latencies = []
             for _ in range(n):
                 t0 = time.perf_counter()
-                r = client.post("/v1/chat/completions", content=BODY, headers=headers)
+                r = client.post("/v1/chat/completions", content=CHAT_BODY, headers=headers)
                 latencies.append(time.perf_counter() - t0)
                 assert r.status_code == 200, r.text
             ticks = _cpu_ticks(proc.pid) - ticks0

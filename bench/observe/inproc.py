@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.asgi_scope import CHAT_SCOPE
+from bench.direct_app import CHAT_BODY, CHAT_SCOPE, instant_plugin
 from bench.observe.overhead import checkout, tree_env
 
 SINKS = ("summaries", "metrics", "traces", "usage_store")
@@ -46,46 +46,22 @@ VARIANTS: dict[str, tuple[str, ...] | None] = {
     "usage_store": ("usage_store",),
     "on": SINKS,
 }
-BODY = json.dumps(
-    {"model": "instant", "messages": [{"role": "user", "content": "How are lanes deployed?"}]}
-).encode()
 
 
 def _app(sinks: tuple[str, ...] | None, data_dir: str) -> Any:
     import lanewise.observe.plugin  # noqa: F401  (same heap in every variant)
     from lanewise.core.gateway.app import create_app
-    from lanewise.core.hookspecs import hookimpl
     from lanewise.core.plugins import get_plugin_manager
     from lanewise.core.settings import load_settings
-    from lanewise.core.types import ChatChunk, ChatCompletion, Usage
 
     from bench.observe.serve import DiscardExporter
-
-    class Instant:
-        name = "instant"
-
-        async def generate(self, request: Any) -> Any:
-            return ChatCompletion(
-                model=request.model,
-                text="Each lane is its own service.",
-                finish_reason="stop",
-                usage=Usage(prompt_tokens=6, completion_tokens=6),
-            )
-
-        async def stream(self, request: Any) -> Any:
-            yield ChatChunk(delta="ok", finish_reason="stop", usage=Usage())
-
-    class Plugin:
-        @hookimpl
-        def lanewise_register_backends(self, register: Any) -> None:
-            register("instant", lambda *args: Instant(), default=True)
 
     os.environ["LANEWISE_OBSERVE__LOG_FORMAT"] = "json"
     os.environ["LANEWISE_OBSERVE__LOG_FILE"] = f"{data_dir}/gateway.log"
     for sink in SINKS:
         on = sinks is not None and sink in sinks
         os.environ[f"LANEWISE_OBSERVE__{sink.upper()}"] = "true" if on else "false"
-    extra: list[Any] = [Plugin()]
+    extra: list[Any] = [instant_plugin()]
     if sinks is not None:
         from lanewise.observe.plugin import ObservePlugin
 
@@ -124,7 +100,7 @@ async def _measure(variant: str, n: int) -> dict[str, float]:
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": BODY, "more_body": False}
+        return {"type": "http.request", "body": CHAT_BODY, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.asgi_scope import CHAT_SCOPE
-from bench.observe.inproc import BODY, VARIANTS, _app, _lifespan
+from bench.direct_app import CHAT_BODY, CHAT_SCOPE
+from bench.observe.inproc import VARIANTS, _app, _lifespan
 from bench.observe.overhead import checkout, tree_env
 
 PHASES = ("loop", "drain", "log_write", "spans", "usage_insert", "metrics_flush")
@@ -73,7 +73,7 @@ async def _measure(variant: str, batches: int, size: int) -> dict[str, float]:
     freeze_startup_heap()
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": BODY, "more_body": False}
+        return {"type": "http.request", "body": CHAT_BODY, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         return None

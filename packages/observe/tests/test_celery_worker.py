@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import httpx
 import pytest
 from lanewise.core.server import free_port
 from lanewise.core.settings import load_settings
+from lanewise.core.testing import poll
 from lanewise.ingest.celery_app import PING_TASK, create_celery_app
 from lanewise.ingest.testing import Worker, pgvector_server
 
@@ -55,15 +55,17 @@ def test_worker_exposes_task_metrics_and_logs_json(tmp_path: Path, redis_server:
         finally:
             app.close()
         ping = {"task": PING_TASK}
-        deadline = time.monotonic() + 60
-        while True:
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-            done = sample_sum(text, "lanewise_celery_tasks_total", state="success", **ping)
-            # Stop as soon as the tasks are counted: the children's log lines go through
-            # the lane's buffered writer, and each child flushes it as it exits.
-            if done >= TASKS or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        # Stop as soon as the tasks are counted: the children's log lines go through
+        # the lane's buffered writer, and each child flushes it as it exits.
+        text = poll(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text,
+            lambda text: (
+                sample_sum(text, "lanewise_celery_tasks_total", state="success", **ping) >= TASKS
+            ),
+            timeout=60,
+            interval=0.2,
+        )
+        done = sample_sum(text, "lanewise_celery_tasks_total", state="success", **ping)
         children = set(worker.pool_pids())
     finally:
         worker.stop()

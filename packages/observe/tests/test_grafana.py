@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 from lanewise.core.gateway.app import create_app
 from lanewise.core.server import serve_in_thread
+from lanewise.core.testing import poll
 from lanewise.observe.plugin import ObservePlugin
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -49,12 +49,11 @@ def lane_state_text(lanewise_settings: Any, register_plugin: Any, redis_url: str
     with serve_in_thread(create_app(settings, plugin_manager=pm)) as base:
         body = {"model": "p", "messages": [{"role": "user", "content": "The sky is blue."}]}
         assert httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30).status_code == 200
-        deadline = time.monotonic() + 10
-        while True:  # lane state is collected once a second
-            text = httpx.get(f"{base}/metrics", timeout=30).text
-            if all(name in text for name in wanted) or time.monotonic() > deadline:
-                return text
-            time.sleep(0.1)
+        return poll(  # lane state is collected once a second
+            lambda: httpx.get(f"{base}/metrics", timeout=30).text,
+            lambda text: all(name in text for name in wanted),
+            timeout=10,
+        )
 
 
 def test_dashboard_metrics_are_exported_by_the_gateway(

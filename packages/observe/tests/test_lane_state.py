@@ -25,6 +25,7 @@ from lanewise.core.gateway.app import create_app
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.server import free_port, serve_in_thread
 from lanewise.core.settings import load_settings
+from lanewise.core.testing import poll
 from lanewise.core.testing.services import wait_for_port
 from lanewise.core.types import ChatChunk, ChatCompletion, ChatRequest, StateSample, Usage
 from lanewise.governance.refusals import refusal_state
@@ -52,13 +53,13 @@ def wait_for_value(
     base: str, name: str, expected: float, timeout: float = 10.0, **labels: str
 ) -> str:
     """Scrape until the series has ``expected`` (state is collected once a second)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        text = httpx.get(f"{base}/metrics", timeout=10).text
-        if samples(text, name, **labels) == [expected] or time.monotonic() > deadline:
-            assert samples(text, name, **labels) == [expected], (name, labels, text)
-            return text
-        time.sleep(0.1)
+    text = poll(
+        lambda: httpx.get(f"{base}/metrics", timeout=10).text,
+        lambda text: samples(text, name, **labels) == [expected],
+        timeout=timeout,
+    )
+    assert samples(text, name, **labels) == [expected], (name, labels, text)
+    return text
 
 
 @contextmanager
@@ -293,9 +294,7 @@ def test_lane_state_merges_across_two_workers(tmp_path, redis_server):
             sent += 1
             if sent % 10 == 0:
                 pids = summary_pids(log_file)
-        deadline = time.monotonic() + 10
-        while len(summary_lines(log_file)) < sent and time.monotonic() < deadline:
-            time.sleep(0.1)
+        poll(lambda: len(summary_lines(log_file)), lambda n: n >= sent, timeout=10)
         assert len(summary_pids(log_file)) == 2, f"one worker served all {sent} requests"
         where = {"model": "p", "pool": "interactive", "replica": "r0"}
         wait_for_value(base, "lanewise_breaker_state", 2, **where)

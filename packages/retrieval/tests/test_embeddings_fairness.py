@@ -8,13 +8,13 @@ limit that was hit.
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import pytest
 from lanewise.core.auth import hash_key
 from lanewise.core.gateway.app import create_app
 from lanewise.core.server import serve_in_thread
+from lanewise.core.testing import poll
 
 BULK, QUERY = "sk-bulk", "sk-query"
 PROBLEM = "application/problem+json"
@@ -49,11 +49,7 @@ def bulk_inputs(n: int) -> list[str]:
 
 
 def wait_until(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
+    assert poll(condition, bool, timeout=timeout, interval=0.01), f"gave up waiting for {what}"
 
 
 def test_a_query_is_not_held_behind_another_tenants_bulk_job(served):

@@ -45,6 +45,13 @@ async def with_keepalive(chunks: AsyncIterator[T], interval_s: float) -> AsyncIt
         except Exception as exc:
             await queue.put(_Failed(exc))
             return
+        finally:
+            # Cancelled while waiting on the full queue, the stream is not inside ``anext``:
+            # ``async for`` leaves it suspended, and only a garbage collection would close it
+            # (its upstream generating for nobody until then). Close it now.
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
         await queue.put(_END)
 
     task = asyncio.get_running_loop().create_task(pump(), name="lanewise-sse-pump")

@@ -7,5 +7,6 @@ fixtures live in :mod:`lanewise.core.testing.plugin` (opt in with
 
 from lanewise.core.testing.factories import factory_context
 from lanewise.core.testing.services import PostgresServer, RedisServer
+from lanewise.core.testing.waiting import poll
 
-__all__ = ["PostgresServer", "RedisServer", "factory_context"]
+__all__ = ["PostgresServer", "RedisServer", "factory_context", "poll"]

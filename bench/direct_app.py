@@ -1,0 +1,59 @@
+"""Pieces for benches that drive the gateway's ASGI app directly (no HTTP server).
+
+The lanewise imports happen inside :func:`instant_plugin`: a bench child may import
+lanewise from another tree (``--before REF``) than the one this file comes from.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+CHAT_SCOPE: dict[str, Any] = {
+    "type": "http",
+    "asgi": {"version": "3.0"},
+    "http_version": "1.1",
+    "method": "POST",
+    "scheme": "http",
+    "path": "/v1/chat/completions",
+    "raw_path": b"/v1/chat/completions",
+    "query_string": b"",
+    "root_path": "",
+    "headers": [(b"content-type", b"application/json"), (b"host", b"bench")],
+    "client": ("127.0.0.1", 1),
+    "server": ("127.0.0.1", 80),
+}
+"""One ``POST /v1/chat/completions``; copy it per request (``dict(CHAT_SCOPE, state={})``):
+the app writes into a scope."""
+
+CHAT_BODY = json.dumps(
+    {"model": "instant", "messages": [{"role": "user", "content": "How are lanes deployed?"}]}
+).encode()
+
+
+def instant_plugin() -> Any:
+    """A plugin whose default backend ``instant`` answers at once (no upstream)."""
+    from lanewise.core.hookspecs import hookimpl
+    from lanewise.core.types import ChatChunk, ChatCompletion, Usage
+
+    class Instant:
+        name = "instant"
+
+        async def generate(self, request: Any) -> Any:
+            return ChatCompletion(
+                model=request.model,
+                text="Each lane is its own service.",
+                finish_reason="stop",
+                usage=Usage(prompt_tokens=6, completion_tokens=6),
+            )
+
+        async def stream(self, request: Any) -> Any:
+            yield ChatChunk(delta="ok", finish_reason="stop", usage=Usage())
+
+    class Plugin:
+        @hookimpl
+        def lanewise_register_backends(self, register: Any) -> None:
+            # *args: the factory signature differs between the trees compared.
+            register("instant", lambda *args: Instant(), default=True)
+
+    return Plugin()
