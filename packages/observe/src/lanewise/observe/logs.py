@@ -98,8 +98,14 @@ def wants_console(settings: ObserveSettings) -> bool:
     return settings.log_file is None and sys.stderr.isatty()
 
 
-def configure_logging(settings: ObserveSettings, on_drop: Callable[[], None]) -> None:
-    """(Re)configure the process's logging; safe to call again (tests, forked workers)."""
+def configure_logging(
+    settings: ObserveSettings, on_drop: Callable[[], None], *, threaded: bool = True
+) -> None:
+    """(Re)configure the process's logging; safe to call again (tests, forked workers).
+
+    ``threaded=False``: no writer thread, each line is written by its caller (a gateway
+    whose request lines the telemetry sidecar writes; what is left is rare).
+    """
     global _installed
     level = getattr(logging, settings.log_level.upper())
     shared: list[Any] = [
@@ -131,7 +137,7 @@ def configure_logging(settings: ObserveSettings, on_drop: Callable[[], None]) ->
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     shutdown_logging()
-    writer = LineWriter(settings.log_file, settings.log_buffer, on_drop)
+    writer = LineWriter(settings.log_file, settings.log_buffer, on_drop, threaded=threaded)
     handler = WriterHandler(writer)
     handler.setFormatter(formatter)
     root = logging.getLogger()
@@ -242,6 +248,12 @@ _PID = os.getpid()
 def _refresh_pid() -> None:
     global _PID
     _PID = os.getpid()
+
+
+def write_as(pid: int) -> None:
+    """Lines say ``pid`` from now on (the sidecar writes for its gateway worker)."""
+    global _PID
+    _PID = pid
 
 
 os.register_at_fork(after_in_child=_refresh_pid)

@@ -42,6 +42,10 @@ class ObserveSettings(Section):
     otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP endpoint (needs lanewise-observe[otlp]); unset: no export"
     )
+    span_exporter: str | None = Field(
+        None, description="'module:callable' returning an OpenTelemetry SpanExporter"
+    )
+    spans_file: Path | None = Field(None, description="write spans here as JSON lines")
     trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
     usage_store: bool = Field(True, description="write usage rows to SQL for /v1/usage")
     usage_database_url: str | None = Field(
@@ -56,6 +60,16 @@ class ObserveSettings(Section):
     )
     anomaly_window: int = Field(20, ge=2, description="requests in the recent window")
     anomaly_baseline_min: int = Field(50, ge=2, description="requests before a baseline counts")
+    sidecar: bool | None = Field(
+        None,
+        description="process telemetry in a child process; unset: on under `lanewise serve`",
+    )
+    sidecar_buffer_bytes: int = Field(
+        4 << 20, ge=4096, description="encoded records waiting for the sidecar; past it dropped"
+    )
+    sidecar_cpus: list[int] | None = Field(
+        None, description="CPU cores the sidecar may run on (default: the gateway's)"
+    )
 
 
 def observe_settings(settings: Settings) -> ObserveSettings:

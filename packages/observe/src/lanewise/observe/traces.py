@@ -11,6 +11,7 @@ for backends that forward it.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import random
 import re
@@ -18,10 +19,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from lanewise.core.errors import ConfigError
 from lanewise.observe.logwriter import take
 from lanewise.observe.record import RequestRecord
+from lanewise.observe.settings import ObserveSettings
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -75,8 +79,6 @@ def otlp_exporter(endpoint: str) -> SpanExporter:
             OTLPSpanExporter,
         )
     except ImportError:
-        from lanewise.core.errors import ConfigError
-
         raise ConfigError(
             "observe.otlp_endpoint needs the OTLP exporter: pip install 'lanewise-observe[otlp]'"
         ) from None
@@ -334,3 +336,51 @@ def parse_traceparent(value: str | None) -> tuple[int, int, int] | None:
     if not trace_id or not span_id or match.group(0).startswith("ff"):
         return None
     return trace_id, span_id, int(match.group(3), 16)
+
+
+def configured_exporter(observe: ObserveSettings) -> SpanExporter | None:
+    """The span exporter the settings name (the sidecar cannot be handed an object)."""
+    named = [
+        key
+        for key in ("otlp_endpoint", "span_exporter", "spans_file")
+        if getattr(observe, key) is not None
+    ]
+    if len(named) > 1:
+        raise ConfigError(f"observe: set one span exporter, not {' and '.join(named)}")
+    if observe.otlp_endpoint:
+        return otlp_exporter(observe.otlp_endpoint)
+    if observe.span_exporter:
+        return imported_exporter(observe.span_exporter)
+    if observe.spans_file is not None:
+        return JsonLinesSpanExporter(observe.spans_file)
+    return None
+
+
+def imported_exporter(path: str) -> SpanExporter:
+    """``module:callable``: the callable (a class, a factory) is called without arguments."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+        exporter = factory()
+    except Exception as exc:
+        raise ConfigError(f"observe.span_exporter {path!r} could not be loaded: {exc}") from None
+    if not isinstance(exporter, SpanExporter):
+        raise ConfigError(f"observe.span_exporter {path!r} did not return a SpanExporter")
+    return exporter
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """One JSON object per span and line (the SDK's ``to_json``), appended to a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        text = "".join(span.to_json(indent=None) + "\n" for span in spans)
+        with self._lock, open(self.path, "a", encoding="utf-8") as out:
+            out.write(text)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass

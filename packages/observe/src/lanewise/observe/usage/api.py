@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from lanewise.core.errors import LanewiseError, Unavailable
 from lanewise.core.types import Principal
 from lanewise.observe.usage.query import WINDOW_PATTERN, GroupBy, usage_summary
-from lanewise.observe.usage.store import UsageWriter
+from lanewise.observe.usage.store import UsageReader, UsageWriter
 from litestar import Request, get
 from litestar.params import FromQuery, Parameter
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,7 +19,7 @@ class Forbidden(LanewiseError):
     status = 403
 
 
-def make_usage_route(writer: UsageWriter) -> Any:
+def make_usage_route(store: UsageWriter | UsageReader) -> Any:
     # opt["errors"]: the statuses /schema documents besides 200 (see lanewise.core.gateway.openapi).
     @get("/v1/usage", tags=["usage"], sync_to_thread=True, opt={"errors": (400, 403, 503)})
     def read_usage(
@@ -42,10 +42,10 @@ def make_usage_route(writer: UsageWriter) -> Any:
                 f"tenant {tenant!r}'s usage; omit tenant or use that tenant's key",
                 tenant=principal.tenant,
             )
-        writer.ready.wait(10)  # the schema is created by the writer thread at start-up
         try:
+            store.wait_ready(10)  # the schema is created by the writer at start-up
             return usage_summary(
-                writer.engine, tenant=principal.tenant, group_by=group_by, window=window
+                store.engine, tenant=principal.tenant, group_by=group_by, window=window
             )
         except SQLAlchemyError:
             raise Unavailable(

@@ -105,6 +105,10 @@ class UsageWriter:
         self._thread = threading.Thread(target=self._run, name="lanewise-usage-writer", daemon=True)
         self._thread.start()
 
+    def wait_ready(self, timeout: float) -> bool:
+        """The schema is migrated (the writer thread does it first thing)."""
+        return self.ready.wait(timeout)
+
     def put(self, rows: Any) -> None:
         """Queue a row (a dict of columns, or a tuple of values in :data:`COLUMNS` order), a
         list of rows, or a callable the writer thread calls to build such a list.
@@ -207,3 +211,23 @@ class UsageWriter:
             log.warning("usage store unavailable; %d rows dropped", len(rows), exc_info=True)
             self.on_drop(len(rows))
             return False
+
+
+class UsageReader:
+    """The usage table for ``GET /v1/usage`` in a gateway whose sidecar writes it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._migrated = False
+        self._lock = threading.Lock()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Migrate on the first read (the sidecar may not have yet); idempotent."""
+        with self._lock:
+            if not self._migrated:
+                migrate(self.engine)
+                self._migrated = True
+        return True
+
+    def close(self) -> None:
+        self.engine.dispose()

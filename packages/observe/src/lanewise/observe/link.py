@@ -1,0 +1,237 @@
+"""The gateway's end of the telemetry sidecar: encode, buffer, write without ever blocking.
+
+Finished requests are encoded at once into a buffer (:class:`FrameBuffer`); an
+event-loop timer writes the buffer to the child's stdin every ``interval_s``
+(sooner past ``FLUSH_BYTES``) with a non-blocking ``os.write``. What the pipe
+does not take now stays for the next tick; past ``capacity`` bytes waiting, new
+messages are dropped and counted (``lanewise_telemetry_dropped_total{sink="sidecar"}``),
+as they are while the child is down. A dead child is started again, with a
+backoff, from the same timer. Shutdown writes what is left (bounded by a
+deadline), closes the pipe and waits for the child to flush its sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lanewise.observe.wire import FrameBuffer, config_frame
+
+log = logging.getLogger("lanewise.observe")
+INTERVAL_S = 0.05
+FLUSH_BYTES = 256 << 10
+"""Write before the timer once this much is buffered (a burst; keeps writes pipe-sized)."""
+PIPE_BYTES = 1 << 20
+"""Pipe capacity asked for (``F_SETPIPE_SZ``; Linux caps it at ``fs.pipe-max-size``)."""
+F_SETPIPE_SZ = 1031
+RESTART_MIN_S = 0.5
+RESTART_MAX_S = 30.0
+STABLE_S = 30.0
+"""A child that ran this long resets the restart backoff."""
+
+
+class SidecarLink:
+    def __init__(
+        self,
+        config: bytes,
+        *,
+        capacity: int,
+        on_drop: Callable[[int], None],
+        command: list[str] | None = None,
+    ) -> None:
+        self.config = config
+        """The child's settings (JSON), sent as its first message."""
+        self.capacity = capacity
+        self.on_drop = on_drop
+        self.command = command or [sys.executable, "-m", "lanewise.observe.sidecar"]
+        self.buffer = FrameBuffer()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        """Children started after the first (tests and operators read it)."""
+        self._fd: int | None = None
+        self._out: memoryview | None = None
+        """The part of the last write the pipe did not take yet (finished before anything else)."""
+        self._out_messages = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._failures = 0
+        self._started_at = 0.0
+        self._restart_at: float | None = None
+        self._closed = False
+
+    # -- on the event loop --------------------------------------------------------------
+    def start(self) -> None:
+        """Start the child and the flush timer (from the running event loop)."""
+        self._loop = asyncio.get_running_loop()
+        with self._lock:
+            self._spawn()
+        self._timer = self._loop.call_later(INTERVAL_S, self._tick)
+
+    def send(self, kind: int, message: Any) -> None:
+        """Queue one message; never blocks, never raises for a full pipe or a dead child."""
+        with self._lock:
+            if self._fd is None or len(self.buffer.data) >= self.capacity:
+                self.on_drop(1)
+                return
+            self.buffer.add(kind, message)
+            if len(self.buffer.data) >= FLUSH_BYTES:
+                self._flush()
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        try:
+            with self._lock:
+                self._check_child()
+                self._flush()
+        except Exception:
+            log.warning("telemetry sidecar link failed", exc_info=True)
+        if self._loop is not None and not self._closed:
+            self._timer = self._loop.call_later(INTERVAL_S, self._tick)
+
+    # -- under the lock -------------------------------------------------------------------
+    def _spawn(self) -> None:
+        try:
+            proc = subprocess.Popen(
+                self.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C meant for the server must not kill it before it
+                # has drained; it leaves on end-of-file, or when its parent is gone.
+                start_new_session=True,
+            )
+        except OSError:
+            log.warning("telemetry sidecar could not start", exc_info=True)
+            self._child_gone()
+            return
+        assert proc.stdin is not None
+        fd = proc.stdin.fileno()
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_BYTES)
+        os.set_blocking(fd, False)
+        self.proc, self._fd = proc, fd
+        self._started_at = time.monotonic()
+        self._restart_at = None
+        # The pipe is empty: the settings always fit.
+        self._out = memoryview(config_frame(self.config))
+        self._out_messages = 0
+
+    def _check_child(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            log.warning(
+                "telemetry sidecar exited with %s; restarting it", self.proc.returncode
+            )
+            self._child_gone()
+        if self.proc is None and self._restart_at is not None:
+            if time.monotonic() >= self._restart_at:
+                self.restarts += 1
+                self._spawn()
+
+    def _child_gone(self) -> None:
+        """Drop what waits for the child, close its pipe, schedule the next one."""
+        dropped = self.buffer.take()[1] + self._out_messages
+        self._out, self._out_messages = None, 0
+        if dropped:
+            self.on_drop(dropped)
+        if self.proc is not None:
+            if time.monotonic() - self._started_at >= STABLE_S:
+                self._failures = 0
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            with contextlib.suppress(OSError, ValueError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(0)
+        self.proc, self._fd = None, None
+        delay = min(RESTART_MIN_S * 2**self._failures, RESTART_MAX_S)
+        self._failures += 1
+        self._restart_at = None if self._closed else time.monotonic() + delay
+
+    def _flush(self) -> None:
+        """Write what the pipe takes now; the rest waits (never a blocking write)."""
+        if self._fd is None:
+            return
+        try:
+            if self._out is not None:
+                written = os.write(self._fd, self._out)
+                if written < len(self._out):
+                    self._out = self._out[written:]
+                    return
+                self._out, self._out_messages = None, 0
+            if not self.buffer.messages:
+                return
+            data, messages = self.buffer.take()
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            return  # the pipe is full: the child is behind; the buffer absorbs, then drops
+        except OSError:  # EPIPE: the child is gone
+            self._child_gone()
+            return
+        if written < len(data):
+            self._out, self._out_messages = memoryview(data)[written:], messages
+
+    # -- shutdown (any thread) ------------------------------------------------------------
+    def close(self, timeout: float = 10.0) -> bool:
+        """Write what is left, close the pipe, wait for the child to flush; True when it did."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._closed = True
+            proc, fd = self.proc, self._fd
+            if proc is None or fd is None:
+                return True
+            left = self._drain_until(fd, deadline)
+            self.proc, self._fd = None, None
+        if left:
+            self.on_drop(left)
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            proc.wait(max(deadline - time.monotonic(), 0.1))
+            return proc.returncode == 0
+        except subprocess.TimeoutExpired:
+            log.warning("telemetry sidecar did not finish in %.0f s; killed", timeout)
+            proc.kill()
+            proc.wait()
+            return False
+
+    def _drain_until(self, fd: int, deadline: float) -> int:
+        """Blocking-with-deadline writes of everything queued; returns messages not written."""
+        buffered, count = self.buffer.take()
+        data = bytes(self._out or b"") + bytes(buffered)
+        messages = self._out_messages + count
+        self._out, self._out_messages = None, 0
+        view = memoryview(data)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return max(messages, 1)
+            try:
+                _, writable, _ = select.select([], [fd], [], remaining)
+                if writable:
+                    view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                continue
+            except OSError:
+                return max(messages, 1)
+        return 0
+
+    def stop_timer(self) -> None:
+        """No more ticks (the loop is about to stop); :meth:`close` does the last write."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

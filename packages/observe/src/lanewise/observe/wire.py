@@ -1,0 +1,115 @@
+"""What the gateway hands its telemetry sidecar: length-prefixed, tagged msgpack messages.
+
+Each message is a 5-byte header (payload length, little-endian u32; kind, u8) and
+its msgpack payload. The gateway encodes a finished request the moment it
+completes, appending it to one ``bytearray`` (``encode_into``: no intermediate
+``bytes``, nothing left for the garbage collector), and writes that buffer to
+the pipe in batches; the child parses the stream back into messages.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from lanewise.core.types import StageTiming, UsageEvent
+from lanewise.observe.record import RequestRecord
+
+HEADER = struct.Struct("<IB")
+CONFIG = 0
+"""The first message: the child's settings (JSON), so nothing secret goes on argv."""
+RECORD = 1
+"""A finished request (:class:`~lanewise.observe.record.RequestRecord`)."""
+USAGE = 2
+"""A model call outside any request (:class:`StandaloneUsage`)."""
+STAGE = 3
+"""A stage outside any request, e.g. an ingestion's new index version (:class:`StandaloneStage`)."""
+
+
+class StandaloneUsage(msgspec.Struct, kw_only=True):
+    event: UsageEvent
+    at: float
+    """Wall-clock time the gateway saw it (the usage row's timestamp)."""
+
+
+class StandaloneStage(msgspec.Struct, kw_only=True):
+    event: StageTiming
+    at: float
+    """Wall-clock time the gateway saw it (an ingestion's "completed" time)."""
+
+
+Message = RequestRecord | StandaloneUsage | StandaloneStage
+_BLANK = bytes(HEADER.size)
+
+
+class FrameBuffer:
+    """Messages encoded and appended to one growing buffer (the gateway's side)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.messages = 0
+        self._encoder = msgspec.msgpack.Encoder()
+
+    def add(self, kind: int, message: Any) -> None:
+        data = self.data
+        start = len(data)
+        data += _BLANK
+        try:
+            self._encoder.encode_into(message, data, -1)
+        except Exception:
+            del data[start:]  # never leave half a message in the stream
+            raise
+        HEADER.pack_into(data, start, len(data) - start - HEADER.size, kind)
+        self.messages += 1
+
+    def take(self) -> tuple[bytearray, int]:
+        """The buffer and its message count; the buffer starts empty again."""
+        data, messages = self.data, self.messages
+        self.data, self.messages = bytearray(), 0
+        return data, messages
+
+
+def config_frame(payload: bytes) -> bytes:
+    return HEADER.pack(len(payload), CONFIG) + payload
+
+
+class FrameReader:
+    """Bytes from the pipe in, whole messages out (the sidecar's side)."""
+
+    def __init__(self, on_error: Callable[[], None]) -> None:
+        self.pending = bytearray()
+        self.on_error = on_error
+        self._decoders: dict[int, msgspec.msgpack.Decoder[Any]] = {
+            RECORD: msgspec.msgpack.Decoder(RequestRecord),
+            USAGE: msgspec.msgpack.Decoder(StandaloneUsage),
+            STAGE: msgspec.msgpack.Decoder(StandaloneStage),
+        }
+
+    def feed(self, chunk: bytes) -> list[tuple[int, Any]]:
+        """The messages ``chunk`` completes (config payloads as raw bytes)."""
+        pending = self.pending
+        pending += chunk
+        out: list[tuple[int, Any]] = []
+        offset, size = 0, len(pending)
+        with memoryview(pending) as view:
+            while size - offset >= HEADER.size:
+                length, kind = HEADER.unpack_from(pending, offset)
+                start = offset + HEADER.size
+                end = start + length
+                if end > size:
+                    break
+                offset = end
+                if kind == CONFIG:
+                    out.append((kind, bytes(view[start:end])))
+                    continue
+                decoder = self._decoders.get(kind)
+                try:
+                    if decoder is None:
+                        raise msgspec.DecodeError(f"unknown message kind {kind}")
+                    out.append((kind, decoder.decode(view[start:end])))
+                except msgspec.DecodeError:
+                    self.on_error()
+        del pending[:offset]
+        return out
