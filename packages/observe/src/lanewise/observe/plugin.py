@@ -60,8 +60,9 @@ class ObservePlugin:
         app_config.after_exception.append(unrouted_hook(telemetry))
         if observe.metrics:
             app_config.route_handlers.append(metrics_endpoint)
-        if telemetry.writer is not None:
-            app_config.route_handlers.append(make_usage_route(telemetry.writer))
+        usage_store = telemetry.writer or telemetry.usage_reader
+        if usage_store is not None:
+            app_config.route_handlers.append(make_usage_route(usage_store))
         app_config.lifespan.append(telemetry.lifespan)
 
     @hookimpl

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -20,6 +21,7 @@ from typing import Any
 
 import structlog
 from lanewise.core.context import TRACEPARENT, TRACESTATE
+from lanewise.core.errors import ConfigError
 from lanewise.core.settings import Settings
 from lanewise.core.types import Principal, StageTiming, UsageEvent
 from lanewise.observe import metrics as m
@@ -32,15 +34,19 @@ from lanewise.observe.logs import (
     route_third_party_loggers,
     write_synchronously,
 )
+from lanewise.observe.link import SidecarLink
 from lanewise.observe.logwriter import take
 from lanewise.observe.record import RequestRecord
 from lanewise.observe.request_context import SCOPE_ATTRIBUTES, SCOPE_CONTEXT
+from lanewise.observe.multiproc import SERVED_ENV
 from lanewise.observe.settings import ObserveSettings
+from lanewise.observe.sidecar import child_config
 from lanewise.observe.signals import StaleIndexDetector, TokenAnomalyDetector
 from lanewise.observe.state import STATE
 from lanewise.observe.summary import SUMMARY_EVENT, build_summary
-from lanewise.observe.traces import Tracing, otlp_exporter, trace_id_from_header
-from lanewise.observe.usage.store import UsageWriter, make_engine
+from lanewise.observe.traces import Tracing, configured_exporter, trace_id_from_header
+from lanewise.observe.usage.store import UsageReader, UsageWriter, make_engine
+from lanewise.observe.wire import RECORD, STAGE, USAGE, StandaloneStage, StandaloneUsage
 
 log = structlog.get_logger("lanewise.request")
 internal_log = logging.getLogger("lanewise.observe")
@@ -53,6 +59,8 @@ STATE_INTERVAL_S = 1.0
 """How often lanes are asked for their state (``lanewise_collect_state``)."""
 PENDING_MAX = 10_000
 """Finished requests waiting for the worker; past this they are dropped (counted)."""
+SIDECAR_CLOSE_S = 10.0
+"""At shutdown, how long the gateway waits for its sidecar to write everything out."""
 USAGE_GRACE_S = 2.0
 """After a client disconnect, how long the summary waits for the cancelled model call's usage."""
 
@@ -63,19 +71,35 @@ def count_drop(sink: str, n: int = 1) -> None:
         m.TELEMETRY_DROPPED.labels(sink).inc(n)
 
 
-def usage_database_url(settings: Settings, observe: ObserveSettings) -> str:
+def usage_database_url(settings: Settings | None, observe: ObserveSettings) -> str:
     if observe.usage_database_url:
         return observe.usage_database_url
+    if settings is None:
+        raise ValueError("observe.usage_database_url is needed without the gateway's settings")
     if settings.database_url:
         return settings.database_url
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(settings.data_dir / 'usage.sqlite3').resolve()}"
 
 
+def sidecar_mode(observe: ObserveSettings, span_exporter: Any) -> bool:
+    """``observe.sidecar``; unset: on in ``lanewise serve``'s gateway processes, off where an
+    app is built in-process (tests, the demo, Celery workers). An exporter object cannot
+    cross to another process: passed in, it keeps the telemetry here."""
+    if observe.sidecar is None:
+        return span_exporter is None and os.environ.get(SERVED_ENV) == "1"
+    if observe.sidecar and span_exporter is not None:
+        raise ConfigError(
+            "observe.sidecar: a span exporter object cannot be handed to the sidecar process; "
+            "name it in observe.span_exporter ('module:callable') instead"
+        )
+    return observe.sidecar
+
+
 class Telemetry:
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | None,
         observe: ObserveSettings,
         *,
         span_exporter: Any = None,
@@ -88,18 +112,22 @@ class Telemetry:
         self._closed = False
         self.metrics = observe.metrics
         self.summaries = observe.summaries
-        exporter = span_exporter
-        if exporter is None and observe.otlp_endpoint:
-            exporter = otlp_exporter(observe.otlp_endpoint)
+        sidecar = sidecar_mode(observe, span_exporter)
+        exporter = span_exporter if span_exporter is not None else configured_exporter(observe)
+        tracing = observe.traces and exporter is not None
+        if sidecar and exporter is not None:
+            exporter.shutdown()  # built to check the settings: the sidecar makes its own
         self.tracing = (
             Tracing(
                 exporter,
                 sample_ratio=observe.trace_sample_ratio,
                 on_drop=lambda n: count_drop("traces", n),
             )
-            if observe.traces and exporter is not None
+            if tracing and exporter is not None and not sidecar
             else None
         )
+        self.sample_ratio = observe.trace_sample_ratio if tracing else None
+        """Traces start here (ids for every request, forwarded upstream) when not None."""
         self.tenants = m.LabelCap(observe.metrics_tenant_cap)
         self.users = m.LabelCap(observe.metrics_user_cap)
         self.labels = m.LabelCap(500)
@@ -115,13 +143,19 @@ class Telemetry:
             baseline_min=observe.anomaly_baseline_min,
         )
         self.writer: UsageWriter | None = None
-        if observe.usage_store:
+        self.usage_reader: UsageReader | None = None
+        """With the sidecar: the usage table as ``GET /v1/usage`` reads it (the child writes)."""
+        usage_url = usage_database_url(settings, observe) if observe.usage_store else None
+        if usage_url is not None and sidecar:
+            self.usage_reader = UsageReader(make_engine(usage_url))
+        elif usage_url is not None:
             self.writer = UsageWriter(
-                make_engine(usage_database_url(settings, observe)),
+                make_engine(usage_url),
                 capacity=observe.usage_buffer,
                 on_drop=lambda n: count_drop("usage", n),
             )
-        configure_logging(observe, on_drop=lambda: count_drop("logs"))
+        # With the sidecar the gateway's own lines (warnings, uvicorn) are rare: no thread.
+        configure_logging(observe, on_drop=lambda: count_drop("logs"), threaded=not sidecar)
         # Finished requests wait here for the worker thread, which turns them into the
         # summary line, metrics, spans and usage rows in batches: the event loop pays a
         # deque append per request, and the batch runs with warm caches.
@@ -129,6 +163,16 @@ class Telemetry:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._flushed_at = time.monotonic()
+        self.link: SidecarLink | None = None
+        """The sidecar that processes this gateway's records (then there is no worker)."""
+        self._worker: threading.Thread | None = None
+        if sidecar:
+            self.link = SidecarLink(
+                child_config(observe, usage_url, os.getpid()),
+                capacity=observe.sidecar_buffer_bytes,
+                on_drop=lambda n: count_drop("sidecar", n),
+            )
+            return
         self._worker = threading.Thread(target=self._run, name="lanewise-telemetry", daemon=True)
         self._worker.start()
         m.FLUSHERS.append(self.flush_metrics)
@@ -181,14 +225,20 @@ class Telemetry:
         if record is not None:
             record.add_stage(event)  # its metrics come with the request's, on the worker
             return
+        if self.link is not None:
+            self._send(STAGE, StandaloneStage(event=event, at=time.time()))
+        else:
+            self.process_stage(event, time.time())
+
+    def process_stage(self, event: StageTiming, at: float) -> None:
+        """A stage outside any request: its metrics; an ingestion's index version."""
         if self.metrics:
             self._stage_metrics(self.immediate, event)
         if event.stage == "ingest":
             version = event.attributes.get("lanewise.index.version")
             tenant = event.attributes.get("lanewise.tenant")
             if isinstance(version, int) and isinstance(tenant, str):
-                now = time.time()
-                self._enqueue(lambda: self.stale.completed(tenant, version, now))
+                self._enqueue(lambda: self.stale.completed(tenant, version, at))
 
     def _stage_metrics(self, sink: m.Batch | m.Immediate, event: StageTiming) -> None:
         sink.observe(m.STAGE_SECONDS, (self.labels(event.stage), event.ok), event.duration_s)
@@ -240,12 +290,23 @@ class Telemetry:
         self._enqueue(record)
 
     def _enqueue(self, item: RequestRecord | Callable[[], None]) -> None:
+        if self.link is not None:
+            self._send(RECORD, item)
+            return
         if len(self.pending) < PENDING_MAX:
             self.pending.append(item)
         else:
             count_drop("internal")
         if self._stop.is_set():  # the worker is gone (shutting down): process it here
             self.drain()
+
+    def _send(self, kind: int, message: Any) -> None:
+        assert self.link is not None
+        try:
+            self.link.send(kind, message)  # encoded now; written by the loop's timer
+        except Exception:
+            count_drop("internal")
+            internal_log.warning("telemetry could not encode a record", exc_info=True)
 
     # -- the worker -----------------------------------------------------------------------
     def _run(self) -> None:
@@ -393,6 +454,12 @@ class Telemetry:
 
     def _standalone_usage(self, event: UsageEvent) -> None:
         """A model call outside a gateway request (ingest embeddings, CLI): metrics and a row."""
+        if self.link is not None:
+            self._send(USAGE, StandaloneUsage(event=event, at=time.time()))
+        else:
+            self.process_usage(event, time.time())
+
+    def process_usage(self, event: UsageEvent, at: float) -> None:
         if self.metrics:
             tenant = self.tenants(event.principal.tenant)
             model = self.labels(event.model)
@@ -400,12 +467,14 @@ class Telemetry:
             sink.inc(m.TOKENS, ("input", tenant, model, "", ""), event.usage.prompt_tokens)
             sink.inc(m.TOKENS, ("output", tenant, model, "", ""), event.usage.completion_tokens)
         if self.writer is not None:
-            self.writer.put(usage_row(event, time.time(), cost=None, status="ok"))
+            self.writer.put(usage_row(event, at, cost=None, status="ok"))
 
     # -- lifecycle ----------------------------------------------------------------------
     @asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
         route_third_party_loggers()
+        if self.link is not None:
+            self.link.start()
         collector = None
         if self.metrics and self._state_reporters():
             collector = asyncio.get_running_loop().create_task(self._collect_state_every())
@@ -414,6 +483,8 @@ class Telemetry:
         finally:
             if collector is not None:
                 collector.cancel()
+            if self.link is not None:
+                self.link.stop_timer()  # close() writes what is left, from its thread
             await asyncio.to_thread(self.close)
 
     def _state_reporters(self) -> bool:
@@ -444,11 +515,16 @@ class Telemetry:
             count_drop("state", refused)
 
     def close(self) -> None:
+        if self.link is not None:
+            self.link.close(SIDECAR_CLOSE_S)
+        if self.usage_reader is not None:
+            self.usage_reader.close()
         if self.flush_metrics in m.FLUSHERS:
             m.FLUSHERS.remove(self.flush_metrics)
             remove_feeder(self.drain)
             self._stop.set()
-            self._worker.join(10.0)
+            if self._worker is not None:
+                self._worker.join(10.0)
             self.flush_metrics()
         if self.writer is not None:
             self.writer.close()
