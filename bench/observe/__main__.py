@@ -28,16 +28,27 @@ def plot(data: dict[str, Any], path: Path) -> None:
     med = data["median"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.5))
     variants = data.get("variants", ["off", "on"])
-    names = {"off": "telemetry off", "on": "telemetry on", "before": "on, before"}
+    names = {
+        "off": "telemetry off",
+        "on": "on, sidecar core 1",
+        "on-samecore": "on, sidecar core 0",
+        "thread": "on, in-process thread",
+        "before": "on, before",
+    }
     labels = [names[v] for v in variants]
-    colors = ["#888888", "#2a7ab9", "#d98c3a"][: len(variants)]
+    colors = ["#888888", "#2a7ab9", "#6aa84f", "#d98c3a", "#a64d79"][: len(variants)]
     for ax, key, title in (
         (axes[0], "rps", "requests/s (c=16)"),
         (axes[1], "p50_ms_c1", "p50 latency at c=1 (ms)"),
-        (axes[2], "cpu_ms_per_request", "gateway CPU ms per request"),
+        (axes[2], "cpu_ms_per_request", "CPU ms per request (gateway + sidecar)"),
     ):
         values = [med[v][key] for v in variants]
         ax.bar(labels, values, color=colors)
+        if key == "cpu_ms_per_request":
+            sidecar = [med[v].get("sidecar_cpu_ms_per_request", 0.0) for v in variants]
+            ax.bar(labels, sidecar, bottom=values, color="#cccccc", label="sidecar")
+            ax.legend()
+        ax.tick_params(axis="x", labelrotation=20)
         ax.set_title(title)
         for i, v in enumerate(values):
             ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom")
@@ -52,11 +63,17 @@ def plot(data: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--before", help="a git ref: its observe lane as a third gateway")
+    parser.add_argument("--before", help="a git ref: its observe lane as another gateway")
+    parser.add_argument(
+        "--variants",
+        default=",".join(overhead.VARIANTS),
+        help=f"comma-separated, off and on always included; of {', '.join(overhead.VARIANTS)}",
+    )
     args = parser.parse_args()
     before = overhead.checkout(args.before) if args.before else None
     load_before = os.getloadavg()
-    data = overhead.run(quick=args.quick, before=before)
+    variants = tuple({"off", "on", *args.variants.split(",")})
+    data = overhead.run(quick=args.quick, before=before, variants=variants)
     data["meta"] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
@@ -71,11 +88,14 @@ def main() -> None:
     (RESULTS / "observe.json").write_text(json.dumps(data, indent=2) + "\n")
     plot(data, RESULTS / "observe.png")
     med = data["median"]
-    print(
-        f"telemetry off: {med['off']['rps']:.0f} rps, p50 {med['off']['p50_ms_c1']:.3f} ms, "
-        f"{med['off']['cpu_ms_per_request']:.3f} CPU ms/req | on: {med['on']['rps']:.0f} rps, "
-        f"p50 {med['on']['p50_ms_c1']:.3f} ms, {med['on']['cpu_ms_per_request']:.3f} CPU ms/req"
-    )
+    for variant in data["variants"]:
+        loss = data["rps_loss_measured_by_variant"].get(variant, 0.0)
+        print(
+            f"{variant:>11}: {med[variant]['rps']:.0f} rps ({-loss * 100:+.1f}% measured), "
+            f"p50 {med[variant]['p50_ms_c1']:.3f} ms, gateway "
+            f"{med[variant]['cpu_ms_per_request']:.3f} CPU ms/req + sidecar "
+            f"{med[variant]['sidecar_cpu_ms_per_request']:.3f}"
+        )
     if "before" in med:
         print(
             f"before ({args.before}): {med['before']['rps']:.0f} rps, p50 "

@@ -3,8 +3,16 @@
 Targets (issue 11): telemetry on costs at most 7 % of the gateway's requests per
 second and at most +0.3 ms p50, with JSON summary lines to a file, Prometheus
 metrics, the SQLite usage table and OpenTelemetry spans (every request sampled, to a
-discarding exporter) all on. ``--before REF`` adds a third gateway with REF's observe
+discarding exporter) all on. ``--before REF`` adds a gateway with REF's observe
 lane (its source tree first on ``PYTHONPATH``), measured in the same rounds.
+
+Variants: ``off`` (no observe lane); ``on``, the telemetry sidecar (as ``lanewise
+serve`` runs it) on core 1; ``on-samecore``, the sidecar left on the gateway's core
+0 (the whole telemetry cost on one core); ``thread``, the telemetry processed by a
+thread inside the gateway process (no sidecar). The sidecar's CPU per request
+(its process's utime + stime, read from /proc after each run has drained) is
+reported next to the gateway's: the target is the gateway's throughput, and the
+sidecar's CPU is what it costs elsewhere.
 
 Rig: each gateway process pinned to core 0 with ``taskset``; the
 load generator (``wrk``, one thread, Lua-scripted POST) and the aiohttp
@@ -48,6 +56,8 @@ BODY = (
 TARGET_RPS_LOSS = 0.07
 TARGET_P50_ADDED_MS = 0.3
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SIDECAR_SETTLE_S = 0.3
+VARIANTS = ("off", "on", "on-samecore", "thread")
 
 
 def tree_env(tree: Path | None) -> dict[str, str]:
@@ -112,6 +122,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def children_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid``'s live child processes (the telemetry sidecar)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
 def wrk(url: str, *, connections: int, seconds: int, script: Path) -> dict[str, float]:
     out = subprocess.run(
         [
@@ -144,18 +169,23 @@ def wrk(url: str, *, connections: int, seconds: int, script: Path) -> dict[str, 
 def measure(
     pid: int, url: str, script: Path, *, connections: int, seconds: int
 ) -> dict[str, float]:
-    before = cpu_seconds(pid)
+    before, children_before = cpu_seconds(pid), children_cpu_seconds(pid)
     result = wrk(url, connections=connections, seconds=seconds, script=script)
     used = cpu_seconds(pid) - before
+    time.sleep(SIDECAR_SETTLE_S)  # what the sidecar still had queued belongs to this run
+    children = children_cpu_seconds(pid) - children_before
     result["cpu_ms_per_request"] = used * 1e3 / max(result["requests"], 1)
+    result["sidecar_cpu_ms_per_request"] = children * 1e3 / max(result["requests"], 1)
     # Share of its core the process used: below ~0.9 the process was not the bottleneck
     # (the load generator or the machine was), and its RPS says little about it.
     result["core_busy"] = used / seconds
     return result
 
 
-def run(*, quick: bool = False, before: Path | None = None) -> dict[str, Any]:
-    """``before``: a source tree whose observe lane runs as a third gateway (``before``)."""
+def run(
+    *, quick: bool = False, before: Path | None = None, variants: tuple[str, ...] = VARIANTS
+) -> dict[str, Any]:
+    """``before``: a source tree whose observe lane runs as another gateway (``before``)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     seconds = 5 if quick else 10
@@ -167,7 +197,8 @@ def run(*, quick: bool = False, before: Path | None = None) -> dict[str, Any]:
         f"wrk.body = '{BODY}'\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
-    up_port, off_port, on_port, before_port = free_port(), free_port(), free_port(), free_port()
+    ports = {variant: free_port() for variant in (*variants, "before")}
+    up_port = free_port()
     upstream = f"http://127.0.0.1:{up_port}"
     path = "/v1/chat/completions"
     results: dict[str, Any] = {"rounds": [], "rig": {}}
@@ -178,40 +209,47 @@ def run(*, quick: bool = False, before: Path | None = None) -> dict[str, Any]:
         results["rig"]["upstream"] = measure(
             up_pid, upstream + path, script, connections=16, seconds=seconds
         )
+        on = ["bench.observe.serve", "--telemetry", "on"]
         gateways = {
-            "off": ["bench.observe.serve", "--port", str(off_port), "--telemetry", "off"],
-            "on": [
-                "bench.observe.serve",
-                "--port",
-                str(on_port),
-                "--telemetry",
-                "on",
-                "--log-file",
-                str(work / "gateway.log"),
-            ],
+            "off": ["bench.observe.serve", "--telemetry", "off"],
+            "on": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE],
+            "on-samecore": [*on, "--sidecar"],
+            "thread": on,
+            "before": on,
         }
-        ports = {"off": off_port, "on": on_port}
-        variants = ["off", "on"]
+        variants = [v for v in ("off", "on", "on-samecore", "thread") if v in variants]
         if before is not None:
             variants.append("before")
-            ports["before"] = before_port
-            gateways["before"] = [
-                "bench.observe.serve",
-                "--port",
-                str(before_port),
-                "--telemetry",
-                "on",
-                "--log-file",
-                str(work / "before.log"),
-            ]
+        metrics_dirs = {v: work / f"metrics-{v}" for v in variants if "--sidecar" in gateways[v]}
+        for directory in metrics_dirs.values():
+            directory.mkdir()
+        envs = {
+            variant: {
+                **tree_env(before if variant == "before" else None),
+                **(
+                    {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dirs[variant])}
+                    if variant in metrics_dirs
+                    else {}
+                ),
+            }
+            for variant in variants
+        }
+        logs = {v: ["--log-file", str(work / f"{v}.log")] for v in variants if v != "off"}
         with ExitStack() as stack:
             pids = {
                 variant: stack.enter_context(
                     process(
-                        [*gateways[variant], "--upstream", upstream + "/v1"],
+                        [
+                            *gateways[variant],
+                            *logs.get(variant, []),
+                            "--port",
+                            str(ports[variant]),
+                            "--upstream",
+                            upstream + "/v1",
+                        ],
                         GATEWAY_CORE,
                         f"http://127.0.0.1:{ports[variant]}/healthz",
-                        env=tree_env(before if variant == "before" else None),
+                        env=envs[variant],
                     )
                 )
                 for variant in variants
@@ -235,22 +273,29 @@ def run(*, quick: bool = False, before: Path | None = None) -> dict[str, Any]:
                             pids[variant], url, script, connections=1, seconds=seconds
                         ),
                     }
+                    through = entry[variant]["throughput"]
                     print(
-                        f"  {variant:>6}: {entry[variant]['throughput']['rps']:8.0f} rps "
-                        f"({entry[variant]['throughput']['cpu_ms_per_request']:.3f} CPU ms/req, "
-                        f"core {entry[variant]['throughput']['core_busy'] * 100:.0f}% busy), "
+                        f"  {variant:>11}: {through['rps']:8.0f} rps "
+                        f"({through['cpu_ms_per_request']:.3f} CPU ms/req"
+                        f" + sidecar {through['sidecar_cpu_ms_per_request']:.3f}, "
+                        f"core {through['core_busy'] * 100:.0f}% busy), "
                         f"p50 at c=1 {entry[variant]['latency']['p50_ms']:.3f} ms",
                         flush=True,
                     )
                 results["rounds"].append(entry)
-        summary_lines = (
-            sum(1 for _ in (work / "gateway.log").open()) if (work / "gateway.log").exists() else 0
-        )
+        summary_lines = {
+            v: sum(1 for _ in (work / f"{v}.log").open())
+            for v in variants
+            if (work / f"{v}.log").exists()
+        }
     med = {
         variant: {
             "rps": statistics.median(r[variant]["throughput"]["rps"] for r in results["rounds"]),
             "cpu_ms_per_request": statistics.median(
                 r[variant]["throughput"]["cpu_ms_per_request"] for r in results["rounds"]
+            ),
+            "sidecar_cpu_ms_per_request": statistics.median(
+                r[variant]["throughput"]["sidecar_cpu_ms_per_request"] for r in results["rounds"]
             ),
             "p50_ms_c1": statistics.median(
                 r[variant]["latency"]["p50_ms"] for r in results["rounds"]
@@ -265,7 +310,8 @@ def run(*, quick: bool = False, before: Path | None = None) -> dict[str, Any]:
     # A CPU-bound gateway's throughput is 1 / CPU per request: the capacity loss follows
     # from the CPU figures even when the gateway was not saturated in the run.
     capacity_loss = 1 - med["off"]["cpu_ms_per_request"] / med["on"]["cpu_ms_per_request"]
-    busy = min(r[v]["throughput"]["core_busy"] for r in results["rounds"] for v in variants)
+    # The gateways compared; a sidecar sharing core 0 takes part of it by design.
+    busy = min(r[v]["throughput"]["core_busy"] for r in results["rounds"] for v in ("off", "on"))
     saturated = busy >= 0.9
     loss = measured_loss if saturated else capacity_loss
     added = med["on"]["p50_ms_c1"] - med["off"]["p50_ms_c1"]
@@ -283,6 +329,10 @@ def run(*, quick: bool = False, before: Path | None = None) -> dict[str, Any]:
         * 1e3,
         upstream_over_gateway=results["rig"]["upstream"]["rps"] / med["off"]["rps"],
         variants=variants,
+        rps_loss_measured_by_variant={
+            v: 1 - med[v]["rps"] / med["off"]["rps"] for v in variants if v != "off"
+        },
+        sidecar_core={"on": LOAD_CORE, "on-samecore": GATEWAY_CORE},
         log_lines_written=summary_lines,
         targets={"rps_loss_max": TARGET_RPS_LOSS, "p50_added_ms_max": TARGET_P50_ADDED_MS},
         rps_target_met=loss <= TARGET_RPS_LOSS,

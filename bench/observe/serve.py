@@ -2,15 +2,19 @@
 
 ``python -m bench.observe.serve --port 8123 --upstream http://127.0.0.1:9001/v1 --telemetry on``
 
-Both variants load the same lanes (inference only: the requests use no
+Every variant loads the same lanes (inference only: the requests use no
 retrieval); "on" adds the observe lane with JSON logs to a file, metrics, the
 SQLite usage table and traces (every request sampled) to an exporter that
-discards them (a local collector that costs nothing).
+discards them (a local collector that costs nothing). ``--sidecar`` processes
+all of that in the telemetry sidecar (as ``lanewise serve`` does), on the cores
+``--sidecar-cpus`` names (default: the gateway's); without it, in the gateway's
+own telemetry thread.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -42,19 +46,30 @@ def main() -> None:
     parser.add_argument("--telemetry", choices=("on", "off"), required=True)
     parser.add_argument("--log-file", default=None)
     parser.add_argument("--no-traces", action="store_true", help="(profiling one sink)")
+    parser.add_argument("--sidecar", action="store_true")
+    parser.add_argument("--sidecar-cpus", default=None, help="e.g. 1 or 1,2")
     args = parser.parse_args()
+    if args.sidecar and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # As `lanewise serve` sets one: the sidecar counts in files /metrics reads.
+        raise SystemExit("--sidecar needs PROMETHEUS_MULTIPROC_DIR (set before Python starts)")
     data_dir = tempfile.mkdtemp(prefix="lanewise-observe-bench-")
     models = {"m": {"kind": "openai", "base_url": args.upstream, "model": "bench"}}
     # Before the settings load: the [observe] section reads them.
     os.environ["LANEWISE_OBSERVE__LOG_FORMAT"] = "json"
     os.environ["LANEWISE_OBSERVE__LOG_FILE"] = args.log_file or f"{data_dir}/gateway.log"
+    if args.sidecar:
+        os.environ["LANEWISE_OBSERVE__SIDECAR"] = "true"
+        # The child cannot be handed an object: it imports the same discarding exporter.
+        os.environ["LANEWISE_OBSERVE__SPAN_EXPORTER"] = "bench.observe.serve:DiscardExporter"
+        if args.sidecar_cpus:
+            cpus = [int(c) for c in args.sidecar_cpus.split(",")]
+            os.environ["LANEWISE_OBSERVE__SIDECAR_CPUS"] = json.dumps(cpus)
     settings = load_settings(None, models=models, data_dir=data_dir)
     if args.telemetry == "on":
         from lanewise.observe.plugin import ObservePlugin
 
-        pm = get_plugin_manager(
-            ["inference"], extra=[ObservePlugin(span_exporter=DiscardExporter())]
-        )
+        exporter = None if args.sidecar else DiscardExporter()
+        pm = get_plugin_manager(["inference"], extra=[ObservePlugin(span_exporter=exporter)])
     else:
         pm = get_plugin_manager(["inference"])
     app = create_app(settings, plugin_manager=pm)

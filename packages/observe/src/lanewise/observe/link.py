@@ -130,14 +130,12 @@ class SidecarLink:
 
     def _check_child(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            log.warning(
-                "telemetry sidecar exited with %s; restarting it", self.proc.returncode
-            )
+            log.warning("telemetry sidecar exited with %s; restarting it", self.proc.returncode)
             self._child_gone()
-        if self.proc is None and self._restart_at is not None:
-            if time.monotonic() >= self._restart_at:
-                self.restarts += 1
-                self._spawn()
+        restart_at = self._restart_at
+        if self.proc is None and restart_at is not None and time.monotonic() >= restart_at:
+            self.restarts += 1
+            self._spawn()
 
     def _child_gone(self) -> None:
         """Drop what waits for the child, close its pipe, schedule the next one."""

@@ -25,6 +25,7 @@ from lanewise.core.errors import ConfigError
 from lanewise.core.settings import Settings
 from lanewise.core.types import Principal, StageTiming, UsageEvent
 from lanewise.observe import metrics as m
+from lanewise.observe.link import SidecarLink
 from lanewise.observe.logs import (
     add_feeder,
     configure_logging,
@@ -34,11 +35,10 @@ from lanewise.observe.logs import (
     route_third_party_loggers,
     write_synchronously,
 )
-from lanewise.observe.link import SidecarLink
 from lanewise.observe.logwriter import take
+from lanewise.observe.multiproc import SERVED_ENV
 from lanewise.observe.record import RequestRecord
 from lanewise.observe.request_context import SCOPE_ATTRIBUTES, SCOPE_CONTEXT
-from lanewise.observe.multiproc import SERVED_ENV
 from lanewise.observe.settings import ObserveSettings
 from lanewise.observe.sidecar import child_config
 from lanewise.observe.signals import StaleIndexDetector, TokenAnomalyDetector

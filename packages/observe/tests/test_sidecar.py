@@ -1,0 +1,280 @@
+"""The telemetry sidecar of ``lanewise serve``: a real gateway process and its real child.
+
+Summary lines, metrics, usage rows and spans come from the child; the gateway
+only encodes records. Killing the child costs telemetry (counted), never a
+request; the gateway starts another. Shutdown (SIGTERM) writes everything out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from lanewise.core.auth import hash_key
+from lanewise.core.gateway.app import create_app
+from lanewise.core.server import free_port, serve_in_thread
+from lanewise.core.testing import poll
+from lanewise.core.testing.services import wait_for_port
+from lanewise.observe.plugin import ObservePlugin
+from prometheus_client.parser import text_string_to_metric_families
+
+LANEWISE = str(Path(sys.executable).parent / "lanewise")
+KEY = "sidecar-key"
+AUTH = {"authorization": f"Bearer {KEY}"}
+BODY = {"model": "m", "messages": [{"role": "user", "content": "The sky is blue. Grass is green."}]}
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"
+OK = {"route": "/v1/chat/completions", "outcome": "ok"}
+
+
+class Gateway:
+    def __init__(self, proc: subprocess.Popen[str], port: int, tmp: Path) -> None:
+        self.proc = proc
+        self.base = f"http://127.0.0.1:{port}"
+        self.log_file = tmp / "gateway.log"
+        self.spans_file = tmp / "spans.jsonl"
+        self.usage_db = tmp / "data" / "usage.sqlite3"
+        self.sent: list[str] = []
+
+    def chat(self, headers: dict[str, str] | None = None) -> str:
+        r = httpx.post(
+            f"{self.base}/v1/chat/completions",
+            json=BODY,
+            headers={**AUTH, **(headers or {})},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        rid = r.headers["x-request-id"]
+        self.sent.append(rid)
+        return rid
+
+    def sidecars(self) -> list[int]:
+        return sidecar_pids(self.proc.pid)
+
+    def metric(self, name: str, **labels: str) -> float:
+        text = httpx.get(f"{self.base}/metrics", timeout=10).text
+        return sample_sum(text, name, **labels)
+
+
+@contextmanager
+def serve(tmp_path: Path) -> Iterator[Gateway]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "LANEWISE_PLUGINS": "inference,observe",
+        "LANEWISE_MODELS": json.dumps({"m": {"kind": "extractive", "scorer": "lexical"}}),
+        "LANEWISE_DATA_DIR": str(tmp_path / "data"),
+        "LANEWISE_GATEWAY__API_KEYS": json.dumps(
+            [{"sha256": hash_key(KEY), "tenant": "acme", "user": "alice"}]
+        ),
+        "LANEWISE_OBSERVE__LOG_FORMAT": "json",
+        "LANEWISE_OBSERVE__LOG_FILE": str(tmp_path / "gateway.log"),
+        "LANEWISE_OBSERVE__SPANS_FILE": str(tmp_path / "spans.jsonl"),
+        "OMP_NUM_THREADS": "1",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.pop("LANEWISE_OBSERVE__SIDECAR", None)  # unset: on under `lanewise serve`
+    proc = subprocess.Popen(
+        [LANEWISE, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    gateway = Gateway(proc, port, tmp_path)
+    try:
+        wait_for_port(port, proc, 90, "the gateway")
+        yield gateway
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
+
+
+def sidecar_pids(parent: int) -> list[int]:
+    """Live ``lanewise.observe.sidecar`` children of ``parent`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == parent and fields[0] != "Z" and b"lanewise.observe.sidecar" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def sample_sum(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def summaries(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.exists():
+        return {}
+    lines = (json.loads(raw) for raw in path.read_text().splitlines() if raw.strip())
+    return {line["request_id"]: line for line in lines if line.get("event") == "request.summary"}
+
+
+def spans(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(raw) for raw in path.read_text().splitlines() if raw.strip()]
+
+
+def usage_request_ids(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    with sqlite3.connect(path) as db:
+        return {row[0] for row in db.execute("select request_id from lanewise_usage")}
+
+
+def test_the_sidecar_writes_summaries_metrics_usage_and_spans(tmp_path):
+    with serve(tmp_path) as gw:
+        first = poll(gw.sidecars, bool, timeout=10)
+        assert len(first) == 1, "one sidecar per gateway worker"
+        traced = gw.chat({"traceparent": TRACEPARENT})
+        for _ in range(9):
+            gw.chat()
+        found = poll(lambda: summaries(gw.log_file), lambda s: set(gw.sent) <= s.keys(), timeout=15)
+        assert set(gw.sent) <= found.keys()
+        # The sidecar writes them, in the gateway worker's name.
+        assert {found[rid]["pid"] for rid in gw.sent} == {gw.proc.pid}
+        assert found[traced]["trace_id"] == CLIENT_TRACE
+        assert found[traced]["tenant"] == "acme"
+        assert found[traced]["tokens_out"] > 0
+        # /metrics (the gateway's endpoint) adds up the sidecar's multiprocess files.
+        count = poll(
+            lambda: gw.metric("lanewise_requests_total", **OK), lambda n: n == 10, timeout=15
+        )
+        assert count == 10
+        assert gw.metric("lanewise_stage_duration_seconds_count", stage="generate") == 10
+        usage = poll(
+            lambda: httpx.get(f"{gw.base}/v1/usage", headers=AUTH, timeout=10).json(),
+            lambda u: sum(row["requests"] for row in u.get("data", [])) == 10,
+            timeout=15,
+        )
+        assert sum(row["requests"] for row in usage["data"]) == 10, usage
+        request_span = poll(
+            lambda: [
+                s
+                for s in spans(gw.spans_file)
+                if s["kind"] == "SpanKind.SERVER"
+                and s["attributes"].get("lanewise.request_id") == traced
+            ],
+            bool,
+            timeout=15,
+        )
+        assert request_span, "the client's request span was exported by the sidecar"
+        span = request_span[0]
+        assert span["context"]["trace_id"] == f"0x{CLIENT_TRACE}"
+        assert span["parent_id"] == "0x00f067aa0ba902b7"
+        assert span["attributes"]["gen_ai.request.model"] == "m"
+        assert span["attributes"]["gen_ai.usage.output_tokens"] > 0
+        assert span["attributes"]["gen_ai.operation.name"] == "chat"
+        # Shutdown writes out what the gateway still held: a burst, then SIGTERM at once.
+        burst = [gw.chat() for _ in range(20)]
+        gw.proc.send_signal(signal.SIGTERM)
+        assert gw.proc.wait(60) == 0
+        assert not sidecar_pids(gw.proc.pid)
+    assert set(burst) <= summaries(gw.log_file).keys()
+    assert set(gw.sent) <= usage_request_ids(gw.usage_db)
+    exported = {s["attributes"].get("lanewise.request_id") for s in spans(gw.spans_file)}
+    assert set(burst) <= exported
+
+
+def test_a_killed_sidecar_costs_telemetry_not_requests_and_comes_back(tmp_path):
+    with serve(tmp_path) as gw:
+        [first] = poll(gw.sidecars, bool, timeout=10)
+        before = gw.chat()
+        poll(lambda: summaries(gw.log_file), lambda s: before in s, timeout=15)
+        os.kill(first, signal.SIGKILL)
+        # Requests go on (all 200) while no sidecar runs; their telemetry is dropped, counted.
+        dark = [gw.chat() for _ in range(10)]
+        dropped = poll(
+            lambda: gw.metric("lanewise_telemetry_dropped_total", sink="sidecar"),
+            lambda n: n > 0,
+            timeout=10,
+        )
+        assert dropped > 0
+        second = poll(gw.sidecars, lambda pids: bool(pids) and pids != [first], timeout=15)
+        assert len(second) == 1
+        assert second[0] != first
+        after = [gw.chat() for _ in range(5)]
+        found = poll(lambda: summaries(gw.log_file), lambda s: set(after) <= s.keys(), timeout=15)
+        assert set(after) <= found.keys(), "the new sidecar observes later requests"
+        lost = [rid for rid in dark if rid not in found]
+        assert dropped >= len(lost) > 0
+        # The gateway dies without a word: its sidecar sees end of file and leaves.
+        gw.proc.kill()
+        gw.proc.wait(30)
+        assert not poll(lambda: pid_alive(second[0]), lambda alive: not alive, timeout=15)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_with_the_sidecar_the_gateway_runs_no_telemetry_threads(
+    tmp_path, lanewise_settings, register_plugin, monkeypatch
+):
+    """In-process too when asked (``observe.sidecar = true``): the app's lifespan starts it."""
+    monkeypatch.setenv("LANEWISE_OBSERVE__SIDECAR", "true")
+    monkeypatch.setenv("LANEWISE_OBSERVE__LOG_FORMAT", "json")
+    monkeypatch.setenv("LANEWISE_OBSERVE__LOG_FILE", str(tmp_path / "gateway.log"))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    plugin = ObservePlugin()
+    pm = register_plugin(plugin, allowlist=["inference"])
+    models = {"m": {"kind": "extractive", "scorer": "lexical"}}
+    app = create_app(lanewise_settings(models=models), plugin_manager=pm)
+    with serve_in_thread(app) as base:
+        r = httpx.post(f"{base}/v1/chat/completions", json=BODY, timeout=30)
+        assert r.status_code == 200
+        names = {t.name for t in threading.enumerate()}
+        assert plugin.telemetry is not None
+        assert plugin.telemetry.link is not None
+        assert plugin.telemetry.link.proc is not None
+        child = plugin.telemetry.link.proc.pid
+        rid = r.headers["x-request-id"]
+        found = poll(lambda: summaries(tmp_path / "gateway.log"), lambda s: rid in s, timeout=15)
+        assert found[rid]["pid"] == os.getpid()
+    assert not names & {
+        "lanewise-telemetry",
+        "lanewise-log-writer",
+        "lanewise-usage-writer",
+        "lanewise-span-exporter",
+    }
+    assert not pid_alive(child)
+
+
+@pytest.mark.parametrize("exporter", ["no.such.module:Exporter", "json:loads"])
+def test_a_bad_span_exporter_path_fails_at_start(exporter):
+    from lanewise.core.errors import ConfigError
+    from lanewise.observe.settings import ObserveSettings
+    from lanewise.observe.traces import configured_exporter
+
+    with pytest.raises(ConfigError, match=r"observe\.span_exporter"):
+        configured_exporter(ObserveSettings(span_exporter=exporter))
