@@ -194,7 +194,8 @@ def test_the_sidecar_writes_summaries_metrics_usage_and_spans(tmp_path):
         # Shutdown writes out what the gateway still held: a burst, then SIGTERM at once.
         burst = [gw.chat() for _ in range(20)]
         gw.proc.send_signal(signal.SIGTERM)
-        assert gw.proc.wait(60) == 0
+        # uvicorn re-raises the SIGTERM once its graceful shutdown (our lifespan) is over.
+        assert gw.proc.wait(60) in (0, -signal.SIGTERM)
         assert not sidecar_pids(gw.proc.pid)
     assert set(burst) <= summaries(gw.log_file).keys()
     assert set(gw.sent) <= usage_request_ids(gw.usage_db)

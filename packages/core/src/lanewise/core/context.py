@@ -32,6 +32,20 @@ class RequestContext:
     open_calls: list[Any] = field(default_factory=list)
     """Guarded model calls admitted for this request; the gateway settles any left open
     (a stream the client abandoned before it started) when the request ends."""
+    # How the response went: filled in by the gateway's middleware only while request
+    # observers are registered (``Components.request_observers``), for them to read.
+    status: int = 0
+    """The response's HTTP status (0: none started)."""
+    stream: bool = False
+    """The response is ``text/event-stream``."""
+    body_done: bool = False
+    """The last body message was sent (False at the end: the client went away)."""
+    disconnected: bool = False
+    """Sending to the client failed."""
+    error_type: str | None = None
+    """The problem type's slug of an error response or of an error event mid-stream."""
+    failure: str | None = None
+    """The type name of an exception that escaped the route (not a problem response)."""
 
 
 TRACEPARENT = "traceparent"

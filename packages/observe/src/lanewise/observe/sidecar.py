@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 from lanewise.observe.settings import ObserveSettings
-from lanewise.observe.wire import CONFIG, RECORD, USAGE, FrameReader
+from lanewise.observe.wire import CONFIG, REQUEST, USAGE, FrameReader
 
 READ_BYTES = 1 << 20
 PARENT_CHECK_S = 1.0
@@ -88,7 +88,7 @@ def main() -> None:
 
 def dispatch(telemetry: Any, messages: list[tuple[int, Any]]) -> None:
     for kind, message in messages:
-        if kind == RECORD:
+        if kind == REQUEST:
             telemetry._enqueue(message)
         elif kind == USAGE:
             telemetry.process_usage(message.event, message.at)

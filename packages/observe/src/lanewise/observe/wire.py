@@ -20,7 +20,7 @@ from lanewise.observe.record import RequestRecord
 HEADER = struct.Struct("<IB")
 CONFIG = 0
 """The first message: the child's settings (JSON), so nothing secret goes on argv."""
-RECORD = 1
+REQUEST = 1
 """A finished request (:class:`~lanewise.observe.record.RequestRecord`)."""
 USAGE = 2
 """A model call outside any request (:class:`StandaloneUsage`)."""
@@ -82,7 +82,7 @@ class FrameReader:
         self.pending = bytearray()
         self.on_error = on_error
         self._decoders: dict[int, msgspec.msgpack.Decoder[Any]] = {
-            RECORD: msgspec.msgpack.Decoder(RequestRecord),
+            REQUEST: msgspec.msgpack.Decoder(RequestRecord),
             USAGE: msgspec.msgpack.Decoder(StandaloneUsage),
             STAGE: msgspec.msgpack.Decoder(StandaloneStage),
         }
