@@ -68,7 +68,7 @@ class Gateway:
 
 
 @contextmanager
-def serve(tmp_path: Path) -> Iterator[Gateway]:
+def serve(tmp_path: Path, **env_extra: str) -> Iterator[Gateway]:
     port = free_port()
     env = {
         **os.environ,
@@ -82,6 +82,7 @@ def serve(tmp_path: Path) -> Iterator[Gateway]:
         "LANEWISE_OBSERVE__LOG_FILE": str(tmp_path / "gateway.log"),
         "LANEWISE_OBSERVE__SPANS_FILE": str(tmp_path / "spans.jsonl"),
         "OMP_NUM_THREADS": "1",
+        **env_extra,
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.pop("LANEWISE_OBSERVE__SIDECAR", None)  # unset: on under `lanewise serve`
@@ -149,9 +150,10 @@ def usage_request_ids(path: Path) -> set[str]:
 
 
 def test_the_sidecar_writes_summaries_metrics_usage_and_spans(tmp_path):
-    with serve(tmp_path) as gw:
+    with serve(tmp_path, LANEWISE_OBSERVE__SIDECAR_CPUS="[0]") as gw:
         first = poll(gw.sidecars, bool, timeout=10)
         assert len(first) == 1, "one sidecar per gateway worker"
+        assert cpus_allowed(first[0]) == "0"
         traced = gw.chat({"traceparent": TRACEPARENT})
         for _ in range(9):
             gw.chat()
@@ -229,6 +231,15 @@ def test_a_killed_sidecar_costs_telemetry_not_requests_and_comes_back(tmp_path):
         gw.proc.kill()
         gw.proc.wait(30)
         assert not poll(lambda: pid_alive(second[0]), lambda alive: not alive, timeout=15)
+
+
+def cpus_allowed(pid: int) -> str:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(
+        line.split(":")[1].strip()
+        for line in status.splitlines()
+        if line.startswith("Cpus_allowed_list")
+    )
 
 
 def pid_alive(pid: int) -> bool:

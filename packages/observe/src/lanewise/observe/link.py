@@ -47,12 +47,15 @@ class SidecarLink:
         *,
         capacity: int,
         on_drop: Callable[[int], None],
+        cpus: list[int] | None = None,
         command: list[str] | None = None,
     ) -> None:
         self.config = config
         """The child's settings (JSON), sent as its first message."""
         self.capacity = capacity
         self.on_drop = on_drop
+        self.cpus = cpus
+        """Cores the child may run on (set at once: its imports must not run on the gateway's)."""
         self.command = command or [sys.executable, "-m", "lanewise.observe.sidecar"]
         self.buffer = FrameBuffer()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -85,7 +88,9 @@ class SidecarLink:
                 self.on_drop(1)
                 return
             self.buffer.add(kind, message)
-            if len(self.buffer.data) >= FLUSH_BYTES:
+            # A burst: write now, unless the pipe was full a moment ago (then the timer
+            # retries; a write per request into a full pipe would cost the loop a syscall).
+            if self._out is None and len(self.buffer.data) >= FLUSH_BYTES:
                 self._flush()
 
     def _tick(self) -> None:
@@ -116,6 +121,11 @@ class SidecarLink:
             log.warning("telemetry sidecar could not start", exc_info=True)
             self._child_gone()
             return
+        if self.cpus:
+            try:
+                os.sched_setaffinity(proc.pid, self.cpus)
+            except OSError:
+                log.warning("telemetry sidecar: cannot run on cores %s", self.cpus, exc_info=True)
         assert proc.stdin is not None
         fd = proc.stdin.fileno()
         with contextlib.suppress(OSError):

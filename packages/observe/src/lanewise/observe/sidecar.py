@@ -61,8 +61,6 @@ def main() -> None:
     config, early = read_config(fd, reader)
     observe = ObserveSettings(**config["observe"])
     parent = int(config["parent"])
-    if observe.sidecar_cpus:
-        os.sched_setaffinity(0, observe.sidecar_cpus)
     from lanewise.observe.logs import write_as
 
     telemetry = Telemetry(None, observe)
@@ -79,6 +77,9 @@ def main() -> None:
             if not chunk:
                 break
             dispatch(telemetry, reader.feed(chunk))
+            # Here rather than on the worker's timer: a sidecar that falls behind reads
+            # more slowly, so the pipe fills and the gateway counts the drops.
+            telemetry.drain()
     finally:
         telemetry.close()  # drains, flushes metrics, usage rows and spans
         from lanewise.observe.logs import shutdown_logging

@@ -177,6 +177,7 @@ class Telemetry:
                 child_config(observe, usage_url, os.getpid()),
                 capacity=observe.sidecar_buffer_bytes,
                 on_drop=lambda n: count_drop("sidecar", n),
+                cpus=observe.sidecar_cpus,
             )
             return
         self._worker = threading.Thread(target=self._run, name="lanewise-telemetry", daemon=True)
