@@ -55,9 +55,13 @@ def test_a_completed_request(gateway, chat):
         r = httpx.post(f"{base}/v1/chat/completions", json=chat())
     assert r.status_code == 200
     seen = last(recorder)
-    assert (seen.status, seen.stream, seen.body_done) == (200, False, True)
-    assert not seen.disconnected
-    assert (seen.error_type, seen.failure) == (None, None)
+    assert (seen.response.status, seen.response.stream, seen.response.body_done) == (
+        200,
+        False,
+        True,
+    )
+    assert not seen.response.disconnected
+    assert (seen.response.error_type, seen.response.failure) == (None, None)
     assert seen.request_id == r.headers["x-request-id"]
     assert seen.attributes["seen_by"] == "recorder"  # what start() set is on the context
     assert recorder.current_at_start == [None]  # ended after the context was left
@@ -78,13 +82,22 @@ def test_a_stream_and_an_error_mid_stream(gateway, chat):
         )
     assert ok.status_code == bad.status_code == 200
     first, second = last(recorder, 1), last(recorder, 2)
-    assert (first.status, first.stream, first.body_done, first.error_type) == (
+    assert (
+        first.response.status,
+        first.response.stream,
+        first.response.body_done,
+        first.response.error_type,
+    ) == (
         200,
         True,
         True,
         None,
     )
-    assert (second.stream, second.body_done, second.error_type) == (True, True, "upstream-error")
+    assert (second.response.stream, second.response.body_done, second.response.error_type) == (
+        True,
+        True,
+        "upstream-error",
+    )
 
 
 def test_problem_responses_carry_their_type(gateway, chat):
@@ -110,7 +123,10 @@ def test_problem_responses_carry_their_type(gateway, chat):
     seen = [last(recorder, i) for i in (1, 2, 3)]
     slugs = [r.json()["type"].rsplit("/", 1)[-1] for r in (unauthorized, unknown_model, invalid)]
     assert slugs[0] == "unauthorized"
-    assert [(c.status, c.error_type, c.body_done, c.failure) for c in seen] == [
+    assert [
+        (c.response.status, c.response.error_type, c.response.body_done, c.response.failure)
+        for c in seen
+    ] == [
         (401, slugs[0], True, None),
         (404, slugs[1], True, None),
         (400, slugs[2], True, None),
@@ -123,7 +139,7 @@ def test_a_crash_in_the_route_is_a_failure(gateway, chat):
         r = httpx.post(f"{base}/v1/chat/completions", json=chat())
     assert r.status_code == 500
     seen = last(recorder)
-    assert (seen.status, seen.error_type) == (500, "internal")
+    assert (seen.response.status, seen.response.error_type) == (500, "internal")
 
 
 def test_a_client_that_goes_away_mid_stream(gateway, chat):
@@ -142,7 +158,11 @@ def test_a_client_that_goes_away_mid_stream(gateway, chat):
             assert b"200" in sock.recv(4096)
             time.sleep(0.3)
         seen = last(recorder)
-    assert (seen.status, seen.stream, seen.body_done) == (200, True, False)
+    assert (seen.response.status, seen.response.stream, seen.response.body_done) == (
+        200,
+        True,
+        False,
+    )
 
 
 def test_a_failing_observer_does_not_fail_the_request(gateway, chat):
@@ -150,7 +170,7 @@ def test_a_failing_observer_does_not_fail_the_request(gateway, chat):
     with gateway(plugins=(recorder,)) as base:
         r = httpx.post(f"{base}/v1/chat/completions", json=chat())
     assert r.status_code == 200
-    assert last(recorder).status == 200
+    assert last(recorder).response.status == 200
 
 
 def test_no_observer_leaves_the_context_untouched(gateway, chat):
@@ -166,7 +186,7 @@ def test_no_observer_leaves_the_context_untouched(gateway, chat):
     with gateway(plugins=(Peek(),)) as base:
         assert httpx.post(f"{base}/v1/chat/completions", json=chat()).status_code == 200
     assert len(seen) == 1
-    assert (seen[0].status, seen[0].body_done) == (0, False)
+    assert seen[0].response is None
 
 
 def test_problem_type_is_read_from_the_body():
