@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from lanewise.core.context import ResponseOutcome
 from lanewise.core.types import Principal, StageTiming, UsageEvent
 
 RECORD = "lanewise.observe.record"
@@ -33,13 +34,8 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     """``time.perf_counter()`` at the start (this process's clock)."""
     started_wall: float = 0.0
     duration_s: float = 0.0
-    status: int = 0
-    stream: bool = False
-    body_done: bool = False
-    disconnected: bool = False
-    error_type: str | None = None
-    failure: str | None = None
-    """The type name of an exception that ended the request (not a problem response)."""
+    response: ResponseOutcome = msgspec.field(default_factory=ResponseOutcome)
+    """Core's record of how the response went (status, stream, its end, the error)."""
     unrouted: bool = False
     """No route took the request (404/405): its path is no metric label."""
     principal: Principal | None = None
@@ -126,14 +122,31 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
             self.finish_reason = str(finish[0] if isinstance(finish, list | tuple) else finish)
 
     @property
+    def status(self) -> int:
+        return self.response.status
+
+    @property
+    def stream(self) -> bool:
+        return self.response.stream
+
+    @property
+    def error_type(self) -> str | None:
+        return self.response.error_type
+
+    @property
+    def failure(self) -> str | None:
+        return self.response.failure
+
+    @property
     def outcome(self) -> str:
         """ok, rejected (4xx), error (5xx, an error mid-stream, a crash) or client_disconnect."""
-        if self.failure is not None or self.status >= 500:
+        response = self.response
+        if response.failure is not None or response.status >= 500:
             return "error"
-        if self.status >= 400:
+        if response.status >= 400:
             return "rejected"
-        if self.error_type is not None:
+        if response.error_type is not None:
             return "error"
-        if self.disconnected or not self.body_done:
+        if response.disconnected or not response.body_done:
             return "client_disconnect"
         return "ok"

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from lanewise.core.context import TRACEPARENT, TRACESTATE, RequestContext
+from lanewise.core.context import TRACEPARENT, TRACESTATE, RequestContext, ResponseOutcome
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import Settings
 from lanewise.core.types import Principal, StageTiming, UsageEvent
@@ -233,18 +233,13 @@ class Telemetry:
         record = entry[1]
         record.duration_s = time.perf_counter() - record.started
         record.request_id = context.request_id
-        record.status = context.status
-        record.stream = context.stream
-        record.body_done = context.body_done
-        record.disconnected = context.disconnected
-        record.error_type = context.error_type
-        record.failure = context.failure
+        response = record.response = context.response or ResponseOutcome()
         # Core sets ``user`` only once authentication succeeded; a refused request has
         # no tenant (the context's default principal is not one).
         user = scope.get("user")
         if isinstance(user, Principal):
             record.principal = user
-        if record.stream and not record.body_done and not record.usage_events:
+        if response.stream and not response.body_done and not record.usage_events:
             # A client disconnect cancels the model call; its usage event comes
             # from the cancelled task a moment later. Wait for it, but not forever.
             record.awaiting_usage = True
@@ -298,9 +293,7 @@ class Telemetry:
             path=path,
             route=path,
             started_wall=time.time(),
-            status=status,
-            error_type=error_type,
-            body_done=True,
+            response=ResponseOutcome(status=status, error_type=error_type, body_done=True),
             unrouted=True,
         )
         self._trace(record, scope["headers"], {})

@@ -36,6 +36,7 @@ from lanewise.core.context import (
     SCOPE_ATTRIBUTES,
     SCOPE_CONTEXT,
     RequestContext,
+    ResponseOutcome,
     enter_request,
     exit_request,
 )
@@ -187,6 +188,7 @@ class GatewayMiddleware:
         observers: list[RequestObserver],
     ) -> None:
         """The same request, with its outcome recorded on the context for the observers."""
+        response = context.response = ResponseOutcome()
         for observer in observers:
             try:
                 observer.request_started(context, scope)
@@ -196,13 +198,13 @@ class GatewayMiddleware:
         async def send_observed(message: Message) -> None:
             if message["type"] == HTTP_RESPONSE_START:
                 add_request_id(message, rid)
-                note_start(context, message)
+                note_start(response, message)
             else:
-                note_body(context, message)
+                note_body(response, message)
             try:
                 await send(message)
             except OSError:
-                context.disconnected = True
+                response.disconnected = True
                 raise
 
         token = enter_request(context)
@@ -213,7 +215,7 @@ class GatewayMiddleware:
                 scope["user"] = principal
             await self.app(scope, receive, send_observed)
         except BaseException as exc:
-            note_exception(context, exc)
+            note_exception(response, exc)
             raise
         finally:
             try:

@@ -5,15 +5,16 @@ whether it streamed, and how it ended. Its own ASGI middleware would cost a
 coroutine per response message on every request; instead it appends a
 :class:`RequestObserver` to ``Components.request_observers`` (in
 ``lanewise_configure_gateway``) and the gateway's middleware, which already
-sees every message, records the outcome on the request context and calls the
-observers directly. With no observer registered nothing of this runs.
+sees every message, records the outcome on the request context
+(``context.response``, a :class:`~lanewise.core.context.ResponseOutcome`) and calls
+the observers directly. With no observer registered nothing of this runs.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from lanewise.core.context import RequestContext
+from lanewise.core.context import RequestContext, ResponseOutcome
 
 EVENT_STREAM = b"text/event-stream"
 CONTENT_TYPE = b"content-type"
@@ -29,19 +30,19 @@ class RequestObserver(Protocol):
         """Before authentication: ``context.attributes`` set here reach backends (a trace)."""
 
     def request_ended(self, context: RequestContext, scope: Any) -> None:
-        """After the response (or the exception that ended it); the context is final."""
+        """After the response (or the exception that ended it); ``context.response`` is final."""
 
 
-def note_start(context: RequestContext, message: Any) -> None:
+def note_start(response: ResponseOutcome, message: Any) -> None:
     """``http.response.start``: the status and whether the body is an event stream."""
-    context.status = message["status"]
+    response.status = message["status"]
     for name, value in message.get("headers", ()):
         if name == CONTENT_TYPE:
-            context.stream = value.startswith(EVENT_STREAM)
+            response.stream = value.startswith(EVENT_STREAM)
             break
 
 
-def note_body(context: RequestContext, message: Any) -> None:
+def note_body(response: ResponseOutcome, message: Any) -> None:
     """``http.response.body``: the end of the body, and an error's problem type.
 
     ``bytes.find``/``startswith`` on each chunk costs tens of nanoseconds; no JSON
@@ -49,29 +50,29 @@ def note_body(context: RequestContext, message: Any) -> None:
     """
     body = message.get("body")
     if body:
-        if context.status >= 400:
-            if context.error_type is None:
-                context.error_type = problem_type(body, TYPE_MARK)
+        if response.status >= 400:
+            if response.error_type is None:
+                response.error_type = problem_type(body, TYPE_MARK)
         elif body.startswith(STREAM_ERROR_MARK):
-            context.error_type = problem_type(body, STREAM_ERROR_MARK)
+            response.error_type = problem_type(body, STREAM_ERROR_MARK)
     if not message.get("more_body", False):
-        context.body_done = True
+        response.body_done = True
 
 
-def note_exception(context: RequestContext, exc: BaseException) -> None:
+def note_exception(response: ResponseOutcome, exc: BaseException) -> None:
     """An exception left the route: a problem response the outer handler will send, or a crash."""
     from lanewise.core.errors import LanewiseError
     from litestar.exceptions import HTTPException
 
-    if context.status:  # the response had started: it failed part-way
-        context.failure = type(exc).__name__
+    if response.status:  # the response had started: it failed part-way
+        response.failure = type(exc).__name__
     elif isinstance(exc, LanewiseError):
-        context.status, context.error_type, context.body_done = exc.status, exc.type_slug, True
+        response.status, response.error_type, response.body_done = exc.status, exc.type_slug, True
     elif isinstance(exc, HTTPException):
-        context.status, context.error_type = exc.status_code, str(exc.status_code)
-        context.body_done = True
+        response.status, response.error_type = exc.status_code, str(exc.status_code)
+        response.body_done = True
     else:
-        context.failure = type(exc).__name__
+        response.failure = type(exc).__name__
 
 
 def problem_type(body: bytes, mark: bytes) -> str | None:
