@@ -6,6 +6,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from lanewise.core.context import ResponseOutcome
 from lanewise.core.types import Principal, StageTiming, Usage, UsageEvent
 from lanewise.observe.record import RequestRecord
 from lanewise.observe.wire import (
@@ -49,7 +50,13 @@ records = st.builds(
     method=st.sampled_from(["GET", "POST"]),
     path=names,
     route=names,
-    status=st.integers(100, 599),
+    response=st.builds(
+        ResponseOutcome,
+        status=st.integers(100, 599),
+        stream=st.booleans(),
+        error_type=st.none() | names,
+        failure=st.none() | names,
+    ),
     principal=st.none() | principals,
     usage_events=st.lists(usage_events, max_size=3),
     stage_events=st.lists(stage_events, max_size=3),
