@@ -73,7 +73,7 @@ def main() -> None:
     before = overhead.checkout(args.before) if args.before else None
     load_before = os.getloadavg()
     variants = tuple({"off", "on", *args.variants.split(",")})
-    data = overhead.run(quick=args.quick, before=before, variants=variants)
+    data = overhead.run(quick=args.quick, before=before, chosen=variants)
     data["meta"] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
@@ -103,6 +103,7 @@ def main() -> None:
             f"CPU ms/req; load average {data['meta']['load_average_before']} -> "
             f"{data['meta']['load_average_after']}"
         )
+    print(f"counted by the lane at the end: {data['telemetry_counts']}")
     source = "measured" if data["gateway_saturated"] else "from CPU/request (gateway not saturated)"
     print(
         f"RPS loss {data['rps_loss'] * 100:.1f}% {source}; measured "

@@ -182,8 +182,23 @@ def measure(
     return result
 
 
+def telemetry_counts(url: str) -> dict[str, float]:
+    """Requests the lane counted and telemetry it dropped, by sink (completeness check)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(url, timeout=10).text):
+        for sample in family.samples:
+            if sample.name == "lanewise_requests_total":
+                counts["requests"] = counts.get("requests", 0.0) + sample.value
+            elif sample.name == "lanewise_telemetry_dropped_total":
+                key = f"dropped_{sample.labels['sink']}"
+                counts[key] = counts.get(key, 0.0) + sample.value
+    return counts
+
+
 def run(
-    *, quick: bool = False, before: Path | None = None, variants: tuple[str, ...] = VARIANTS
+    *, quick: bool = False, before: Path | None = None, chosen: tuple[str, ...] = VARIANTS
 ) -> dict[str, Any]:
     """``before``: a source tree whose observe lane runs as another gateway (``before``)."""
     if shutil.which("wrk") is None:
@@ -197,7 +212,7 @@ def run(
         f"wrk.body = '{BODY}'\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
-    ports = {variant: free_port() for variant in (*variants, "before")}
+    ports = {variant: free_port() for variant in (*VARIANTS, "before")}
     up_port = free_port()
     upstream = f"http://127.0.0.1:{up_port}"
     path = "/v1/chat/completions"
@@ -217,7 +232,7 @@ def run(
             "thread": on,
             "before": on,
         }
-        variants = [v for v in ("off", "on", "on-samecore", "thread") if v in variants]
+        variants = [v for v in VARIANTS if v in chosen]
         if before is not None:
             variants.append("before")
         metrics_dirs = {v: work / f"metrics-{v}" for v in variants if "--sidecar" in gateways[v]}
@@ -283,6 +298,12 @@ def run(
                         flush=True,
                     )
                 results["rounds"].append(entry)
+            time.sleep(1.5)  # the sidecars fold their last metric batch (once a second)
+            results["telemetry_counts"] = {
+                v: telemetry_counts(f"http://127.0.0.1:{ports[v]}/metrics")
+                for v in variants
+                if v != "off"
+            }
         summary_lines = {
             v: sum(1 for _ in (work / f"{v}.log").open())
             for v in variants
