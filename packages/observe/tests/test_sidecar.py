@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -290,3 +291,86 @@ def test_a_bad_span_exporter_path_fails_at_start(exporter):
 
     with pytest.raises(ConfigError, match=r"observe\.span_exporter"):
         configured_exporter(ObserveSettings(span_exporter=exporter))
+
+
+def test_a_backlog_reaches_every_sink_and_end_of_file_flushes_it(tmp_path):
+    """The child alone, its stdin a burst of 3000 records (a restart's backlog): nothing
+    dropped, every summary line, usage row, span and count written before it exits."""
+    from lanewise.core.context import ResponseOutcome
+    from lanewise.core.types import Principal, StageTiming, Usage, UsageEvent
+    from lanewise.observe.record import RequestRecord
+    from lanewise.observe.settings import ObserveSettings
+    from lanewise.observe.sidecar import child_config
+    from lanewise.observe.wire import REQUEST, FrameBuffer, config_frame
+
+    n = 3000
+    observe = ObserveSettings(
+        log_format="json", log_file=tmp_path / "log.jsonl", spans_file=tmp_path / "spans.jsonl"
+    )
+    usage_url = f"sqlite:///{tmp_path / 'usage.sqlite3'}"
+    buffer = FrameBuffer()
+    principal = Principal(tenant="acme")
+    now = time.time()
+    for i in range(n):
+        rid = f"r{i}"
+        usage = UsageEvent(
+            request_id=rid,
+            principal=principal,
+            model="m",
+            operation="chat",
+            usage=Usage(prompt_tokens=3, completion_tokens=4),
+        )
+        stage = StageTiming(request_id=rid, stage="generate", started_at=now, duration_s=0.01)
+        buffer.add(
+            REQUEST,
+            RequestRecord(
+                request_id=rid,
+                method="POST",
+                path="/v1/chat/completions",
+                route="/v1/chat/completions",
+                started_wall=now,
+                duration_s=0.02,
+                response=ResponseOutcome(status=200, body_done=True),
+                principal=principal,
+                model="m",
+                trace_id=f"{i + 1:032x}",
+                span_id=i + 1,
+                sampled=True,
+                usage_events=[usage],
+                stage_events=[stage],
+                completed=True,
+            ),
+        )
+    stdin = config_frame(child_config(observe, usage_url, os.getpid())) + bytes(buffer.data)
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "OMP_NUM_THREADS": "1"}
+    child = subprocess.run(
+        [sys.executable, "-m", "lanewise.observe.sidecar"],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr.decode()
+    lines = summaries(tmp_path / "log.jsonl")
+    assert len(lines) == n
+    assert {line["pid"] for line in lines.values()} == {os.getpid()}
+    assert len(usage_request_ids(tmp_path / "usage.sqlite3")) == n
+    server = [s for s in spans(tmp_path / "spans.jsonl") if s["kind"] == "SpanKind.SERVER"]
+    assert len(server) == n
+    exposition = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from lanewise.observe.metrics import exposition as e; "
+            "import sys; sys.stdout.write(e()[0].decode())",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert sample_sum(exposition, "lanewise_requests_total", **OK) == n
+    assert sample_sum(exposition, "lanewise_tokens_total", direction="output") == 4 * n
+    assert sample_sum(exposition, "lanewise_telemetry_dropped_total") == 0

@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 from lanewise.observe.settings import ObserveSettings
+from lanewise.observe.traces import EXPORT_BATCH
 from lanewise.observe.wire import CONFIG, REQUEST, USAGE, FrameReader
 
 READ_BYTES = 1 << 20
@@ -66,7 +67,7 @@ def main() -> None:
     telemetry = Telemetry(None, observe)
     write_as(parent)  # lines say which gateway worker served the request
     try:
-        dispatch(telemetry, early)
+        process(telemetry, early)
         while True:
             ready, _, _ = select.select([fd], [], [], PARENT_CHECK_S)
             if not ready:
@@ -76,15 +77,28 @@ def main() -> None:
             chunk = os.read(fd, READ_BYTES)
             if not chunk:
                 break
-            dispatch(telemetry, reader.feed(chunk))
-            # Here rather than on the worker's timer: a sidecar that falls behind reads
-            # more slowly, so the pipe fills and the gateway counts the drops.
-            telemetry.drain()
+            process(telemetry, reader.feed(chunk))
     finally:
         telemetry.close()  # drains, flushes metrics, usage rows and spans
         from lanewise.observe.logs import shutdown_logging
 
         shutdown_logging()
+
+
+def process(telemetry: Any, messages: list[tuple[int, Any]]) -> None:
+    """Process what was read, a span batch at a time.
+
+    Here rather than on the threads' timers: a sidecar that falls behind reads more
+    slowly, so the pipe fills and the gateway counts the drops, instead of its span
+    queue overflowing while the exporter thread waits for the GIL (a backlog after a
+    restart arrives as several batches at once).
+    """
+    for start in range(0, len(messages), EXPORT_BATCH):
+        dispatch(telemetry, messages[start : start + EXPORT_BATCH])
+        telemetry.drain()
+        tracing = telemetry.tracing
+        if tracing is not None and len(tracing.pending) >= EXPORT_BATCH:
+            tracing.export_pending()
 
 
 def dispatch(telemetry: Any, messages: list[tuple[int, Any]]) -> None:

@@ -161,6 +161,7 @@ class Tracing:
         self.feeder: Callable[[], object] | None = None
         """What queues finished requests here (the telemetry worker): run by :meth:`flush`."""
         self._busy = False
+        self._export_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name="lanewise-span-exporter", daemon=True
@@ -179,8 +180,14 @@ class Tracing:
     def _run(self) -> None:
         # On a timer, like the log and usage writers: no wake-up per request.
         while not self._stop.wait(self.interval_s):
+            self.export_pending()
+        self.export_pending()
+
+    def export_pending(self) -> None:
+        """Build and export the spans of every queued request (the thread; the sidecar's
+        main loop too, when a batch is waiting: it must not wait for a starved thread)."""
+        with self._export_lock:
             self._export_pending()
-        self._export_pending()
 
     def _export_pending(self) -> None:
         self._busy = True
