@@ -28,7 +28,8 @@ from lanewise.core.server import free_port, serve_in_thread
 from lanewise.core.testing import poll
 from lanewise.core.testing.services import wait_for_port
 from lanewise.observe.plugin import ObservePlugin
-from prometheus_client.parser import text_string_to_metric_families
+
+from .test_metrics_workers import sample_sum
 
 LANEWISE = str(Path(sys.executable).parent / "lanewise")
 KEY = "sidecar-key"
@@ -119,15 +120,6 @@ def sidecar_pids(parent: int) -> list[int]:
         if int(fields[1]) == parent and fields[0] != "Z" and b"lanewise.observe.sidecar" in cmdline:
             found.append(int(entry.name))
     return found
-
-
-def sample_sum(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def summaries(path: Path) -> dict[str, dict[str, Any]]:
