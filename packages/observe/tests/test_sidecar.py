@@ -204,6 +204,9 @@ def test_a_killed_sidecar_costs_telemetry_not_requests_and_comes_back(tmp_path):
         before = gw.chat()
         poll(lambda: summaries(gw.log_file), lambda s: before in s, timeout=15)
         os.kill(first, signal.SIGKILL)
+        # Once it is gone (its pipe closed), nothing written for it is lost uncounted; what
+        # was in the pipe at the moment it died would be (documented).
+        poll(lambda: pid_alive(first), lambda alive: not alive, timeout=10)
         # Requests go on (all 200) while no sidecar runs; their telemetry is dropped, counted.
         dark = [gw.chat() for _ in range(10)]
         dropped = poll(
@@ -219,6 +222,7 @@ def test_a_killed_sidecar_costs_telemetry_not_requests_and_comes_back(tmp_path):
         found = poll(lambda: summaries(gw.log_file), lambda s: set(after) <= s.keys(), timeout=15)
         assert set(after) <= found.keys(), "the new sidecar observes later requests"
         lost = [rid for rid in dark if rid not in found]
+        dropped = gw.metric("lanewise_telemetry_dropped_total", sink="sidecar")
         assert dropped >= len(lost) > 0
         # The gateway dies without a word: its sidecar sees end of file and leaves.
         gw.proc.kill()
@@ -333,7 +337,7 @@ def test_a_backlog_reaches_every_sink_and_end_of_file_flushes_it(tmp_path):
                 completed=True,
             ),
         )
-    stdin = config_frame(child_config(observe, usage_url, os.getpid())) + bytes(buffer.data)
+    stdin = config_frame(child_config(observe, usage_url, os.getpid())) + buffer.take()[0]
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "OMP_NUM_THREADS": "1"}

@@ -29,6 +29,8 @@ from lanewise.observe.wire import FrameBuffer, config_frame
 
 log = logging.getLogger("lanewise.observe")
 INTERVAL_S = 0.05
+POLL_EVERY = 20
+"""Ticks between checks that the child still runs (a write to a dead one fails at once)."""
 FLUSH_BYTES = 256 << 10
 """Write before the timer once this much is buffered (a burst; keeps writes pipe-sized)."""
 PIPE_BYTES = 1 << 20
@@ -72,6 +74,7 @@ class SidecarLink:
         self._started_at = 0.0
         self._restart_at: float | None = None
         self._closed = False
+        self._ticks = 0
 
     # -- on the event loop --------------------------------------------------------------
     def start(self) -> None:
@@ -84,13 +87,13 @@ class SidecarLink:
     def send(self, kind: int, message: Any) -> None:
         """Queue one message; never blocks, never raises for a full pipe or a dead child."""
         with self._lock:
-            if self._fd is None or len(self.buffer.data) >= self.capacity:
+            if self._fd is None or self.buffer.size >= self.capacity:
                 self.on_drop(1)
                 return
             self.buffer.add(kind, message)
             # A burst: write now, unless the pipe was full a moment ago (then the timer
             # retries; a write per request into a full pipe would cost the loop a syscall).
-            if self._out is None and len(self.buffer.data) >= FLUSH_BYTES:
+            if self._out is None and self.buffer.size >= FLUSH_BYTES:
                 self._flush()
 
     def _tick(self) -> None:
@@ -99,7 +102,9 @@ class SidecarLink:
             return
         try:
             with self._lock:
-                self._check_child()
+                self._ticks += 1
+                if self.proc is None or self._ticks % POLL_EVERY == 0:
+                    self._check_child()
                 self._flush()
         except Exception:
             log.warning("telemetry sidecar link failed", exc_info=True)
@@ -169,27 +174,29 @@ class SidecarLink:
         self._restart_at = None if self._closed else time.monotonic() + delay
 
     def _flush(self) -> None:
-        """Write what the pipe takes now; the rest waits (never a blocking write)."""
-        if self._fd is None:
-            return
-        try:
-            if self._out is not None:
-                written = os.write(self._fd, self._out)
-                if written < len(self._out):
-                    self._out = self._out[written:]
+        """Write what the pipe takes now; the rest waits (never a blocking write).
+
+        The buffer becomes ``_out`` before the first byte is written, so whatever
+        happens to the write, its messages are either in the pipe, still waiting, or
+        counted as dropped.
+        """
+        while self._fd is not None:
+            if self._out is None:
+                if not self.buffer.messages:
                     return
-                self._out, self._out_messages = None, 0
-            if not self.buffer.messages:
+                data, messages = self.buffer.take()
+                self._out, self._out_messages = memoryview(data), messages
+            try:
+                written = os.write(self._fd, self._out)
+            except BlockingIOError:
+                return  # the pipe is full: the child is behind; the buffer absorbs, then drops
+            except OSError:  # EPIPE: the child is gone
+                self._child_gone()
                 return
-            data, messages = self.buffer.take()
-            written = os.write(self._fd, data)
-        except BlockingIOError:
-            return  # the pipe is full: the child is behind; the buffer absorbs, then drops
-        except OSError:  # EPIPE: the child is gone
-            self._child_gone()
-            return
-        if written < len(data):
-            self._out, self._out_messages = memoryview(data)[written:], messages
+            if written < len(self._out):
+                self._out = self._out[written:]
+                return
+            self._out, self._out_messages = None, 0
 
     # -- shutdown (any thread) ------------------------------------------------------------
     def close(self, timeout: float = 10.0) -> bool:
@@ -219,7 +226,7 @@ class SidecarLink:
     def _drain_until(self, fd: int, deadline: float) -> int:
         """Blocking-with-deadline writes of everything queued; returns messages not written."""
         buffered, count = self.buffer.take()
-        data = bytes(self._out or b"") + bytes(buffered)
+        data = bytes(self._out or b"") + buffered
         messages = self._out_messages + count
         self._out, self._out_messages = None, 0
         view = memoryview(data)

@@ -2,9 +2,9 @@
 
 Each message is a 5-byte header (payload length, little-endian u32; kind, u8) and
 its msgpack payload. The gateway encodes a finished request the moment it
-completes, appending it to one ``bytearray`` (``encode_into``: no intermediate
-``bytes``, nothing left for the garbage collector), and writes that buffer to
-the pipe in batches; the child parses the stream back into messages.
+completes into ``bytes`` (which the garbage collector never traverses) and joins
+them when it writes the batch to the pipe; the child parses the stream back into
+messages.
 """
 
 from __future__ import annotations
@@ -41,33 +41,34 @@ class StandaloneStage(msgspec.Struct, kw_only=True):
 
 
 Message = RequestRecord | StandaloneUsage | StandaloneStage
-_BLANK = bytes(HEADER.size)
 
 
 class FrameBuffer:
-    """Messages encoded and appended to one growing buffer (the gateway's side)."""
+    """Messages encoded, each on its own, until the next write (the gateway's side).
+
+    Not ``encode_into`` one growing ``bytearray``: msgspec trims it to the exact size
+    after each message, so every append grows it again, and in a server's fragmented
+    heap that ``realloc`` copies the whole buffer (measured: ~8 µs a request against
+    ~1 µs in a quiet benchmark). A list of ``bytes`` joined once per write costs one copy.
+    """
 
     def __init__(self) -> None:
-        self.data = bytearray()
+        self.chunks: list[bytes] = []
+        self.size = 0
         self.messages = 0
-        self._encoder = msgspec.msgpack.Encoder()
+        self._encode = msgspec.msgpack.Encoder().encode
 
     def add(self, kind: int, message: Any) -> None:
-        data = self.data
-        start = len(data)
-        data += _BLANK
-        try:
-            self._encoder.encode_into(message, data, -1)
-        except Exception:
-            del data[start:]  # never leave half a message in the stream
-            raise
-        HEADER.pack_into(data, start, len(data) - start - HEADER.size, kind)
+        payload = self._encode(message)  # raises before anything is queued
+        self.chunks.append(HEADER.pack(len(payload), kind))
+        self.chunks.append(payload)
+        self.size += HEADER.size + len(payload)
         self.messages += 1
 
-    def take(self) -> tuple[bytearray, int]:
-        """The buffer and its message count; the buffer starts empty again."""
-        data, messages = self.data, self.messages
-        self.data, self.messages = bytearray(), 0
+    def take(self) -> tuple[bytes, int]:
+        """The queued messages as one stream, and their count; the buffer starts empty."""
+        data, messages = b"".join(self.chunks), self.messages
+        self.chunks, self.size, self.messages = [], 0, 0
         return data, messages
 
 
