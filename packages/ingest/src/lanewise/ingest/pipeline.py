@@ -30,7 +30,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from lanewise.core.errors import ConfigError
 from lanewise.core.factory import Components
@@ -54,6 +54,7 @@ PARSER_VERSION = "3"
 re-ingests documents whose bytes did not change."""
 
 Payload = dict[str, Any]
+T = TypeVar("T")
 
 
 class Dispatcher(Protocol):
@@ -122,10 +123,19 @@ class IngestRuntime:
     state: IngestState
     spool: Path | None = None
     """Where uploads are spooled (``data_dir/ingest/uploads``); only files in it are removed."""
+    offload: bool = True
+    """Run parsing and chunking in a thread, so that the event loop (the gateway's, the
+    progress bar's) stays responsive; a worker child's loop runs one task and nothing
+    else, so it runs them inline (a thread hop per section cost as much as the chunking)."""
 
     @property
     def hook(self) -> Any:
         return self.components.hook
+
+    async def _cpu(self, work: Callable[..., T], *args: Any) -> T:
+        if self.offload:
+            return await asyncio.to_thread(work, *args)
+        return work(*args)
 
     # parse ---------------------------------------------------------------------------------
 
@@ -147,7 +157,7 @@ class IngestRuntime:
         with timed_stage(self.hook, item["request_id"], "ingest.parse", {"item": index}) as attrs:
             try:
                 key = document_key(
-                    content_hash=await asyncio.to_thread(blob.content_hash),
+                    content_hash=await self._cpu(blob.content_hash),
                     chunker=f"parser{PARSER_VERSION}:{chunker_key(self.chunker)}",
                     embedder=embedder_tag(self.embedder),
                 )
@@ -204,7 +214,7 @@ class IngestRuntime:
         base = {
             "source": blob.name,
             "document_id": blob.name,
-            "title": await asyncio.to_thread(loader.title, blob) or blob.name,
+            "title": await self._cpu(loader.title, blob) or blob.name,
             "mime": mime,
             "size": blob.size,
         }
@@ -216,9 +226,8 @@ class IngestRuntime:
         number = 0
         sections = loader.sections(blob)
         while True:
-            # Parsing and chunking are CPU work: a thread keeps the event loop (progress,
-            # the gateway) responsive. A section is bounded (a block, a page, a heading).
-            cut = await asyncio.to_thread(self._next_pieces, sections)
+            # A section is bounded (a block, a page, a heading): so is the work per call.
+            cut = await self._cpu(self._next_pieces, sections)
             if cut is None:
                 break
             section, pieces = cut
@@ -370,8 +379,13 @@ class IngestRuntime:
         if chunks == 0 or changes.staged:
             # (else an earlier run of this commit got past the switch-over: nothing is stale)
             await self._delete(tenant, sorted(changes.stale))
-        self.state.commit(job, tenant, name, changes, key=plan["key"], source=name, chunks=chunks)
-        self._finish(job, tenant, index, "done", drop=done, chunks=chunks)
+        self._finished(
+            job,
+            tenant,
+            *self.state.commit(
+                job, tenant, name, changes, key=plan["key"], source=name, chunks=chunks, item=index
+            ),
+        )
 
     async def _delete(self, tenant: str, ids: list[str]) -> None:
         for start in range(0, len(ids), DELETE_BATCH):
@@ -387,7 +401,12 @@ class IngestRuntime:
         drop: tuple[str, str] | None = None,
         **details: Any,
     ) -> None:
-        job_done, payload = self.state.finish_item(job, index, status, drop=drop, **details)
+        self._finished(
+            job, tenant, *self.state.finish_item(job, index, status, drop=drop, **details)
+        )
+
+    def _finished(self, job: str, tenant: str, job_done: bool, payload: Payload | None) -> None:
+        """After an item's outcome is recorded (``job_done``: it was the job's last one)."""
         # The upload goes before the job is marked complete: whoever sees it complete
         # sees this item's spooled copy gone.
         self._unspool(payload)

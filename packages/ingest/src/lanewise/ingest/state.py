@@ -181,9 +181,22 @@ class IngestState:
         task payload the item was sent with (one trip). ``drop``: (tenant, document id)
         whose stage goes in the same trip, after the outcome is recorded (a commit cut
         short before that is completed by its task redelivered, which needs the stage)."""
+        pipe = self.kv.pipeline(transaction=False)
+        return self._finish_item(pipe, job, item, status, drop=drop, **details)
+
+    @staticmethod
+    def _finish_item(
+        pipe: Any,
+        job: str,
+        item: int,
+        status: str,
+        *,
+        drop: tuple[str, str] | None = None,
+        **details: Any,
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Run ``pipe`` with :meth:`finish_item`'s commands appended; its result."""
         assert status in FINISHED
         record = json.dumps({"status": status, **details})
-        pipe = self.kv.pipeline(transaction=False)
         pipe.hset(f"{PREFIX}:job:{job}", "touched_at", time.time())
         pipe.hsetnx(f"{PREFIX}:job:{job}:items", str(item), record)
         pipe.hget(f"{PREFIX}:job:{job}", "total")
@@ -192,7 +205,8 @@ class IngestState:
         if drop is not None:
             base = f"{PREFIX}:stage:{job}:{_doc(*drop)}"
             pipe.delete(base, f"{base}:batches", f"{base}:plan")
-        _, _, total, finished, payload, *_ = pipe.execute()
+        results = pipe.execute()
+        total, finished, payload = results[len(results) - (5 if drop is None else 6) :][2:5]
         return int(finished) >= int(total or 0), None if payload is None else json.loads(payload)
 
     def complete_job(self, job: str, tenant: str) -> int:
@@ -371,13 +385,15 @@ class IngestState:
         key: str,
         source: str,
         chunks: int,
-    ) -> None:
+        item: int,
+    ) -> tuple[bool, dict[str, Any] | None]:
         """The staged chunk set becomes the document's manifest, the job counts the chunks
-        added and removed, and the document's record changes: all at once (one trip, MULTI
-        on Redis), so a commit redelivered after it finds nothing staged and counts nothing.
+        added and removed, the document's record changes and the item is finished (as
+        :meth:`finish_item`, whose result this returns): all at once (one trip, MULTI on
+        Redis), so a commit redelivered after it finds the item finished and counts nothing.
 
-        The plan stays until the item is finished, so a commit cut short (its worker died)
-        is completed by the same task redelivered.
+        Until then the stage and the plan stay, so a commit cut short (its worker died
+        before this) is completed by the same task redelivered.
         """
         doc = _doc(tenant, document_id)
         pipe = self.kv.pipeline(transaction=True)
@@ -397,7 +413,7 @@ class IngestState:
         if changes.old_key is not None and changes.old_key != key:
             pipe.hset(f"{PREFIX}:hash:{tenant}", changes.old_key, "")
         pipe.hset(f"{PREFIX}:hash:{tenant}", key, document_id)
-        pipe.execute()
+        return self._finish_item(pipe, job, item, "done", drop=(tenant, document_id), chunks=chunks)
 
 
 @dataclass(frozen=True)
