@@ -142,26 +142,39 @@ class IngestRuntime:
     async def parse(self, item: Payload, dispatch: Dispatcher) -> None:
         """Parse and chunk one file, sending its new chunks in batches to ``dispatch``."""
         job, tenant, index, name = item["job"], item["tenant"], item["item"], item["name"]
-        status, plan, done = self.state.resume(job, tenant, name, index)
-        if status is not None:
-            return  # finished before (this is a redelivery)
-        if "expected" in plan and done >= int(plan["expected"]):
-            # Redelivered after every batch was in: only the commit may be left to do.
-            await self.maybe_commit(job, tenant, name, claim="parse", progress=(plan, done))
-            return
-        # Otherwise parse again from the start: the batches come out the same, and sending
-        # one twice changes nothing, so a batch whose message was lost is sent again.
         blob = Blob(name=name, path=Path(item["path"]))
         sent = 0
         progress: tuple[dict[str, str], int] | None = None
         with timed_stage(self.hook, item["request_id"], "ingest.parse", {"item": index}) as attrs:
+            # The document's key first, so that resuming and the unchanged and duplicate
+            # checks are one trip; a file that cannot be read fails the item below, unless
+            # the item is finished (a redelivered task whose spooled upload is gone).
+            unreadable: Exception | None = None
+            key = ""
             try:
                 key = document_key(
                     content_hash=await self._cpu(blob.content_hash),
                     chunker=f"parser{PARSER_VERSION}:{chunker_key(self.chunker)}",
                     embedder=embedder_tag(self.embedder),
                 )
-                current, twin = self.state.known(tenant, name, key)
+            except Exception as exc:
+                unreadable = exc
+            status, plan, done, current, twin = self.state.resume(
+                job, tenant, name, index, key or None
+            )
+            if status is not None:
+                attrs["outcome"] = "redelivered"
+                return  # finished before
+            if "expected" in plan and done >= int(plan["expected"]):
+                # Redelivered after every batch was in: only the commit may be left to do.
+                attrs["outcome"] = "redelivered"
+                await self.maybe_commit(job, tenant, name, claim="parse", progress=(plan, done))
+                return
+            # Otherwise parse again from the start: the batches come out the same, and sending
+            # one twice changes nothing, so a batch whose message was lost is sent again.
+            try:
+                if unreadable is not None:
+                    raise unreadable
                 if current == key:
                     attrs["outcome"] = "unchanged"
                     self._finish(job, tenant, index, "skipped", reason="unchanged")
@@ -278,18 +291,19 @@ class IngestRuntime:
         if not new:  # nothing to embed: the batch is done as soon as it is staged
             _, planned, done = self.state.batch_done(job, tenant, name, number)
             return planned, done
-        await dispatch.embed(
-            {
-                "job": job,
-                "tenant": tenant,
-                "name": name,
-                "batch": number,
-                "request_id": item["request_id"],
-                "ids": [b[0] for b in new],
-                "texts": [b[1] for b in new],
-                "metadata": [b[2] for b in new],
-            }
-        )
+        payload = {
+            "job": job,
+            "tenant": tenant,
+            "name": name,
+            "batch": number,
+            "request_id": item["request_id"],
+            "ids": [b[0] for b in new],
+            "texts": [b[1] for b in new],
+            "metadata": [b[2] for b in new],
+        }
+        if number == 0 and plan is not None:
+            payload["only"] = True  # the document's one batch: it claims the commit at once
+        await dispatch.embed(payload)
         return planned, done
 
     # embed ---------------------------------------------------------------------------------
@@ -319,9 +333,13 @@ class IngestRuntime:
                 texts=payload["texts"],
                 metadata=payload["metadata"],
             )
-        _, plan, done = self.state.batch_done(job, tenant, name, payload["batch"])
+        claim, changes = f"batch-{payload['batch']}", None
+        if payload.get("only"):
+            plan, done, changes = self.state.only_batch_done(job, tenant, name, claim)
+        else:
+            _, plan, done = self.state.batch_done(job, tenant, name, payload["batch"])
         await self.maybe_commit(
-            job, tenant, name, claim=f"batch-{payload['batch']}", progress=(plan, done)
+            job, tenant, name, claim=claim, progress=(plan, done), changes=changes
         )
 
     async def fail_batch(self, payload: Payload, exc: BaseException) -> None:
@@ -343,11 +361,13 @@ class IngestRuntime:
         *,
         claim: str,
         progress: tuple[dict[str, str], int] | None = None,
+        changes: Changes | None = None,
     ) -> None:
         """Commit the document once all its batches are in; exactly one task does it.
 
         ``progress``: the plan and batch count the caller read after its last write (it
-        saves a round trip); read here when not given."""
+        saves a round trip); read here when not given. ``changes``: what the caller's
+        claim, made in that same trip, returned (claimed here when None)."""
         plan, done = progress or self.state.progress(job, tenant, name)
         if "expected" not in plan or "item" not in plan:
             return  # parse has not finished sending batches, or the commit is over
@@ -356,7 +376,8 @@ class IngestRuntime:
             return
         # Two batches finishing together both get here: the first claim wins, and the
         # same task redelivered (its worker died mid-commit) may finish what it started.
-        changes = self.state.claim_commit(job, tenant, name, claim)
+        if changes is None:
+            changes = self.state.claim_commit(job, tenant, name, claim)
         if changes is None:
             return
         await self._commit(job, tenant, name, index, plan, changes)
