@@ -16,7 +16,25 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from lanewise.core.types import ANONYMOUS, Principal
+
+
+class ResponseOutcome(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """How a response went, as the gateway's middleware saw it pass."""
+
+    status: int = 0
+    """The response's HTTP status (0: none started)."""
+    stream: bool = False
+    """The response is ``text/event-stream``."""
+    body_done: bool = False
+    """The last body message was sent (False at the end: the client went away)."""
+    disconnected: bool = False
+    """Sending to the client failed."""
+    error_type: str | None = None
+    """The problem type's slug of an error response or of an error event mid-stream."""
+    failure: str | None = None
+    """The type name of an exception that escaped the route (not a problem response)."""
 
 
 @dataclass(slots=True)
@@ -32,6 +50,9 @@ class RequestContext:
     open_calls: list[Any] = field(default_factory=list)
     """Guarded model calls admitted for this request; the gateway settles any left open
     (a stream the client abandoned before it started) when the request ends."""
+    response: ResponseOutcome | None = None
+    """How the response went: recorded by the gateway's middleware only while request
+    observers are registered (``Components.request_observers``), for them to read."""
 
 
 TRACEPARENT = "traceparent"

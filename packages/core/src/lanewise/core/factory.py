@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 if TYPE_CHECKING:
     import pluggy
     from lanewise.core.container import Container
+    from lanewise.core.gateway.observers import RequestObserver
     from lanewise.core.guards import GuardChain
     from lanewise.core.pipeline import Pipeline
     from lanewise.core.registry import Register
@@ -45,6 +46,9 @@ class Components:
 
     def __init__(self, container: Container) -> None:
         self._built = container
+        self.request_observers: list[RequestObserver] = []
+        """Lanes append theirs in ``lanewise_configure_gateway``; the gateway's middleware
+        calls them for every request (:mod:`lanewise.core.gateway.observers`)."""
 
     @property
     def settings(self) -> Settings:

@@ -22,7 +22,7 @@ import msgspec
 import structlog
 from lanewise.core.context import current_request
 from lanewise.observe.logwriter import LineWriter
-from lanewise.observe.record import CURRENT
+from lanewise.observe.record import RECORD
 from lanewise.observe.settings import ObserveSettings
 
 THIRD_PARTY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.task")
@@ -39,28 +39,30 @@ def add_request_context(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """Add the running request's ids (request, trace, tenant, user, ...) to a log line."""
-    record = CURRENT.get()
-    if record is None or "tenant" in event_dict:
-        return event_dict
-    principal = record.caller()
     context = current_request()
+    if context is None or "tenant" in event_dict:
+        return event_dict
+    entry = context.attributes.get(RECORD)
+    if entry is None:  # not an observed (/v1) request
+        return event_dict
+    principal = context.principal
     values = (
-        context.request_id if context is not None else record.request_id or None,
-        record.trace_id,
+        context.request_id,
+        entry[1].trace_id,
         principal.tenant if principal else None,
         principal.user if principal else None,
         principal.key_id if principal else None,
         principal.workflow if principal else None,
-        record.model,
+        context.model,
     )
     for key, value in zip(CONTEXT_KEYS, values, strict=True):
         if value is not None:
             event_dict.setdefault(key, value)
-    if record.prompt_name is not None:
-        event_dict.setdefault("prompt_template", record.prompt_name)
-        event_dict.setdefault("prompt_version", record.prompt_version)
-    if record.index_version is not None:
-        event_dict.setdefault("index_version", record.index_version)
+    if context.prompt_name is not None:
+        event_dict.setdefault("prompt_template", context.prompt_name)
+        event_dict.setdefault("prompt_version", context.prompt_version)
+    if context.index_version is not None:
+        event_dict.setdefault("index_version", context.index_version)
     return event_dict
 
 

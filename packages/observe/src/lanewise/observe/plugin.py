@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from lanewise.core.context import current_request
 from lanewise.core.factory import Components
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.settings import Settings
 from lanewise.core.types import StageTiming, UsageEvent
 from lanewise.observe import metrics
-from lanewise.observe.record import CURRENT
+from lanewise.observe.record import RECORD
 from lanewise.observe.settings import ObserveSettings, observe_settings
 from lanewise.observe.telemetry import Telemetry, count_drop
 from litestar import Response, get
@@ -46,7 +47,7 @@ class ObservePlugin:
     def lanewise_configure_gateway(
         self, app_config: AppConfig, settings: Settings, components: Components
     ) -> None:
-        from lanewise.observe.middleware import middleware_for, unrouted_hook
+        from lanewise.observe.middleware import unrouted_hook
         from lanewise.observe.usage.api import make_usage_route
 
         observe = observe_settings(settings)
@@ -55,8 +56,7 @@ class ObservePlugin:
         telemetry = self.telemetry = Telemetry(
             settings, observe, span_exporter=self.span_exporter, components=components
         )
-        # Outermost: it must also see the 401s core's middleware raises.
-        app_config.middleware.insert(0, middleware_for(telemetry))
+        components.request_observers.append(telemetry)
         app_config.after_exception.append(unrouted_hook(telemetry))
         if observe.metrics:
             app_config.route_handlers.append(metrics_endpoint)
@@ -66,24 +66,26 @@ class ObservePlugin:
 
     @hookimpl
     def lanewise_on_usage(self, event: UsageEvent) -> None:
-        record = CURRENT.get()
-        telemetry = record.owner if record is not None else self.telemetry
+        context = current_request()
+        entry = context.attributes.get(RECORD) if context is not None else None
+        telemetry = entry[0] if entry is not None else self.telemetry
         if telemetry is None:
             return
         try:
-            telemetry.on_usage(record, event)
+            telemetry.on_usage(context, event)
         except Exception:
             count_drop("internal")
             log.warning("telemetry could not record usage", exc_info=True)
 
     @hookimpl
     def lanewise_on_stage(self, event: StageTiming) -> None:
-        record = CURRENT.get()
+        context = current_request()
+        entry = context.attributes.get(RECORD) if context is not None else None
         try:
-            if record is not None:  # the common case, inline: several per request
-                record.add_stage(event)
+            if entry is not None:  # the common case, inline: several per request
+                entry[1].stage_events.append(event)
             elif self.telemetry is not None:
-                self.telemetry.on_stage(None, event)
+                self.telemetry.on_stage(event)
         except Exception:
             count_drop("internal")
             log.warning("telemetry could not record a stage", exc_info=True)

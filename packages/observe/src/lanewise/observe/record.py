@@ -1,90 +1,85 @@
-"""What the observe lane learns about one request while it runs.
+"""What the observe lane learns about one request.
 
-The middleware creates a :class:`RequestRecord` and puts it in a context
-variable; ``lanewise_on_usage`` / ``lanewise_on_stage`` events, which core
-emits inside the request (and inside the streaming tasks it starts, which
-copy the context), add to it. The record is plain data: turning it into a log
-line, metrics, spans and usage rows happens once, when the request ends.
+The lane's request observer creates a :class:`RequestRecord` when the gateway
+starts a request and keeps it in the request context's ``attributes``
+(:data:`RECORD`); the ``lanewise_on_usage`` / ``lanewise_on_stage`` events,
+which core emits inside the request (and inside the streaming tasks it starts,
+which copy the context), append to it. When the request ends the observer copies
+the outcome core recorded on the context and hands the record on. On the event
+loop nothing is added up: :meth:`RequestRecord.fold` turns the events into
+tokens, model, stages and cache counts where the record is processed.
+
+It is a msgspec Struct of plain data (core's events are Structs too), so it
+encodes to MessagePack in one C call, for a telemetry process of its own.
 """
 
 from __future__ import annotations
 
-import time
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
-from lanewise.core.context import current_request
+import msgspec
+from lanewise.core.context import ResponseOutcome
 from lanewise.core.types import Principal, StageTiming, UsageEvent
 
-ERROR_MARK = b'{"error":{"type":"'
-PROBLEM_PREFIX = "https://lanewise.dev/problems/"
+RECORD = "lanewise.observe.record"
+"""Key of ``(telemetry, record)`` in the request context's ``attributes``."""
 
 
-@dataclass(slots=True, eq=False)
-class RequestRecord:
-    request_id: str
-    method: str
-    path: str
-    route: str
-    started: float = field(default_factory=time.perf_counter)
-    started_wall: float = field(default_factory=time.time)
-    status: int = 0
-    stream: bool = False
-    body_done: bool = False
-    failed: BaseException | None = None
-    disconnected: bool = False
-    error_type: str | None = None
-    finish_reason: str | None = None
+class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    request_id: str = ""
+    method: str = ""
+    path: str = ""
+    route: str = ""
+    started: float = 0.0
+    """``time.perf_counter()`` at the start (this process's clock)."""
+    started_wall: float = 0.0
+    duration_s: float = 0.0
+    response: ResponseOutcome = msgspec.field(default_factory=ResponseOutcome)
+    """Core's record of how the response went (status, stream, its end, the error)."""
+    unrouted: bool = False
+    """No route took the request (404/405): its path is no metric label."""
     principal: Principal | None = None
+    cost: float | None = None
+    """The request context's ``cost`` (governance), taken when the request completes."""
     model: str | None = None
-    operation: str | None = None
-    backend: str | None = None
-    tokens_in: int = 0
-    tokens_out: int = 0
-    model_calls: int = 0
-    ttft_s: float | None = None
-    generate_s: float | None = None
-    stages: dict[str, float] = field(default_factory=dict)
-    stage_events: list[StageTiming] = field(default_factory=list)
-    usage_events: list[UsageEvent] = field(default_factory=list)
-    cache_hits: int = 0
-    cache_misses: int = 0
-    index_version: Any = None
     prompt_name: str | None = None
     prompt_version: str | None = None
+    index_version: Any = None
     trace_id: str | None = None
     span_id: int | None = None
     parent_span_id: int | None = None
     sampled: bool = False
     traceparent: str | None = None
     tracestate: str | None = None
-    context: Any = None
-    """Core's :class:`~lanewise.core.context.RequestContext` of this request."""
-    cost: Any = None
-    """The request context's ``cost`` (governance), taken when the request completes."""
-    owner: Any = None
-    """The :class:`~lanewise.observe.telemetry.Telemetry` that finishes this record."""
+    usage_events: list[UsageEvent] = []
+    stage_events: list[StageTiming] = []
     awaiting_usage: bool = False
-    unrouted: bool = False
-    """No route took the request (404/405): its path is no metric label."""
     completed: bool = False
-    duration_s: float = 0.0
+    # Folded from the events by fold() (never set on the event loop):
+    operation: str | None = None
+    backend: str | None = None
+    finish_reason: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    model_calls: int = 0
+    ttft_s: float | None = None
+    generate_s: float | None = None
+    stages: dict[str, float] = {}
+    cache_hits: int = 0
+    cache_misses: int = 0
 
-    def caller(self) -> Principal | None:
-        """The caller while the request runs (core's middleware authenticated it by then)."""
-        if self.principal is None:
-            context = self.context or current_request()
-            if context is not None:
-                principal: Principal = context.principal
-                return principal
-        return self.principal
+    def fold(self) -> None:
+        """Add up the events: the usage of the request's model calls, then its stages."""
+        context_model, self.model = self.model, None
+        for event in self.usage_events:
+            self._fold_usage(event)
+        for timing in self.stage_events:
+            self._fold_stage(timing)
+        if self.model is None and self.model_calls:
+            self.model = context_model
 
-    # -- events ------------------------------------------------------------------
-    def add_usage(self, event: UsageEvent) -> None:
-        self.usage_events.append(event)
-        purpose = getattr(event, "purpose", "request")
-        if purpose not in (None, "request"):
+    def _fold_usage(self, event: UsageEvent) -> None:
+        if event.purpose not in (None, "request"):
             return  # e.g. the retrieval query's embedding: counted in its own stage
         self.model_calls += 1
         self.model = event.model
@@ -96,17 +91,15 @@ class RequestRecord:
         if event.ttft_s is not None and self.ttft_s is None:
             self.ttft_s = event.ttft_s
         self.generate_s = event.duration_s
-        self.prompt_name = getattr(event, "prompt_name", None) or self.prompt_name
-        self.prompt_version = getattr(event, "prompt_version", None) or self.prompt_version
-        index = getattr(event, "index_version", None)
-        if index is not None:
-            self.index_version = index
+        self.prompt_name = event.prompt_name or self.prompt_name
+        self.prompt_version = event.prompt_version or self.prompt_version
+        if event.index_version is not None:
+            self.index_version = event.index_version
         if event.finish_reason is not None:
             self.finish_reason = event.finish_reason
 
-    def add_stage(self, event: StageTiming) -> None:
+    def _fold_stage(self, event: StageTiming) -> None:
         self.stages[event.stage] = self.stages.get(event.stage, 0.0) + event.duration_s
-        self.stage_events.append(event)
         attrs = event.attributes
         if not attrs:
             return
@@ -128,44 +121,32 @@ class RequestRecord:
         if finish:
             self.finish_reason = str(finish[0] if isinstance(finish, list | tuple) else finish)
 
-    # -- the response as it passes ----------------------------------------------------
-    def scan_body(self, body: bytes) -> None:
-        """Pick an error's problem type out of the bytes going to the client.
+    @property
+    def status(self) -> int:
+        return self.response.status
 
-        The finish reason comes with the usage event; only an error needs the body.
-        ``bytes.find``/``startswith`` on each chunk costs tens of nanoseconds; no JSON
-        is parsed on the success path.
-        """
-        if self.status >= 400 and self.error_type is None:
-            self.error_type = _problem_type(body, b'"type":"')
-        elif body.startswith(b"data: " + ERROR_MARK):
-            self.error_type = _problem_type(body, ERROR_MARK)
+    @property
+    def stream(self) -> bool:
+        return self.response.stream
 
-    # -- outcome ---------------------------------------------------------------------
+    @property
+    def error_type(self) -> str | None:
+        return self.response.error_type
+
+    @property
+    def failure(self) -> str | None:
+        return self.response.failure
+
     @property
     def outcome(self) -> str:
         """ok, rejected (4xx), error (5xx, an error mid-stream, a crash) or client_disconnect."""
-        if self.failed is not None or self.status >= 500:
+        response = self.response
+        if response.failure is not None or response.status >= 500:
             return "error"
-        if self.status >= 400:
+        if response.status >= 400:
             return "rejected"
-        if self.error_type is not None:
+        if response.error_type is not None:
             return "error"
-        if self.disconnected or not self.body_done:
+        if response.disconnected or not response.body_done:
             return "client_disconnect"
         return "ok"
-
-
-def _problem_type(body: bytes, mark: bytes) -> str | None:
-    at = body.find(mark)
-    if at < 0:
-        return None
-    start = at + len(mark)
-    end = body.find(b'"', start)
-    if end <= start:
-        return None
-    value = body[start:end].decode("ascii", "replace")
-    return value.removeprefix(PROBLEM_PREFIX)
-
-
-CURRENT: ContextVar[RequestRecord | None] = ContextVar("lanewise_observe_request", default=None)

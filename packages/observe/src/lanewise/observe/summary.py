@@ -56,9 +56,7 @@ def finish_reason_of(record: RequestRecord, outcome: str) -> str | None:
 def build_summary(record: RequestRecord, cost: Any = None) -> dict[str, Any]:
     outcome = record.outcome
     principal = record.principal
-    error_type = record.error_type
-    if error_type is None and record.failed is not None:
-        error_type = type(record.failed).__name__
+    error_type = record.error_type or record.failure
     return {
         "request_id": record.request_id,
         "trace_id": record.trace_id,

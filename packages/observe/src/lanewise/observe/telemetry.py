@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from lanewise.core.context import TRACEPARENT, TRACESTATE
+from lanewise.core.context import TRACEPARENT, TRACESTATE, RequestContext, ResponseOutcome
 from lanewise.core.settings import Settings
 from lanewise.core.types import Principal, StageTiming, UsageEvent
 from lanewise.observe import metrics as m
@@ -33,18 +33,18 @@ from lanewise.observe.logs import (
     write_synchronously,
 )
 from lanewise.observe.logwriter import take
-from lanewise.observe.record import RequestRecord
-from lanewise.observe.request_context import SCOPE_ATTRIBUTES, SCOPE_CONTEXT
+from lanewise.observe.record import RECORD, RequestRecord
 from lanewise.observe.settings import ObserveSettings
 from lanewise.observe.signals import StaleIndexDetector, TokenAnomalyDetector
 from lanewise.observe.state import STATE
 from lanewise.observe.summary import SUMMARY_EVENT, build_summary
-from lanewise.observe.traces import Tracing, otlp_exporter, trace_id_from_header
+from lanewise.observe.traces import Tracing, otlp_exporter, start_trace, trace_id_from_header
 from lanewise.observe.usage.store import UsageWriter, make_engine
 
 log = structlog.get_logger("lanewise.request")
 internal_log = logging.getLogger("lanewise.observe")
 CACHE_KEYS = (("result", "lanewise.cache.result"), ("embedding", "lanewise.cache.embedding"))
+OBSERVED_PREFIX = "/v1/"
 UNROUTED = "unmatched"
 """The ``route`` label of requests no route took (404, 405)."""
 WORKER_INTERVAL_S = 0.05
@@ -100,6 +100,8 @@ class Telemetry:
             if observe.traces and exporter is not None
             else None
         )
+        self.sample_ratio = observe.trace_sample_ratio if self.tracing is not None else None
+        """Traces start here (ids for every request, forwarded upstream) when not None."""
         self.tenants = m.LabelCap(observe.metrics_tenant_cap)
         self.users = m.LabelCap(observe.metrics_user_cap)
         self.labels = m.LabelCap(500)
@@ -137,50 +139,78 @@ class Telemetry:
             if sink is not None:
                 sink.feeder = self.drain
 
-    # -- request lifecycle ------------------------------------------------------------
-    def start(self, scope: Any) -> RequestRecord:
-        """A request arrives (before core's middleware has opened its context)."""
+    # -- request lifecycle (core's request observer: on the event loop) ---------------
+    def request_started(self, context: RequestContext, scope: Any) -> None:
+        """A routed request arrives (before core authenticates it)."""
         path = scope["path"]
-        record = RequestRecord("", scope["method"], path, scope.get("path_template") or path)
-        record.owner = self
+        if not path.startswith(OBSERVED_PREFIX):
+            return
+        record = RequestRecord(
+            method=scope["method"],
+            path=path,
+            route=scope.get("path_template") or path,
+            started=time.perf_counter(),
+            started_wall=time.time(),
+        )
+        self._trace(record, scope["headers"], context.attributes)
+        context.attributes[RECORD] = (self, record)
+
+    def _trace(self, record: RequestRecord, headers: Any, attributes: dict[str, Any]) -> None:
         traceparent = None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"traceparent":
                 traceparent = value.decode("latin-1")
             elif name == b"tracestate":
                 record.tracestate = value.decode("latin-1")
-        if self.tracing is not None:
-            record.traceparent = self.tracing.start_request(record, traceparent)
+        if self.sample_ratio is not None:
+            record.traceparent = start_trace(record, traceparent, self.sample_ratio)
         elif traceparent is not None:
             # No tracing here: still correlate logs with the caller's trace and pass
             # its context on to upstreams unchanged.
             record.trace_id = trace_id_from_header(traceparent)
             record.traceparent = traceparent if record.trace_id else None
         if record.trace_id is not None:
-            # Core's middleware starts the request context with these attributes, for
-            # backends that forward the trace to upstreams.
-            state = scope.get("state")
-            if state is None:
-                state = scope["state"] = {}
-            attributes = {"trace_id": record.trace_id, TRACEPARENT: record.traceparent}
+            # For backends that forward the trace to upstreams.
+            attributes["trace_id"] = record.trace_id
+            attributes[TRACEPARENT] = record.traceparent
             if record.tracestate:
                 attributes[TRACESTATE] = record.tracestate
-            state[SCOPE_ATTRIBUTES] = attributes
-        return record
 
-    def on_usage(self, record: RequestRecord | None, event: UsageEvent) -> None:
-        if record is None:
+    def request_ended(self, context: RequestContext, scope: Any) -> None:
+        """The response is over (sent, failed or abandoned by the client)."""
+        entry = context.attributes.get(RECORD)
+        if entry is None:
+            return
+        record = entry[1]
+        record.duration_s = time.perf_counter() - record.started
+        record.request_id = context.request_id
+        response = record.response = context.response or ResponseOutcome()
+        # Core sets ``user`` only once authentication succeeded; a refused request has
+        # no tenant (the context's default principal is not one).
+        user = scope.get("user")
+        if isinstance(user, Principal):
+            record.principal = user
+        if response.stream and not response.body_done and not record.usage_events:
+            # A client disconnect cancels the model call; its usage event comes
+            # from the cancelled task a moment later. Wait for it, but not forever.
+            record.awaiting_usage = True
+            asyncio.get_running_loop().call_later(USAGE_GRACE_S, self.complete, record, context)
+            return
+        self.complete(record, context)
+
+    def on_usage(self, context: RequestContext | None, event: UsageEvent) -> None:
+        entry = context.attributes.get(RECORD) if context is not None else None
+        if entry is None:
             self._standalone_usage(event)
             return
-        record.add_usage(event)
+        record = entry[1]
+        record.usage_events.append(event)
         if record.awaiting_usage and not record.completed:
             # The stage event of the same call follows at once; let it land first.
-            asyncio.get_running_loop().call_soon(self.complete, record)
+            asyncio.get_running_loop().call_soon(self.complete, record, context)
 
-    def on_stage(self, record: RequestRecord | None, event: StageTiming) -> None:
-        if record is not None:
-            record.add_stage(event)  # its metrics come with the request's, on the worker
-            return
+    def on_stage(self, event: StageTiming) -> None:
+        """A stage outside any request (an ingest job, a CLI call)."""
         if self.metrics:
             self._stage_metrics(self.immediate, event)
         if event.stage == "ingest":
@@ -199,44 +229,34 @@ class Telemetry:
                 if outcome == "hit" or outcome == "miss":
                     sink.inc(m.CACHE_LOOKUPS, (cache, outcome))
 
-    def finish(self, record: RequestRecord, scope: Any) -> None:
-        """The response is over (sent, failed or abandoned by the client)."""
-        record.duration_s = time.perf_counter() - record.started
-        state = scope.get("state") or {}
-        context = record.context = state.get(SCOPE_CONTEXT)
-        # Core's request id; a 404 gets one from the problem handler (or from us).
-        record.request_id = context.request_id if context else str(state.get("request_id", ""))
-        if record.principal is None:
-            # Core's middleware sets ``user`` only once authentication succeeded; a
-            # refused request has no tenant (the context's default principal is not one).
-            user = scope.get("user")
-            if isinstance(user, Principal):
-                record.principal = user
-        if record.stream and not record.body_done and not record.model_calls:
-            # A client disconnect cancels the model call; its usage event comes
-            # from the cancelled task a moment later. Wait for it, but not forever.
-            record.awaiting_usage = True
-            asyncio.get_running_loop().call_later(USAGE_GRACE_S, self.complete, record)
-            return
-        self.complete(record)
+    def unrouted(self, scope: Any, status: int, error_type: str | None) -> None:
+        """A 404 or 405 that no route took (no request context, no observer call)."""
+        path = scope["path"]
+        record = RequestRecord(
+            request_id=str(scope.get("state", {}).get("request_id", "")),
+            method=scope["method"],
+            path=path,
+            route=path,
+            started_wall=time.time(),
+            response=ResponseOutcome(status=status, error_type=error_type, body_done=True),
+            unrouted=True,
+        )
+        self._trace(record, scope["headers"], {})
+        self.complete(record, None)
 
-    def complete(self, record: RequestRecord) -> None:
-        """Hand the finished record to the worker (it is not changed after this)."""
+    def complete(self, record: RequestRecord, context: RequestContext | None) -> None:
+        """Hand the finished record on (it is not changed after this)."""
         if record.completed:
             return
         record.completed = True
-        context = record.context
         if context is not None:
-            # Take what the summary needs and let go of the context: it can hold the
-            # request's model calls, which must not live on while the record waits.
-            record.cost = context.attributes.get("cost")
-            record.prompt_name = record.prompt_name or context.prompt_name
-            record.prompt_version = record.prompt_version or context.prompt_version
-            if record.index_version is None:
-                record.index_version = context.index_version
-            if record.model is None and context.model and record.model_calls:
-                record.model = context.model
-            record.context = None
+            cost = context.attributes.get("cost")
+            if isinstance(cost, int | float):
+                record.cost = float(cost)
+            record.prompt_name = context.prompt_name
+            record.prompt_version = context.prompt_version
+            record.index_version = context.index_version
+            record.model = context.model
         self._enqueue(record)
 
     def _enqueue(self, item: RequestRecord | Callable[[], None]) -> None:
@@ -280,6 +300,7 @@ class Telemetry:
                 internal_log.warning("metrics flush failed", exc_info=True)
 
     def _complete(self, record: RequestRecord) -> None:
+        record.fold()
         cost = record.cost
         summary = build_summary(record, cost)
         principal = record.principal

@@ -12,6 +12,7 @@ for backends that forward it.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import threading
@@ -95,6 +96,32 @@ def _attributes(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_RANDOM = random.Random()
+os.register_at_fork(after_in_child=_RANDOM.seed)  # forked workers must not share ids
+
+
+def start_trace(record: RequestRecord, traceparent: str | None, sample_ratio: float) -> str:
+    """Give the record its trace and span ids; returns its ``traceparent`` for upstreams.
+
+    One ``getrandbits`` draws both ids (and no draw decides sampling at ratio 1.0):
+    this runs on the event loop for every request. Sampling follows the SDK's
+    ``ParentBased(TraceIdRatioBased)``.
+    """
+    parent = parse_traceparent(traceparent) if traceparent else None
+    bits = _RANDOM.getrandbits(192)
+    span_id = bits & _SPAN_MASK or 1
+    if parent is not None:
+        trace_int, record.parent_span_id, flags = parent
+        record.sampled = bool(flags & 1)
+        trace_id = format(trace_int, "032x")
+    else:
+        trace_id = format(bits >> 64 or 1, "032x")
+        record.sampled = sample_ratio >= 1.0 or _RANDOM.random() < sample_ratio
+    record.span_id = span_id
+    record.trace_id = trace_id
+    return f"00-{trace_id}-{span_id:016x}-{'01' if record.sampled else '00'}"
+
+
 class Tracing:
     """Spans for finished requests, built directly as the SDK's ``ReadableSpan``.
 
@@ -126,7 +153,6 @@ class Tracing:
         self.on_drop = on_drop
         self.capacity = capacity
         self.interval_s = interval_s
-        self._random = random.Random()
         # Finished requests wait here (bounded: when the exporter stalls, requests are
         # dropped, not held); the exporter thread builds their spans and exports them.
         self.pending: deque[tuple[RequestRecord, Mapping[str, Any]]] = deque()
@@ -138,32 +164,6 @@ class Tracing:
             target=self._run, name="lanewise-span-exporter", daemon=True
         )
         self._thread.start()
-
-    def start_request(self, record: RequestRecord, traceparent: str | None) -> str:
-        """Give the record its trace and span ids; returns its ``traceparent`` for upstreams.
-
-        One ``getrandbits`` draws both ids (and no draw decides sampling at ratio 1.0):
-        this runs on the event loop for every request.
-        """
-        parent = parse_traceparent(traceparent) if traceparent else None
-        bits = self._random.getrandbits(192)
-        span_id = bits & _SPAN_MASK or 1
-        if parent is not None:
-            trace_int, record.parent_span_id, flags = parent
-            record.sampled = bool(flags & 1)
-            trace_id = format(trace_int, "032x")
-        else:
-            trace_id = format(bits >> 64 or 1, "032x")
-            ratio = self.sample_ratio
-            record.sampled = ratio >= 1.0 or self._random.random() < ratio
-        record.span_id = span_id
-        record.trace_id = trace_id
-        return f"00-{trace_id}-{span_id:016x}-{'01' if record.sampled else '00'}"
-
-    def traceparent(self, record: RequestRecord) -> str | None:
-        if record.trace_id is None or record.span_id is None:
-            return None
-        return f"00-{record.trace_id}-{record.span_id:016x}-{1 if record.sampled else 0:02x}"
 
     def finish_request(self, record: RequestRecord, summary: Mapping[str, Any]) -> None:
         """Queue a finished request's spans (the record is not changed after this)."""
@@ -264,7 +264,7 @@ class Tracing:
         if len(events) > 1:
             events = sorted(events, key=_stage_order)
         parents: list[tuple[float, SpanContext]] = [(float("inf"), context)]
-        getrandbits = self._random.getrandbits
+        getrandbits = _RANDOM.getrandbits
         for event in events:
             # Stages nest by time (retrieval's cache/embed/search run inside ``retrieve``).
             end = event.started_at + event.duration_s

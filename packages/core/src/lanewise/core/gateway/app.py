@@ -63,7 +63,11 @@ class LanewiseInitPlugin(InitPluginProtocol):
         app_config.on_shutdown.append(throttle.aclose)
         app_config.middleware.append(
             DefineMiddleware(
-                GatewayMiddleware, settings=self.settings, hook=self.pm.hook, throttle=throttle
+                GatewayMiddleware,
+                settings=self.settings,
+                hook=self.pm.hook,
+                throttle=throttle,
+                observers=components.request_observers,
             )
         )
         # Litestar would configure the root logger at INFO, putting a log line for every

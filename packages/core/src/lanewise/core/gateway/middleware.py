@@ -15,7 +15,10 @@ that, for every routed HTTP request:
   client address and, past ``gateway.auth_failure_limit``, answered 429 before
   any key is checked (:mod:`lanewise.core.gateway.auth_throttle`);
 * when the request ends, however it ends, settles any guarded model call that
-  nothing settled (a stream abandoned before it started).
+  nothing settled (a stream abandoned before it started);
+* when lanes registered request observers (:mod:`lanewise.core.gateway.observers`),
+  records the response's outcome on the context and calls them at the start and
+  the end of the request.
 
 Unrouted requests (404/405) never reach route middleware; the problem
 handler gives those their request id.
@@ -23,6 +26,7 @@ handler gives those their request id.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -32,18 +36,27 @@ from lanewise.core.context import (
     SCOPE_ATTRIBUTES,
     SCOPE_CONTEXT,
     RequestContext,
+    ResponseOutcome,
     enter_request,
     exit_request,
 )
 from lanewise.core.errors import Unauthorized
 from lanewise.core.gateway.auth_throttle import AuthFailureThrottle
+from lanewise.core.gateway.observers import (
+    RequestObserver,
+    note_body,
+    note_exception,
+    note_start,
+)
 from lanewise.core.guards import settle_abandoned
 from lanewise.core.settings import Settings
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
+HTTP_RESPONSE_START = "http.response.start"
 API_PREFIX = "/v1/"
+log = logging.getLogger("lanewise.gateway")
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -94,13 +107,21 @@ class GatewayMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, *, settings: Settings, hook: Any, throttle: AuthFailureThrottle
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        hook: Any,
+        throttle: AuthFailureThrottle,
+        observers: list[RequestObserver] | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.hook = hook
         # One table for the app: Litestar builds this middleware once per route.
         self.throttle = throttle
+        # The app's list, filled by lanes while the app is configured (so read per request).
+        self.observers = observers if observers is not None else []
 
     async def authenticate(self, scope: Scope, raw_headers: Iterable[tuple[bytes, bytes]]) -> Any:
         """The caller's principal; failures are counted per client address (then 429)."""
@@ -134,13 +155,14 @@ class GatewayMiddleware:
         state["request_id"] = context.request_id
         state[SCOPE_CONTEXT] = context
 
+        observers = self.observers
+        if observers:
+            await self._observed(scope, receive, send, context, rid, observers)
+            return
+
         async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = message.get("headers", ())
-                # Problem responses carry the id already (they are also sent for
-                # requests that never reach this middleware); check only those.
-                if message["status"] < 400 or all(n != REQUEST_ID_HEADER for n, _ in headers):
-                    message["headers"] = [*headers, (REQUEST_ID_HEADER, rid)]
+            if message["type"] == HTTP_RESPONSE_START:
+                add_request_id(message, rid)
             await send(message)
 
         # Not request_scope(): a generator-based context manager costs several µs.
@@ -155,3 +177,62 @@ class GatewayMiddleware:
             if context.open_calls:
                 await settle_abandoned(context)
             exit_request(token)
+
+    async def _observed(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        context: RequestContext,
+        rid: bytes,
+        observers: list[RequestObserver],
+    ) -> None:
+        """The same request, with its outcome recorded on the context for the observers."""
+        response = context.response = ResponseOutcome()
+        for observer in observers:
+            try:
+                observer.request_started(context, scope)
+            except Exception:  # an observer's failure must not fail the request
+                log.warning("request observer %r failed", observer, exc_info=True)
+
+        async def send_observed(message: Message) -> None:
+            if message["type"] == HTTP_RESPONSE_START:
+                add_request_id(message, rid)
+                note_start(response, message)
+            else:
+                note_body(response, message)
+            try:
+                await send(message)
+            except OSError:
+                response.disconnected = True
+                raise
+
+        token = enter_request(context)
+        try:
+            if scope["path"].startswith(API_PREFIX):
+                principal = await self.authenticate(scope, scope["headers"])
+                context.principal = principal
+                scope["user"] = principal
+            await self.app(scope, receive, send_observed)
+        except BaseException as exc:
+            note_exception(response, exc)
+            raise
+        finally:
+            try:
+                if context.open_calls:
+                    await settle_abandoned(context)
+            finally:
+                exit_request(token)
+                for observer in observers:
+                    try:
+                        observer.request_ended(context, scope)
+                    except Exception:
+                        log.warning("request observer %r failed", observer, exc_info=True)
+
+
+def add_request_id(message: Any, rid: bytes) -> None:
+    headers = message.get("headers", ())
+    # Problem responses carry the id already (they are also sent for requests that
+    # never reach this middleware); check only those.
+    if message["status"] < 400 or all(n != REQUEST_ID_HEADER for n, _ in headers):
+        message["headers"] = [*headers, (REQUEST_ID_HEADER, rid)]
