@@ -87,6 +87,10 @@ def write_config(path: Path, *, redis_url: str, pg_url: str, embedder: str, data
         f'table = "bench_{uuid.uuid4().hex[:8]}"\ndimension = {dim}\n'
         '[ingest]\nqueue = "celery"\nembed_batch = 64\n'
         "task_time_limit_s = 900\nvisibility_timeout_s = 1800\n"
+        # No pool child is replaced during a comparison: with the default (every 1000
+        # tasks, 0.5-0.7 s each time) the replacement landed in the second and third
+        # pipeline runs by their position, never in a Celery run.
+        "worker_max_tasks_per_child = 1000000\n"
     )
     return path
 
@@ -277,6 +281,7 @@ async def overhead_and_memory(
         await run_job(service, write_corpus(tmp / "warm-noop", 2), "warm")
         kv: Any = service.state.kv
         runtime = runtime_from(parts, settings, service.state)
+        runtime.offload = False  # as in the worker's child
         pipeline_runs: list[float] = []
         celery_runs: list[float] = []
         store_runs: list[float] = []
@@ -294,8 +299,14 @@ async def overhead_and_memory(
             counter = f"bench:ping:{uuid.uuid4().hex}"
             cpu0 = worker.cpu_seconds()
             t0 = time.perf_counter()
-            for message in messages:
-                app.send_task(PING_TASK, args=[counter, message], queue="ingest")
+            for message in messages:  # sent as the pipeline sends (argument summary)
+                app.send_task(
+                    PING_TASK,
+                    args=[counter, message],
+                    queue="ingest",
+                    argsrepr="(ping)",
+                    kwargsrepr="{}",
+                )
             while int(kv.get(counter) or 0) < len(messages):  # noqa: ASYNC110 - another process
                 await asyncio.sleep(0.01)
             celery_runs.append(time.perf_counter() - t0)

@@ -121,7 +121,8 @@ def create_celery_app(settings: Settings, plugin_manager: Any = None) -> Any:
 
 def _parse_task(task: Any, item: Payload) -> None:
     here = worker()
-    here.run(run_parse(here.runtime, item, CeleryDispatch(task.app)))
+    with task.app.producer_or_acquire() as producer:  # one for all of the item's batches
+        here.run(run_parse(here.runtime, item, CeleryDispatch(task.app, producer)))
 
 
 def _embed_task(task: Any, payload: Payload) -> None:
@@ -150,12 +151,27 @@ def _register_tasks(app: Any) -> None:
         app.task(name=name, bind=True)(func)
 
 
+def send(app: Any, task: str, payload: Payload, queue: str, producer: Any = None) -> None:
+    """Send one task. Its arguments show in logs and events as a short summary: Celery
+    would build a truncated repr of the whole payload (an embed batch's texts and
+    metadata), about 0.3 ms of a 0.7 ms publish."""
+    summary = (
+        f"({payload.get('name', '')!r}, batch {payload['batch']})"
+        if "batch" in payload
+        else f"({payload.get('name', '')!r})"
+    )
+    app.send_task(
+        task, args=[payload], queue=queue, producer=producer, argsrepr=summary, kwargsrepr="{}"
+    )
+
+
 class CeleryDispatch:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, producer: Any = None) -> None:
         self.app = app
+        self.producer = producer
 
     async def embed(self, payload: Payload) -> None:
-        self.app.send_task(EMBED_TASK, args=[payload], queue="embed")
+        send(self.app, EMBED_TASK, payload, "embed", self.producer)
 
 
 @dataclass
@@ -189,6 +205,7 @@ def _build_worker() -> WorkerProcess:
     settings = load_settings(os.environ.get("LANEWISE_CONFIG") or None)
     loop = asyncio.new_event_loop()
     runtime, closer = open_runtime(settings, queue="celery")
+    runtime.offload = False  # this loop runs one task at a time: nothing to keep responsive
     return WorkerProcess(runtime=runtime, loop=loop, closer=closer)
 
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from lanewise.ingest.celery_app import PARSE_TASK, QUEUES
+from lanewise.ingest.celery_app import PARSE_TASK, QUEUES, send
 from lanewise.ingest.pipeline import Payload
 from lanewise.ingest.state import IngestState
 
@@ -27,8 +27,9 @@ class CeleryExecutor:
         await asyncio.to_thread(self._send, items)
 
     def _send(self, items: Sequence[Payload]) -> None:
-        for item in items:
-            self.app.send_task(PARSE_TASK, args=[item], queue="ingest")
+        with self.app.producer_or_acquire() as producer:
+            for item in items:
+                send(self.app, PARSE_TASK, item, "ingest", producer)
 
     def resend_lost(self, job: str) -> int:
         """Send the pending items of a stalled job again (parse is idempotent); how many.

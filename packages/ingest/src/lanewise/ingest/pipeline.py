@@ -30,7 +30,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from lanewise.core.errors import ConfigError
 from lanewise.core.factory import Components
@@ -54,6 +54,7 @@ PARSER_VERSION = "3"
 re-ingests documents whose bytes did not change."""
 
 Payload = dict[str, Any]
+T = TypeVar("T")
 
 
 class Dispatcher(Protocol):
@@ -122,36 +123,58 @@ class IngestRuntime:
     state: IngestState
     spool: Path | None = None
     """Where uploads are spooled (``data_dir/ingest/uploads``); only files in it are removed."""
+    offload: bool = True
+    """Run parsing and chunking in a thread, so that the event loop (the gateway's, the
+    progress bar's) stays responsive; a worker child's loop runs one task and nothing
+    else, so it runs them inline (a thread hop per section cost as much as the chunking)."""
 
     @property
     def hook(self) -> Any:
         return self.components.hook
+
+    async def _cpu(self, work: Callable[..., T], *args: Any) -> T:
+        if self.offload:
+            return await asyncio.to_thread(work, *args)
+        return work(*args)
 
     # parse ---------------------------------------------------------------------------------
 
     async def parse(self, item: Payload, dispatch: Dispatcher) -> None:
         """Parse and chunk one file, sending its new chunks in batches to ``dispatch``."""
         job, tenant, index, name = item["job"], item["tenant"], item["item"], item["name"]
-        status, plan, done = self.state.resume(job, tenant, name, index)
-        if status is not None:
-            return  # finished before (this is a redelivery)
-        if "expected" in plan and done >= int(plan["expected"]):
-            # Redelivered after every batch was in: only the commit may be left to do.
-            await self.maybe_commit(job, tenant, name, claim="parse", progress=(plan, done))
-            return
-        # Otherwise parse again from the start: the batches come out the same, and sending
-        # one twice changes nothing, so a batch whose message was lost is sent again.
         blob = Blob(name=name, path=Path(item["path"]))
         sent = 0
         progress: tuple[dict[str, str], int] | None = None
         with timed_stage(self.hook, item["request_id"], "ingest.parse", {"item": index}) as attrs:
+            # The document's key first, so that resuming and the unchanged and duplicate
+            # checks are one trip; a file that cannot be read fails the item below, unless
+            # the item is finished (a redelivered task whose spooled upload is gone).
+            unreadable: Exception | None = None
+            key = ""
             try:
                 key = document_key(
-                    content_hash=await asyncio.to_thread(blob.content_hash),
+                    content_hash=await self._cpu(blob.content_hash),
                     chunker=f"parser{PARSER_VERSION}:{chunker_key(self.chunker)}",
                     embedder=embedder_tag(self.embedder),
                 )
-                current, twin = self.state.known(tenant, name, key)
+            except Exception as exc:
+                unreadable = exc
+            status, plan, done, current, twin = self.state.resume(
+                job, tenant, name, index, key or None
+            )
+            if status is not None:
+                attrs["outcome"] = "redelivered"
+                return  # finished before
+            if "expected" in plan and done >= int(plan["expected"]):
+                # Redelivered after every batch was in: only the commit may be left to do.
+                attrs["outcome"] = "redelivered"
+                await self.maybe_commit(job, tenant, name, claim="parse", progress=(plan, done))
+                return
+            # Otherwise parse again from the start: the batches come out the same, and sending
+            # one twice changes nothing, so a batch whose message was lost is sent again.
+            try:
+                if unreadable is not None:
+                    raise unreadable
                 if current == key:
                     attrs["outcome"] = "unchanged"
                     self._finish(job, tenant, index, "skipped", reason="unchanged")
@@ -204,7 +227,7 @@ class IngestRuntime:
         base = {
             "source": blob.name,
             "document_id": blob.name,
-            "title": await asyncio.to_thread(loader.title, blob) or blob.name,
+            "title": await self._cpu(loader.title, blob) or blob.name,
             "mime": mime,
             "size": blob.size,
         }
@@ -216,9 +239,8 @@ class IngestRuntime:
         number = 0
         sections = loader.sections(blob)
         while True:
-            # Parsing and chunking are CPU work: a thread keeps the event loop (progress,
-            # the gateway) responsive. A section is bounded (a block, a page, a heading).
-            cut = await asyncio.to_thread(self._next_pieces, sections)
+            # A section is bounded (a block, a page, a heading): so is the work per call.
+            cut = await self._cpu(self._next_pieces, sections)
             if cut is None:
                 break
             section, pieces = cut
@@ -269,18 +291,19 @@ class IngestRuntime:
         if not new:  # nothing to embed: the batch is done as soon as it is staged
             _, planned, done = self.state.batch_done(job, tenant, name, number)
             return planned, done
-        await dispatch.embed(
-            {
-                "job": job,
-                "tenant": tenant,
-                "name": name,
-                "batch": number,
-                "request_id": item["request_id"],
-                "ids": [b[0] for b in new],
-                "texts": [b[1] for b in new],
-                "metadata": [b[2] for b in new],
-            }
-        )
+        payload = {
+            "job": job,
+            "tenant": tenant,
+            "name": name,
+            "batch": number,
+            "request_id": item["request_id"],
+            "ids": [b[0] for b in new],
+            "texts": [b[1] for b in new],
+            "metadata": [b[2] for b in new],
+        }
+        if number == 0 and plan is not None:
+            payload["only"] = True  # the document's one batch: it claims the commit at once
+        await dispatch.embed(payload)
         return planned, done
 
     # embed ---------------------------------------------------------------------------------
@@ -310,9 +333,13 @@ class IngestRuntime:
                 texts=payload["texts"],
                 metadata=payload["metadata"],
             )
-        _, plan, done = self.state.batch_done(job, tenant, name, payload["batch"])
+        claim, changes = f"batch-{payload['batch']}", None
+        if payload.get("only"):
+            plan, done, changes = self.state.only_batch_done(job, tenant, name, claim)
+        else:
+            _, plan, done = self.state.batch_done(job, tenant, name, payload["batch"])
         await self.maybe_commit(
-            job, tenant, name, claim=f"batch-{payload['batch']}", progress=(plan, done)
+            job, tenant, name, claim=claim, progress=(plan, done), changes=changes
         )
 
     async def fail_batch(self, payload: Payload, exc: BaseException) -> None:
@@ -334,11 +361,13 @@ class IngestRuntime:
         *,
         claim: str,
         progress: tuple[dict[str, str], int] | None = None,
+        changes: Changes | None = None,
     ) -> None:
         """Commit the document once all its batches are in; exactly one task does it.
 
         ``progress``: the plan and batch count the caller read after its last write (it
-        saves a round trip); read here when not given."""
+        saves a round trip); read here when not given. ``changes``: what the caller's
+        claim, made in that same trip, returned (claimed here when None)."""
         plan, done = progress or self.state.progress(job, tenant, name)
         if "expected" not in plan or "item" not in plan:
             return  # parse has not finished sending batches, or the commit is over
@@ -347,7 +376,8 @@ class IngestRuntime:
             return
         # Two batches finishing together both get here: the first claim wins, and the
         # same task redelivered (its worker died mid-commit) may finish what it started.
-        changes = self.state.claim_commit(job, tenant, name, claim)
+        if changes is None:
+            changes = self.state.claim_commit(job, tenant, name, claim)
         if changes is None:
             return
         await self._commit(job, tenant, name, index, plan, changes)
@@ -370,8 +400,13 @@ class IngestRuntime:
         if chunks == 0 or changes.staged:
             # (else an earlier run of this commit got past the switch-over: nothing is stale)
             await self._delete(tenant, sorted(changes.stale))
-        self.state.commit(job, tenant, name, changes, key=plan["key"], source=name, chunks=chunks)
-        self._finish(job, tenant, index, "done", drop=done, chunks=chunks)
+        self._finished(
+            job,
+            tenant,
+            *self.state.commit(
+                job, tenant, name, changes, key=plan["key"], source=name, chunks=chunks, item=index
+            ),
+        )
 
     async def _delete(self, tenant: str, ids: list[str]) -> None:
         for start in range(0, len(ids), DELETE_BATCH):
@@ -387,7 +422,12 @@ class IngestRuntime:
         drop: tuple[str, str] | None = None,
         **details: Any,
     ) -> None:
-        job_done, payload = self.state.finish_item(job, index, status, drop=drop, **details)
+        self._finished(
+            job, tenant, *self.state.finish_item(job, index, status, drop=drop, **details)
+        )
+
+    def _finished(self, job: str, tenant: str, job_done: bool, payload: Payload | None) -> None:
+        """After an item's outcome is recorded (``job_done``: it was the job's last one)."""
         # The upload goes before the job is marked complete: whoever sees it complete
         # sees this item's spooled copy gone.
         self._unspool(payload)

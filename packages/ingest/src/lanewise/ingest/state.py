@@ -38,6 +38,11 @@ def _doc(tenant: str, document_id: str) -> str:
     return f"{tenant}:{digest}"
 
 
+def _str(value: Any) -> str | None:
+    """A stored string, None for a missing one (and for "": a key whose document went)."""
+    return str(value) if value else None
+
+
 @dataclass
 class JobView:
     """A job as ``GET /v1/ingest/jobs/{id}`` shows it."""
@@ -181,9 +186,22 @@ class IngestState:
         task payload the item was sent with (one trip). ``drop``: (tenant, document id)
         whose stage goes in the same trip, after the outcome is recorded (a commit cut
         short before that is completed by its task redelivered, which needs the stage)."""
+        pipe = self.kv.pipeline(transaction=False)
+        return self._finish_item(pipe, job, item, status, drop=drop, **details)
+
+    @staticmethod
+    def _finish_item(
+        pipe: Any,
+        job: str,
+        item: int,
+        status: str,
+        *,
+        drop: tuple[str, str] | None = None,
+        **details: Any,
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Run ``pipe`` with :meth:`finish_item`'s commands appended; its result."""
         assert status in FINISHED
         record = json.dumps({"status": status, **details})
-        pipe = self.kv.pipeline(transaction=False)
         pipe.hset(f"{PREFIX}:job:{job}", "touched_at", time.time())
         pipe.hsetnx(f"{PREFIX}:job:{job}:items", str(item), record)
         pipe.hget(f"{PREFIX}:job:{job}", "total")
@@ -192,7 +210,8 @@ class IngestState:
         if drop is not None:
             base = f"{PREFIX}:stage:{job}:{_doc(*drop)}"
             pipe.delete(base, f"{base}:batches", f"{base}:plan")
-        _, _, total, finished, payload, *_ = pipe.execute()
+        results = pipe.execute()
+        total, finished, payload = results[len(results) - (5 if drop is None else 6) :][2:5]
         return int(finished) >= int(total or 0), None if payload is None else json.loads(payload)
 
     def complete_job(self, job: str, tenant: str) -> int:
@@ -253,14 +272,6 @@ class IngestState:
             for k, v in self.kv.hgetall(f"{PREFIX}:doc:{_doc(tenant, document_id)}").items()
         }
 
-    def known(self, tenant: str, document_id: str, key: str) -> tuple[str | None, str | None]:
-        """The document's committed key, and the tenant's document with ``key`` (one trip)."""
-        pipe = self.kv.pipeline(transaction=False)
-        pipe.hget(f"{PREFIX}:doc:{_doc(tenant, document_id)}", "key")
-        pipe.hget(f"{PREFIX}:hash:{tenant}", key)
-        current, twin = pipe.execute()
-        return (None if current is None else str(current)), (str(twin) if twin else None)
-
     def stage(
         self,
         job: str,
@@ -299,15 +310,39 @@ class IngestState:
     def claim_commit(self, job: str, tenant: str, document_id: str, claim: str) -> Changes | None:
         """The document's changes (see :class:`Changes`) for the first claimant, and for that
         claimant again (a redelivered task); None for any other (one trip)."""
+        pipe = self.kv.pipeline(transaction=False)
+        self._claim(pipe, job, tenant, document_id, claim)
+        return self._claimed(claim, *pipe.execute())
+
+    def only_batch_done(
+        self, job: str, tenant: str, document_id: str, claim: str
+    ) -> tuple[dict[str, str], int, Changes | None]:
+        """:meth:`batch_done` and :meth:`claim_commit` in one trip, for a document's only
+        batch (number 0): no other batch can complete the document, so the task recording
+        it claims the commit at once (a redelivered parse may claim it too: the first wins).
+        The document's progress, and its changes when the claim is this task's."""
+        base = f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}"
+        pipe = self.kv.pipeline(transaction=True)
+        pipe.sadd(f"{base}:batches", 0)
+        pipe.hset(f"{PREFIX}:job:{job}", "touched_at", time.time())
+        self._claim(pipe, job, tenant, document_id, claim)
+        _, _, *claimed, plan, done = self._progress(pipe, base)
+        return plan, done, self._claimed(claim, *claimed)
+
+    @staticmethod
+    def _claim(pipe: Any, job: str, tenant: str, document_id: str, claim: str) -> None:
         doc = _doc(tenant, document_id)
         plan = f"{PREFIX}:stage:{job}:{doc}:plan"
-        pipe = self.kv.pipeline(transaction=False)
         pipe.hsetnx(plan, "committer", claim)
         pipe.hget(plan, "committer")
         pipe.smembers(f"{PREFIX}:stage:{job}:{doc}")
         pipe.smembers(f"{PREFIX}:doc:{doc}:chunks")
         pipe.hget(f"{PREFIX}:doc:{doc}", "key")
-        _, committer, staged_raw, current_raw, old_key = pipe.execute()
+
+    @staticmethod
+    def _claimed(
+        claim: str, _: Any, committer: Any, staged_raw: Any, current_raw: Any, old_key: Any
+    ) -> Changes | None:
         if str(committer) != claim:
             return None
         staged = {str(v) for v in staged_raw}
@@ -342,13 +377,20 @@ class IngestState:
         return plan, done
 
     def resume(
-        self, job: str, tenant: str, document_id: str, item: int
-    ) -> tuple[str | None, dict[str, str], int]:
-        """What a parse task starts from: the item's status, the document's progress."""
+        self, job: str, tenant: str, document_id: str, item: int, key: str | None = None
+    ) -> tuple[str | None, dict[str, str], int, str | None, str | None]:
+        """What a parse task starts from: the item's status, the document's progress and,
+        for a document ``key``, the document's committed key and the tenant's document
+        with ``key`` (unchanged and duplicate detection; one trip)."""
         pipe = self.kv.pipeline(transaction=False)
         pipe.hget(f"{PREFIX}:job:{job}:items", str(item))
-        raw, plan, done = self._progress(pipe, f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}")
-        return (None if raw is None else str(json.loads(raw)["status"])), plan, done
+        pipe.hget(f"{PREFIX}:doc:{_doc(tenant, document_id)}", "key")
+        pipe.hget(f"{PREFIX}:hash:{tenant}", key or "")
+        raw, current, twin, plan, done = self._progress(
+            pipe, f"{PREFIX}:stage:{job}:{_doc(tenant, document_id)}"
+        )
+        status = None if raw is None else str(json.loads(raw)["status"])
+        return status, plan, done, _str(current), _str(twin if key else None)
 
     @staticmethod
     def _progress(pipe: Any, base: str) -> tuple[Any, ...]:
@@ -371,13 +413,15 @@ class IngestState:
         key: str,
         source: str,
         chunks: int,
-    ) -> None:
+        item: int,
+    ) -> tuple[bool, dict[str, Any] | None]:
         """The staged chunk set becomes the document's manifest, the job counts the chunks
-        added and removed, and the document's record changes: all at once (one trip, MULTI
-        on Redis), so a commit redelivered after it finds nothing staged and counts nothing.
+        added and removed, the document's record changes and the item is finished (as
+        :meth:`finish_item`, whose result this returns): all at once (one trip, MULTI on
+        Redis), so a commit redelivered after it finds the item finished and counts nothing.
 
-        The plan stays until the item is finished, so a commit cut short (its worker died)
-        is completed by the same task redelivered.
+        Until then the stage and the plan stay, so a commit cut short (its worker died
+        before this) is completed by the same task redelivered.
         """
         doc = _doc(tenant, document_id)
         pipe = self.kv.pipeline(transaction=True)
@@ -397,7 +441,7 @@ class IngestState:
         if changes.old_key is not None and changes.old_key != key:
             pipe.hset(f"{PREFIX}:hash:{tenant}", changes.old_key, "")
         pipe.hset(f"{PREFIX}:hash:{tenant}", key, document_id)
-        pipe.execute()
+        return self._finish_item(pipe, job, item, "done", drop=(tenant, document_id), chunks=chunks)
 
 
 @dataclass(frozen=True)
