@@ -296,8 +296,7 @@ def test_a_backlog_reaches_every_sink_and_end_of_file_flushes_it(tmp_path):
     from lanewise.core.types import Principal, StageTiming, Usage, UsageEvent
     from lanewise.observe.record import RequestRecord
     from lanewise.observe.settings import ObserveSettings
-    from lanewise.observe.sidecar import child_config
-    from lanewise.observe.wire import REQUEST, FrameBuffer, config_frame
+    from lanewise.observe.wire import REQUEST, FrameBuffer
 
     n = 3000
     observe = ObserveSettings(
@@ -337,7 +336,24 @@ def test_a_backlog_reaches_every_sink_and_end_of_file_flushes_it(tmp_path):
                 completed=True,
             ),
         )
-    stdin = config_frame(child_config(observe, usage_url, os.getpid())) + buffer.take()[0]
+    exposition = run_sidecar(tmp_path, observe, usage_url, buffer.take()[0])
+    lines = summaries(tmp_path / "log.jsonl")
+    assert len(lines) == n
+    assert {line["pid"] for line in lines.values()} == {os.getpid()}
+    assert len(usage_request_ids(tmp_path / "usage.sqlite3")) == n
+    server = [s for s in spans(tmp_path / "spans.jsonl") if s["kind"] == "SpanKind.SERVER"]
+    assert len(server) == n
+    assert sample_sum(exposition, "lanewise_requests_total", **OK) == n
+    assert sample_sum(exposition, "lanewise_tokens_total", direction="output") == 4 * n
+    assert sample_sum(exposition, "lanewise_telemetry_dropped_total") == 0
+
+
+def run_sidecar(tmp_path: Path, observe: Any, usage_url: str, messages: bytes) -> str:
+    """Run the sidecar on ``messages`` (its settings first) to end of file; its metrics."""
+    from lanewise.observe.sidecar import child_config
+    from lanewise.observe.wire import config_frame
+
+    stdin = config_frame(child_config(observe, usage_url, os.getpid())) + messages
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "OMP_NUM_THREADS": "1"}
@@ -349,13 +365,7 @@ def test_a_backlog_reaches_every_sink_and_end_of_file_flushes_it(tmp_path):
         timeout=120,
     )
     assert child.returncode == 0, child.stderr.decode()
-    lines = summaries(tmp_path / "log.jsonl")
-    assert len(lines) == n
-    assert {line["pid"] for line in lines.values()} == {os.getpid()}
-    assert len(usage_request_ids(tmp_path / "usage.sqlite3")) == n
-    server = [s for s in spans(tmp_path / "spans.jsonl") if s["kind"] == "SpanKind.SERVER"]
-    assert len(server) == n
-    exposition = subprocess.run(
+    return subprocess.run(
         [
             sys.executable,
             "-c",
@@ -367,6 +377,66 @@ def test_a_backlog_reaches_every_sink_and_end_of_file_flushes_it(tmp_path):
         text=True,
         check=True,
     ).stdout
-    assert sample_sum(exposition, "lanewise_requests_total", **OK) == n
-    assert sample_sum(exposition, "lanewise_tokens_total", direction="output") == 4 * n
-    assert sample_sum(exposition, "lanewise_telemetry_dropped_total") == 0
+
+
+def test_the_sidecar_sees_ingestion_and_answers_for_the_stale_index_signal(tmp_path):
+    """Events outside a request travel as their own messages: an ingestion's new index
+    version (a stage) and a model call (usage) reach the detector and the usage table."""
+    from lanewise.core.context import ResponseOutcome
+    from lanewise.core.types import Principal, StageTiming, Usage, UsageEvent
+    from lanewise.observe.record import RequestRecord
+    from lanewise.observe.settings import ObserveSettings
+    from lanewise.observe.wire import (
+        REQUEST,
+        STAGE,
+        USAGE,
+        FrameBuffer,
+        StandaloneStage,
+        StandaloneUsage,
+    )
+
+    observe = ObserveSettings(log_format="json", log_file=tmp_path / "log.jsonl")
+    now = time.time()
+    acme = Principal(tenant="acme")
+    buffer = FrameBuffer()
+    ingest = StageTiming(
+        request_id="",
+        stage="ingest",
+        started_at=now - 1000,
+        duration_s=1.0,
+        attributes={"lanewise.index.version": 2, "lanewise.tenant": "acme"},
+    )
+    buffer.add(STAGE, StandaloneStage(event=ingest, at=now - 1000))
+    embedding = UsageEvent(
+        request_id="ingest-job",
+        principal=acme,
+        model="embedder",
+        operation="embedding",
+        usage=Usage(prompt_tokens=50),
+        purpose="ingest",
+    )
+    buffer.add(USAGE, StandaloneUsage(event=embedding, at=now))
+    answer = RequestRecord(
+        request_id="old-answer",
+        method="POST",
+        path="/v1/chat/completions",
+        route="/v1/chat/completions",
+        started_wall=now,
+        response=ResponseOutcome(status=200, body_done=True),
+        principal=acme,
+        index_version=1,
+        completed=True,
+    )
+    buffer.add(REQUEST, answer)
+    usage_url = f"sqlite:///{tmp_path / 'usage.sqlite3'}"
+    exposition = run_sidecar(tmp_path, observe, usage_url, buffer.take()[0])
+    assert sample_sum(exposition, "lanewise_stale_index_answers_total", tenant="acme") == 1
+    assert sample_sum(exposition, "lanewise_index_version", tenant="acme") == 1
+    lines = [json.loads(raw) for raw in (tmp_path / "log.jsonl").read_text().splitlines()]
+    stale = [line for line in lines if line["event"] == "index.stale"]
+    assert stale[0]["newest_index_version"] == 2
+    assert stale[0]["request_id"] == "old-answer"
+    assert usage_request_ids(tmp_path / "usage.sqlite3") == {"ingest-job"}
+    assert (
+        sample_sum(exposition, "lanewise_tokens_total", direction="input", model="embedder") == 50
+    )
