@@ -145,7 +145,6 @@ class SidecarLink:
 
     def _check_child(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            log.warning("telemetry sidecar exited with %s; restarting it", self.proc.returncode)
             self._child_gone()
         restart_at = self._restart_at
         if self.proc is None and restart_at is not None and time.monotonic() >= restart_at:
@@ -168,6 +167,12 @@ class SidecarLink:
                 self.proc.stdin.close()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(0)
+            log.warning(
+                "telemetry sidecar %d is gone (exit status %s); %d records dropped",
+                self.proc.pid,
+                self.proc.returncode,
+                dropped,
+            )
         self.proc, self._fd = None, None
         delay = min(RESTART_MIN_S * 2**self._failures, RESTART_MAX_S)
         self._failures += 1

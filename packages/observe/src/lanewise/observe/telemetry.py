@@ -4,6 +4,10 @@ Nothing here may fail or stall a request: every entry point catches its own
 errors (counted as ``lanewise_telemetry_dropped_total{sink="internal"}``) and
 every sink with I/O behind it (log file, usage database, span exporter) sits
 behind a bounded queue drained by a background thread.
+
+With ``observe.sidecar`` the gateway's instance only records and hands each
+finished record to :class:`~lanewise.observe.link.SidecarLink`; the sidecar
+process runs another instance (no sidecar of its own) that does the processing.
 """
 
 from __future__ import annotations
