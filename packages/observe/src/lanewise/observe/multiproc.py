@@ -15,6 +15,7 @@ import functools
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -43,13 +44,17 @@ def wrap_serve(serve: click.Command) -> None:
         os.environ[SERVED_ENV] = "1"
         own_dir = not os.environ.get(MULTIPROC_ENV) and (workers > 1 or _sidecar(settings))
         directory = tempfile.mkdtemp(prefix="lanewise-metrics-") if own_dir else None
+        restore = None
         if directory is not None:
             os.environ[MULTIPROC_ENV] = directory
-            _use_multiprocess_values()
+            if workers == 1:
+                restore = _use_multiprocess_values()
         try:
             return callback(*args, **kwargs)
         finally:
             os.environ.pop(SERVED_ENV, None)
+            if restore is not None:
+                restore()
             if directory is not None:
                 os.environ.pop(MULTIPROC_ENV, None)
                 shutil.rmtree(directory, ignore_errors=True)
@@ -76,9 +81,18 @@ def _sidecar(settings: Settings | None) -> bool:
         return False
 
 
-def _use_multiprocess_values() -> None:
+def _use_multiprocess_values() -> Callable[[], None]:
     """One worker runs in this very process, where prometheus-client was imported before
-    the variable was set: values created from now on go to the shared files too."""
+    the variable was set: values created from now on go to the shared files too.
+
+    Returns what puts the previous storage back (the command may run inside a longer
+    process: a test's ``CliRunner``)."""
     from prometheus_client import values
 
+    previous = values.ValueClass
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+    def restore() -> None:
+        values.ValueClass = previous
+
+    return restore
