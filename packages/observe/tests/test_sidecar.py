@@ -272,7 +272,6 @@ def test_with_the_sidecar_the_gateway_runs_no_telemetry_threads(
         assert found[rid]["pid"] == os.getpid()
     assert not names & {
         "lanewise-telemetry",
-        "lanewise-log-writer",
         "lanewise-usage-writer",
         "lanewise-span-exporter",
     }

@@ -100,14 +100,8 @@ def wants_console(settings: ObserveSettings) -> bool:
     return settings.log_file is None and sys.stderr.isatty()
 
 
-def configure_logging(
-    settings: ObserveSettings, on_drop: Callable[[], None], *, threaded: bool = True
-) -> None:
-    """(Re)configure the process's logging; safe to call again (tests, forked workers).
-
-    ``threaded=False``: no writer thread, each line is written by its caller (a gateway
-    whose request lines the telemetry sidecar writes; what is left is rare).
-    """
+def configure_logging(settings: ObserveSettings, on_drop: Callable[[], None]) -> None:
+    """(Re)configure the process's logging; safe to call again (tests, forked workers)."""
     global _installed
     level = getattr(logging, settings.log_level.upper())
     shared: list[Any] = [
@@ -139,7 +133,7 @@ def configure_logging(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     shutdown_logging()
-    writer = LineWriter(settings.log_file, settings.log_buffer, on_drop, threaded=threaded)
+    writer = LineWriter(settings.log_file, settings.log_buffer, on_drop)
     handler = WriterHandler(writer)
     handler.setFormatter(formatter)
     root = logging.getLogger()

@@ -26,14 +26,11 @@ class LineWriter:
         capacity: int,
         on_drop: Callable[[], None],
         interval_s: float = 0.05,
-        threaded: bool = True,
     ) -> None:
         self.path = path
         self.capacity = capacity
         self.interval_s = interval_s
-        self.synchronous = not threaded
-        """Lines written by their caller: at shutdown, and in a gateway whose request
-        lines go to the telemetry sidecar (its own rare lines need no thread)."""
+        self.synchronous = False
         self._lock = threading.Lock()
         self.on_drop = on_drop
         self.pending: deque[str] = deque()
@@ -43,8 +40,7 @@ class LineWriter:
             open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
         )
         self._thread = threading.Thread(target=self._run, name="lanewise-log-writer", daemon=True)
-        if threaded:
-            self._thread.start()
+        self._thread.start()
 
     def put(self, line: str) -> None:
         if self.synchronous:
@@ -103,8 +99,6 @@ class LineWriter:
 
     def flush(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
-        if not self._thread.is_alive():
-            self._drain()  # threadless, or stopped: whatever is queued, now
         while self.pending or self._writing:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 return False
@@ -113,10 +107,7 @@ class LineWriter:
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        else:
-            self._drain()
+        self._thread.join(timeout)
         if self._file is not None and not self._thread.is_alive():
             self._file.close()
 

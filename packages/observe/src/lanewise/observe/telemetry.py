@@ -164,8 +164,9 @@ class Telemetry:
                 capacity=observe.usage_buffer,
                 on_drop=lambda n: count_drop("usage", n),
             )
-        # With the sidecar the gateway's own lines (warnings, uvicorn) are rare: no thread.
-        configure_logging(observe, on_drop=lambda: count_drop("logs"), threaded=not sidecar)
+        # With the sidecar too: the gateway's own lines (warnings, uvicorn) go through the
+        # writer thread, so a stalled sink (a pipe nobody reads) never blocks the loop.
+        configure_logging(observe, on_drop=lambda: count_drop("logs"))
         # Finished requests wait here for the worker thread, which turns them into the
         # summary line, metrics, spans and usage rows in batches: the event loop pays a
         # deque append per request, and the batch runs with warm caches.
