@@ -57,6 +57,8 @@ def main() -> None:
     # Before the settings load: the [observe] section reads them.
     os.environ["LANEWISE_OBSERVE__LOG_FORMAT"] = "json"
     os.environ["LANEWISE_OBSERVE__LOG_FILE"] = args.log_file or f"{data_dir}/gateway.log"
+    if args.no_traces:
+        os.environ["LANEWISE_OBSERVE__TRACES"] = "false"
     if args.sidecar:
         os.environ["LANEWISE_OBSERVE__SIDECAR"] = "true"
         # The child cannot be handed an object: it imports the same discarding exporter.
