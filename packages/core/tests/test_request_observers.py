@@ -22,7 +22,7 @@ class Recorder:
         self.fail = fail
         self.started: list[str] = []
         self.ended: list[RequestContext] = []
-        self.current_at_start: list[RequestContext | None] = []
+        self.current_at_end: list[RequestContext | None] = []
         self.observers: list[Any] = []
 
     @hookimpl
@@ -37,7 +37,7 @@ class Recorder:
             raise RuntimeError("observer broke")
 
     def request_ended(self, context: RequestContext, scope: Any) -> None:
-        self.current_at_start.append(current_request())
+        self.current_at_end.append(current_request())
         # A copy: the context is final now, later requests must not change what we saw.
         self.ended.append(replace(context, attributes=dict(context.attributes)))
         if self.fail:
@@ -64,7 +64,8 @@ def test_a_completed_request(gateway, chat):
     assert (seen.response.error_type, seen.response.failure) == (None, None)
     assert seen.request_id == r.headers["x-request-id"]
     assert seen.attributes["seen_by"] == "recorder"  # what start() set is on the context
-    assert recorder.current_at_start == [None]  # ended after the context was left
+    assert recorder.current_at_end == [None]  # ended after the context was left
+    assert recorder.started == ["/v1/chat/completions"]  # started once, for the routed path
 
 
 def test_a_stream_and_an_error_mid_stream(gateway, chat):
