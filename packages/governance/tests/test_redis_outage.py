@@ -82,6 +82,79 @@ async def test_redis_outage_fails_open_for_tokens_closed_for_cost_and_rebuilds_e
         await g.aclose()
 
 
+def tokens_settings() -> GovernanceSettings:
+    return GovernanceSettings.model_validate(
+        {
+            "store": "redis",
+            "contention_wait_s": 0,
+            "budgets": [{"scope": "tenant", "window": "day", "limit": 100}],
+            "prices": {"m": {"tokenizer": "whitespace"}},
+        }
+    )
+
+
+async def settle_queued(g: Any, rid: str, tokens: int) -> None:
+    """A call that completes, its charge still queued for the background writers."""
+    meter = await g.governor.admit(chat(rid))
+    await meter.settle("ok", Usage(prompt_tokens=tokens - 5, completion_tokens=5), 0.1)
+
+
+async def test_local_limits_count_charges_still_queued_when_redis_dies(
+    redis_server: Any, tmp_path: Path
+) -> None:
+    g = build(tokens_settings(), data_dir=tmp_path, redis_url=redis_server.url)
+    # The shared writer lingers long: the first charge is still queued, not in the ledger.
+    g.governor.accounting.linger_s = 5.0
+    try:
+        await settle_queued(g, "before", 40)
+        redis_server.kill()
+        await settle_queued(g, "during", 40)  # local limits: seeded from the ledger
+        await g.governor.fallback.flush()
+        # 80 spent: 31 more (1 prompt token + max_tokens 30) does not fit in 100.
+        with pytest.raises(BudgetExceeded) as over:
+            await g.governor.admit(chat("over", max_tokens=30))
+        assert over.value.extensions["used"] == 80
+    finally:
+        await g.aclose()
+    assert sum(c.prompt_tokens + c.completion_tokens for c in g.ledger.charges()) == 80
+
+
+async def test_a_rebuild_after_the_outage_counts_charges_still_queued(
+    redis_server: Any, tmp_path: Path
+) -> None:
+    g = build(tokens_settings(), data_dir=tmp_path, redis_url=redis_server.url)
+    # Writers that linger long: the charge settled during the outage stays queued.
+    g.governor.accounting.linger_s = g.governor.fallback.linger_s = 5.0
+    try:
+        await spend(g, "before", 40)
+        redis_server.kill()
+        await settle_queued(g, "during", 40)
+        redis_server.start()  # empty: the next call rebuilds the counters from the ledger
+        with pytest.raises(BudgetExceeded) as over:
+            await g.governor.admit(chat("over", max_tokens=30))
+        assert over.value.extensions["used"] == 80
+    finally:
+        await g.aclose()
+    assert sum(c.prompt_tokens + c.completion_tokens for c in g.ledger.charges()) == 80
+
+
+async def test_a_call_admitted_before_the_outage_and_settled_during_it_counts_locally(
+    redis_server: Any, tmp_path: Path
+) -> None:
+    g = build(tokens_settings(), data_dir=tmp_path, redis_url=redis_server.url)
+    try:
+        in_flight = await g.governor.admit(chat("in-flight"))
+        redis_server.kill()
+        await spend(g, "during", 40)  # the local limits start from the ledger: 40
+        await in_flight.settle("ok", Usage(prompt_tokens=35, completion_tokens=5), 0.1)
+        await g.governor.fallback.flush()
+        with pytest.raises(BudgetExceeded) as over:
+            await g.governor.admit(chat("over", max_tokens=30))
+        assert over.value.extensions["used"] == 80
+    finally:
+        await g.aclose()
+
+
 async def test_unsettled_reservations_expire(redis_server: Any, tmp_path: Path) -> None:
     settings = GovernanceSettings.model_validate(
         {

@@ -48,18 +48,24 @@ class Accounting:
         reservation_ttl_s: float,
         clock: Callable[[], float] = time.time,
         linger_s: float = 0.02,
+        shares_ledger_with: Accounting | None = None,
     ) -> None:
         self.linger_s = linger_s
+        # Charges queued there must be in the ledger before a snapshot here is taken
+        # (local limits at the start of an outage are seeded from the ledger).
+        self.shares_ledger_with = shares_ledger_with
         self.store = store
         self.ledger = ledger
         self.budgets = budgets
         self.ttl_s = reservation_ttl_s
         self.clock = clock
         self._queue: list[_Pending] = []
-        self._retry: list[_Pending] = []
+        # In the ledger, not yet in the counters (the next batch, or a retry).
+        self._recorded: list[_Pending] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._rebuild_lock = asyncio.Lock()
+        self._record_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
 
     # -- admission -------------------------------------------------------------
@@ -105,6 +111,12 @@ class Accounting:
             if not await self.store.needs_rebuild():
                 return False
             now = self.clock() if now is None else now
+            # A charge settled here but still queued would be missing from the snapshot
+            # and reach the counters only on the writer's next round: calls admitted in
+            # between could spend it again.
+            await self.record_queued()
+            if self.shares_ledger_with is not None:
+                await self.shares_ledger_with.record_queued()
             snapshot = await asyncio.to_thread(
                 self.ledger.snapshot, list(self.budgets()), now=now, recent_s=2 * self.ttl_s
             )
@@ -153,7 +165,7 @@ class Accounting:
                 log.exception("governance: settlement failed; retrying")
                 await asyncio.sleep(0.5)
                 self._wake.set()
-            if self._retry:
+            if self._recorded:
                 await asyncio.sleep(0.5)
                 self._wake.set()
 
@@ -161,12 +173,21 @@ class Accounting:
         async with self._write_lock:
             await self._write_batch()
 
+    async def record_queued(self) -> None:
+        """Put every charge queued so far in the ledger (its counters follow later)."""
+        async with self._record_lock:
+            batch, self._queue = self._queue, []
+            if batch:
+                try:
+                    await asyncio.to_thread(self.ledger.record, [p.charge for p in batch])
+                except BaseException:
+                    self._queue = batch + self._queue  # kept for the next round
+                    raise
+                self._recorded += batch
+
     async def _write_batch(self) -> None:
-        batch, self._queue = self._queue, []
-        if batch:
-            await asyncio.to_thread(self.ledger.record, [p.charge for p in batch])
-        batch = self._retry + batch
-        self._retry = []
+        await self.record_queued()
+        batch, self._recorded = self._recorded, []
         if not batch:
             return
         now = self.clock()
@@ -185,7 +206,7 @@ class Accounting:
                 log.error(
                     "governance: %d settlements left to the next rebuild", len(batch) - len(keep)
                 )
-            self._retry = keep
+            self._recorded = keep + self._recorded
             log.error("governance: counters unreachable while settling (%s); will retry", exc)
 
     async def flush(self) -> None:

@@ -191,11 +191,14 @@ class Meter:
             rate_extra=extra,
         )
         self.accounting.settle(charge, settlement)
-        shared = self.governor.accounting
-        if self.accounting is not shared:
+        governor = self.governor
+        if self.accounting is not governor.accounting:
             # Admitted on local limits during an outage: the shared counters must learn
             # of it too once they are back (the charge id keeps it from counting twice).
-            shared.settle(charge, settlement)
+            governor.accounting.settle(charge, settlement)
+        elif governor.on_local_limits and governor.fallback is not None:
+            # Admitted before the outage, done during it: the local limits count it too.
+            governor.fallback.settle(charge, settlement)
         return charge
 
     @property
@@ -217,7 +220,7 @@ class Governor:
         self.fallback = fallback
         self._outage_logged = 0.0
         self._seeded: set[str] = set()
-        self._on_local_limits = False
+        self.on_local_limits = False
         # Per model, from settings that do not change while the process runs: a scan of
         # the price list and the rate arithmetic once, not on every call.
         self._counters: dict[str, TokenCounter] = {}
@@ -286,10 +289,10 @@ class Governor:
                 rid, rate_charges, holds, min_allowance=lo, max_allowance=hi, now=now
             )
         else:
-            if self._on_local_limits:
+            if self.on_local_limits:
                 # The shared store is back: the next outage starts its local limits from
                 # the ledger again rather than from what this replica saw last time.
-                self._on_local_limits = False
+                self.on_local_limits = False
                 if self.fallback is not None and isinstance(self.fallback.store, MemoryStore):
                     self.fallback.store.wipe()
         waited = 0.0
@@ -367,7 +370,7 @@ class Governor:
                 "refusing calls under fail-closed budgets" if closed else "using local limits",
             )
         if not closed and self.fallback is not None:
-            self._on_local_limits = True
+            self.on_local_limits = True
         if closed or self.fallback is None:
             what = closed[0].budget.describe() if closed else "budgets"
             refusals.count(closed[0].budget.scope if closed else "", "store_unavailable")

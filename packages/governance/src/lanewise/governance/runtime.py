@@ -101,15 +101,17 @@ def build(
         from lanewise.governance.redis_store import RedisStore
 
         store = RedisStore(redis_url, marker_ttl_s=2 * ttl)
+    else:
+        store = MemoryStore(marker_ttl_s=2 * ttl)
+    accounting = Accounting(store, ledger, budgets=catalogue.budgets, reservation_ttl_s=ttl)
+    if settings.store == "redis":
         fallback = Accounting(
             MemoryStore(marker_ttl_s=2 * ttl),
             ledger,
             budgets=catalogue.budgets,
             reservation_ttl_s=ttl,
+            shares_ledger_with=accounting,
         )
-    else:
-        store = MemoryStore(marker_ttl_s=2 * ttl)
-    accounting = Accounting(store, ledger, budgets=catalogue.budgets, reservation_ttl_s=ttl)
     return Governance(
         settings=settings,
         ledger=ledger,
