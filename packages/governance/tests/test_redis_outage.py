@@ -99,6 +99,13 @@ async def settle_queued(g: Any, rid: str, tokens: int) -> None:
     await meter.settle("ok", Usage(prompt_tokens=tokens - 5, completion_tokens=5), 0.1)
 
 
+async def refused_at_80(g: Any) -> None:
+    """80 of the 100 spent: 31 more (1 prompt token + max_tokens 30) does not fit."""
+    with pytest.raises(BudgetExceeded) as over:
+        await g.governor.admit(chat("over", max_tokens=30))
+    assert over.value.extensions["used"] == 80
+
+
 async def test_local_limits_count_charges_still_queued_when_redis_dies(
     redis_server: Any, tmp_path: Path
 ) -> None:
@@ -110,10 +117,7 @@ async def test_local_limits_count_charges_still_queued_when_redis_dies(
         redis_server.kill()
         await settle_queued(g, "during", 40)  # local limits: seeded from the ledger
         await g.governor.fallback.flush()
-        # 80 spent: 31 more (1 prompt token + max_tokens 30) does not fit in 100.
-        with pytest.raises(BudgetExceeded) as over:
-            await g.governor.admit(chat("over", max_tokens=30))
-        assert over.value.extensions["used"] == 80
+        await refused_at_80(g)
     finally:
         await g.aclose()
     assert sum(c.prompt_tokens + c.completion_tokens for c in g.ledger.charges()) == 80
@@ -130,9 +134,7 @@ async def test_a_rebuild_after_the_outage_counts_charges_still_queued(
         redis_server.kill()
         await settle_queued(g, "during", 40)
         redis_server.start()  # empty: the next call rebuilds the counters from the ledger
-        with pytest.raises(BudgetExceeded) as over:
-            await g.governor.admit(chat("over", max_tokens=30))
-        assert over.value.extensions["used"] == 80
+        await refused_at_80(g)
     finally:
         await g.aclose()
     assert sum(c.prompt_tokens + c.completion_tokens for c in g.ledger.charges()) == 80
@@ -145,12 +147,10 @@ async def test_a_call_admitted_before_the_outage_and_settled_during_it_counts_lo
     try:
         in_flight = await g.governor.admit(chat("in-flight"))
         redis_server.kill()
-        await spend(g, "during", 40)  # the local limits start from the ledger: 40
+        await spend(g, "during", 40)  # local limits, from a ledger still empty: 40
         await in_flight.settle("ok", Usage(prompt_tokens=35, completion_tokens=5), 0.1)
         await g.governor.fallback.flush()
-        with pytest.raises(BudgetExceeded) as over:
-            await g.governor.admit(chat("over", max_tokens=30))
-        assert over.value.extensions["used"] == 80
+        await refused_at_80(g)
     finally:
         await g.aclose()
 
