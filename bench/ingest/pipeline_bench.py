@@ -1,9 +1,9 @@
 """Ingest pipeline benchmark: Celery workers vs direct calls, side by side in one run.
 
 Real pieces only: a ``redis-server`` and a PostgreSQL 16 + pgvector (``pgserver``)
-started for the run, ``lanewise worker`` processes (one pool child, pinned to CPU 1
-with ``taskset``), MiniLM int8 on onnxruntime (one thread). The driver runs on
-CPU 0; the direct calls it compares against run pinned to CPU 1 too, after the
+started for the run and pinned to CPU 0, ``lanewise worker`` processes (one pool child,
+pinned to CPU 1 with ``taskset``), MiniLM int8 on onnxruntime (one thread). The driver
+runs on CPU 0; the direct calls it compares against run pinned to CPU 1 too, after the
 worker has gone idle, so both sides get the same core.
 
 1. **Embedding pipeline efficiency**: documents/s and chunks/s end to end
@@ -62,6 +62,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from lanewise.core.settings import load_settings
 from lanewise.core.testing.services import RedisServer
@@ -69,11 +70,18 @@ from lanewise.ingest.blobs import Blob
 from lanewise.ingest.celery_app import PING_TASK, create_celery_app
 from lanewise.ingest.local import local_files
 from lanewise.ingest.service import IngestService, open_service, runtime_from
-from lanewise.ingest.testing import Worker, paragraphs, pgvector_server, write_large_text
+from lanewise.ingest.testing import (
+    Worker,
+    children,
+    paragraphs,
+    pgvector_server,
+    write_large_text,
+)
 from lanewise.ingest.wiring import open_components
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 WORKER_CPU = "1"
+SERVER_CPU = "0"
 TENANT = "bench"
 
 
@@ -140,6 +148,17 @@ async def pipeline_batches(parts: Any, tenant: str, dim: int, batch: int) -> lis
         ordered = [h.text for h in hits]
         batches += [ordered[i : i + batch] for i in range(0, len(ordered), batch)]
     return batches
+
+
+def pin_servers(redis_pid: int, pg_url: str) -> None:
+    """Redis and PostgreSQL (the postmaster and its processes; new backends inherit it) on
+    CPU 0, away from the worker's: unpinned, the scheduler woke them on the CPU of the
+    process writing to them, where they took turns with the worker and its pool child."""
+    pgdata = Path(parse_qs(urlsplit(pg_url).query)["host"][0])
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    cpus = {int(SERVER_CPU)}
+    for pid in [redis_pid, postmaster, *children(postmaster)]:
+        os.sched_setaffinity(pid, cpus)
 
 
 def pinned(cpu: str) -> Any:
@@ -414,6 +433,8 @@ def main(argv: list[str]) -> int:
     redis = RedisServer(tmp / "redis").start()
     try:
         with pgvector_server() as pg_url:
+            assert redis.process is not None
+            pin_servers(redis.process.pid, pg_url)
             embedding = asyncio.run(embedding_efficiency(tmp, redis.url, pg_url, args.docs))
             overhead, memory = asyncio.run(
                 overhead_and_memory(
