@@ -11,7 +11,10 @@ Keys (``{t}`` a tenant, ``{d}`` a document id's digest, ``{j}`` a job id):
 - ``lw:ingest:hash:{t}`` hash: document key -> document id (duplicate detection)
 
 Everything is written so that a task run twice (redelivered after a worker
-died) leaves the same state as a task run once.
+died) leaves the same state as a task run once. Each task reads and writes in as few
+trips as it can (pipelines, a ``MULTI`` for a commit, and one script,
+``lua/only_batch.lua``, for a new document's only batch): a document made of one batch
+costs two trips, the parse task's first read and its embed task's script.
 """
 
 from __future__ import annotations
