@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from lanewise.ingest.kv import KeyValue
 
@@ -509,7 +509,7 @@ class OnlyBatch:
     failed, or chunks to delete from the store first), or ``committed`` (with
     :meth:`IngestState.finish_item`'s result)."""
 
-    outcome: str
+    outcome: Literal["finished", "left", "committed"]
     job_done: bool = False
     payload: dict[str, Any] | None = None
 
