@@ -37,7 +37,8 @@ worker has gone idle, so both sides get the same core.
    pipeline, is the share the pipeline's own overhead leaves; that is what the 0.9
    target can fairly apply to. The worker's CPU seconds per run (main process and pool
    children, from ``/proc``) are recorded for both sides too: on a shared machine they
-   move far less than the wall times.
+   move far less than the wall times; so are the Redis commands of the last round
+   (``INFO commandstats``), a count no load moves.
 3. **Peak RSS** of the worker's pool child while it ingests a generated 200 MiB
    text file (no-op embedder), with the file's MiB/s.
 
@@ -253,6 +254,14 @@ async def pipeline_messages(
     return messages
 
 
+def command_calls(kv: Any, since: dict[str, int] | None = None) -> dict[str, int]:
+    """Redis's count of calls per command (``INFO commandstats``), or those since ``since``."""
+    now = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in kv.info("commandstats").items()}
+    if since is None:
+        return now
+    return {k: n - since.get(k, 0) for k, n in sorted(now.items()) if n != since.get(k, 0)}
+
+
 async def store_alone(parts: Any, messages: list[dict[str, Any]], tenant: str) -> float:
     """Seconds to upsert the pipeline's embed batches straight into the store (no-op
     embedder included), on the worker's CPU: the store writes any pipeline must make."""
@@ -309,14 +318,16 @@ async def overhead_and_memory(
         celery_cpu: list[float] = []
         # Pipeline, raw Celery, store alone, chunking alone, interleaved `rounds` times
         # (load drifts); the medians count.
+        commands: dict[str, dict[str, int]] = {}
         for rnd in range(rounds):
-            cpu0 = worker.cpu_seconds()
+            cpu0, calls = worker.cpu_seconds(), command_calls(kv)
             view, elapsed = await run_job(service, corpus, f"{TENANT}{rnd}")
             pipeline_runs.append(elapsed)
             pipeline_cpu.append(worker.cpu_seconds() - cpu0)
+            commands["pipeline"] = command_calls(kv, since=calls)
             messages = await pipeline_messages(parts, corpus, f"{TENANT}{rnd}", 8, 64)
             counter = f"bench:ping:{uuid.uuid4().hex}"
-            cpu0 = worker.cpu_seconds()
+            cpu0, calls = worker.cpu_seconds(), command_calls(kv)
             t0 = time.perf_counter()
             for message in messages:  # sent as the pipeline sends (argument summary)
                 app.send_task(
@@ -330,6 +341,7 @@ async def overhead_and_memory(
                 await asyncio.sleep(0.01)
             celery_runs.append(time.perf_counter() - t0)
             celery_cpu.append(worker.cpu_seconds() - cpu0)
+            commands["celery_same_messages"] = command_calls(kv, since=calls)
             store_runs.append(await store_alone(parts, messages, f"store{rnd}"))
             chunk_s, chunked = await chunking_alone(runtime, corpus, f"chunk{rnd}")
             assert chunked == view.chunks_added, (chunked, view.chunks_added)
@@ -365,6 +377,9 @@ async def overhead_and_memory(
                 "celery_same_messages": med(celery_cpu),
             },
             "worker_cpu_runs_s": {"pipeline": pipeline_cpu, "celery_same_messages": celery_cpu},
+            # Redis commands of the last round (INFO commandstats; the pipeline's include the
+            # driver's polling of the job, HGETALL and HLEN): counts, not times.
+            "redis_commands_last_round": commands,
         }
         big = tmp / "big" / "big.txt"
         big.parent.mkdir()
