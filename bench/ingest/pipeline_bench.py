@@ -370,6 +370,14 @@ async def overhead_and_memory(
             "store_runs_s": store_runs,
             "chunking_runs_s": chunk_runs,
             "ratio_vs_celery_plus_work": (celery_s + chunk_s + store_s) / elapsed,
+            # The same per round (its four parts measured back to back): under load the
+            # medians above can come from different rounds.
+            "ratio_vs_celery_plus_work_per_round": [
+                (c + k + w) / p
+                for c, k, w, p in zip(
+                    celery_runs, chunk_runs, store_runs, pipeline_runs, strict=True
+                )
+            ],
             # CPU seconds of the whole worker (main process and pool children) per run:
             # unlike the wall times, barely moved by other jobs on the machine.
             "worker_cpu_s": {
@@ -485,6 +493,9 @@ def main(argv: list[str]) -> int:
         f" + chunking {b['chunking']:.2f} s + store writes {b['store_writes']:.2f} s"
         f" + bookkeeping and the rest {b['bookkeeping_and_rest']:.2f} s (medians);"
         f" (Celery + chunking + store) / pipeline: {o['ratio_vs_celery_plus_work']:.2f}"
+        " (per round: "
+        + ", ".join(f"{r:.2f}" for r in o["ratio_vs_celery_plus_work_per_round"])
+        + ")"
     )
     cpu = o["worker_cpu_s"]
     print(
