@@ -1,7 +1,8 @@
 """The pipeline in the embedded executor, on the real embedded store (SQLite + faiss).
 
-The no-op embedder (one fixed vector) keeps these fast; the chunk sets are read
-back from the store through core's VectorStore contract and compared exactly.
+The no-op embedder (a vector drawn from a hash of each text, no model) keeps these
+fast; the chunk sets are read back from the store through core's VectorStore contract
+and compared exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lanewise.ingest.factories import NoopEmbedder
 from lanewise.ingest.local import local_files
 from lanewise.ingest.service import IngestService, open_service
 from lanewise.ingest.wiring import open_components
@@ -122,3 +124,51 @@ async def test_identical_documents_are_stored_once_and_tenants_are_apart(
     assert sorted(mine.values()) == sorted(theirs.values())
     assert not set(mine) & set(theirs)
     assert service.job(job.id, tenant="globex") is None  # a job is visible to its tenant only
+
+
+class _Refusing(NoopEmbedder):
+    """The no-op embedder, refusing texts with ``refuse`` in them (a model's own refusal,
+    not transient) and failing the first ``flaky`` calls with a connection error."""
+
+    def __init__(self, flaky: int = 0) -> None:
+        super().__init__(DIM)
+        self.flaky = flaky
+
+    async def embed(self, texts: Any) -> list[list[float]]:
+        if self.flaky:
+            self.flaky -= 1
+            raise ConnectionError("the embedder's server went away")
+        if any("refuse" in t for t in texts):
+            raise ValueError("this text is refused")
+        return await super().embed(texts)
+
+
+async def test_a_new_documents_only_batch_that_cannot_be_embedded_fails_it_alone(
+    lane: tuple[Any, IngestService], tmp_path: Path
+) -> None:
+    # A new one-batch document is sent to be embedded unstaged; its embed task stages it.
+    # When that batch fails, the document fails alone, with its reason, and nothing of it
+    # is stored or recorded; a transient failure is retried and changes nothing.
+    parts, service = lane
+    store = parts.vector_store()
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "good.md").write_text("# Good\n\nThese words are fine to embed.\n")
+    (root / "bad.md").write_text("# Bad\n\nThe model will refuse this one.\n")
+    runtime = service.executor.runtime
+    runtime.embedder = _Refusing(flaky=1)
+    runtime.settings = runtime.settings.model_copy(update={"retry_backoff_s": 0.01})
+    job = await run(service, root)
+    assert (job.done, job.failed, job.chunks_added) == (1, 1, 1)
+    assert [f["name"] for f in job.failures] == ["bad.md"]
+    assert "this text is refused" in job.failures[0]["reason"]
+    assert list((await stored(store, TENANT, DIM)).values()) == [
+        "Good: These words are fine to embed."
+    ]
+    assert service.state.document(TENANT, "bad.md") == {}  # never committed
+    # Fixed, it goes in; the good one is unchanged and skipped unread.
+    runtime.embedder = _Refusing()
+    (root / "bad.md").write_text("# Bad\n\nNow it is fine too.\n")
+    again = await run(service, root)
+    assert (again.done, again.skipped, again.failed, again.chunks_added) == (1, 1, 0, 1)
+    assert len(await stored(store, TENANT, DIM)) == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 from lanewise.ingest.kv import SqliteKeyValue
-from lanewise.ingest.state import COMPLETION_GRACE_S, PREFIX, Changes, IngestState
+from lanewise.ingest.state import COMPLETION_GRACE_S, PREFIX, Changes, IngestState, _doc
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -92,3 +92,81 @@ def test_a_documents_only_batch_claims_its_commit_in_the_trip_that_records_it(
     assert state.resume(job, "acme", "a.md", 0, "k1") == ("done", {}, 0, "k1", "a.md")
     assert state.resume(job, "acme", "b.md", 1, "k1") == (None, {}, 0, None, "a.md")
     assert state.resume(job, "acme", "b.md", 1) == (None, {}, 0, None, None)
+
+
+def _manifest(state: IngestState, tenant: str, document_id: str) -> tuple[dict[str, str], set[str]]:
+    """The document's committed record and manifest (the chunk ids stored for it)."""
+    record = state.document(tenant, document_id)
+    chunks = state.kv.smembers(f"{PREFIX}:doc:{_doc(tenant, document_id)}:chunks")
+    return record, {str(v) for v in chunks}
+
+
+def _stage_keys(state: IngestState, job: str) -> list[str]:
+    kv: object = state.kv
+    if isinstance(kv, SqliteKeyValue):
+        rows = kv._run(  # the test reads what is left behind, whatever the type
+            "SELECT name FROM hashes WHERE name LIKE ? UNION SELECT name FROM sets"
+            " WHERE name LIKE ?",
+            (f"{PREFIX}:stage:{job}:%", f"{PREFIX}:stage:{job}:%"),
+        )
+        return sorted(r[0] for r in rows)
+    return sorted(state.kv.keys(f"{PREFIX}:stage:{job}:*"))  # type: ignore[attr-defined]
+
+
+def test_a_new_documents_only_batch_is_staged_and_committed_in_one_call(
+    any_state: IngestState,
+) -> None:
+    state = any_state
+    payloads = [{"item": 0, "name": "a.md", "spooled": True}, {"item": 1, "name": "b.md"}]
+    job = state.create_job(tenant="acme", items=["a.md", "b.md"], payloads=payloads)
+    plan = {"item": 0, "expected": 1, "key": "k1", "chunks": 2}
+    only = state.only_batch(job, "acme", "a.md", "batch-0", ids=["c1", "c2"], plan=plan)
+    assert (only.outcome, only.job_done, only.payload) == ("committed", False, payloads[0])
+    record, manifest = _manifest(state, "acme", "a.md")
+    assert manifest == {"c1", "c2"}
+    assert (record["key"], record["document_id"], record["source"], record["job"]) == (
+        "k1", "a.md", "a.md", job,
+    )  # fmt: skip
+    view = state.job(job)
+    assert view is not None
+    assert (view.done, view.chunks_added, view.items[0]) == (
+        1, 2, {"item": 0, "name": "a.md", "status": "done", "chunks": 2},
+    )  # fmt: skip
+    assert _stage_keys(state, job) == []  # the stage went with the commit
+    assert state.kv.hget(f"{PREFIX}:hash:acme", "k1") == "a.md"  # duplicates find it
+    # The same task redelivered (its worker died after the trip) changes nothing.
+    again = state.only_batch(job, "acme", "a.md", "batch-0", ids=["c1", "c2"], plan=plan)
+    assert again.outcome == "finished"
+    assert state.job(job).chunks_added == 2  # type: ignore[union-attr]
+    assert _manifest(state, "acme", "a.md")[1] == {"c1", "c2"}
+    # The job's last item says the job is done.
+    plan_b = {"item": 1, "expected": 1, "key": "k2", "chunks": 1}
+    last = state.only_batch(job, "acme", "b.md", "batch-0", ids=["c3"], plan=plan_b)
+    assert (last.outcome, last.job_done, last.payload) == ("committed", True, payloads[1])
+
+
+def test_an_only_batch_that_would_leave_stale_chunks_or_failed_leaves_the_commit(
+    any_state: IngestState,
+) -> None:
+    state = any_state
+    first = state.create_job(tenant="acme", items=["a.md"], payloads=[{"item": 0}])
+    plan = {"item": 0, "expected": 1, "key": "k1", "chunks": 2}
+    state.only_batch(first, "acme", "a.md", "batch-0", ids=["c1", "c2"], plan=plan)
+    # Another job committed the document meanwhile (the parse saw none): c2 would go stale,
+    # and the store must drop it before the switch-over, so the caller commits.
+    job = state.create_job(tenant="acme", items=["a.md"], payloads=[{"item": 0}])
+    plan = {"item": 0, "expected": 1, "key": "k2", "chunks": 2}
+    only = state.only_batch(job, "acme", "a.md", "batch-0", ids=["c1", "c3"], plan=plan)
+    assert only.outcome == "left"
+    assert _manifest(state, "acme", "a.md")[1] == {"c1", "c2"}  # not switched over
+    changes = state.claim_commit(job, "acme", "a.md", "batch-0")  # staged, planned, claimed
+    assert changes == Changes(added={"c3"}, stale={"c2"}, staged=True, old_key="k1")
+    assert state.progress(job, "acme", "a.md")[1] == 1
+    assert state.claim_commit(job, "acme", "a.md", "parse") is None
+    # A failed document is the caller's to fail (its added chunks leave the store).
+    failed = state.create_job(tenant="acme", items=["b.md"], payloads=[{"item": 0}])
+    state.fail(failed, "acme", "b.md", "refused")
+    plan = {"item": 0, "expected": 1, "key": "k3", "chunks": 1}
+    only = state.only_batch(failed, "acme", "b.md", "batch-0", ids=["c4"], plan=plan)
+    assert only.outcome == "left"
+    assert state.document("acme", "b.md") == {}

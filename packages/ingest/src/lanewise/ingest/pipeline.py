@@ -203,6 +203,11 @@ class IngestRuntime:
                 }
                 if held is None:
                     progress = self.state.plan(job, tenant, name, **fields)
+                elif sent == 0 and current is None:
+                    # A new document in one batch: nothing stored to look up, and the embed
+                    # task stages, plans and commits it in one trip (IngestState.only_batch).
+                    await dispatch.embed(self._payload(item, held, 0, plan=fields))
+                    return
                 else:
                     progress = await self._send(item, held, sent, dispatch, plan=fields)
                     sent += 1
@@ -291,20 +296,33 @@ class IngestRuntime:
         if not new:  # nothing to embed: the batch is done as soon as it is staged
             _, planned, done = self.state.batch_done(job, tenant, name, number)
             return planned, done
-        payload = {
-            "job": job,
-            "tenant": tenant,
-            "name": name,
-            "batch": number,
-            "request_id": item["request_id"],
-            "ids": [b[0] for b in new],
-            "texts": [b[1] for b in new],
-            "metadata": [b[2] for b in new],
-        }
+        payload = self._payload(item, new, number)
         if number == 0 and plan is not None:
             payload["only"] = True  # the document's one batch: it claims the commit at once
         await dispatch.embed(payload)
         return planned, done
+
+    @staticmethod
+    def _payload(
+        item: Payload,
+        batch: list[tuple[str, str, dict[str, Any], int]],
+        number: int,
+        plan: dict[str, Any] | None = None,
+    ) -> Payload:
+        """An embed task's payload; with the document's ``plan`` when the task stages it."""
+        payload: Payload = {
+            "job": item["job"],
+            "tenant": item["tenant"],
+            "name": item["name"],
+            "batch": number,
+            "request_id": item["request_id"],
+            "ids": [b[0] for b in batch],
+            "texts": [b[1] for b in batch],
+            "metadata": [b[2] for b in batch],
+        }
+        if plan is not None:
+            payload["plan"] = plan
+        return payload
 
     # embed ---------------------------------------------------------------------------------
 
@@ -334,6 +352,15 @@ class IngestRuntime:
                 metadata=payload["metadata"],
             )
         claim, changes = f"batch-{payload['batch']}", None
+        if "plan" in payload:  # a new document's only batch, sent unstaged
+            only = self.state.only_batch(
+                job, tenant, name, claim, ids=payload["ids"], plan=payload["plan"]
+            )
+            if only.outcome == "committed":
+                self._finished(job, tenant, only.job_done, only.payload)
+            elif only.outcome == "left":
+                await self.maybe_commit(job, tenant, name, claim=claim)
+            return
         if payload.get("only"):
             plan, done, changes = self.state.only_batch_done(job, tenant, name, claim)
         else:
@@ -345,6 +372,8 @@ class IngestRuntime:
     async def fail_batch(self, payload: Payload, exc: BaseException) -> None:
         """A batch that can never be embedded fails its document (and only its document)."""
         job, tenant, name = payload["job"], payload["tenant"], payload["name"]
+        if "plan" in payload:  # sent unstaged: stage it, so that its commit can fail it
+            self.state.stage(job, tenant, name, payload["ids"], sent=1, plan=payload["plan"])
         self.state.fail(job, tenant, name, reason_of(exc))
         _, plan, done = self.state.batch_done(job, tenant, name, payload["batch"])
         await self.maybe_commit(

@@ -54,7 +54,7 @@ def lanewise_register_embedders(register: Register) -> None:
     register(
         "noop",
         factories.build_noop_embedder,
-        description="no model, one fixed vector: measures the ingest pipeline's own cost",
+        description="no model, a vector per text from its hash: measures the pipeline's own cost",
     )
 
 

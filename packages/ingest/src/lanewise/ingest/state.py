@@ -11,7 +11,10 @@ Keys (``{t}`` a tenant, ``{d}`` a document id's digest, ``{j}`` a job id):
 - ``lw:ingest:hash:{t}`` hash: document key -> document id (duplicate detection)
 
 Everything is written so that a task run twice (redelivered after a worker
-died) leaves the same state as a task run once.
+died) leaves the same state as a task run once. Each task reads and writes in as few
+trips as it can (pipelines, a ``MULTI`` for a commit, and one script,
+``lua/only_batch.lua``, for a new document's only batch): a document made of one batch
+costs two trips, the parse task's first read and its embed task's script.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from importlib import resources
+from typing import Any, Literal
 
 from lanewise.ingest.kv import KeyValue
 
@@ -31,6 +35,10 @@ FINISHED = frozenset({"done", "skipped", "failed"})
 COMPLETION_GRACE_S = 5.0
 """A job whose items all finished, untouched this long, lost its completion to a crash
 (the task finishing the last item marks it complete a moment later otherwise)."""
+
+
+def _lua(name: str) -> str:
+    return resources.files("lanewise.ingest").joinpath("lua", name).read_text()
 
 
 def _doc(tenant: str, document_id: str) -> str:
@@ -92,6 +100,8 @@ class JobView:
 class IngestState:
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+        register = getattr(kv, "register_script", None)  # Redis; SQLite runs the steps
+        self._only_batch = None if register is None else register(_lua("only_batch.lua"))
 
     # Jobs ---------------------------------------------------------------------------------
 
@@ -329,6 +339,54 @@ class IngestState:
         _, _, *claimed, plan, done = self._progress(pipe, base)
         return plan, done, self._claimed(claim, *claimed)
 
+    def only_batch(
+        self,
+        job: str,
+        tenant: str,
+        document_id: str,
+        claim: str,
+        *,
+        ids: Sequence[str],
+        plan: dict[str, Any],
+    ) -> OnlyBatch:
+        """A new document's only batch, stored: :meth:`stage` (its ids, its ``plan``),
+        :meth:`only_batch_done` and, when the claim is this task's and the commit deletes
+        nothing, :meth:`commit`, in one trip on Redis (a script, atomic). The parse task
+        sent the batch without staging it (nothing to look up for a document never
+        committed), so a document made of one batch costs three trips, not four. On
+        SQLite (in process, no network) the same steps run one by one."""
+        item = int(plan["item"])
+        record = json.dumps({"status": "done", "chunks": int(plan["chunks"])})
+        if self._only_batch is None:
+            if self.kv.hget(f"{PREFIX}:job:{job}:items", str(item)) is not None:
+                return OnlyBatch("finished")
+            self.stage(job, tenant, document_id, ids, sent=1, plan=plan)
+            now, _, changes = self.only_batch_done(job, tenant, document_id, claim)
+            if changes is None or "failed" in now or changes.stale:
+                return OnlyBatch("left")
+            job_done, payload = self.commit(
+                job, tenant, document_id, changes, key=str(plan["key"]), source=document_id,
+                chunks=int(plan["chunks"]), item=item,
+            )  # fmt: skip
+            return OnlyBatch("committed", job_done, payload)
+        doc = _doc(tenant, document_id)
+        base = f"{PREFIX}:stage:{job}:{doc}"
+        keys = [
+            f"{PREFIX}:job:{job}", f"{PREFIX}:job:{job}:items", f"{PREFIX}:job:{job}:payloads",
+            base, f"{base}:batches", f"{base}:plan", f"{PREFIX}:doc:{doc}:chunks",
+            f"{PREFIX}:doc:{doc}", f"{PREFIX}:hash:{tenant}",
+        ]  # fmt: skip
+        fields = [str(v) for kv in {**plan, "sent": 1}.items() for v in kv]
+        args = [item, claim, time.time(), plan["key"], document_id, job, record]
+        reply = self._only_batch(keys=keys, args=[*args, len(fields) // 2, *fields, *ids])
+        if int(reply[0]) == 0:
+            return OnlyBatch("finished")
+        if int(reply[0]) == 1:
+            return OnlyBatch("left")
+        total, finished = int(reply[1] or 0), int(reply[2])
+        payload = json.loads(reply[3]) if len(reply) > 3 and reply[3] else None
+        return OnlyBatch("committed", finished >= total, payload)
+
     @staticmethod
     def _claim(pipe: Any, job: str, tenant: str, document_id: str, claim: str) -> None:
         doc = _doc(tenant, document_id)
@@ -442,6 +500,18 @@ class IngestState:
             pipe.hset(f"{PREFIX}:hash:{tenant}", changes.old_key, "")
         pipe.hset(f"{PREFIX}:hash:{tenant}", key, document_id)
         return self._finish_item(pipe, job, item, "done", drop=(tenant, document_id), chunks=chunks)
+
+
+@dataclass(frozen=True)
+class OnlyBatch:
+    """What :meth:`IngestState.only_batch` did: ``finished`` (the item was, before: a
+    redelivered task), ``left`` (the commit is the caller's to do: claimed by another task,
+    failed, or chunks to delete from the store first), or ``committed`` (with
+    :meth:`IngestState.finish_item`'s result)."""
+
+    outcome: Literal["finished", "left", "committed"]
+    job_done: bool = False
+    payload: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
