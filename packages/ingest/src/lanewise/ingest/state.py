@@ -353,7 +353,7 @@ class IngestState:
         :meth:`only_batch_done` and, when the claim is this task's and the commit deletes
         nothing, :meth:`commit`, in one trip on Redis (a script, atomic). The parse task
         sent the batch without staging it (nothing to look up for a document never
-        committed), so a document made of one batch costs three trips, not four. On
+        committed), so a document made of one batch costs two trips, not four. On
         SQLite (in process, no network) the same steps run one by one."""
         item = int(plan["item"])
         record = json.dumps({"status": "done", "chunks": int(plan["chunks"])})
