@@ -24,13 +24,17 @@ every request traced and its ``traceparent`` forwarded upstream):
 * ``noforward``: traced, but the ``traceparent`` is not handed to the backend.
 * ``nolink``: traced, but records are not encoded for the sidecar (``SidecarLink.send``
   a no-op): the observer's own work on the event loop.
+* ``discard``: as ``on``, but the sidecar is ``cat > /dev/null`` (on request only:
+  with ``--native`` it tells the hand-over from the sidecar's work on core 1).
 
 ``on - nolink`` is the hand-over (encoding, buffering, the flush timer), ``on -
 noforward`` forwarding the trace upstream, ``on - notraces`` all of tracing.
-Under callgrind a request runs ~100x slower: the lane's timers (the link's flush, the
-lane-state collection, the log writer's wake-up) are stretched by ``--dilation`` (100)
-so that they run about as often per request as natively (a flush carries ~135
-records at 2700 requests/s and 50 ms; the figures printed say how many it carried).
+Under callgrind a request runs ~100x slower: the link's flush runs every
+``--flush-every`` requests (135: natively, 2700 requests/s and a flush each 50 ms)
+instead of on its timer, and the lane's other timers (lane-state collection, the
+log writer's wake-up) are stretched by ``--dilation`` (100), so that they run about
+as often per request as natively whatever the machine's load. ``--requests`` (270)
+is best a multiple of ``--flush-every``.
 
 ``--before REF`` runs the same variants on REF's source tree (another callgrind run),
 ``--annotate N`` ranks the N C functions whose instructions per request differ most
@@ -52,8 +56,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+from bench.observe.overhead import GATEWAY_CORE, LOAD_CORE, free_port, process, tree_env
 
 HELPER = r"""
 #include <valgrind/callgrind.h>
@@ -80,6 +87,7 @@ def _app(variant: str, data_dir: Path, upstream: str) -> tuple[Any, Any]:
     os.environ["LANEWISE_OBSERVE__LOG_FILE"] = str(data_dir / "gateway.log")
     os.environ["LANEWISE_OBSERVE__SIDECAR"] = "true"
     os.environ["LANEWISE_OBSERVE__SPAN_EXPORTER"] = "bench.observe.serve:DiscardExporter"
+    os.environ["LANEWISE_OBSERVE__SIDECAR_CPUS"] = f"[{LOAD_CORE}]"  # as bench.observe's "on"
     if variant == "notraces":
         os.environ["LANEWISE_OBSERVE__TRACES"] = "false"
     models = {"m": {"kind": "openai", "base_url": upstream + "/v1", "model": "bench"}}
@@ -96,6 +104,8 @@ def _patch(variant: str, plugin: Any) -> None:
     telemetry = plugin.telemetry
     if variant == "nolink":
         telemetry.link.send = lambda kind, message: None
+    elif variant == "discard":  # before the lifespan starts the sidecar
+        telemetry.link.command = ["sh", "-c", "exec cat > /dev/null"]
     elif variant == "noforward":
         from lanewise.core.context import TRACEPARENT
 
@@ -137,13 +147,17 @@ def child() -> None:
 
     from bench.direct_app import CHAT_SCOPE
 
-    helper = ctypes.CDLL(os.environ["LW_CG_HELPER"])
+    native = "LW_CG_HELPER" not in os.environ  # --native: CPU time, no callgrind
+    helper = None if native else ctypes.CDLL(os.environ["LW_CG_HELPER"])
     tmp = Path(os.environ["LW_CG_DIR"])
     requests, repeats = int(os.environ["LW_CG_REQUESTS"]), int(os.environ["LW_CG_REPEATS"])
     variants = os.environ["LW_CG_VARIANTS"].split(",")
-    # Timers run on wall-clock time, requests ~100x slower: stretch them alike.
+    # Timers run on wall-clock time, requests ~100x slower: stretch them alike. The
+    # link's flush runs every ``flush_every`` requests instead (its timer never fires),
+    # so that a flush carries as many records whatever the machine's load.
     dilation = float(os.environ["LW_CG_DILATION"])
-    link.INTERVAL_S *= dilation
+    flush_every = int(os.environ["LW_CG_FLUSH_EVERY"])
+    link.INTERVAL_S = 1e6
     telemetry_module.STATE_INTERVAL_S *= dilation
     scope = dict(CHAT_SCOPE, headers=[(b"content-type", b"application/json"), (b"host", b"b")])
     statuses: list[int] = []
@@ -161,38 +175,48 @@ def child() -> None:
             data_dir = tmp / variant
             data_dir.mkdir()
             apps[variant], plugins[variant] = _app(variant, data_dir, os.environ["LW_CG_UP"])
-            stops.append(await _lifespan(apps[variant]))
             if plugins[variant] is not None:
                 _patch(variant, plugins[variant])
+            stops.append(await _lifespan(apps[variant]))
         if logs._installed is not None:  # the gateway's log writer thread
             logs._installed[1].interval_s *= dilation
         freeze_startup_heap()  # as `lanewise serve` workers do
 
         async def side(variant: str, n: int) -> None:
-            app = apps[variant]
-            for _ in range(n):
+            app, plugin = apps[variant], plugins[variant]
+            sidecar = plugin.telemetry.link if plugin is not None else None
+            for i in range(1, n + 1):
                 await app(dict(scope, state={}), receive, send)
+                if sidecar is not None and i % flush_every == 0:
+                    sidecar._tick()
+                    if sidecar._timer is not None:  # re-armed: the next is ours
+                        sidecar._timer.cancel()
 
         for variant in variants:  # warm-up: pools, first-call paths, the sidecars' start
-            await side(variant, 30)
+            await side(variant, flush_every)
         await asyncio.sleep(1.0)
-        helper.cg_start()
-        await asyncio.sleep(0.2)
-        helper.cg_dump(b"warm")
+        if helper is not None:
+            helper.cg_start()
+            await asyncio.sleep(0.2)
+            helper.cg_dump(b"warm")
         ticks: dict[str, list[int]] = {v: [] for v in variants}
+        cpu_us: dict[str, list[float]] = {v: [] for v in variants}
         for _ in range(repeats):
             for variant in variants:
                 telemetry = plugins[variant].telemetry if plugins[variant] else None
                 before = telemetry.link._ticks if telemetry and telemetry.link else 0
                 statuses.clear()
+                started = time.process_time()
                 await side(variant, requests)
-                helper.cg_dump(variant.encode())
+                cpu_us[variant].append((time.process_time() - started) / requests * 1e6)
+                if helper is not None:
+                    helper.cg_dump(variant.encode())
                 assert statuses == [200] * requests, statuses[:3]
                 if telemetry is not None and telemetry.link is not None:
                     ticks[variant].append(telemetry.link._ticks - before)
         for stop in stops:
             await stop()
-        return {"ticks": ticks}
+        return {"ticks": ticks, "cpu_us": cpu_us}
 
     print(json.dumps(asyncio.run(run())), flush=True)
 
@@ -228,11 +252,13 @@ def measure(
     repeats: int,
     variants: list[str],
     dilation: float,
+    flush_every: int,
     tree: Path | None,
     annotate: int,
     inclusive: bool = False,
+    native: bool = False,
 ) -> dict[str, Any]:
-    from bench.observe.overhead import LOAD_CORE, free_port, process, tree_env
+    """``native``: the same child without valgrind, pinned to core 0: CPU per request."""
 
     with tempfile.TemporaryDirectory(prefix="lanewise-bench-cg-") as tmp_name:
         tmp = Path(tmp_name)
@@ -248,25 +274,26 @@ def measure(
             env = {
                 **tree_env(tree),
                 "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
-                "LW_CG_HELPER": str(helper),
                 "LW_CG_DIR": str(tmp),
                 "LW_CG_UP": upstream,
                 "LW_CG_REQUESTS": str(requests),
                 "LW_CG_REPEATS": str(repeats),
                 "LW_CG_VARIANTS": ",".join(variants),
                 "LW_CG_DILATION": str(dilation),
+                "LW_CG_FLUSH_EVERY": str(flush_every),
             }
-            out = subprocess.run(
-                [
+            if native:
+                command = ["taskset", "-c", GATEWAY_CORE]
+            else:
+                env["LW_CG_HELPER"] = str(helper)
+                command = [
                     "valgrind",
                     "--tool=callgrind",
                     "--instr-atstart=no",
                     f"--callgrind-out-file={tmp}/cg.%p",
-                    sys.executable,
-                    "-m",
-                    "bench.observe.instructions",
-                    "--child",
-                ],
+                ]
+            out = subprocess.run(
+                [*command, sys.executable, "-m", "bench.observe.instructions", "--child"],
                 env=env,
                 check=True,
                 stdout=subprocess.PIPE,
@@ -285,9 +312,11 @@ def measure(
                 count = int(total.group(1)) / requests
                 per_request[side.group(1)].append(count)
                 dumps[side.group(1)].append((count, dump))
+        if native:
+            per_request = extra["cpu_us"]
         median = {v: statistics.median(c) for v, c in per_request.items()}
         ranked: dict[str, list[tuple[str, float]]] = {}
-        if annotate and "off" in variants:
+        if annotate and "off" in variants and not native:
             # The dump nearest each variant's median stands for it.
             by_fn = {
                 v: _annotate(sorted(d, key=lambda cd: abs(cd[0] - median[v]))[0][1], inclusive)
@@ -302,20 +331,28 @@ def measure(
                 }
                 top = sorted(diff.items(), key=lambda kv: -abs(kv[1]))[:annotate]
                 ranked[v] = [(fn, round(d)) for fn, d in top]
-    return {"samples": per_request, "median": median, "ticks": extra["ticks"], "ranked": ranked}
+    return {
+        "unit": "µs CPU" if native else "instructions",
+        "samples": per_request,
+        "median": median,
+        "ticks": extra["ticks"],
+        "ranked": ranked,
+    }
 
 
 def report(name: str, data: dict[str, Any], requests: int, inclusive: bool) -> None:
     med = data["median"]
     off = med.get("off")
-    print(f"{name}: instructions per request (median of {len(data['samples']['on'])} sides)")
+    # Instructions in thousands (k); native CPU time in µs.
+    scale, unit = (1.0, " µs") if data["unit"] == "µs CPU" else (1e3, " k")
+    sides = len(next(iter(data["samples"].values())))
+    print(f"{name}: {data['unit']} per request (median of {sides} sides)")
     for variant, count in med.items():
-        spread = ", ".join(f"{s / 1e3:.0f}" for s in data["samples"][variant])
-        added = f"{(count - off) / 1e3:+8.1f} k vs off" if off is not None else ""
+        spread = ", ".join(f"{s / scale:.0f}" for s in data["samples"][variant])
+        added = f"{(count - off) / scale:+8.1f}{unit} vs off" if off is not None else ""
         ticks = sum(data["ticks"].get(variant, ()))
-        sides = len(data["samples"][variant])
         per_tick = f"; {requests * sides / ticks:.0f} requests/flush" if ticks else ""
-        print(f"  {variant:>10}: {count / 1e3:8.1f} k {added} (sides: {spread}){per_tick}")
+        print(f"  {variant:>10}: {count / scale:8.1f}{unit} {added} (sides: {spread}){per_tick}")
     pieces = {
         "hand-over (on - nolink)": ("on", "nolink"),
         "forwarding the traceparent (on - noforward)": ("on", "noforward"),
@@ -324,7 +361,7 @@ def report(name: str, data: dict[str, Any], requests: int, inclusive: bool) -> N
     }
     for label, (a, b) in pieces.items():
         if a in med and b in med:
-            print(f"  {label}: {(med[a] - med[b]) / 1e3:+.1f} k")
+            print(f"  {label}: {(med[a] - med[b]) / scale:+.1f}{unit}")
     for variant, top in data["ranked"].items():
         kind = "inclusive" if inclusive else "self"
         print(f"  C functions by instructions added per request, {variant} vs off ({kind}):")
@@ -335,19 +372,23 @@ def report(name: str, data: dict[str, Any], requests: int, inclusive: bool) -> N
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", action="store_true")
-    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--requests", type=int, default=270)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--dilation", type=float, default=100.0)
+    parser.add_argument("--flush-every", type=int, default=135)
     parser.add_argument("--before", help="a git ref: the same variants on its tree")
     parser.add_argument("--annotate", type=int, default=0)
     parser.add_argument("--inclusive", action="store_true", help="rank by inclusive counts")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument(
+        "--native", action="store_true", help="CPU time per request instead (no valgrind)"
+    )
     args = parser.parse_args()
     if args.child:
         child()
         return
-    if shutil.which("valgrind") is None or shutil.which("cc") is None:
+    if not args.native and (shutil.which("valgrind") is None or shutil.which("cc") is None):
         raise SystemExit("needs valgrind (with its headers) and cc")
     from bench.observe.overhead import checkout
 
@@ -362,9 +403,11 @@ def main() -> None:
             repeats=args.repeats,
             variants=variants,
             dilation=args.dilation,
+            flush_every=args.flush_every,
             tree=tree,
             annotate=args.annotate,
             inclusive=args.inclusive,
+            native=args.native,
         )
         report(name, runs[name], args.requests, args.inclusive)
     if args.json:
