@@ -4,7 +4,8 @@ Targets (issue 11): telemetry on costs at most 7 % of the gateway's requests per
 second and at most +0.3 ms p50, with JSON summary lines to a file, Prometheus
 metrics, the SQLite usage table and OpenTelemetry spans (every request sampled, to a
 discarding exporter) all on. ``--before REF`` adds a gateway with REF's observe
-lane (its source tree first on ``PYTHONPATH``), measured in the same rounds.
+lane (its source tree first on ``PYTHONPATH``) run as ``on`` (its sidecar on core 1:
+REF must have the sidecar), measured in the same rounds.
 
 Variants: ``off`` (no observe lane); ``on``, the telemetry sidecar (as ``lanewise
 serve`` runs it) on core 1; ``on-samecore``, the sidecar left on the gateway's core
@@ -239,7 +240,7 @@ def run(
             "on-notraces": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE, "--no-traces"],
             "on-nolink": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE, "--no-link"],
             "on-discard": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE, "--sidecar-discard"],
-            "before": on,
+            "before": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE],  # as "on"
         }
         variants = [v for v in VARIANTS if v in chosen]
         if before is not None:
