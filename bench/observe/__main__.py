@@ -34,9 +34,13 @@ def plot(data: dict[str, Any], path: Path) -> None:
         "on-samecore": "on, sidecar core 0",
         "thread": "on, in-process thread",
         "before": "on, before",
+        "on-notraces": "on, traces off",
+        "on-nolink": "on, nothing sent",
+        "on-discard": "on, sidecar discards",
     }
     labels = [names[v] for v in variants]
-    colors = ["#888888", "#2a7ab9", "#6aa84f", "#d98c3a", "#a64d79"][: len(variants)]
+    palette = ["#888888", "#2a7ab9", "#6aa84f", "#d98c3a", "#a64d79", "#4aa3a3", "#b5a33a", "#555"]
+    colors = palette[: len(variants)]
     for ax, key, title in (
         (axes[0], "rps", "requests/s (c=16)"),
         (axes[1], "p50_ms_c1", "p50 latency at c=1 (ms)"),
@@ -66,7 +70,7 @@ def main() -> None:
     parser.add_argument("--before", help="a git ref: its observe lane as another gateway")
     parser.add_argument(
         "--variants",
-        default=",".join(overhead.VARIANTS),
+        default=",".join(overhead.DEFAULT_VARIANTS),
         help=f"comma-separated, off and on always included; of {', '.join(overhead.VARIANTS)}",
     )
     args = parser.parse_args()

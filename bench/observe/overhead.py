@@ -4,15 +4,20 @@ Targets (issue 11): telemetry on costs at most 7 % of the gateway's requests per
 second and at most +0.3 ms p50, with JSON summary lines to a file, Prometheus
 metrics, the SQLite usage table and OpenTelemetry spans (every request sampled, to a
 discarding exporter) all on. ``--before REF`` adds a gateway with REF's observe
-lane (its source tree first on ``PYTHONPATH``), measured in the same rounds.
+lane (its source tree first on ``PYTHONPATH``) run as ``on`` (its sidecar on core 1:
+REF must have the sidecar), measured in the same rounds.
 
 Variants: ``off`` (no observe lane); ``on``, the telemetry sidecar (as ``lanewise
 serve`` runs it) on core 1; ``on-samecore``, the sidecar left on the gateway's core
 0 (the whole telemetry cost on one core); ``thread``, the telemetry processed by a
-thread inside the gateway process (no sidecar). The sidecar's CPU per request
-(its process's utime + stime, read from /proc after each run has drained) is
-reported next to the gateway's: the target is the gateway's throughput, and the
-sidecar's CPU is what it costs elsewhere.
+thread inside the gateway process (no sidecar). On request only (``--variants``),
+splits of ``on``: ``on-notraces`` (``observe.traces = false``), ``on-nolink``
+(records are made but not sent to the sidecar: the observer's own work) and
+``on-discard`` (records sent to a sidecar that throws them away: the hand-over
+without the sidecar's work on core 1). The
+sidecar's CPU per request (its process's utime + stime, read from /proc after each
+run has drained) is reported next to the gateway's: the target is the gateway's
+throughput, and the sidecar's CPU is what it costs elsewhere.
 
 Rig: each gateway process pinned to core 0 with ``taskset``; the
 load generator (``wrk``, one thread, Lua-scripted POST) and the aiohttp
@@ -57,7 +62,9 @@ TARGET_RPS_LOSS = 0.07
 TARGET_P50_ADDED_MS = 0.3
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SIDECAR_SETTLE_S = 0.3
-VARIANTS = ("off", "on", "on-samecore", "thread")
+VARIANTS = ("off", "on", "on-samecore", "thread", "on-notraces", "on-nolink", "on-discard")
+DEFAULT_VARIANTS = VARIANTS[:4]
+"""The others split ``on``: traces off; the sidecar sent nothing; the sidecar discards."""
 
 
 def tree_env(tree: Path | None) -> dict[str, str]:
@@ -230,7 +237,10 @@ def run(
             "on": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE],
             "on-samecore": [*on, "--sidecar"],
             "thread": on,
-            "before": on,
+            "on-notraces": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE, "--no-traces"],
+            "on-nolink": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE, "--no-link"],
+            "on-discard": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE, "--sidecar-discard"],
+            "before": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE],  # as "on"
         }
         variants = [v for v in VARIANTS if v in chosen]
         if before is not None:

@@ -46,6 +46,14 @@ def main() -> None:
     parser.add_argument("--telemetry", choices=("on", "off"), required=True)
     parser.add_argument("--log-file", default=None)
     parser.add_argument("--no-traces", action="store_true", help="(profiling one sink)")
+    parser.add_argument(
+        "--no-link", action="store_true", help="(profiling) the sidecar is sent nothing"
+    )
+    parser.add_argument(
+        "--sidecar-discard",
+        action="store_true",
+        help="(profiling) the sidecar reads the records and throws them away",
+    )
     parser.add_argument("--sidecar", action="store_true")
     parser.add_argument("--sidecar-cpus", default=None, help="e.g. 1 or 1,2")
     args = parser.parse_args()
@@ -71,10 +79,22 @@ def main() -> None:
         from lanewise.observe.plugin import ObservePlugin
 
         exporter = None if args.sidecar else DiscardExporter()
-        pm = get_plugin_manager(["inference"], extra=[ObservePlugin(span_exporter=exporter)])
+        plugin = ObservePlugin(span_exporter=exporter)
+        pm = get_plugin_manager(["inference"], extra=[plugin])
     else:
+        plugin = None
         pm = get_plugin_manager(["inference"])
     app = create_app(settings, plugin_manager=pm)
+    if args.no_link:  # the observer's work on the event loop, without the hand-over
+        assert plugin is not None
+        assert plugin.telemetry is not None
+        assert plugin.telemetry.link is not None, "--no-link needs --sidecar"
+        plugin.telemetry.link.send = lambda kind, message: None  # type: ignore[method-assign]
+    if args.sidecar_discard:  # the hand-over without the sidecar's work on the other core
+        assert plugin is not None
+        assert plugin.telemetry is not None
+        assert plugin.telemetry.link is not None, "--sidecar-discard needs --sidecar"
+        plugin.telemetry.link.command = ["sh", "-c", "exec cat > /dev/null"]
     freeze_startup_heap()  # as `lanewise serve` workers do (create_app_from_env)
     uvicorn.run(
         app,

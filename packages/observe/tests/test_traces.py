@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from lanewise.core.gateway.app import create_app
 from lanewise.core.hookspecs import hookimpl
 from lanewise.core.server import serve_in_thread
+from lanewise.observe import traces
 from lanewise.observe.plugin import ObservePlugin
+from lanewise.observe.record import RequestRecord
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -147,3 +152,32 @@ def test_openai_upstream_receives_the_client_trace(
             assert parent in {f"{s.context.span_id:016x}" for s in servers}
         else:
             assert parent == CLIENT_SPAN
+
+
+@given(
+    st.integers(0, 2**192 - 1)
+    | st.sampled_from([0, 1, 2**64 - 1, 2**64, (2**128 - 1) << 64, 2**192 - 1])
+)
+def test_started_traces_spell_their_ids_as_w3c_traceparent(bits):
+    """The ids drawn for a request (one 192-bit draw) and the ``traceparent`` forwarded
+    upstream agree, have their W3C widths and are never all zeros."""
+    record = RequestRecord()
+    with patch.object(traces._RANDOM, "getrandbits", return_value=bits):
+        header = traces.start_trace(record, None, 1.0)
+    assert traces.TRACEPARENT_FULL.match(header)
+    assert record.trace_id is not None
+    assert record.span_id is not None
+    assert traces.parse_traceparent(header) == (int(record.trace_id, 16), record.span_id, 1)
+    assert record.trace_id == f"{(bits >> 64) or 1:032x}"
+    assert record.span_id == (bits & (2**64 - 1) or 1)
+    assert record.sampled
+
+
+@given(st.integers(1, 2**128 - 1), st.integers(1, 2**64 - 1), st.sampled_from(["00", "01"]))
+def test_a_client_trace_keeps_its_id_and_sampling_decision(trace_id, span_id, flags):
+    record = RequestRecord()
+    header = traces.start_trace(record, f"00-{trace_id:032x}-{span_id:016x}-{flags}", 1.0)
+    assert record.trace_id == f"{trace_id:032x}"
+    assert record.parent_span_id == span_id
+    assert record.sampled is (flags == "01")
+    assert header == f"00-{trace_id:032x}-{record.span_id:016x}-{flags}"

@@ -86,14 +86,15 @@ class SidecarLink:
 
     def send(self, kind: int, message: Any) -> None:
         """Queue one message; never blocks, never raises for a full pipe or a dead child."""
+        buffer = self.buffer
         with self._lock:
-            if self._fd is None or self.buffer.size >= self.capacity:
+            if self._fd is None or buffer.size >= self.capacity:
                 self.on_drop(1)
                 return
-            self.buffer.add(kind, message)
+            buffer.add(kind, message)
             # A burst: write now, unless the pipe was full a moment ago (then the timer
             # retries; a write per request into a full pipe would cost the loop a syscall).
-            if self._out is None and self.buffer.size >= FLUSH_BYTES:
+            if buffer.size >= FLUSH_BYTES and self._out is None:
                 self._flush()
 
     def _tick(self) -> None:

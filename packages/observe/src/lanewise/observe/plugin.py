@@ -69,11 +69,14 @@ class ObservePlugin:
     def lanewise_on_usage(self, event: UsageEvent) -> None:
         context = current_request()
         entry = context.attributes.get(RECORD) if context is not None else None
-        telemetry = entry[0] if entry is not None else self.telemetry
-        if telemetry is None:
-            return
         try:
-            telemetry.on_usage(context, event)
+            if entry is not None:  # the common case, inline: once per model call
+                record = entry[1]
+                record.usage_events.append(event)
+                if record.awaiting_usage:
+                    entry[0].usage_after_end(record, context)
+            elif self.telemetry is not None:
+                self.telemetry.on_usage(event)
         except Exception:
             count_drop("internal")
             log.warning("telemetry could not record usage", exc_info=True)

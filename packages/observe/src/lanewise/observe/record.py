@@ -10,7 +10,11 @@ loop nothing is added up: :meth:`RequestRecord.fold` turns the events into
 tokens, model, stages and cache counts where the record is processed.
 
 It is a msgspec Struct of plain data (core's events are Structs too), so it
-encodes to MessagePack in one C call, for a telemetry process of its own.
+encodes to MessagePack in one C call, for a telemetry process of its own: as an
+array (``array_like``: no field names on the wire; the gateway and its sidecar run
+the same code), the fields set on the event loop first so that the folded ones,
+still unset, are left off the end. Nothing refers back to a record, so the
+garbage collector does not track it (``gc=False``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ RECORD = "lanewise.observe.record"
 """Key of ``(telemetry, record)`` in the request context's ``attributes``."""
 
 
-class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+NO_RESPONSE = ResponseOutcome()
+
+
+class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True, array_like=True, gc=False):
     request_id: str = ""
     method: str = ""
     path: str = ""
@@ -34,8 +41,9 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     """``time.perf_counter()`` at the start (this process's clock)."""
     started_wall: float = 0.0
     duration_s: float = 0.0
-    response: ResponseOutcome = msgspec.field(default_factory=ResponseOutcome)
-    """Core's record of how the response went (status, stream, its end, the error)."""
+    response: ResponseOutcome | None = None
+    """Core's record of how the response went (status, stream, its end, the error);
+    None: no response started (read through the properties below)."""
     unrouted: bool = False
     """No route took the request (404/405): its path is no metric label."""
     principal: Principal | None = None
@@ -49,8 +57,6 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     span_id: int | None = None
     parent_span_id: int | None = None
     sampled: bool = False
-    traceparent: str | None = None
-    tracestate: str | None = None
     usage_events: list[UsageEvent] = []
     stage_events: list[StageTiming] = []
     awaiting_usage: bool = False
@@ -123,24 +129,24 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     @property
     def status(self) -> int:
-        return self.response.status
+        return (self.response or NO_RESPONSE).status
 
     @property
     def stream(self) -> bool:
-        return self.response.stream
+        return (self.response or NO_RESPONSE).stream
 
     @property
     def error_type(self) -> str | None:
-        return self.response.error_type
+        return (self.response or NO_RESPONSE).error_type
 
     @property
     def failure(self) -> str | None:
-        return self.response.failure
+        return (self.response or NO_RESPONSE).failure
 
     @property
     def outcome(self) -> str:
         """ok, rejected (4xx), error (5xx, an error mid-stream, a crash) or client_disconnect."""
-        response = self.response
+        response = self.response or NO_RESPONSE
         if response.failure is not None or response.status >= 500:
             return "error"
         if response.status >= 400:

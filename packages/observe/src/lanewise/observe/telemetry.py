@@ -200,6 +200,7 @@ class Telemetry:
         if not path.startswith(OBSERVED_PREFIX):
             return
         record = RequestRecord(
+            request_id=context.request_id,
             method=scope["method"],
             path=path,
             route=scope.get("path_template") or path,
@@ -210,25 +211,25 @@ class Telemetry:
         context.attributes[RECORD] = (self, record)
 
     def _trace(self, record: RequestRecord, headers: Any, attributes: dict[str, Any]) -> None:
-        traceparent = None
+        traceparent = tracestate = forward = None
         for name, value in headers:
             if name == b"traceparent":
                 traceparent = value.decode("latin-1")
             elif name == b"tracestate":
-                record.tracestate = value.decode("latin-1")
+                tracestate = value.decode("latin-1")
         if self.sample_ratio is not None:
-            record.traceparent = start_trace(record, traceparent, self.sample_ratio)
+            forward = start_trace(record, traceparent, self.sample_ratio)
         elif traceparent is not None:
             # No tracing here: still correlate logs with the caller's trace and pass
             # its context on to upstreams unchanged.
             record.trace_id = trace_id_from_header(traceparent)
-            record.traceparent = traceparent if record.trace_id else None
+            forward = traceparent
         if record.trace_id is not None:
             # For backends that forward the trace to upstreams.
             attributes["trace_id"] = record.trace_id
-            attributes[TRACEPARENT] = record.traceparent
-            if record.tracestate:
-                attributes[TRACESTATE] = record.tracestate
+            attributes[TRACEPARENT] = forward
+            if tracestate:
+                attributes[TRACESTATE] = tracestate
 
     def request_ended(self, context: RequestContext, scope: Any) -> None:
         """The response is over (sent, failed or abandoned by the client)."""
@@ -237,14 +238,18 @@ class Telemetry:
             return
         record = entry[1]
         record.duration_s = time.perf_counter() - record.started
-        record.request_id = context.request_id
-        response = record.response = context.response or ResponseOutcome()
+        response = record.response = context.response
         # Core sets ``user`` only once authentication succeeded; a refused request has
         # no tenant (the context's default principal is not one).
         user = scope.get("user")
         if isinstance(user, Principal):
             record.principal = user
-        if response.stream and not response.body_done and not record.usage_events:
+        if (
+            response is not None
+            and response.stream
+            and not response.body_done
+            and not record.usage_events
+        ):
             # A client disconnect cancels the model call; its usage event comes
             # from the cancelled task a moment later. Wait for it, but not forever.
             record.awaiting_usage = True
@@ -252,16 +257,18 @@ class Telemetry:
             return
         self.complete(record, context)
 
-    def on_usage(self, context: RequestContext | None, event: UsageEvent) -> None:
-        entry = context.attributes.get(RECORD) if context is not None else None
-        if entry is None:
-            self._standalone_usage(event)
-            return
-        record = entry[1]
-        record.usage_events.append(event)
-        if record.awaiting_usage and not record.completed:
+    def usage_after_end(self, record: RequestRecord, context: RequestContext) -> None:
+        """A usage event reached a record that waits for it (a client disconnect)."""
+        if not record.completed:
             # The stage event of the same call follows at once; let it land first.
             asyncio.get_running_loop().call_soon(self.complete, record, context)
+
+    def on_usage(self, event: UsageEvent) -> None:
+        """A model call outside any request (ingest embeddings, CLI): metrics and a row."""
+        if self.link is not None:
+            self._send(USAGE, StandaloneUsage(event=event, at=time.time()))
+        else:
+            self.process_usage(event, time.time())
 
     def on_stage(self, event: StageTiming) -> None:
         """A stage outside any request (an ingest job, a CLI call)."""
@@ -317,12 +324,17 @@ class Telemetry:
             record.prompt_version = context.prompt_version
             record.index_version = context.index_version
             record.model = context.model
-        self._enqueue(record)
+        link = self.link
+        if link is None:
+            self._enqueue(record)
+            return
+        try:
+            link.send(REQUEST, record)  # encoded now; written by the loop's timer
+        except Exception:
+            self._send_failed()
 
     def _enqueue(self, item: RequestRecord | Callable[[], None]) -> None:
-        if self.link is not None:
-            self._send(REQUEST, item)
-            return
+        """For the worker thread (no sidecar; in the sidecar, its records)."""
         if len(self.pending) < PENDING_MAX:
             self.pending.append(item)
         else:
@@ -335,8 +347,12 @@ class Telemetry:
         try:
             self.link.send(kind, message)  # encoded now; written by the loop's timer
         except Exception:
-            count_drop("internal")
-            internal_log.warning("telemetry could not encode a record", exc_info=True)
+            self._send_failed()
+
+    @staticmethod
+    def _send_failed() -> None:
+        count_drop("internal")
+        internal_log.warning("telemetry could not encode a record", exc_info=True)
 
     # -- the worker -----------------------------------------------------------------------
     def _run(self) -> None:
@@ -482,13 +498,6 @@ class Telemetry:
                 record.prompt_version,
             )
         )
-
-    def _standalone_usage(self, event: UsageEvent) -> None:
-        """A model call outside a gateway request (ingest embeddings, CLI): metrics and a row."""
-        if self.link is not None:
-            self._send(USAGE, StandaloneUsage(event=event, at=time.time()))
-        else:
-            self.process_usage(event, time.time())
 
     def process_usage(self, event: UsageEvent, at: float) -> None:
         if self.metrics:

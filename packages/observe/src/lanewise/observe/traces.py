@@ -105,23 +105,35 @@ os.register_at_fork(after_in_child=_RANDOM.seed)  # forked workers must not shar
 def start_trace(record: RequestRecord, traceparent: str | None, sample_ratio: float) -> str:
     """Give the record its trace and span ids; returns its ``traceparent`` for upstreams.
 
-    One ``getrandbits`` draws both ids (and no draw decides sampling at ratio 1.0):
-    this runs on the event loop for every request. Sampling follows the SDK's
+    One ``getrandbits`` draws both ids and one ``hex()`` spells them (``format`` with a
+    width goes through the slower general formatter); no draw decides sampling at ratio
+    1.0: this runs on the event loop for every request. Sampling follows the SDK's
     ``ParentBased(TraceIdRatioBased)``.
     """
-    parent = parse_traceparent(traceparent) if traceparent else None
     bits = _RANDOM.getrandbits(192)
-    span_id = bits & _SPAN_MASK or 1
-    if parent is not None:
-        trace_int, record.parent_span_id, flags = parent
-        record.sampled = bool(flags & 1)
-        trace_id = format(trace_int, "032x")
+    ids = bits.to_bytes(24, "big").hex()  # the trace id's 32 digits, then the span id's 16
+    span_id = bits & _SPAN_MASK
+    span_hex = ids[32:]
+    if not span_id:  # all-zero ids are invalid (2^-64)
+        span_id, span_hex = 1, _ONE_SPAN
+    parent = parse_traceparent(traceparent) if traceparent else None
+    if parent is None:
+        trace_id = ids[:32]
+        if trace_id == _ZERO_TRACE:  # (2^-128)
+            trace_id = _ONE_TRACE
+        sampled = record.sampled = sample_ratio >= 1.0 or _RANDOM.random() < sample_ratio
     else:
-        trace_id = format(bits >> 64 or 1, "032x")
-        record.sampled = sample_ratio >= 1.0 or _RANDOM.random() < sample_ratio
+        trace_int, record.parent_span_id, flags = parent
+        sampled = record.sampled = bool(flags & 1)
+        trace_id = format(trace_int, "032x")
     record.span_id = span_id
     record.trace_id = trace_id
-    return f"00-{trace_id}-{span_id:016x}-{'01' if record.sampled else '00'}"
+    return "00-" + trace_id + "-" + span_hex + ("-01" if sampled else "-00")
+
+
+_ZERO_TRACE = "0" * 32
+_ONE_TRACE = "0" * 31 + "1"
+_ONE_SPAN = "0" * 15 + "1"
 
 
 class Tracing:

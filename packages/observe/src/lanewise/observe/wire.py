@@ -18,6 +18,8 @@ from lanewise.core.types import StageTiming, UsageEvent
 from lanewise.observe.record import RequestRecord
 
 HEADER = struct.Struct("<IB")
+HEADER_SIZE = HEADER.size
+_PACK = HEADER.pack
 CONFIG = 0
 """The first message: the child's settings (JSON), so nothing secret goes on argv."""
 REQUEST = 1
@@ -60,9 +62,11 @@ class FrameBuffer:
 
     def add(self, kind: int, message: Any) -> None:
         payload = self._encode(message)  # raises before anything is queued
-        self.chunks.append(HEADER.pack(len(payload), kind))
-        self.chunks.append(payload)
-        self.size += HEADER.size + len(payload)
+        size = len(payload)
+        chunks = self.chunks
+        chunks.append(_PACK(size, kind))
+        chunks.append(payload)
+        self.size += size + HEADER_SIZE
         self.messages += 1
 
     def take(self) -> tuple[bytes, int]:
