@@ -6,6 +6,7 @@ lanewise from another tree (``--before REF``) than the one this file comes from.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -57,3 +58,22 @@ def instant_plugin() -> Any:
             register("instant", lambda *args: Instant(), default=True)
 
     return Plugin()
+
+
+async def start_lifespan(app: Any) -> Any:
+    """Run the app's ASGI lifespan startup; returns an async ``stop()`` for its shutdown."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    task = asyncio.get_running_loop().create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+    )
+    started = await outbox.get()
+    assert started["type"] == "lifespan.startup.complete", started
+
+    async def stop() -> None:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await task
+
+    return stop

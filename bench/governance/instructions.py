@@ -30,11 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-HELPER = r"""
-#include <valgrind/callgrind.h>
-void cg_start(void) { CALLGRIND_START_INSTRUMENTATION; }
-void cg_dump(const char *s) { CALLGRIND_DUMP_STATS_AT(s); }
-"""
+from bench.callgrind import build_helper
 
 
 def _arg(name: str, default: str) -> str:
@@ -103,11 +99,7 @@ def run(*, requests: int = 100, repeats: int = 3, linger_s: float = 0.5) -> dict
         raise SystemExit("needs valgrind (with its headers) and cc")
     with tempfile.TemporaryDirectory(prefix="lanewise-bench-cg-") as tmp_name:
         tmp = Path(tmp_name)
-        helper = tmp / "libcg.so"
-        (tmp / "cg.c").write_text(HELPER)
-        subprocess.run(
-            ["cc", "-O1", "-shared", "-fPIC", "-o", str(helper), str(tmp / "cg.c")], check=True
-        )
+        helper = build_helper(tmp)
         redis_server = RedisServer(tmp / "redis").start()
         try:
             up = free_port()

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.direct_app import CHAT_BODY, CHAT_SCOPE, instant_plugin
+from bench.direct_app import CHAT_BODY, CHAT_SCOPE, instant_plugin, start_lifespan
 from bench.observe.overhead import checkout, tree_env
 
 SINKS = ("summaries", "metrics", "traces", "usage_store")
@@ -71,28 +71,10 @@ def _app(sinks: tuple[str, ...] | None, data_dir: str) -> Any:
     return create_app(settings, plugin_manager=pm)
 
 
-async def _lifespan(app: Any) -> Any:
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    await inbox.put({"type": "lifespan.startup"})
-    task = asyncio.get_running_loop().create_task(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
-    )
-    started = await outbox.get()
-    assert started["type"] == "lifespan.startup.complete", started
-
-    async def stop() -> None:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await outbox.get()
-        await task
-
-    return stop
-
-
 async def _measure(variant: str, n: int) -> dict[str, float]:
     data_dir = tempfile.mkdtemp(prefix="lanewise-observe-inproc-")
     app = _app(VARIANTS[variant], data_dir)
-    stop = await _lifespan(app)
+    stop = await start_lifespan(app)
     from lanewise.core.gateway.app import freeze_startup_heap
 
     freeze_startup_heap()

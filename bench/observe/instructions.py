@@ -60,13 +60,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.callgrind import build_helper
+from bench.direct_app import start_lifespan
 from bench.observe.overhead import GATEWAY_CORE, LOAD_CORE, free_port, process, tree_env
 
-HELPER = r"""
-#include <valgrind/callgrind.h>
-void cg_start(void) { CALLGRIND_START_INSTRUMENTATION; }
-void cg_dump(const char *s) { CALLGRIND_DUMP_STATS_AT(s); }
-"""
 VARIANTS = ("off", "on", "notraces", "noforward", "nolink")
 MODEL_BODY = (
     b'{"model":"m","max_tokens":32,"messages":[{"role":"user",'
@@ -118,24 +115,6 @@ def _patch(variant: str, plugin: Any) -> None:
         telemetry._trace = no_forward
 
 
-async def _lifespan(app: Any) -> Any:
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    await inbox.put({"type": "lifespan.startup"})
-    task = asyncio.get_running_loop().create_task(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
-    )
-    started = await outbox.get()
-    assert started["type"] == "lifespan.startup.complete", started
-
-    async def stop() -> None:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await outbox.get()
-        await task
-
-    return stop
-
-
 def child() -> None:
     """Runs under callgrind: every variant's app, alternating sides, a dump after each."""
     import ctypes
@@ -177,7 +156,7 @@ def child() -> None:
             apps[variant], plugins[variant] = _app(variant, data_dir, os.environ["LW_CG_UP"])
             if plugins[variant] is not None:
                 _patch(variant, plugins[variant])
-            stops.append(await _lifespan(apps[variant]))
+            stops.append(await start_lifespan(apps[variant]))
         if logs._installed is not None:  # the gateway's log writer thread
             logs._installed[1].interval_s *= dilation
         freeze_startup_heap()  # as `lanewise serve` workers do
@@ -262,11 +241,7 @@ def measure(
 
     with tempfile.TemporaryDirectory(prefix="lanewise-bench-cg-") as tmp_name:
         tmp = Path(tmp_name)
-        helper = tmp / "libcg.so"
-        (tmp / "cg.c").write_text(HELPER)
-        subprocess.run(
-            ["cc", "-O1", "-shared", "-fPIC", "-o", str(helper), str(tmp / "cg.c")], check=True
-        )
+        helper = build_helper(tmp)
         (tmp / "metrics").mkdir()
         up = free_port()
         upstream = f"http://127.0.0.1:{up}"

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.direct_app import CHAT_BODY, CHAT_SCOPE
-from bench.observe.inproc import VARIANTS, _app, _lifespan
+from bench.direct_app import CHAT_BODY, CHAT_SCOPE, start_lifespan
+from bench.observe.inproc import VARIANTS, _app
 from bench.observe.overhead import checkout, tree_env
 
 PHASES = ("loop", "drain", "log_write", "spans", "usage_insert", "metrics_flush")
@@ -55,7 +55,7 @@ async def _measure(variant: str, batches: int, size: int) -> dict[str, float]:
     if variant == "on":
         _hold_threads()
     app = _app(VARIANTS[variant], tempfile.mkdtemp(prefix="lanewise-observe-worker-"))
-    stop = await _lifespan(app)
+    stop = await start_lifespan(app)
     from lanewise.core.gateway.app import freeze_startup_heap
 
     telemetry = None
