@@ -96,25 +96,6 @@ def _app(variant: str, data_dir: Path, upstream: str) -> tuple[Any, Any]:
     return create_app(settings, plugin_manager=pm), plugin
 
 
-def _patch(variant: str, plugin: Any) -> None:
-    """The splits: a piece of the lane switched off on this variant's instance only."""
-    telemetry = plugin.telemetry
-    if variant == "nolink":
-        telemetry.link.send = lambda kind, message: None
-    elif variant == "discard":  # before the lifespan starts the sidecar
-        telemetry.link.command = ["sh", "-c", "exec cat > /dev/null"]
-    elif variant == "noforward":
-        from lanewise.core.context import TRACEPARENT
-
-        trace = telemetry._trace
-
-        def no_forward(record: Any, headers: Any, attributes: dict[str, Any]) -> None:
-            trace(record, headers, attributes)
-            attributes.pop(TRACEPARENT, None)
-
-        telemetry._trace = no_forward
-
-
 def child() -> None:
     """Runs under callgrind: every variant's app, alternating sides, a dump after each."""
     import ctypes
@@ -125,6 +106,7 @@ def child() -> None:
     from lanewise.observe import logs
 
     from bench.direct_app import CHAT_SCOPE
+    from bench.observe.serve import split_lane
 
     native = "LW_CG_HELPER" not in os.environ  # --native: CPU time, no callgrind
     helper = None if native else ctypes.CDLL(os.environ["LW_CG_HELPER"])
@@ -154,8 +136,8 @@ def child() -> None:
             data_dir = tmp / variant
             data_dir.mkdir()
             apps[variant], plugins[variant] = _app(variant, data_dir, os.environ["LW_CG_UP"])
-            if plugins[variant] is not None:
-                _patch(variant, plugins[variant])
+            if variant in ("nolink", "discard", "noforward"):
+                split_lane(plugins[variant], variant)
             stops.append(await start_lifespan(apps[variant]))
         if logs._installed is not None:  # the gateway's log writer thread
             logs._installed[1].interval_s *= dilation

@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 import uvicorn
 from lanewise.core.gateway.app import create_app, freeze_startup_heap
@@ -37,6 +38,36 @@ class DiscardExporter(SpanExporter):
 
     def shutdown(self) -> None:
         pass
+
+
+def split_lane(plugin: Any, split: str) -> None:
+    """Switch one piece of the observe lane off, for profiling: ``nolink`` (records are
+    made but the sidecar is sent nothing: the observer's own work), ``discard`` (a sidecar
+    that reads the records and throws them away: the hand-over without the sidecar's
+    work; before the app's lifespan starts it) or ``noforward`` (traced, but no
+    ``traceparent`` handed to the backend)."""
+    telemetry = plugin.telemetry if plugin is not None else None
+    if telemetry is None:
+        raise SystemExit(f"{split} needs the observe lane on")
+    if split == "noforward":
+        from lanewise.core.context import TRACEPARENT
+
+        trace = telemetry._trace
+
+        def no_forward(record: Any, headers: Any, attributes: dict[str, Any]) -> None:
+            trace(record, headers, attributes)
+            attributes.pop(TRACEPARENT, None)
+
+        telemetry._trace = no_forward
+        return
+    if telemetry.link is None:
+        raise SystemExit(f"{split} needs the sidecar (--sidecar)")
+    if split == "nolink":
+        telemetry.link.send = lambda kind, message: None
+    elif split == "discard":
+        telemetry.link.command = ["sh", "-c", "exec cat > /dev/null"]
+    else:
+        raise ValueError(f"unknown split {split!r}")
 
 
 def main() -> None:
@@ -85,16 +116,9 @@ def main() -> None:
         plugin = None
         pm = get_plugin_manager(["inference"])
     app = create_app(settings, plugin_manager=pm)
-    if args.no_link:  # the observer's work on the event loop, without the hand-over
-        assert plugin is not None
-        assert plugin.telemetry is not None
-        assert plugin.telemetry.link is not None, "--no-link needs --sidecar"
-        plugin.telemetry.link.send = lambda kind, message: None  # type: ignore[method-assign]
-    if args.sidecar_discard:  # the hand-over without the sidecar's work on the other core
-        assert plugin is not None
-        assert plugin.telemetry is not None
-        assert plugin.telemetry.link is not None, "--sidecar-discard needs --sidecar"
-        plugin.telemetry.link.command = ["sh", "-c", "exec cat > /dev/null"]
+    for flag, split in ((args.no_link, "nolink"), (args.sidecar_discard, "discard")):
+        if flag:
+            split_lane(plugin, split)
     freeze_startup_heap()  # as `lanewise serve` workers do (create_app_from_env)
     uvicorn.run(
         app,
