@@ -37,9 +37,20 @@ def plot(data: dict[str, Any], path: Path) -> None:
         "on-notraces": "on, traces off",
         "on-nolink": "on, nothing sent",
         "on-discard": "on, sidecar discards",
+        "on-nice0": "on, sidecar not niced",
     }
     labels = [names[v] for v in variants]
-    palette = ["#888888", "#2a7ab9", "#6aa84f", "#d98c3a", "#a64d79", "#4aa3a3", "#b5a33a", "#555"]
+    palette = [
+        "#888888",
+        "#2a7ab9",
+        "#6aa84f",
+        "#d98c3a",
+        "#a64d79",
+        "#4aa3a3",
+        "#b5a33a",
+        "#555",
+        "#999",
+    ]
     colors = palette[: len(variants)]
     for ax, key, title in (
         (axes[0], "rps", "requests/s (c=16)"),

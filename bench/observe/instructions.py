@@ -34,7 +34,10 @@ Under callgrind a request runs ~100x slower: the link's flush runs every
 instead of on its timer, and the lane's other timers (lane-state collection, the
 log writer's wake-up) are stretched by ``--dilation`` (100), so that they run about
 as often per request as natively whatever the machine's load. ``--requests`` (270)
-is best a multiple of ``--flush-every``.
+is best a multiple of ``--flush-every``. ``--concurrency C`` (1) runs C requests at
+a time, as under load: their objects are alive together, and the garbage collector's
+young generation fills with them (at 1 it hardly ever runs); both counts must then be
+multiples of C (e.g. 15).
 
 ``--before REF`` runs the same variants on REF's source tree (another callgrind run),
 ``--annotate N`` ranks the N C functions whose instructions per request differ most
@@ -118,6 +121,7 @@ def child() -> None:
     # so that a flush carries as many records whatever the machine's load.
     dilation = float(os.environ["LW_CG_DILATION"])
     flush_every = int(os.environ["LW_CG_FLUSH_EVERY"])
+    concurrency = int(os.environ["LW_CG_CONCURRENCY"])
     link.INTERVAL_S = 1e6
     telemetry_module.STATE_INTERVAL_S *= dilation
     scope = dict(CHAT_SCOPE, headers=[(b"content-type", b"application/json"), (b"host", b"b")])
@@ -146,8 +150,13 @@ def child() -> None:
         async def side(variant: str, n: int) -> None:
             app, plugin = apps[variant], plugins[variant]
             sidecar = plugin.telemetry.link if plugin is not None else None
-            for i in range(1, n + 1):
-                await app(dict(scope, state={}), receive, send)
+            for i in range(concurrency, n + concurrency, concurrency):
+                if concurrency == 1:
+                    await app(dict(scope, state={}), receive, send)
+                else:  # requests in flight together, as under load (their objects too)
+                    await asyncio.gather(
+                        *(app(dict(scope, state={}), receive, send) for _ in range(concurrency))
+                    )
                 if sidecar is not None and i % flush_every == 0:
                     sidecar._tick()
                     if sidecar._timer is not None:  # re-armed: the next is ours
@@ -214,6 +223,7 @@ def measure(
     variants: list[str],
     dilation: float,
     flush_every: int,
+    concurrency: int,
     tree: Path | None,
     annotate: int,
     inclusive: bool = False,
@@ -238,6 +248,7 @@ def measure(
                 "LW_CG_VARIANTS": ",".join(variants),
                 "LW_CG_DILATION": str(dilation),
                 "LW_CG_FLUSH_EVERY": str(flush_every),
+                "LW_CG_CONCURRENCY": str(concurrency),
             }
             if native:
                 command = ["taskset", "-c", GATEWAY_CORE]
@@ -334,6 +345,12 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--dilation", type=float, default=100.0)
     parser.add_argument("--flush-every", type=int, default=135)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="requests in flight together (their objects meet the garbage collector)",
+    )
     parser.add_argument("--before", help="a git ref: the same variants on its tree")
     parser.add_argument("--annotate", type=int, default=0)
     parser.add_argument("--inclusive", action="store_true", help="rank by inclusive counts")
@@ -342,6 +359,8 @@ def main() -> None:
         "--native", action="store_true", help="CPU time per request instead (no valgrind)"
     )
     args = parser.parse_args()
+    if args.requests % args.concurrency or args.flush_every % args.concurrency:
+        raise SystemExit("--requests and --flush-every must be multiples of --concurrency")
     if args.child:
         child()
         return
@@ -361,6 +380,7 @@ def main() -> None:
             variants=variants,
             dilation=args.dilation,
             flush_every=args.flush_every,
+            concurrency=args.concurrency,
             tree=tree,
             annotate=args.annotate,
             inclusive=args.inclusive,

@@ -62,7 +62,16 @@ TARGET_RPS_LOSS = 0.07
 TARGET_P50_ADDED_MS = 0.3
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SIDECAR_SETTLE_S = 0.3
-VARIANTS = ("off", "on", "on-samecore", "thread", "on-notraces", "on-nolink", "on-discard")
+VARIANTS = (
+    "off",
+    "on",
+    "on-samecore",
+    "thread",
+    "on-notraces",
+    "on-nolink",
+    "on-discard",
+    "on-nice0",
+)
 DEFAULT_VARIANTS = VARIANTS[:4]
 """The others split ``on``: traces off; the sidecar sent nothing; the sidecar discards."""
 
@@ -240,6 +249,7 @@ def run(
             "on-notraces": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE, "--no-traces"],
             "on-nolink": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE, "--no-link"],
             "on-discard": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE, "--sidecar-discard"],
+            "on-nice0": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE, "--sidecar-nice", "0"],
             "before": [*on, "--sidecar", "--sidecar-cpus", LOAD_CORE],  # as "on"
         }
         variants = [v for v in VARIANTS if v in chosen]

@@ -87,6 +87,7 @@ def main() -> None:
     )
     parser.add_argument("--sidecar", action="store_true")
     parser.add_argument("--sidecar-cpus", default=None, help="e.g. 1 or 1,2")
+    parser.add_argument("--sidecar-nice", default=None, help="observe.sidecar_nice")
     args = parser.parse_args()
     if args.sidecar and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # As `lanewise serve` sets one: the sidecar counts in files /metrics reads.
@@ -105,6 +106,8 @@ def main() -> None:
         if args.sidecar_cpus:
             cpus = [int(c) for c in args.sidecar_cpus.split(",")]
             os.environ["LANEWISE_OBSERVE__SIDECAR_CPUS"] = json.dumps(cpus)
+        if args.sidecar_nice is not None:
+            os.environ["LANEWISE_OBSERVE__SIDECAR_NICE"] = args.sidecar_nice
     settings = load_settings(None, models=models, data_dir=data_dir)
     if args.telemetry == "on":
         from lanewise.observe.plugin import ObservePlugin

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from lanewise.core.types import Principal, Usage, UsageEvent
@@ -69,3 +70,22 @@ def test_a_child_that_exits_is_started_again():
     assert link.restarts >= 1
     assert sum(dropped) > 0  # what was sent while no child ran
     link.close(timeout=1.0)
+
+
+def test_the_child_runs_at_a_lower_priority_than_the_gateway():
+    """Serving wins a shared core: the child's nice value is the gateway's plus ``nice``."""
+    link = SidecarLink(
+        b"{}", capacity=1 << 20, on_drop=lambda n: None, command=["sleep", "60"], nice=5
+    )
+
+    async def run() -> int:
+        link.start()
+        assert link.proc is not None
+        niceness = os.getpriority(os.PRIO_PROCESS, link.proc.pid)
+        link.stop_timer()
+        return niceness
+
+    try:
+        assert asyncio.run(run()) == os.getpriority(os.PRIO_PROCESS, 0) + 5
+    finally:
+        link.close(timeout=1.0)

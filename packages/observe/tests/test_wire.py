@@ -98,6 +98,22 @@ def test_messages_survive_any_split_of_the_stream(sent, cuts):
     assert [(k, fields(m)) for k, m in received[1:]] == [(k, fields(m)) for k, m in sent]
 
 
+def test_a_view_of_the_pending_bytes_held_elsewhere_does_not_stop_the_reader():
+    """Something else (a profiler, a thread in ``gc.get_objects()``) may still hold a slice
+    of the read buffer; the sidecar used to die of ``BufferError`` there."""
+    buffer = FrameBuffer()
+    for at in (1.0, 2.0, 3.0):
+        buffer.add(USAGE, StandaloneUsage(event=_usage(), at=at))
+    stream = buffer.take()[0]
+    reader = FrameReader(on_error=lambda: None)
+    first = reader.feed(stream[:-5])
+    held = memoryview(reader.pending)[:4]  # an export of the bytearray stays alive
+    rest = reader.feed(stream[-5:])
+    assert [m.at for _, m in first + rest] == [1.0, 2.0, 3.0]
+    assert not reader.pending
+    held.release()
+
+
 def test_a_bad_message_is_counted_and_skipped():
     good = FrameBuffer()
     good.add(USAGE, StandaloneUsage(event=_usage(), at=1.0))

@@ -50,6 +50,7 @@ class SidecarLink:
         capacity: int,
         on_drop: Callable[[int], None],
         cpus: list[int] | None = None,
+        nice: int = 0,
         command: list[str] | None = None,
     ) -> None:
         self.config = config
@@ -58,6 +59,8 @@ class SidecarLink:
         self.on_drop = on_drop
         self.cpus = cpus
         """Cores the child may run on (set at once: its imports must not run on the gateway's)."""
+        self.nice = nice
+        """Added to the child's nice value: serving wins the core when both want it."""
         self.command = command or [sys.executable, "-m", "lanewise.observe.sidecar"]
         self.buffer = FrameBuffer()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -132,6 +135,13 @@ class SidecarLink:
                 os.sched_setaffinity(proc.pid, self.cpus)
             except OSError:
                 log.warning("telemetry sidecar: cannot run on cores %s", self.cpus, exc_info=True)
+        if self.nice:
+            try:
+                os.setpriority(
+                    os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.nice
+                )
+            except OSError:
+                log.warning("telemetry sidecar: cannot lower its priority", exc_info=True)
         assert proc.stdin is not None
         fd = proc.stdin.fileno()
         with contextlib.suppress(OSError):

@@ -70,6 +70,9 @@ class ObserveSettings(Section):
     sidecar_cpus: list[int] | None = Field(
         None, description="CPU cores the sidecar may run on (default: the gateway's)"
     )
+    sidecar_nice: int = Field(
+        5, ge=0, le=19, description="added to the sidecar's nice value: serving gets the CPU first"
+    )
 
 
 def observe_settings(settings: Settings) -> ObserveSettings:

@@ -183,6 +183,7 @@ class Telemetry:
                 capacity=observe.sidecar_buffer_bytes,
                 on_drop=lambda n: count_drop("sidecar", n),
                 cpus=observe.sidecar_cpus,
+                nice=observe.sidecar_nice,
             )
             return
         self._worker = threading.Thread(target=self._run, name="lanewise-telemetry", daemon=True)

@@ -95,7 +95,10 @@ class FrameReader:
     def feed(self, chunk: bytes) -> list[tuple[int, Any]]:
         """The messages ``chunk`` completes (config payloads as raw bytes)."""
         pending = self.pending
-        pending += chunk
+        try:
+            pending += chunk
+        except BufferError:  # a slice is still referenced elsewhere (see the end)
+            pending = self.pending = pending + chunk
         out: list[tuple[int, Any]] = []
         offset, size = 0, len(pending)
         with memoryview(pending) as view:
@@ -116,5 +119,10 @@ class FrameReader:
                     out.append((kind, decoder.decode(view[start:end])))
                 except msgspec.DecodeError:
                     self.on_error()
-        del pending[:offset]
+        try:
+            del pending[:offset]
+        except BufferError:
+            # A slice of it is still referenced (seen with a thread walking gc.get_objects()
+            # mid-decode): a bytearray cannot shrink then, so start a new one.
+            self.pending = pending[offset:]
         return out
