@@ -105,7 +105,7 @@ def child() -> None:
 
     import lanewise.observe.link as link
     import lanewise.observe.telemetry as telemetry_module
-    from lanewise.core.gateway.app import freeze_startup_heap
+    from lanewise.core.heap import freeze_startup_heap
     from lanewise.observe import logs
 
     from bench.direct_app import CHAT_SCOPE

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
+
+# From the app module, which older trees (``--before REF``) have too.
 from lanewise.core.gateway.app import create_app, freeze_startup_heap
 from lanewise.core.plugins import get_plugin_manager
 from lanewise.core.settings import load_settings

@@ -9,7 +9,7 @@ import textwrap
 CHILD = textwrap.dedent(
     """
     import gc, sys, weakref
-    from lanewise.core.gateway.app import YOUNG_THRESHOLD, freeze_startup_heap
+    from lanewise.core.heap import YOUNG_THRESHOLD, freeze_startup_heap
 
     if sys.argv[1] == "custom":
         gc.set_threshold(50_000, 10, 10)

@@ -20,6 +20,7 @@ import signal
 import sys
 from typing import Any
 
+from lanewise.core.heap import freeze_startup_heap
 from lanewise.observe.settings import ObserveSettings
 from lanewise.observe.traces import EXPORT_BATCH
 from lanewise.observe.wire import CONFIG, REQUEST, USAGE, FrameReader
@@ -66,6 +67,9 @@ def main() -> None:
 
     telemetry = Telemetry(None, observe)
     write_as(parent)  # lines say which gateway worker served the request
+    # As in a gateway worker: the imports out of the collector's sight, and no collection
+    # every few hundred objects of the records a batch decodes (they die with the batch).
+    freeze_startup_heap()
     try:
         process(telemetry, early)
         while True:

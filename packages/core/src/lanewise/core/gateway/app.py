@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +15,7 @@ from lanewise.core.gateway.middleware import GatewayMiddleware
 from lanewise.core.gateway.openai_api import chat_completions, completions, list_models
 from lanewise.core.gateway.openapi import FinishedJsonRenderPlugin
 from lanewise.core.gateway.problems import EXCEPTION_HANDLERS
+from lanewise.core.heap import freeze_startup_heap
 from lanewise.core.plugins import get_plugin_manager
 from lanewise.core.settings import Settings, load_settings
 from litestar import Litestar
@@ -128,26 +128,3 @@ def create_app_from_env() -> Litestar:
     app = create_app()
     freeze_startup_heap()
     return app
-
-
-YOUNG_THRESHOLD = 10_000
-"""Net allocations of tracked objects before a young-generation collection (default 700)."""
-
-
-def freeze_startup_heap() -> None:
-    """Move everything built at start-up out of the garbage collector's sight.
-
-    The lanes import large libraries (numpy, onnxruntime, faiss); every full
-    collection would walk those objects again, which measured ~10-15 µs of CPU per
-    request (bench/inference/spine_overhead.py). They live as long as the process.
-
-    It also lets the young generation grow to :data:`YOUNG_THRESHOLD` objects: under
-    load the requests in flight alone hold more than the default 700, so a collection
-    ran every 20-30 requests, walking and promoting objects that die a moment later
-    (6-15 µs of CPU per request measured at 16 connections; none at 10 000).
-    Garbage cycles are still collected, after 10 000 net allocations instead of 700.
-    """
-    gc.collect()
-    gc.freeze()
-    young, older, oldest = gc.get_threshold()
-    gc.set_threshold(max(young, YOUNG_THRESHOLD), older, oldest)
