@@ -199,11 +199,19 @@ async def test_sigkill_of_worker_processes_mid_job_loses_and_duplicates_nothing(
     assert await parts.vector_store().count(tenant=TENANT) == len(expected)
 
 
+@pytest.mark.parametrize(
+    ("n", "words"), [(16, 600), (80, 100)], ids=["batches-queued", "one-batch-inline"]
+)
 async def test_workers_resume_by_themselves_after_redis_restarts(
-    lane: tuple[Any, IngestService], start_worker: Any, tmp_path: Path, redis_server: Any
+    lane: tuple[Any, IngestService],
+    start_worker: Any,
+    tmp_path: Path,
+    redis_server: Any,
+    n: int,
+    words: int,
 ) -> None:
     parts, service = lane
-    root = many_files(tmp_path / "many", 16, 600)
+    root = many_files(tmp_path / "many", n, words)
     files = local_files([root], root)
     expected = await reference(tmp_path, files)
     worker = start_worker("w1")
@@ -214,7 +222,7 @@ async def test_workers_resume_by_themselves_after_redis_restarts(
     service.state.kv.config_set("save", "3600 1")  # type: ignore[attr-defined]
     redis_server.restart()
     view = await wait_job(service, job, within_s=180)
-    assert (view.done, view.failed) == (16, 0)
+    assert (view.done, view.failed) == (n, 0)
     assert await stored(parts.vector_store(), TENANT, DIM) == expected
     # And they keep consuming new work afterwards (no stalled consumer, celery#9054/#8030).
     (root / "late.txt").write_text("A file sent after the restart.\n")
