@@ -31,27 +31,15 @@ from lanewise.ingest.wiring import open_components
 from bench.ingest.pipeline_bench import (
     PATHS,
     WORKER_CPU,
+    path_configs,
     pin_servers,
     run_job,
-    write_config,
     write_corpus,
 )
 
 
 async def alternate(tmp: Path, redis_url: str, pg_url: str, args: argparse.Namespace) -> None:
-    table = f"ab_{uuid.uuid4().hex[:8]}"
-    configs = {
-        path: write_config(
-            tmp / f"{path}.toml",
-            redis_url=redis_url,
-            pg_url=pg_url,
-            embedder="noop",
-            data=tmp / "d",
-            table=table,
-            inline=path == "inline",
-        )
-        for path in PATHS
-    }
+    configs = path_configs(tmp, redis_url, pg_url)
     corpus, warm = write_corpus(tmp / "corpus", args.docs), write_corpus(tmp / "warm", 2)
     settings = load_settings(configs["inline"])
     parts, close = open_components(settings)

@@ -352,6 +352,23 @@ PATHS = ("inline", "split")
 queue, as separate parse and embed workers do."""
 
 
+def path_configs(tmp: Path, redis_url: str, pg_url: str) -> dict[str, Path]:
+    """A no-op configuration per path (see PATHS), all writing to one new table."""
+    table = f"bench_{uuid.uuid4().hex[:8]}"
+    return {
+        path: write_config(
+            tmp / f"noop-{path}.toml",
+            redis_url=redis_url,
+            pg_url=pg_url,
+            embedder="noop",
+            data=tmp / "d2",
+            table=table,
+            inline=path == "inline",
+        )
+        for path in PATHS
+    }
+
+
 def path_figures(
     chunks: int,
     pipeline: list[float],
@@ -393,19 +410,7 @@ def path_figures(
 async def overhead_and_memory(
     tmp: Path, redis_url: str, pg_url: str, noop_docs: int, big_mib: int, rounds: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    table = f"bench_{uuid.uuid4().hex[:8]}"
-    configs = {
-        path: write_config(
-            tmp / f"noop-{path}.toml",
-            redis_url=redis_url,
-            pg_url=pg_url,
-            embedder="noop",
-            data=tmp / "d2",
-            table=table,
-            inline=path == "inline",
-        )
-        for path in PATHS
-    }
+    configs = path_configs(tmp, redis_url, pg_url)
     corpus = write_corpus(tmp / "corpus-noop", noop_docs)
     warm = write_corpus(tmp / "warm-noop", 2)
     settings = load_settings(configs["inline"])
