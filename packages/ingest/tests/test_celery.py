@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,8 +18,10 @@ from typing import Any
 
 import pytest
 from lanewise.core.settings import load_settings
+from lanewise.ingest.celery_app import CeleryDispatch
 from lanewise.ingest.local import local_files
-from lanewise.ingest.service import IngestService, Upload, open_service
+from lanewise.ingest.pipeline import run_parse
+from lanewise.ingest.service import IngestService, Upload, open_service, runtime_from
 from lanewise.ingest.testing import LANEWISE, Worker
 from lanewise.ingest.wiring import open_components
 
@@ -40,7 +43,7 @@ def config(tmp_path: Path, redis_server: Any, pg_url: str) -> Path:
 def start_worker(tmp_path: Path, config: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     started: list[Worker] = []
 
-    def start(name: str = "w1", concurrency: int = 2) -> Worker:
+    def start(name: str = "w1", concurrency: int = 2, config: Path = config) -> Worker:
         worker = Worker(config, tmp_path / f"{name}.log", name, concurrency).start()
         started.append(worker)
         return worker
@@ -166,11 +169,17 @@ async def test_mixed_corpus_on_workers_then_unchanged_reingest(
     )
 
 
+# 600 words a file: five batches each, sent to the embed queue; 100: one batch each,
+# embedded inside the parse task (ingest.inline_embed), so the parse is what comes back
+# (more files: they go faster, and the job must still be running at each fault).
+@pytest.mark.parametrize(
+    ("n", "words"), [(24, 600), (120, 100)], ids=["batches-queued", "one-batch-inline"]
+)
 async def test_sigkill_of_worker_processes_mid_job_loses_and_duplicates_nothing(
-    lane: tuple[Any, IngestService], start_worker: Any, tmp_path: Path
+    lane: tuple[Any, IngestService], start_worker: Any, tmp_path: Path, n: int, words: int
 ) -> None:
     parts, service = lane
-    root = many_files(tmp_path / "many", 24, 600)
+    root = many_files(tmp_path / "many", n, words)
     files = local_files([root], root)
     expected = await reference(tmp_path, files)
     worker = start_worker("w1")
@@ -184,17 +193,25 @@ async def test_sigkill_of_worker_processes_mid_job_loses_and_duplicates_nothing(
     worker.kill()
     start_worker("w2")
     view = await wait_job(service, job, within_s=180)
-    assert (view.done, view.failed) == (24, 0)
+    assert (view.done, view.failed) == (n, 0)
     got = await stored(parts.vector_store(), TENANT, DIM)
     assert got == expected  # every chunk present, and (ids are keys) exactly once
     assert await parts.vector_store().count(tenant=TENANT) == len(expected)
 
 
+@pytest.mark.parametrize(
+    ("n", "words"), [(16, 600), (80, 100)], ids=["batches-queued", "one-batch-inline"]
+)
 async def test_workers_resume_by_themselves_after_redis_restarts(
-    lane: tuple[Any, IngestService], start_worker: Any, tmp_path: Path, redis_server: Any
+    lane: tuple[Any, IngestService],
+    start_worker: Any,
+    tmp_path: Path,
+    redis_server: Any,
+    n: int,
+    words: int,
 ) -> None:
     parts, service = lane
-    root = many_files(tmp_path / "many", 16, 600)
+    root = many_files(tmp_path / "many", n, words)
     files = local_files([root], root)
     expected = await reference(tmp_path, files)
     worker = start_worker("w1")
@@ -205,7 +222,7 @@ async def test_workers_resume_by_themselves_after_redis_restarts(
     service.state.kv.config_set("save", "3600 1")  # type: ignore[attr-defined]
     redis_server.restart()
     view = await wait_job(service, job, within_s=180)
-    assert (view.done, view.failed) == (16, 0)
+    assert (view.done, view.failed) == (n, 0)
     assert await stored(parts.vector_store(), TENANT, DIM) == expected
     # And they keep consuming new work afterwards (no stalled consumer, celery#9054/#8030).
     (root / "late.txt").write_text("A file sent after the restart.\n")
@@ -314,3 +331,99 @@ async def test_spooled_uploads_are_removed_once_their_items_finish(
     files = local_files([corpus / "notes.txt"], corpus)
     assert (await wait_job(service, await service.submit(tenant=TENANT, files=files))).done == 1
     assert (corpus / "notes.txt").exists()
+
+
+def without_inline_embed(config: Path) -> Path:
+    split = config.with_name("split.toml")
+    split.write_text(config.read_text().replace("[ingest]\n", "[ingest]\ninline_embed = false\n"))
+    return split
+
+
+def change(path: Path) -> None:
+    path.write_text(path.read_text().replace("line 1 ", "line one "))
+
+
+def received(worker: Worker, task: str) -> int:
+    """How many ``task`` messages the worker took (its log's "received" lines)."""
+    return sum(
+        f"Task lanewise.ingest.{task}[" in line and "] received" in line
+        for line in worker.output().splitlines()
+    )
+
+
+async def test_one_batch_documents_are_embedded_inside_their_parse_tasks(
+    lane: tuple[Any, IngestService], start_worker: Any, config: Path, tmp_path: Path
+) -> None:
+    # 100 words a file: ~12 chunks, one batch of 16. A worker consuming both queues embeds
+    # it in the parse task (no embed message); with inline_embed = false it sends it.
+    parts, service = lane
+    root = many_files(tmp_path / "small", 8, 100)
+    files = local_files([root], root)
+    expected = await reference(tmp_path, files)
+    worker = start_worker("w1")
+    view = await wait_job(service, await service.submit(tenant=TENANT, files=files))
+    assert (view.done, view.failed) == (8, 0)
+    assert await stored(parts.vector_store(), TENANT, DIM) == expected
+    assert (received(worker, "parse"), received(worker, "embed")) == (8, 0)
+    worker.stop()
+    worker = start_worker("w2", config=without_inline_embed(config))
+    for f in files:  # every document changed: a staged only batch each
+        change(f.path)
+    view = await wait_job(service, await service.submit(tenant=TENANT, files=files))
+    assert (view.done, view.failed) == (8, 0)
+    assert await stored(parts.vector_store(), TENANT, DIM) == await reference(
+        tmp_path / "again", files
+    )
+    assert (received(worker, "parse"), received(worker, "embed")) == (8, 8)
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: no handler sees it, nothing after it runs."""
+
+
+class _DiesOnDelete:
+    """The real store, but the process 'dies' as the commit deletes stale chunks."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def delete(self, **_: Any) -> None:
+        raise _Killed
+
+
+async def test_a_parse_redelivered_after_its_inline_embed_claimed_the_commit_finishes_it(
+    lane: tuple[Any, IngestService], config: Path, tmp_path: Path
+) -> None:
+    # A changed one-batch document: its embed, inline, claims the commit, then the commit
+    # dies deleting the old version's chunks. Only the parse message comes back (there is
+    # no embed message): it must be allowed to finish that commit, or the job never ends.
+    parts, service = lane
+    runtime = runtime_from(parts, load_settings(config), service.state)
+    runtime.offload = False
+    root = tmp_path / "docs"
+    root.mkdir()
+    doc = root / "a.md"
+    doc.write_text("# A\n\nThe first version of this document, with its own words.\n")
+    files = local_files([root], root)
+
+    async def parse(rt: Any, job: str, item: Any) -> None:
+        await run_parse(rt, item, CeleryDispatch(service.executor.app, inline=rt))
+
+    job, items = await service.create(tenant=TENANT, files=files)
+    await parse(runtime, job, items[0])
+    assert service.job(job, tenant=TENANT).status == "completed"  # type: ignore[union-attr]
+    first = await stored(parts.vector_store(), TENANT, DIM)
+    doc.write_text("# A\n\nThe second version: other words entirely, nothing kept.\n")
+    job, items = await service.create(tenant=TENANT, files=files)
+    dying = dataclasses.replace(runtime, store=_DiesOnDelete(runtime.store))
+    with pytest.raises(_Killed):
+        await parse(dying, job, items[0])
+    assert service.job(job, tenant=TENANT).status != "completed"  # type: ignore[union-attr]
+    await parse(runtime, job, items[0])  # the redelivered parse
+    view = service.job(job, tenant=TENANT)
+    assert view is not None
+    assert (view.status, view.done, view.chunks_removed) == ("completed", 1, len(first))
+    assert await stored(parts.vector_store(), TENANT, DIM) == await reference(tmp_path, files)

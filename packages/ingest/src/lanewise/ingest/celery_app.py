@@ -35,7 +35,14 @@ from typing import Any
 from lanewise.core.errors import ConfigError
 from lanewise.core.settings import Settings, load_settings
 from lanewise.ingest.broker import transport_for
-from lanewise.ingest.pipeline import IngestRuntime, Payload, run_embed, run_parse
+from lanewise.ingest.pipeline import (
+    IngestRuntime,
+    Payload,
+    embed_inline,
+    only_batch,
+    run_embed,
+    run_parse,
+)
 from lanewise.ingest.settings import IngestSettings, ingest_settings
 
 log = logging.getLogger("lanewise.ingest.worker")
@@ -122,7 +129,8 @@ def create_celery_app(settings: Settings, plugin_manager: Any = None) -> Any:
 def _parse_task(task: Any, item: Payload) -> None:
     here = worker()
     with task.app.producer_or_acquire() as producer:  # one for all of the item's batches
-        here.run(run_parse(here.runtime, item, CeleryDispatch(task.app, producer)))
+        dispatch = CeleryDispatch(task.app, producer, here.runtime if here.inline else None)
+        here.run(run_parse(here.runtime, item, dispatch))
 
 
 def _embed_task(task: Any, payload: Payload) -> None:
@@ -166,11 +174,20 @@ def send(app: Any, task: str, payload: Payload, queue: str, producer: Any = None
 
 
 class CeleryDispatch:
-    def __init__(self, app: Any, producer: Any = None) -> None:
+    """Embed batches go onto the ``embed`` queue; with ``inline`` (a worker that consumes
+    that queue too), a document's only batch is embedded right here, in its parse task:
+    no message to publish and no second task to dispatch, on the same worker that would
+    have taken it. A document of several batches still spreads them over the pool."""
+
+    def __init__(self, app: Any, producer: Any = None, inline: IngestRuntime | None = None):
         self.app = app
         self.producer = producer
+        self.inline = inline
 
     async def embed(self, payload: Payload) -> None:
+        if self.inline is not None and only_batch(payload):
+            await embed_inline(self.inline, payload)
+            return
         send(self.app, EMBED_TASK, payload, "embed", self.producer)
 
 
@@ -181,6 +198,8 @@ class WorkerProcess:
     runtime: IngestRuntime
     loop: asyncio.AbstractEventLoop
     closer: Any
+    inline: bool = False
+    """Embed a document's only batch inside its parse task (see :class:`CeleryDispatch`)."""
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -188,6 +207,13 @@ class WorkerProcess:
 
 _worker: WorkerProcess | None = None
 _lock = threading.Lock()
+_consumed: frozenset[str] = frozenset()
+"""The queues this worker consumes (set by ``lanewise worker`` before the pool forks)."""
+
+
+def consume(queues: list[str]) -> None:
+    global _consumed
+    _consumed = frozenset(queues)
 
 
 def worker() -> WorkerProcess:
@@ -206,7 +232,8 @@ def _build_worker() -> WorkerProcess:
     loop = asyncio.new_event_loop()
     runtime, closer = open_runtime(settings, queue="celery")
     runtime.offload = False  # this loop runs one task at a time: nothing to keep responsive
-    return WorkerProcess(runtime=runtime, loop=loop, closer=closer)
+    inline = runtime.settings.inline_embed and "embed" in _consumed
+    return WorkerProcess(runtime=runtime, loop=loop, closer=closer, inline=inline)
 
 
 def init_worker_process(**_: Any) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from lanewise.ingest.pipeline import IngestRuntime, Payload, run_embed, run_parse
+from lanewise.ingest.pipeline import IngestRuntime, Payload, embed_inline, run_parse
 
 
 class _RunNow:
@@ -20,7 +20,7 @@ class _RunNow:
         self.runtime = runtime
 
     async def embed(self, payload: Payload) -> None:
-        await run_embed(self.runtime, payload)
+        await embed_inline(self.runtime, payload)
 
 
 class EmbeddedExecutor:

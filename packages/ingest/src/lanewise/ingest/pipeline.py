@@ -49,6 +49,8 @@ from lanewise.ingest.wiring import embed_batch, embedder_tag
 log = logging.getLogger("lanewise.ingest")
 
 DELETE_BATCH = 500
+PARSE_CLAIM = "parse"
+"""The commit claim of a parse task, and of a batch embedded inside it (see embed_inline)."""
 PARSER_VERSION = "3"
 """Part of every document's key: bump it when a loader's output changes, and the next run
 re-ingests documents whose bytes did not change."""
@@ -168,7 +170,7 @@ class IngestRuntime:
             if "expected" in plan and done >= int(plan["expected"]):
                 # Redelivered after every batch was in: only the commit may be left to do.
                 attrs["outcome"] = "redelivered"
-                await self.maybe_commit(job, tenant, name, claim="parse", progress=(plan, done))
+                await self.maybe_commit(job, tenant, name, claim=PARSE_CLAIM, progress=(plan, done))
                 return
             # Otherwise parse again from the start: the batches come out the same, and sending
             # one twice changes nothing, so a batch whose message was lost is sent again.
@@ -216,7 +218,7 @@ class IngestRuntime:
                     raise  # the executor retries the whole parse (idempotent)
                 self.state.fail(job, tenant, name, reason_of(exc))
                 progress = self.state.plan(job, tenant, name, item=index, expected=sent, chunks=0)
-        await self.maybe_commit(job, tenant, name, claim="parse", progress=progress)
+        await self.maybe_commit(job, tenant, name, claim=PARSE_CLAIM, progress=progress)
 
     async def fail_parse(self, item: Payload, exc: BaseException) -> None:
         """Transient errors outlived the retries: the item fails like a poison one."""
@@ -224,7 +226,7 @@ class IngestRuntime:
         self.state.fail(job, tenant, name, f"gave up after retries: {reason_of(exc)}")
         sent = self.state.planned(job, tenant, name).get("sent", 0)
         progress = self.state.plan(job, tenant, name, item=item["item"], chunks=0, expected=sent)
-        await self.maybe_commit(job, tenant, name, claim="parse", progress=progress)
+        await self.maybe_commit(job, tenant, name, claim=PARSE_CLAIM, progress=progress)
 
     async def batches(self, blob: Blob, tenant: str) -> Any:
         """A document's chunks (id, text, metadata, tokens) in embed batches."""
@@ -351,7 +353,7 @@ class IngestRuntime:
                 texts=payload["texts"],
                 metadata=payload["metadata"],
             )
-        claim, changes = f"batch-{payload['batch']}", None
+        claim, changes = claim_of(payload), None
         if "plan" in payload:  # a new document's only batch, sent unstaged
             only = self.state.only_batch(
                 job, tenant, name, claim, ids=payload["ids"], plan=payload["plan"]
@@ -376,9 +378,7 @@ class IngestRuntime:
             self.state.stage(job, tenant, name, payload["ids"], sent=1, plan=payload["plan"])
         self.state.fail(job, tenant, name, reason_of(exc))
         _, plan, done = self.state.batch_done(job, tenant, name, payload["batch"])
-        await self.maybe_commit(
-            job, tenant, name, claim=f"batch-{payload['batch']}", progress=(plan, done)
-        )
+        await self.maybe_commit(job, tenant, name, claim=claim_of(payload), progress=(plan, done))
 
     # commit --------------------------------------------------------------------------------
 
@@ -476,6 +476,26 @@ class IngestRuntime:
         path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # not empty yet: another item's file is there
             path.parent.rmdir()
+
+
+def claim_of(payload: Payload) -> str:
+    """The commit claim of an embed task: its batch's, or its parse task's when it runs
+    inside it (the one task a crash redelivers, which must be able to finish the commit)."""
+    return str(payload.get("claim") or f"batch-{payload['batch']}")
+
+
+def only_batch(payload: Payload) -> bool:
+    """Whether an embed payload is its document's one batch (it claims the commit at once)."""
+    return "plan" in payload or bool(payload.get("only"))
+
+
+async def embed_inline(rt: IngestRuntime, payload: Payload) -> None:
+    """An embed task run inside the parse task that cut its batch, with its retries.
+
+    It claims the document's commit as the parse: if the process dies after the claim and
+    before the commit, the parse message is what comes back (no embed message exists), and
+    a redelivered parse may finish only a commit claimed under its own name."""
+    await run_embed(rt, {**payload, "claim": PARSE_CLAIM})
 
 
 async def with_retries(

@@ -37,6 +37,11 @@ class IngestSettings(Section):
         10_000, ge=1, description="new jobs get 429 while more tasks than this are queued"
     )
     embed_batch: int = Field(64, ge=1, description="chunks per embedding call")
+    inline_embed: bool = Field(
+        True,
+        description="a worker that consumes both queues embeds a document's only batch "
+        "inside its parse task instead of sending it to the embed queue",
+    )
     max_retries: int = Field(5, ge=0, description="retries of a transient failure, per task")
     retry_backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles, jittered")
     retry_backoff_max_s: float = Field(60.0, gt=0)

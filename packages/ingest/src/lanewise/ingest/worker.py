@@ -40,7 +40,11 @@ def run_worker(
 ) -> None:
     from celery import signals
     from lanewise.core.plugins import get_plugin_manager
-    from lanewise.ingest.celery_app import init_worker_process, shutdown_worker_process
+    from lanewise.ingest.celery_app import (
+        consume,
+        init_worker_process,
+        shutdown_worker_process,
+    )
 
     wanted = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(wanted) - set(QUEUES))
@@ -50,6 +54,7 @@ def run_worker(
             f"the ingest lane's queues are {', '.join(QUEUES)}"
         )
     refuse_single_process_store(settings)
+    consume(wanted)
     app = create_celery_app(settings, get_plugin_manager(settings.plugins))
     signals.worker_process_init.connect(init_worker_process, weak=False)
     signals.worker_process_shutdown.connect(shutdown_worker_process, weak=False)

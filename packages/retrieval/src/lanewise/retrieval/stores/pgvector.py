@@ -260,38 +260,48 @@ class PgvectorStore:
         texts: Sequence[str],
         metadata: Sequence[Mapping[str, Any]],
     ) -> int:
-        check_tenant(tenant)
-        batch = validate_batch(self.dimension, ids, vectors, texts, metadata)
-        if batch is None:
+        args = self.upsert_params(tenant, ids, vectors, texts, metadata)
+        if args is None:
             return 0
-        counts = [Counter(tokenize(text)) for text in batch.texts]
         async with self._tenant_tx(tenant) as conn:
-            row = await (
-                await conn.execute(
-                    self._upsert_sql,
-                    [
-                        batch.ids,
-                        [vector_literal(v) for v in batch.vectors],
-                        batch.texts,
-                        batch.metadata_json,
-                        [json.dumps(c) for c in counts],
-                        [sum(c.values()) for c in counts],
-                        tenant,
-                        tenant,
-                        tenant,
-                        tenant,
-                        ANALYZER,
-                    ],
-                )
-            ).fetchone()
+            row = await (await conn.execute(self.upsert_sql, args)).fetchone()
             if row is not None and row[0]:  # a replaced row took a term's last occurrence
                 await conn.execute(
                     f"DELETE FROM {self.table}_lexicon WHERE tenant = %s AND df <= 0", [tenant]
                 )
-        return len(batch.ids)
+        return len(args[0])
+
+    def upsert_params(
+        self,
+        tenant: str,
+        ids: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        texts: Sequence[str],
+        metadata: Sequence[Mapping[str, Any]],
+    ) -> list[Any] | None:
+        """The upsert statement's parameters for a batch (None: an empty batch); apart so
+        that ``bench/ingest/store_profile.py`` can time the very statement piece by piece."""
+        check_tenant(tenant)
+        batch = validate_batch(self.dimension, ids, vectors, texts, metadata)
+        if batch is None:
+            return None
+        counts = [Counter(tokenize(text)) for text in batch.texts]
+        return [
+            batch.ids,
+            [vector_literal(v) for v in batch.vectors],
+            batch.texts,
+            batch.metadata_json,
+            [json.dumps(c) for c in counts],
+            [sum(c.values()) for c in counts],
+            tenant,
+            tenant,
+            tenant,
+            tenant,
+            ANALYZER,
+        ]
 
     @property
-    def _upsert_sql(self) -> str:
+    def upsert_sql(self) -> str:
         """One statement for a whole batch: the rows, the document frequencies of their terms
         (new rows' terms +1, replaced rows' old terms -1) and the tenant's counts; its result
         says whether some frequency went down (then zeroed terms need deleting).
