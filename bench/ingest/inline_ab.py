@@ -23,16 +23,15 @@ import uuid
 from pathlib import Path
 
 from lanewise.core.settings import load_settings
-from lanewise.core.testing.services import RedisServer
 from lanewise.ingest.service import open_service
-from lanewise.ingest.testing import Worker, pgvector_server
+from lanewise.ingest.testing import Worker
 from lanewise.ingest.wiring import open_components
 
 from bench.ingest.pipeline_bench import (
     PATHS,
     WORKER_CPU,
+    bench_servers,
     path_configs,
-    pin_servers,
     run_job,
     write_corpus,
 )
@@ -83,14 +82,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="lanewise-bench-inline-ab-"))
     print(f"load average before: {os.getloadavg()}")
-    redis = RedisServer(tmp / "redis").start()
-    try:
-        with pgvector_server() as pg_url:
-            assert redis.process is not None
-            pin_servers(pg_url, redis.process.pid)
-            asyncio.run(alternate(tmp, redis.url, pg_url, args))
-    finally:
-        redis.stop()
+    with bench_servers(tmp) as (redis_url, pg_url):
+        asyncio.run(alternate(tmp, redis_url, pg_url, args))
     print(f"load average after: {os.getloadavg()}")
     return 0
 

@@ -71,6 +71,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -173,6 +175,20 @@ async def pipeline_batches(parts: Any, tenant: str, dim: int, batch: int) -> lis
 def postmaster_pid(pg_url: str) -> int:
     pgdata = Path(parse_qs(urlsplit(pg_url).query)["host"][0])
     return int((pgdata / "postmaster.pid").read_text().split()[0])
+
+
+@contextmanager
+def bench_servers(tmp: Path) -> Iterator[tuple[str, str]]:
+    """A Redis and a PostgreSQL (pgvector) for a bench run, both pinned away from the
+    worker's CPU (:func:`pin_servers`); yields their URLs."""
+    redis = RedisServer(tmp / "redis").start()
+    try:
+        with pgvector_server() as pg_url:
+            assert redis.process is not None
+            pin_servers(pg_url, redis.process.pid)
+            yield redis.url, pg_url
+    finally:
+        redis.stop()
 
 
 def pin_servers(pg_url: str, *pids: int) -> None:
@@ -637,19 +653,11 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     tmp = Path(tempfile.mkdtemp(prefix="lanewise-bench-ingest-"))
     load_before = os.getloadavg()
-    redis = RedisServer(tmp / "redis").start()
-    try:
-        with pgvector_server() as pg_url:
-            assert redis.process is not None
-            pin_servers(pg_url, redis.process.pid)
-            embedding = asyncio.run(embedding_efficiency(tmp, redis.url, pg_url, args.docs))
-            overhead, memory = asyncio.run(
-                overhead_and_memory(
-                    tmp, redis.url, pg_url, args.noop_docs, args.big_mib, args.rounds
-                )
-            )
-    finally:
-        redis.stop()
+    with bench_servers(tmp) as (redis_url, pg_url):
+        embedding = asyncio.run(embedding_efficiency(tmp, redis_url, pg_url, args.docs))
+        overhead, memory = asyncio.run(
+            overhead_and_memory(tmp, redis_url, pg_url, args.noop_docs, args.big_mib, args.rounds)
+        )
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs)",
         "load_average_before_after": [load_before, os.getloadavg()],
