@@ -62,7 +62,7 @@ def _app() -> Any:
 async def _in_process(n: int, freeze: bool = False) -> float:
     app = _app()
     if freeze:  # what a served worker does after start-up (create_app_from_env)
-        from lanewise.core.heap import freeze_startup_heap
+        from lanewise.core.gateway.app import freeze_startup_heap  # (older trees have it there too)
 
         freeze_startup_heap()
     scope = CHAT_SCOPE

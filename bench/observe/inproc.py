@@ -75,7 +75,7 @@ async def _measure(variant: str, n: int) -> dict[str, float]:
     data_dir = tempfile.mkdtemp(prefix="lanewise-observe-inproc-")
     app = _app(VARIANTS[variant], data_dir)
     stop = await start_lifespan(app)
-    from lanewise.core.heap import freeze_startup_heap
+    from lanewise.core.gateway.app import freeze_startup_heap  # (older trees have it there too)
 
     freeze_startup_heap()
     scope = CHAT_SCOPE

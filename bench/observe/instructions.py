@@ -37,7 +37,8 @@ as often per request as natively whatever the machine's load. ``--requests`` (27
 is best a multiple of ``--flush-every``. ``--concurrency C`` (1) runs C requests at
 a time, as under load: their objects are alive together, and the garbage collector's
 young generation fills with them (at 1 it hardly ever runs); both counts must then be
-multiples of C (e.g. 15).
+multiples of C (e.g. 15). Each side also reports the wall time the garbage collector
+took per request (``gc.callbacks``; under valgrind in its slowed-down time).
 
 ``--before REF`` runs the same variants on REF's source tree (another callgrind run),
 ``--annotate N`` ranks the N C functions whose instructions per request differ most
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import re
@@ -105,7 +107,7 @@ def child() -> None:
 
     import lanewise.observe.link as link
     import lanewise.observe.telemetry as telemetry_module
-    from lanewise.core.heap import freeze_startup_heap
+    from lanewise.core.gateway.app import freeze_startup_heap  # (older trees have it there too)
     from lanewise.observe import logs
 
     from bench.direct_app import CHAT_SCOPE
@@ -171,14 +173,25 @@ def child() -> None:
             helper.cg_dump(b"warm")
         ticks: dict[str, list[int]] = {v: [] for v in variants}
         cpu_us: dict[str, list[float]] = {v: [] for v in variants}
+        gc_us: dict[str, list[float]] = {v: [] for v in variants}
+        collecting = [0.0, 0.0]  # when the running collection started; seconds in all
+
+        def on_gc(phase: str, _: dict[str, Any]) -> None:
+            if phase == "start":
+                collecting[0] = time.perf_counter()
+            else:
+                collecting[1] += time.perf_counter() - collecting[0]
+
+        gc.callbacks.append(on_gc)
         for _ in range(repeats):
             for variant in variants:
                 telemetry = plugins[variant].telemetry if plugins[variant] else None
                 before = telemetry.link._ticks if telemetry and telemetry.link else 0
                 statuses.clear()
-                started = time.process_time()
+                started, collected = time.process_time(), collecting[1]
                 await side(variant, requests)
                 cpu_us[variant].append((time.process_time() - started) / requests * 1e6)
+                gc_us[variant].append((collecting[1] - collected) / requests * 1e6)
                 if helper is not None:
                     helper.cg_dump(variant.encode())
                 assert statuses == [200] * requests, statuses[:3]
@@ -186,7 +199,8 @@ def child() -> None:
                     ticks[variant].append(telemetry.link._ticks - before)
         for stop in stops:
             await stop()
-        return {"ticks": ticks, "cpu_us": cpu_us}
+        gc.callbacks.remove(on_gc)
+        return {"ticks": ticks, "cpu_us": cpu_us, "gc_us": gc_us}
 
     print(json.dumps(asyncio.run(run())), flush=True)
 
@@ -304,6 +318,7 @@ def measure(
         "samples": per_request,
         "median": median,
         "ticks": extra["ticks"],
+        "gc_us": {v: statistics.median(c) for v, c in extra["gc_us"].items()},
         "ranked": ranked,
     }
 
@@ -320,7 +335,12 @@ def report(name: str, data: dict[str, Any], requests: int, inclusive: bool) -> N
         added = f"{(count - off) / scale:+8.1f}{unit} vs off" if off is not None else ""
         ticks = sum(data["ticks"].get(variant, ()))
         per_tick = f"; {requests * sides / ticks:.0f} requests/flush" if ticks else ""
-        print(f"  {variant:>10}: {count / scale:8.1f}{unit} {added} (sides: {spread}){per_tick}")
+        collector = data["gc_us"].get(variant)
+        in_gc = f"; garbage collection {collector:.1f} µs/request" if collector is not None else ""
+        print(
+            f"  {variant:>10}: {count / scale:8.1f}{unit} {added} (sides: {spread}){per_tick}"
+            f"{in_gc}"
+        )
     pieces = {
         "hand-over (on - nolink)": ("on", "nolink"),
         "forwarding the traceparent (on - noforward)": ("on", "noforward"),

@@ -56,7 +56,7 @@ async def _measure(variant: str, batches: int, size: int) -> dict[str, float]:
         _hold_threads()
     app = _app(VARIANTS[variant], tempfile.mkdtemp(prefix="lanewise-observe-worker-"))
     stop = await start_lifespan(app)
-    from lanewise.core.heap import freeze_startup_heap
+    from lanewise.core.gateway.app import freeze_startup_heap  # (older trees have it there too)
 
     telemetry = None
     if variant == "on":
