@@ -424,8 +424,16 @@ def path_figures(
 
 
 async def overhead_and_memory(
-    tmp: Path, redis_url: str, pg_url: str, noop_docs: int, big_mib: int, rounds: int
+    tmp: Path,
+    redis_url: str,
+    pg_url: str,
+    noop_docs: int,
+    big_mib: int,
+    rounds: int,
+    concurrency: int = 1,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``concurrency``: pool processes of the worker every no-op comparison runs on (the
+    pipeline and raw Celery alike)."""
     configs = path_configs(tmp, redis_url, pg_url)
     corpus = write_corpus(tmp / "corpus-noop", noop_docs)
     warm = write_corpus(tmp / "warm-noop", 2)
@@ -441,7 +449,9 @@ async def overhead_and_memory(
         if worker is not None:
             worker.stop()
         log = tmp / f"w-noop-{path}.log"
-        worker = Worker(configs[path], log, f"noop-{path}", concurrency=1, pin_cpus=WORKER_CPU)
+        worker = Worker(
+            configs[path], log, f"noop-{path}", concurrency=concurrency, pin_cpus=WORKER_CPU
+        )
         worker.start()
         await run_job(service, warm, f"warm-{uuid.uuid4().hex[:6]}")
         return worker
@@ -518,6 +528,7 @@ async def overhead_and_memory(
             }
         overhead = {
             "documents": noop_docs,
+            "worker_concurrency": concurrency,
             "chunks": chunks,
             # The default path's figures at the top (as before), the split path's apart.
             **paths["inline"],
@@ -649,6 +660,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--noop-docs", type=int, default=200)
     parser.add_argument("--big-mib", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="pool processes of the no-op comparisons' worker (both sides)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     tmp = Path(tempfile.mkdtemp(prefix="lanewise-bench-ingest-"))
@@ -656,7 +673,15 @@ def main(argv: list[str]) -> int:
     with bench_servers(tmp) as (redis_url, pg_url):
         embedding = asyncio.run(embedding_efficiency(tmp, redis_url, pg_url, args.docs))
         overhead, memory = asyncio.run(
-            overhead_and_memory(tmp, redis_url, pg_url, args.noop_docs, args.big_mib, args.rounds)
+            overhead_and_memory(
+                tmp,
+                redis_url,
+                pg_url,
+                args.noop_docs,
+                args.big_mib,
+                args.rounds,
+                args.concurrency,
+            )
         )
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs)",
