@@ -32,6 +32,21 @@ CHAT_BODY = json.dumps(
 ).encode()
 
 
+def asgi_io(body: bytes) -> tuple[Any, Any, list[int]]:
+    """``receive`` (one request message carrying ``body``), ``send`` (keeps each response's
+    status) and the list of statuses, for driving the app with raw ASGI calls."""
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    return receive, send, statuses
+
+
 def instant_plugin() -> Any:
     """A plugin whose default backend ``instant`` answers at once (no upstream)."""
     from lanewise.core.hookspecs import hookimpl

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.direct_app import CHAT_BODY, CHAT_SCOPE, instant_plugin
+from bench.direct_app import CHAT_BODY, CHAT_SCOPE, asgi_io, instant_plugin
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
@@ -66,14 +66,7 @@ async def _in_process(n: int, freeze: bool = False) -> float:
 
         freeze_startup_heap()
     scope = CHAT_SCOPE
-    statuses: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": CHAT_BODY, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
+    receive, send, statuses = asgi_io(CHAT_BODY)
 
     for _ in range(300):  # warm-up
         await app(dict(scope, state={}), receive, send)
@@ -103,8 +96,10 @@ def _free_port() -> int:
 
 
 def _env(tree: Path) -> dict[str, str]:
+    # lanewise from ``tree``; ``bench`` (the child runs as a script) from this checkout.
     srcs = [str(p) for p in sorted((tree / "packages").glob("*/src"))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(srcs), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join([*srcs, str(ROOT)])
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
 
 
 def _cpu_ticks(pid: int) -> int:

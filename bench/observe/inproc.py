@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.direct_app import CHAT_BODY, CHAT_SCOPE, instant_plugin, start_lifespan
+from bench.direct_app import CHAT_BODY, CHAT_SCOPE, asgi_io, instant_plugin, start_lifespan
 from bench.observe.overhead import checkout, tree_env
 
 SINKS = ("summaries", "metrics", "traces", "usage_store")
@@ -79,14 +79,7 @@ async def _measure(variant: str, n: int) -> dict[str, float]:
 
     freeze_startup_heap()
     scope = CHAT_SCOPE
-    statuses: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": CHAT_BODY, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
+    receive, send, statuses = asgi_io(CHAT_BODY)
 
     for _ in range(500):  # warm-up
         await app(dict(scope, state={}), receive, send)

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.callgrind import build_helper
-from bench.direct_app import start_lifespan
+from bench.direct_app import asgi_io, start_lifespan
 from bench.observe.overhead import GATEWAY_CORE, LOAD_CORE, free_port, process, tree_env
 
 VARIANTS = ("off", "on", "notraces", "noforward", "nolink")
@@ -127,14 +127,7 @@ def child() -> None:
     link.INTERVAL_S = 1e6
     telemetry_module.STATE_INTERVAL_S *= dilation
     scope = dict(CHAT_SCOPE, headers=[(b"content-type", b"application/json"), (b"host", b"b")])
-    statuses: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": MODEL_BODY, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
+    receive, send, statuses = asgi_io(MODEL_BODY)
 
     async def run() -> dict[str, Any]:
         apps, plugins, stops = {}, {}, []
