@@ -162,14 +162,18 @@ def test_started_traces_spell_their_ids_as_w3c_traceparent(bits):
     """The ids drawn for a request (one 192-bit draw) and the ``traceparent`` forwarded
     upstream agree, have their W3C widths and are never all zeros."""
     record = RequestRecord()
-    with patch.object(traces._RANDOM, "getrandbits", return_value=bits):
+    with patch.object(traces, "_getrandbits", return_value=bits):
         header = traces.start_trace(record, None, 1.0)
     assert traces.TRACEPARENT_FULL.match(header)
     assert record.trace_id is not None
     assert record.span_id is not None
     assert traces.parse_traceparent(header) == (int(record.trace_id, 16), record.span_id, 1)
-    assert record.trace_id == f"{(bits >> 64) or 1:032x}"
-    assert record.span_id == (bits & (2**64 - 1) or 1)
+    assert int(record.trace_id, 16) != 0
+    assert record.span_id != 0
+    # A draw with an all-zero id gets the low bit of both ids set; any other is spelled as is.
+    used = bits if bits >> 64 and bits & (2**64 - 1) else bits | 1 | 1 << 64
+    assert record.trace_id == f"{used >> 64:032x}"
+    assert record.span_id == used & (2**64 - 1)
     assert record.sampled
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from lanewise.core.context import ResponseOutcome
@@ -19,6 +21,7 @@ from lanewise.observe.wire import (
     FrameReader,
     StandaloneStage,
     StandaloneUsage,
+    array_prefix,
     config_frame,
 )
 
@@ -78,8 +81,13 @@ def test_messages_survive_any_split_of_the_stream(sent, cuts):
     buffer = FrameBuffer()
     config = b'{"observe": {}}'
     for kind, message in sent:
-        buffer.add(kind, message)
+        if kind == REQUEST:  # as the link queues them: a run of records, one message
+            buffer.add_record(message)
+        else:
+            buffer.add(kind, message)
     assert buffer.messages == len(sent)
+    # Bytes queued (a run's header is counted once the run is framed).
+    assert buffer.size == sum(len(chunk) for chunk in [*buffer.chunks, *buffer.run])
     data, count = buffer.take()
     assert count == len(sent)
     assert buffer.take() == (b"", 0)
@@ -125,6 +133,24 @@ def test_a_bad_message_is_counted_and_skipped():
     out = FrameReader(on_error=lambda: errors.append(None)).feed(stream)
     assert len(errors) == 2
     assert [kind for kind, _ in out] == [USAGE]
+
+
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 65_535, 65_536])
+def test_a_run_of_records_is_framed_as_a_msgpack_array(length):
+    """The run's header is the one msgpack gives an array of that length."""
+    assert msgspec.msgpack.encode([None] * length).startswith(array_prefix(length))
+    assert len(msgspec.msgpack.encode([None] * length)) == len(array_prefix(length)) + length
+
+
+def test_an_unencodable_record_leaves_the_run_as_it_was():
+    buffer = FrameBuffer()
+    buffer.add_record(RequestRecord(request_id="fine"))
+    size = buffer.size
+    with pytest.raises(TypeError):
+        buffer.add_record(RequestRecord(request_id="odd", index_version=object()))
+    assert (buffer.size, buffer.messages) == (size, 1)
+    received = FrameReader(on_error=lambda: None).feed(buffer.take()[0])
+    assert [(kind, m.request_id) for kind, m in received] == [(REQUEST, "fine")]
 
 
 def test_an_unencodable_message_leaves_no_half_frame():

@@ -10,7 +10,7 @@ id, a cost) rather than to new globals.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
@@ -84,9 +84,10 @@ gateway's middleware runs (a trace id): the context starts with these ``attribut
 _current: ContextVar[RequestContext | None] = ContextVar("lanewise_request", default=None)
 
 
-def current_request() -> RequestContext | None:
-    """The context of the request being served here, or None outside one."""
-    return _current.get()
+current_request: Callable[[], RequestContext | None] = _current.get
+"""``current_request()``: the context of the request being served here, or None outside
+one. The context variable's own ``get`` (a C method): it runs several times per request,
+and a Python function around it would add a frame each time."""
 
 
 def enter_request(context: RequestContext) -> Token[RequestContext | None]:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lanewise.observe.wire import FrameBuffer, config_frame
+from lanewise.observe.wire import REQUEST, FrameBuffer, config_frame
 
 log = logging.getLogger("lanewise.observe")
 INTERVAL_S = 0.05
@@ -94,7 +94,10 @@ class SidecarLink:
             if self._fd is None or buffer.size >= self.capacity:
                 self.on_drop(1)
                 return
-            buffer.add(kind, message)
+            if kind == REQUEST:  # most messages
+                buffer.add_record(message)
+            else:
+                buffer.add(kind, message)
             # A burst: write now, unless the pipe was full a moment ago (then the timer
             # retries; a write per request into a full pipe would cost the loop a syscall).
             if buffer.size >= FLUSH_BYTES and self._out is None:

@@ -32,7 +32,7 @@ RECORD = "lanewise.observe.record"
 NO_RESPONSE = ResponseOutcome()
 
 
-class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True, array_like=True, gc=False):
+class RequestRecord(msgspec.Struct, omit_defaults=True, array_like=True, gc=False):
     request_id: str = ""
     method: str = ""
     path: str = ""

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from time import perf_counter
 from typing import Any
 
 import structlog
@@ -200,37 +201,37 @@ class Telemetry:
         path = scope["path"]
         if not path.startswith(OBSERVED_PREFIX):
             return
+        # Positional: the record's first six fields (this runs for every request).
         record = RequestRecord(
-            request_id=context.request_id,
-            method=scope["method"],
-            path=path,
-            route=scope.get("path_template") or path,
-            started=time.perf_counter(),
-            started_wall=time.time(),
+            context.request_id,
+            scope["method"],
+            path,
+            scope.get("path_template") or path,
+            perf_counter(),
+            context.started_at,
         )
-        self._trace(record, scope["headers"], context.attributes)
-        context.attributes[RECORD] = (self, record)
-
-    def _trace(self, record: RequestRecord, headers: Any, attributes: dict[str, Any]) -> None:
-        traceparent = tracestate = forward = None
-        for name, value in headers:
+        attributes = context.attributes
+        attributes[RECORD] = (self, record)
+        traceparent = tracestate = None
+        for name, value in scope["headers"]:
             if name == b"traceparent":
                 traceparent = value.decode("latin-1")
             elif name == b"tracestate":
                 tracestate = value.decode("latin-1")
         if self.sample_ratio is not None:
             forward = start_trace(record, traceparent, self.sample_ratio)
-        elif traceparent is not None:
+        elif traceparent is not None and (trace_id := trace_id_from_header(traceparent)):
             # No tracing here: still correlate logs with the caller's trace and pass
             # its context on to upstreams unchanged.
-            record.trace_id = trace_id_from_header(traceparent)
+            record.trace_id = trace_id
             forward = traceparent
-        if record.trace_id is not None:
-            # For backends that forward the trace to upstreams.
-            attributes["trace_id"] = record.trace_id
-            attributes[TRACEPARENT] = forward
-            if tracestate:
-                attributes[TRACESTATE] = tracestate
+        else:
+            return
+        # For backends that forward the trace to upstreams.
+        attributes["trace_id"] = record.trace_id
+        attributes[TRACEPARENT] = forward
+        if tracestate:
+            attributes[TRACESTATE] = tracestate
 
     def request_ended(self, context: RequestContext, scope: Any) -> None:
         """The response is over (sent, failed or abandoned by the client)."""
@@ -238,7 +239,7 @@ class Telemetry:
         if entry is None:
             return
         record = entry[1]
-        record.duration_s = time.perf_counter() - record.started
+        record.duration_s = perf_counter() - record.started
         response = record.response = context.response
         # Core sets ``user`` only once authentication succeeded; a refused request has
         # no tenant (the context's default principal is not one).
@@ -299,17 +300,15 @@ class Telemetry:
 
     def unrouted(self, scope: Any, status: int, error_type: str | None) -> None:
         """A 404 or 405 that no route took (no request context, no observer call)."""
-        path = scope["path"]
-        record = RequestRecord(
-            request_id=str(scope.get("state", {}).get("request_id", "")),
-            method=scope["method"],
-            path=path,
-            route=path,
-            started_wall=time.time(),
-            response=ResponseOutcome(status=status, error_type=error_type, body_done=True),
-            unrouted=True,
-        )
-        self._trace(record, scope["headers"], {})
+        request_id = str(scope.get("state", {}).get("request_id", ""))
+        context = RequestContext(request_id=request_id)
+        self.request_started(context, dict(scope, path_template=None))
+        entry = context.attributes.get(RECORD)
+        if entry is None:  # not a /v1 path
+            return
+        record = entry[1]
+        record.response = ResponseOutcome(status=status, error_type=error_type, body_done=True)
+        record.unrouted = True
         self.complete(record, None)
 
     def complete(self, record: RequestRecord, context: RequestContext | None) -> None:

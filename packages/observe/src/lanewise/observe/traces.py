@@ -110,30 +110,25 @@ def start_trace(record: RequestRecord, traceparent: str | None, sample_ratio: fl
     1.0: this runs on the event loop for every request. Sampling follows the SDK's
     ``ParentBased(TraceIdRatioBased)``.
     """
-    bits = _RANDOM.getrandbits(192)
+    bits = _getrandbits(192)
+    if not bits & _SPAN_MASK or not bits >> 64:  # all-zero ids are invalid (2^-64, 2^-128)
+        bits |= _LOW_BITS
     ids = bits.to_bytes(24, "big").hex()  # the trace id's 32 digits, then the span id's 16
-    span_id = bits & _SPAN_MASK
-    span_hex = ids[32:]
-    if not span_id:  # all-zero ids are invalid (2^-64)
-        span_id, span_hex = 1, _ONE_SPAN
+    record.span_id = bits & _SPAN_MASK
     parent = parse_traceparent(traceparent) if traceparent else None
     if parent is None:
-        trace_id = ids[:32]
-        if trace_id == _ZERO_TRACE:  # (2^-128)
-            trace_id = _ONE_TRACE
+        trace_id = record.trace_id = ids[:32]
         sampled = record.sampled = sample_ratio >= 1.0 or _RANDOM.random() < sample_ratio
     else:
         trace_int, record.parent_span_id, flags = parent
         sampled = record.sampled = bool(flags & 1)
-        trace_id = format(trace_int, "032x")
-    record.span_id = span_id
-    record.trace_id = trace_id
-    return "00-" + trace_id + "-" + span_hex + ("-01" if sampled else "-00")
+        trace_id = record.trace_id = format(trace_int, "032x")
+    return f"00-{trace_id}-{ids[32:]}-{'01' if sampled else '00'}"
 
 
-_ZERO_TRACE = "0" * 32
-_ONE_TRACE = "0" * 31 + "1"
-_ONE_SPAN = "0" * 15 + "1"
+_getrandbits = _RANDOM.getrandbits
+_LOW_BITS = 1 | 1 << 64
+"""Set in a draw whose trace or span id came out all zeros (still random in the rest)."""
 
 
 class Tracing:

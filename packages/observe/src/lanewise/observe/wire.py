@@ -1,10 +1,10 @@
 """What the gateway hands its telemetry sidecar: length-prefixed, tagged msgpack messages.
 
 Each message is a 5-byte header (payload length, little-endian u32; kind, u8) and
-its msgpack payload. The gateway encodes a finished request the moment it
-completes into ``bytes`` (which the garbage collector never traverses) and joins
-them when it writes the batch to the pipe; the child parses the stream back into
-messages.
+its msgpack payload. The gateway encodes a finished request the moment it completes
+into ``bytes`` (which the garbage collector never traverses); the requests that
+finish between two writes go as one message, a msgpack array of records
+(:data:`REQUESTS`). The child parses the stream back into messages, one per request.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ USAGE = 2
 """A model call outside any request (:class:`StandaloneUsage`)."""
 STAGE = 3
 """A stage outside any request, e.g. an ingestion's new index version (:class:`StandaloneStage`)."""
+REQUESTS = 4
+"""Finished requests in the order they finished: an array of records (read as one
+:data:`REQUEST` each)."""
 
 
 class StandaloneUsage(msgspec.Struct, kw_only=True):
@@ -48,6 +51,12 @@ Message = RequestRecord | StandaloneUsage | StandaloneStage
 class FrameBuffer:
     """Messages encoded, each on its own, until the next write (the gateway's side).
 
+    A finished request is encoded the moment it completes (its objects are still
+    warm, and freed at once) and waits as ``bytes`` in a *run*; the run goes out as
+    one :data:`REQUESTS` message, a msgpack array whose elements are those encodings
+    as they are: per request, one encoder call and one list append, no header. A
+    message of another kind closes the run first, so the order is kept.
+
     Not ``encode_into`` one growing ``bytearray``: msgspec trims it to the exact size
     after each message, so every append grows it again, and in a server's fragmented
     heap that ``realloc`` copies the whole buffer (measured: ~8 µs a request against
@@ -56,24 +65,53 @@ class FrameBuffer:
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
+        self.run: list[bytes] = []
+        """Encoded records not yet framed (closed into ``chunks`` by :meth:`_close_run`)."""
+        self.run_size = 0
         self.size = 0
+        """Bytes queued, framed or not (what the link's capacity bounds)."""
         self.messages = 0
         self._encode = msgspec.msgpack.Encoder().encode
 
+    def add_record(self, record: RequestRecord) -> None:
+        payload = self._encode(record)  # raises before anything is queued
+        self.run.append(payload)
+        self.run_size += len(payload)
+        self.size += len(payload)
+        self.messages += 1
+
     def add(self, kind: int, message: Any) -> None:
         payload = self._encode(message)  # raises before anything is queued
+        if self.run:
+            self._close_run()
         size = len(payload)
-        chunks = self.chunks
-        chunks.append(_PACK(size, kind))
-        chunks.append(payload)
+        self.chunks += (_PACK(size, kind), payload)
         self.size += size + HEADER_SIZE
         self.messages += 1
 
+    def _close_run(self) -> None:
+        run = self.run
+        prefix = array_prefix(len(run))
+        self.chunks += (_PACK(len(prefix) + self.run_size, REQUESTS), prefix, *run)
+        self.size += HEADER_SIZE + len(prefix)
+        self.run, self.run_size = [], 0
+
     def take(self) -> tuple[bytes, int]:
         """The queued messages as one stream, and their count; the buffer starts empty."""
+        if self.run:
+            self._close_run()
         data, messages = b"".join(self.chunks), self.messages
         self.chunks, self.size, self.messages = [], 0, 0
         return data, messages
+
+
+def array_prefix(length: int) -> bytes:
+    """The msgpack header of an array of ``length`` elements."""
+    if length < 16:
+        return bytes((0x90 | length,))
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
 
 
 def config_frame(payload: bytes) -> bytes:
@@ -91,6 +129,7 @@ class FrameReader:
             USAGE: msgspec.msgpack.Decoder(StandaloneUsage),
             STAGE: msgspec.msgpack.Decoder(StandaloneStage),
         }
+        self._batch = msgspec.msgpack.Decoder(list[RequestRecord])
 
     def feed(self, chunk: bytes) -> list[tuple[int, Any]]:
         """The messages ``chunk`` completes (config payloads as raw bytes)."""
@@ -112,8 +151,11 @@ class FrameReader:
                 if kind == CONFIG:
                     out.append((kind, bytes(view[start:end])))
                     continue
-                decoder = self._decoders.get(kind)
                 try:
+                    if kind == REQUESTS:
+                        out.extend((REQUEST, r) for r in self._batch.decode(view[start:end]))
+                        continue
+                    decoder = self._decoders.get(kind)
                     if decoder is None:
                         raise msgspec.DecodeError(f"unknown message kind {kind}")
                     out.append((kind, decoder.decode(view[start:end])))

@@ -156,14 +156,35 @@ class GatewayMiddleware:
         state[SCOPE_CONTEXT] = context
 
         observers = self.observers
+        response = None
         if observers:
-            await self._observed(scope, receive, send, context, rid, observers)
-            return
+            # In this coroutine rather than a nested one: an extra frame would be
+            # entered again each time the request resumes.
+            response = context.response = ResponseOutcome()
+            for observer in observers:
+                try:
+                    observer.request_started(context, scope)
+                except Exception:  # an observer's failure must not fail the request
+                    log.warning("request observer %r failed", observer, exc_info=True)
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == HTTP_RESPONSE_START:
-                add_request_id(message, rid)
-            await send(message)
+            async def send_next(message: Message) -> None:
+                if message["type"] == HTTP_RESPONSE_START:
+                    add_request_id(message, rid)
+                    note_start(response, message)
+                else:
+                    note_body(response, message)
+                try:
+                    await send(message)
+                except OSError:
+                    response.disconnected = True
+                    raise
+
+        else:
+
+            async def send_next(message: Message) -> None:
+                if message["type"] == HTTP_RESPONSE_START:
+                    add_request_id(message, rid)
+                await send(message)
 
         # Not request_scope(): a generator-based context manager costs several µs.
         token = enter_request(context)
@@ -172,50 +193,10 @@ class GatewayMiddleware:
                 principal = await self.authenticate(scope, raw_headers)
                 context.principal = principal
                 scope["user"] = principal
-            await next_app(scope, receive, send_with_id)
-        finally:
-            if context.open_calls:
-                await settle_abandoned(context)
-            exit_request(token)
-
-    async def _observed(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        context: RequestContext,
-        rid: bytes,
-        observers: list[RequestObserver],
-    ) -> None:
-        """The same request, with its outcome recorded on the context for the observers."""
-        response = context.response = ResponseOutcome()
-        for observer in observers:
-            try:
-                observer.request_started(context, scope)
-            except Exception:  # an observer's failure must not fail the request
-                log.warning("request observer %r failed", observer, exc_info=True)
-
-        async def send_observed(message: Message) -> None:
-            if message["type"] == HTTP_RESPONSE_START:
-                add_request_id(message, rid)
-                note_start(response, message)
-            else:
-                note_body(response, message)
-            try:
-                await send(message)
-            except OSError:
-                response.disconnected = True
-                raise
-
-        token = enter_request(context)
-        try:
-            if scope["path"].startswith(API_PREFIX):
-                principal = await self.authenticate(scope, scope["headers"])
-                context.principal = principal
-                scope["user"] = principal
-            await self.app(scope, receive, send_observed)
+            await next_app(scope, receive, send_next)
         except BaseException as exc:
-            note_exception(response, exc)
+            if response is not None:
+                note_exception(response, exc)
             raise
         finally:
             try:
@@ -223,11 +204,12 @@ class GatewayMiddleware:
                     await settle_abandoned(context)
             finally:
                 exit_request(token)
-                for observer in observers:
-                    try:
-                        observer.request_ended(context, scope)
-                    except Exception:
-                        log.warning("request observer %r failed", observer, exc_info=True)
+                if observers:
+                    for observer in observers:
+                        try:
+                            observer.request_ended(context, scope)
+                        except Exception:
+                            log.warning("request observer %r failed", observer, exc_info=True)
 
 
 def add_request_id(message: Any, rid: bytes) -> None:
