@@ -170,3 +170,50 @@ def test_an_only_batch_that_would_leave_stale_chunks_or_failed_leaves_the_commit
     only = state.only_batch(failed, "acme", "b.md", "batch-0", ids=["c4"], plan=plan)
     assert only.outcome == "left"
     assert state.document("acme", "b.md") == {}
+
+
+class _Watched:
+    """The key-value store, reading the job's hash after every command made through it
+    (through a second handle for Redis), as a client polling the job would."""
+
+    def __init__(self, kv: object, reader: object, job_key: str) -> None:
+        self._kv, self._reader, self._job_key = kv, reader, job_key
+        self.seen: list[dict[str, str]] = []
+
+    def __getattr__(self, name: str) -> object:
+        attribute = getattr(self._kv, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: object, **kwargs: object) -> object:
+            result = attribute(*args, **kwargs)
+            if callable(result):  # a registered script: watch its calls too
+                return lambda *a, **k: self._after(result(*a, **k))
+            return self._after(result)
+
+        return call
+
+    def _after(self, result: object) -> object:
+        self.seen.append(dict(self._reader.hgetall(self._job_key)))  # type: ignore[attr-defined]
+        return result
+
+
+def test_a_finished_job_is_never_seen_without_its_index_version(
+    any_state: IngestState,
+) -> None:
+    """``finished_at`` (which makes the job read as completed) and ``index_version`` land
+    together: a poller saw the first without the second between two commands (a test on
+    the Celery workers failed on exactly that, under load)."""
+    job = any_state.create_job(tenant="acme", items=["a.md"], payloads=[{"item": 0}])
+    key = f"{PREFIX}:job:{job}"
+    watched = _Watched(any_state.kv, any_state.kv, key)
+    state = IngestState(watched)  # type: ignore[arg-type]
+    assert state.complete_job(job, "acme") == 1
+    assert state.complete_job(job, "acme") == 1  # once per job
+    assert state.index_version("acme") == 1
+    assert watched.seen, "the job was never read back"
+    for head in watched.seen:
+        assert ("finished_at" in head) == ("index_version" in head), head
+    view = state.job(job)
+    assert view is not None
+    assert (view.status, view.index_version) == ("completed", 1)

@@ -102,6 +102,7 @@ class IngestState:
         self.kv = kv
         register = getattr(kv, "register_script", None)  # Redis; SQLite runs the steps
         self._only_batch = None if register is None else register(_lua("only_batch.lua"))
+        self._complete_job = None if register is None else register(_lua("complete_job.lua"))
 
     # Jobs ---------------------------------------------------------------------------------
 
@@ -225,12 +226,21 @@ class IngestState:
         return int(finished) >= int(total or 0), None if payload is None else json.loads(payload)
 
     def complete_job(self, job: str, tenant: str) -> int:
-        """Mark the job finished and bump the tenant's index version, once per job."""
-        if self.kv.hsetnx(f"{PREFIX}:job:{job}", "finished_at", time.time()):
-            version = int(self.kv.incr(f"{PREFIX}:index_version:{tenant}"))
-            self.kv.hset(f"{PREFIX}:job:{job}", "index_version", version)
+        """Mark the job finished and bump the tenant's index version, once per job.
+
+        ``finished_at`` and ``index_version`` are written together: a reader polling the
+        job never sees it completed without its version (it did, between two commands).
+        On Redis one script does it; on SQLite (in process) a claim field keeps it to
+        once per job, then one write sets both."""
+        key = f"{PREFIX}:job:{job}"
+        counter = f"{PREFIX}:index_version:{tenant}"
+        if self._complete_job is not None:
+            return int(self._complete_job(keys=[key, counter], args=[time.time()]))
+        if self.kv.hsetnx(key, "completing", 1):
+            version = int(self.kv.incr(counter))
+            self.kv.hset(key, mapping={"index_version": version, "finished_at": time.time()})
             return version
-        return int(self.kv.hget(f"{PREFIX}:job:{job}", "index_version") or 0)
+        return int(self.kv.hget(key, "index_version") or 0)
 
     def index_version(self, tenant: str) -> int:
         return int(self.kv.get(f"{PREFIX}:index_version:{tenant}") or 0)
