@@ -204,12 +204,11 @@ class GatewayMiddleware:
                     await settle_abandoned(context)
             finally:
                 exit_request(token)
-                if observers:
-                    for observer in observers:
-                        try:
-                            observer.request_ended(context, scope)
-                        except Exception:
-                            log.warning("request observer %r failed", observer, exc_info=True)
+                for observer in observers:
+                    try:
+                        observer.request_ended(context, scope)
+                    except Exception:
+                        log.warning("request observer %r failed", observer, exc_info=True)
 
 
 def add_request_id(message: Any, rid: bytes) -> None:
