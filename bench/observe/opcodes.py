@@ -117,6 +117,8 @@ def main() -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown or len(variants) < 2:
         raise SystemExit(f"--variants: two or more of {', '.join(VARIANTS)}")
+    if args.requests < args.concurrency:
+        raise SystemExit("--requests: at least --concurrency (requests go in batches of it)")
     port = free_port()
     upstream = f"http://127.0.0.1:{port}"
     with process(["bench.upstream", "--port", str(port)], LOAD_CORE, upstream + "/v1/models"):

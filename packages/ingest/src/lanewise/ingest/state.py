@@ -228,18 +228,19 @@ class IngestState:
     def complete_job(self, job: str, tenant: str) -> int:
         """Mark the job finished and bump the tenant's index version, once per job.
 
-        ``finished_at`` and ``index_version`` are written together: a reader polling the
-        job never sees it completed without its version (it did, between two commands).
-        On Redis one script does it; on SQLite (in process) a claim field keeps it to
-        once per job, then one write sets both."""
+        ``finished_at`` (which makes the job read as completed) never lands before
+        ``index_version``: a reader polling the job used to see it completed without its
+        version, between two commands. On Redis one script does both. On SQLite (in
+        process) the same steps run one by one: the first version set on the job wins
+        (another caller's draw is left unused), then ``finished_at``; a caller that dies
+        in between leaves a job the stall check completes with the version it has."""
         key = f"{PREFIX}:job:{job}"
         counter = f"{PREFIX}:index_version:{tenant}"
         if self._complete_job is not None:
             return int(self._complete_job(keys=[key, counter], args=[time.time()]))
-        if self.kv.hsetnx(key, "completing", 1):
-            version = int(self.kv.incr(counter))
-            self.kv.hset(key, mapping={"index_version": version, "finished_at": time.time()})
-            return version
+        if self.kv.hget(key, "finished_at") is None:
+            self.kv.hsetnx(key, "index_version", int(self.kv.incr(counter)))
+            self.kv.hsetnx(key, "finished_at", time.time())
         return int(self.kv.hget(key, "index_version") or 0)
 
     def index_version(self, tenant: str) -> int:
