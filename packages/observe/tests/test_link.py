@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
+from pathlib import Path
 
+import pytest
 from lanewise.core.types import Principal, Usage, UsageEvent
-from lanewise.observe.link import SidecarLink
+from lanewise.observe.link import GIVE_WAY_NICE, SidecarLink
 from lanewise.observe.wire import USAGE, StandaloneUsage
 
 EVENT = StandaloneUsage(
@@ -89,3 +92,77 @@ def test_the_child_runs_at_a_lower_priority_than_the_gateway():
         assert asyncio.run(run()) == os.getpriority(os.PRIO_PROCESS, 0) + 5
     finally:
         link.close(timeout=1.0)
+
+
+def group_nice(pid: int) -> int:
+    """The autogroup's nice value (``/proc/PID/autogroup``: ``/autogroup-N nice V``)."""
+    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+
+
+needs_autogroup = pytest.mark.skipif(
+    not Path("/proc/self/autogroup").exists(), reason="the kernel has no autogroup scheduling"
+)
+
+
+@needs_autogroup
+def test_the_child_gives_way_while_it_keeps_up_and_competes_while_it_is_behind():
+    """The child leads its own session (its own autogroup): its group's nice is what makes
+    it yield a shared core. 19 while the pipe takes everything; the process's own value
+    (gateway + ``nice``) once it falls behind; 19 again when it has caught up."""
+    link = SidecarLink(b"{}", capacity=8 << 20, on_drop=lambda n: None, command=["cat"], nice=5)
+    expected_behind = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
+
+    async def wait_for(pid: int, value: int) -> None:
+        for _ in range(500):  # 10 s at most (the kernel's file: nothing to wait on)
+            if group_nice(pid) == value:
+                return
+            await asyncio.sleep(0.02)
+
+    async def run() -> list[int]:
+        link.start()
+        assert link.proc is not None
+        pid = link.proc.pid
+        seen = [group_nice(pid)]
+        link.send(USAGE, EVENT)
+        await asyncio.sleep(0.2)  # ticks with a reader that keeps up
+        seen.append(group_nice(pid))
+        os.kill(pid, signal.SIGSTOP)  # the child stops reading: the pipe fills
+        try:
+            for _ in range(8_000):  # ~2.4 MiB: more than the pipe holds
+                link.send(USAGE, EVENT)
+            await wait_for(pid, expected_behind)
+            seen.append(group_nice(pid))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await wait_for(pid, GIVE_WAY_NICE)
+        seen.append(group_nice(pid))
+        link.stop_timer()
+        return seen
+
+    try:
+        seen = asyncio.run(run())
+    finally:
+        link.close(timeout=5.0)
+    assert seen == [GIVE_WAY_NICE, GIVE_WAY_NICE, expected_behind, GIVE_WAY_NICE]
+
+
+@needs_autogroup
+def test_a_sidecar_at_the_gateways_priority_is_not_paced():
+    """``nice = 0`` (``observe.sidecar_nice: 0``): the child keeps the gateway's priority, and
+    its session's new group keeps the nice it starts with (0)."""
+    link = SidecarLink(b"{}", capacity=1 << 20, on_drop=lambda n: None, command=["cat"])
+
+    async def run() -> tuple[int, int]:
+        link.start()
+        assert link.proc is not None
+        await asyncio.sleep(0.2)
+        link.stop_timer()
+        pid = link.proc.pid
+        return os.getpriority(os.PRIO_PROCESS, pid), group_nice(pid)
+
+    try:
+        niceness, group = asyncio.run(run())
+    finally:
+        link.close(timeout=5.0)
+    assert niceness == os.getpriority(os.PRIO_PROCESS, 0)
+    assert group == 0

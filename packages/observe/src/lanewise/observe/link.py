@@ -8,6 +8,15 @@ messages are dropped and counted (``lanewise_telemetry_dropped_total{sink="sidec
 as they are while the child is down. A dead child is started again, with a
 backoff, from the same timer. Shutdown writes what is left (bounded by a
 deadline), closes the pipe and waits for the child to flush its sinks.
+
+Priority: the child runs ``nice`` below the gateway. It also leads a session of
+its own, and where the kernel schedules by autogroup (one group per session,
+Linux's default on many hosts) a group gets an equal share of a contended core
+whatever its members' nice values; there the link sets the group's nice instead:
+:data:`GIVE_WAY_NICE` while the child keeps up, so that every wake-up of a
+gateway, an upstream or a load generator on its core runs first, and the
+process's value (gateway + ``nice``) while it is behind (the pipe full, or a
+quarter of ``capacity`` waiting), so it catches up before anything is dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lanewise.observe.wire import REQUEST, FrameBuffer, config_frame
@@ -36,6 +46,8 @@ FLUSH_BYTES = 256 << 10
 PIPE_BYTES = 1 << 20
 """Pipe capacity asked for (``F_SETPIPE_SZ``; Linux caps it at ``fs.pipe-max-size``)."""
 F_SETPIPE_SZ = 1031
+GIVE_WAY_NICE = 19
+"""The child's autogroup nice while it keeps up (an unprivileged owner may set 0 to 19)."""
 RESTART_MIN_S = 0.5
 RESTART_MAX_S = 30.0
 STABLE_S = 30.0
@@ -78,6 +90,10 @@ class SidecarLink:
         self._restart_at: float | None = None
         self._closed = False
         self._ticks = 0
+        self._group: Path | None = None
+        """The child's ``/proc/PID/autogroup`` while its nice is paced there."""
+        self._behind_nice = 0
+        self._behind = False
 
     # -- on the event loop --------------------------------------------------------------
     def start(self) -> None:
@@ -113,6 +129,8 @@ class SidecarLink:
                 if self.proc is None or self._ticks % POLL_EVERY == 0:
                     self._check_child()
                 self._flush()
+                if self._group is not None:
+                    self._pace()
         except Exception:
             log.warning("telemetry sidecar link failed", exc_info=True)
         if self._loop is not None and not self._closed:
@@ -138,13 +156,9 @@ class SidecarLink:
                 os.sched_setaffinity(proc.pid, self.cpus)
             except OSError:
                 log.warning("telemetry sidecar: cannot run on cores %s", self.cpus, exc_info=True)
+        self._group = None
         if self.nice:
-            try:
-                os.setpriority(
-                    os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.nice
-                )
-            except OSError:
-                log.warning("telemetry sidecar: cannot lower its priority", exc_info=True)
+            self._lower_priority(proc.pid)
         assert proc.stdin is not None
         fd = proc.stdin.fileno()
         with contextlib.suppress(OSError):
@@ -156,6 +170,31 @@ class SidecarLink:
         # The pipe is empty: the settings always fit.
         self._out = memoryview(config_frame(self.config))
         self._out_messages = 0
+
+    def _lower_priority(self, pid: int) -> None:
+        value = self._behind_nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, value)
+        except OSError:
+            log.warning("telemetry sidecar: cannot lower its priority", exc_info=True)
+            return
+        self._group, self._behind = Path(f"/proc/{pid}/autogroup"), False
+        self._set_group_nice(GIVE_WAY_NICE)
+
+    def _pace(self) -> None:
+        """Give way while the child keeps up; compete as ``nice`` while it is behind."""
+        behind = self._out is not None or self.buffer.size > self.capacity >> 2
+        if behind != self._behind:
+            self._behind = behind
+            self._set_group_nice(self._behind_nice if behind else GIVE_WAY_NICE)
+
+    def _set_group_nice(self, value: int) -> None:
+        if self._group is None:
+            return
+        try:
+            self._group.write_text(f"{value}\n")
+        except OSError:  # no autogroup scheduling, or the child is gone
+            self._group = None
 
     def _check_child(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:

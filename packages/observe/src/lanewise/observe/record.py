@@ -12,8 +12,8 @@ tokens, model, stages and cache counts where the record is processed.
 It is a msgspec Struct of plain data (core's events are Structs too), so it
 encodes to MessagePack in one C call, for a telemetry process of its own: as an
 array (``array_like``: no field names on the wire; the gateway and its sidecar run
-the same code), the fields set on the event loop first so that the folded ones,
-still unset, are left off the end. Nothing refers back to a record, so the
+the same code). An array carries every field, the folded ones at their defaults
+(msgspec omits defaults only from maps). Nothing refers back to a record, so the
 garbage collector does not track it (``gc=False``).
 """
 
@@ -32,7 +32,7 @@ RECORD = "lanewise.observe.record"
 NO_RESPONSE = ResponseOutcome()
 
 
-class RequestRecord(msgspec.Struct, omit_defaults=True, array_like=True, gc=False):
+class RequestRecord(msgspec.Struct, array_like=True, gc=False):
     request_id: str = ""
     method: str = ""
     path: str = ""
