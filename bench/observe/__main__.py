@@ -118,6 +118,8 @@ def main() -> None:
             f"CPU ms/req; load average {data['meta']['load_average_before']} -> "
             f"{data['meta']['load_average_after']}"
         )
+    rounds = sorted(-loss * 100 for loss in data["rps_loss_measured_rounds"])
+    print("on vs off by round (RPS, sorted): " + " ".join(f"{r:+.1f}%" for r in rounds))
     print(f"counted by the lane at the end: {data['telemetry_counts']}")
     source = "measured" if data["gateway_saturated"] else "from CPU/request (gateway not saturated)"
     print(

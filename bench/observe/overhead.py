@@ -23,11 +23,15 @@ Rig: each gateway process pinned to core 0 with ``taskset``; the
 load generator (``wrk``, one thread, Lua-scripted POST) and the aiohttp
 upstream share core 1; the upstream is measured alone first and must serve at
 least 5x the gateway's RPS, so the figure is the gateway's, not the rig's.
-Throughput is closed-loop at 16 connections; latency is p50 at one connection
-(no queueing). The variants alternate in rounds, medians reported, so drift on a
-shared machine hits both alike. CPU ms per request come from the gateway
-process's utime + stime in /proc over each run (its threads included: the
-telemetry worker, log writer, usage writer and span exporter run on the same core). When the gateway
+Throughput is closed-loop at 16 connections, in short rounds (9 of 4 s; each round
+runs every variant once, in alternating order); the loss is the median over rounds of
+each round's own ratio, so that the machine's drift between rounds (a neighbour on a
+shared host; runs minutes apart differ by several points here) cancels out instead of
+landing on one variant; the spread of the rounds' ratios is reported with it. Latency is
+p50 at one connection (no queueing), in two rounds after the throughput ones.
+CPU ms per request come from the gateway process's utime + stime in /proc over each
+run (its threads included: the telemetry worker, log writer, usage writer and span
+exporter run on the same core). When the gateway
 did not keep its core busy (≥ 90 %) during the throughput runs — the load
 generator or a shared machine was the bottleneck — the RPS loss is taken from
 the CPU figures (capacity = 1 / CPU per request) instead of the measured RPS,
@@ -62,6 +66,11 @@ TARGET_RPS_LOSS = 0.07
 TARGET_P50_ADDED_MS = 0.3
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SIDECAR_SETTLE_S = 0.3
+ROUNDS = 9
+"""Throughput rounds; each round runs every variant once, in alternating order."""
+SECONDS = 4
+LATENCY_ROUNDS = 2
+"""p50 at one connection barely moves between runs: fewer rounds, after the throughput ones."""
 VARIANTS = (
     "off",
     "on",
@@ -74,6 +83,19 @@ VARIANTS = (
 )
 DEFAULT_VARIANTS = VARIANTS[:4]
 """The others split ``on``: traces off; the sidecar sent nothing; the sidecar discards."""
+
+
+def paired_loss(rounds: list[dict[str, Any]], variant: str, key: str) -> float:
+    """The median over rounds of ``variant``'s loss against ``off`` in the same round.
+
+    ``key`` ``rps``: 1 - rps ratio; ``cpu_ms_per_request``: 1 - the inverse CPU ratio
+    (a CPU-bound gateway's capacity is 1 / CPU per request).
+    """
+    losses = []
+    for entry in rounds:
+        on, off = entry[variant]["throughput"][key], entry["off"]["throughput"][key]
+        losses.append(1 - on / off if key == "rps" else 1 - off / on)
+    return statistics.median(losses)
 
 
 def tree_env(tree: Path | None) -> dict[str, str]:
@@ -219,8 +241,8 @@ def run(
     """``before``: a source tree whose observe lane runs as another gateway (``before``)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
-    seconds = 5 if quick else 10
-    rounds = 2 if quick else 3
+    seconds = 3 if quick else SECONDS
+    rounds = 2 if quick else ROUNDS
     work = Path(tempfile.mkdtemp(prefix="lanewise-observe-bench-"))
     script = work / "post.lua"
     script.write_text(
@@ -296,28 +318,27 @@ def run(
                     seconds=2,
                     script=script,
                 )
-            for _ in range(rounds):
+            for index in range(rounds):
                 entry: dict[str, Any] = {}
-                for variant in variants:
+                # Alternate the order: drift within a round hits each variant both ways.
+                for variant in variants if index % 2 == 0 else variants[::-1]:
                     url = f"http://127.0.0.1:{ports[variant]}{path}"
-                    entry[variant] = {
-                        "throughput": measure(
-                            pids[variant], url, script, connections=16, seconds=seconds
-                        ),
-                        "latency": measure(
-                            pids[variant], url, script, connections=1, seconds=seconds
-                        ),
-                    }
-                    through = entry[variant]["throughput"]
+                    through = measure(pids[variant], url, script, connections=16, seconds=seconds)
+                    entry[variant] = {"throughput": through}
                     print(
                         f"  {variant:>11}: {through['rps']:8.0f} rps "
                         f"({through['cpu_ms_per_request']:.3f} CPU ms/req"
                         f" + sidecar {through['sidecar_cpu_ms_per_request']:.3f}, "
-                        f"core {through['core_busy'] * 100:.0f}% busy), "
-                        f"p50 at c=1 {entry[variant]['latency']['p50_ms']:.3f} ms",
+                        f"core {through['core_busy'] * 100:.0f}% busy)",
                         flush=True,
                     )
                 results["rounds"].append(entry)
+            for index in range(min(LATENCY_ROUNDS, rounds)):
+                for variant in variants:
+                    url = f"http://127.0.0.1:{ports[variant]}{path}"
+                    latency = measure(pids[variant], url, script, connections=1, seconds=seconds)
+                    results["rounds"][index][variant]["latency"] = latency
+                    print(f"  {variant:>11}: p50 at c=1 {latency['p50_ms']:.3f} ms", flush=True)
             time.sleep(1.5)  # the sidecars fold their last metric batch (once a second)
             results["telemetry_counts"] = {
                 v: telemetry_counts(f"http://127.0.0.1:{ports[v]}/metrics")
@@ -339,7 +360,9 @@ def run(
                 r[variant]["throughput"]["sidecar_cpu_ms_per_request"] for r in results["rounds"]
             ),
             "p50_ms_c1": statistics.median(
-                r[variant]["latency"]["p50_ms"] for r in results["rounds"]
+                r[variant]["latency"]["p50_ms"]
+                for r in results["rounds"]
+                if "latency" in r[variant]
             ),
             "p50_ms_c16": statistics.median(
                 r[variant]["throughput"]["p50_ms"] for r in results["rounds"]
@@ -347,10 +370,12 @@ def run(
         }
         for variant in variants
     }
-    measured_loss = 1 - med["on"]["rps"] / med["off"]["rps"]
+    # Each round's own ratio (its runs seconds apart), then their median: the machine's
+    # drift between rounds cancels out, which separate medians per variant do not do.
+    measured_loss = paired_loss(results["rounds"], "on", "rps")
     # A CPU-bound gateway's throughput is 1 / CPU per request: the capacity loss follows
     # from the CPU figures even when the gateway was not saturated in the run.
-    capacity_loss = 1 - med["off"]["cpu_ms_per_request"] / med["on"]["cpu_ms_per_request"]
+    capacity_loss = paired_loss(results["rounds"], "on", "cpu_ms_per_request")
     # The gateways compared; a sidecar sharing core 0 takes part of it by design.
     busy = min(r[v]["throughput"]["core_busy"] for r in results["rounds"] for v in ("off", "on"))
     saturated = busy >= 0.9
@@ -371,8 +396,12 @@ def run(
         upstream_over_gateway=results["rig"]["upstream"]["rps"] / med["off"]["rps"],
         variants=variants,
         rps_loss_measured_by_variant={
-            v: 1 - med[v]["rps"] / med["off"]["rps"] for v in variants if v != "off"
+            v: paired_loss(results["rounds"], v, "rps") for v in variants if v != "off"
         },
+        rps_loss_measured_rounds=[
+            1 - r["on"]["throughput"]["rps"] / r["off"]["throughput"]["rps"]
+            for r in results["rounds"]
+        ],
         sidecar_core={"on": LOAD_CORE, "on-samecore": GATEWAY_CORE},
         log_lines_written=summary_lines,
         targets={"rps_loss_max": TARGET_RPS_LOSS, "p50_added_ms_max": TARGET_P50_ADDED_MS},
