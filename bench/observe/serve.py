@@ -54,13 +54,13 @@ def split_lane(plugin: Any, split: str) -> None:
     if split == "noforward":
         from lanewise.core.context import TRACEPARENT
 
-        trace = telemetry._trace
+        started = telemetry.request_started
 
-        def no_forward(record: Any, headers: Any, attributes: dict[str, Any]) -> None:
-            trace(record, headers, attributes)
-            attributes.pop(TRACEPARENT, None)
+        def no_forward(context: Any, scope: Any) -> None:
+            started(context, scope)
+            context.attributes.pop(TRACEPARENT, None)
 
-        telemetry._trace = no_forward
+        telemetry.request_started = no_forward
         return
     if telemetry.link is None:
         raise SystemExit(f"{split} needs the sidecar (--sidecar)")
