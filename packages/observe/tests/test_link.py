@@ -90,6 +90,9 @@ def test_the_child_runs_at_a_lower_priority_than_the_gateway():
 
     try:
         assert asyncio.run(run()) == os.getpriority(os.PRIO_PROCESS, 0) + 5
+        assert link.proc is not None
+        # Its wake-ups (a write to its pipe) do not preempt what runs on its core.
+        assert os.sched_getscheduler(link.proc.pid) == os.SCHED_BATCH
     finally:
         link.close(timeout=1.0)
 
@@ -162,7 +165,10 @@ def test_a_sidecar_at_the_gateways_priority_is_not_paced():
 
     try:
         niceness, group = asyncio.run(run())
+        assert link.proc is not None
+        policy = os.sched_getscheduler(link.proc.pid)
     finally:
         link.close(timeout=5.0)
     assert niceness == os.getpriority(os.PRIO_PROCESS, 0)
     assert group == 0
+    assert policy == os.sched_getscheduler(0)

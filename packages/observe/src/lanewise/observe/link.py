@@ -9,7 +9,8 @@ as they are while the child is down. A dead child is started again, with a
 backoff, from the same timer. Shutdown writes what is left (bounded by a
 deadline), closes the pipe and waits for the child to flush its sinks.
 
-Priority: the child runs ``nice`` below the gateway. It also leads a session of
+Priority: the child runs ``nice`` below the gateway, as a batch task (``SCHED_BATCH``:
+its wake-ups never preempt the task running on its core). It also leads a session of
 its own, and where the kernel schedules by autogroup (one group per session,
 Linux's default on many hosts) a group gets an equal share of a contended core
 whatever its members' nice values; there the link sets the group's nice instead:
@@ -178,6 +179,10 @@ class SidecarLink:
         except OSError:
             log.warning("telemetry sidecar: cannot lower its priority", exc_info=True)
             return
+        # A batch task's wake-up (a write to its pipe) never preempts the running task:
+        # it waits for the core's next turn instead of cutting into an upstream's.
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
         self._group, self._behind = Path(f"/proc/{pid}/autogroup"), False
         self._set_group_nice(GIVE_WAY_NICE)
 
