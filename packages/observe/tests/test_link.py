@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from lanewise.core.types import Principal, Usage, UsageEvent
-from lanewise.observe.link import GIVE_WAY_NICE, SidecarLink
+from lanewise.observe.link import GIVE_WAY_NICE, SidecarLink, autogroup_nice
 from lanewise.observe.wire import USAGE, StandaloneUsage
 
 EVENT = StandaloneUsage(
@@ -98,8 +98,9 @@ def test_the_child_runs_at_a_lower_priority_than_the_gateway():
 
 
 def group_nice(pid: int) -> int:
-    """The autogroup's nice value (``/proc/PID/autogroup``: ``/autogroup-N nice V``)."""
-    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    nice = autogroup_nice(Path(f"/proc/{pid}/autogroup"))
+    assert nice is not None
+    return nice
 
 
 needs_autogroup = pytest.mark.skipif(
@@ -113,7 +114,7 @@ def test_the_child_gives_way_while_it_keeps_up_and_competes_while_it_is_behind()
     it yield a shared core. 19 while the pipe takes everything; the process's own value
     (gateway + ``nice``) once it falls behind; 19 again when it has caught up."""
     link = SidecarLink(b"{}", capacity=8 << 20, on_drop=lambda n: None, command=["cat"], nice=5)
-    expected_behind = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
+    expected_behind = min(19, group_nice(os.getpid()) + 5)  # the gateway's group + nice
 
     async def wait_for(pid: int, value: int) -> None:
         for _ in range(500):  # 10 s at most (the kernel's file: nothing to wait on)

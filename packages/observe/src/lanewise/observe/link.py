@@ -16,7 +16,7 @@ Linux's default on many hosts) a group gets an equal share of a contended core
 whatever its members' nice values; there the link sets the group's nice instead:
 :data:`GIVE_WAY_NICE` while the child keeps up, so that every wake-up of a
 gateway, an upstream or a load generator on its core runs first, and the
-process's value (gateway + ``nice``) while it is behind (the pipe full, or a
+gateway's group nice + ``nice`` while it is behind (the pipe full, or a
 quarter of ``capacity`` waiting), so it catches up before anything is dropped.
 """
 
@@ -173,7 +173,7 @@ class SidecarLink:
         self._out_messages = 0
 
     def _lower_priority(self, pid: int) -> None:
-        value = self._behind_nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
+        value = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
         try:
             os.setpriority(os.PRIO_PROCESS, pid, value)
         except OSError:
@@ -183,6 +183,11 @@ class SidecarLink:
         # it waits for the core's next turn instead of cutting into an upstream's.
         with contextlib.suppress(OSError):
             os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
+        own = autogroup_nice(Path("/proc/self/autogroup"))
+        if own is None:  # no autogroup scheduling: the process's nice is what counts
+            return
+        # Behind, it competes as the gateway's group would with ``nice`` added.
+        self._behind_nice = min(19, own + self.nice)
         self._group, self._behind = Path(f"/proc/{pid}/autogroup"), False
         self._set_group_nice(GIVE_WAY_NICE)
 
@@ -313,3 +318,11 @@ class SidecarLink:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def autogroup_nice(path: Path) -> int | None:
+    """The nice value in ``/proc/PID/autogroup`` (``/autogroup-N nice V``); None without one."""
+    try:
+        return int(path.read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
