@@ -111,8 +111,8 @@ needs_autogroup = pytest.mark.skipif(
 @needs_autogroup
 def test_the_child_gives_way_while_it_keeps_up_and_competes_while_it_is_behind():
     """The child leads its own session (its own autogroup): its group's nice is what makes
-    it yield a shared core. 19 while the pipe takes everything; the process's own value
-    (gateway + ``nice``) once it falls behind; 19 again when it has caught up."""
+    it yield a shared core. 19 while the pipe takes everything; the gateway's own group
+    nice + ``nice`` once it falls behind; 19 again when it has caught up."""
     link = SidecarLink(b"{}", capacity=8 << 20, on_drop=lambda n: None, command=["cat"], nice=5)
     expected_behind = min(19, group_nice(os.getpid()) + 5)  # the gateway's group + nice
 
