@@ -44,8 +44,8 @@ POLL_EVERY = 20
 """Ticks between checks that the child still runs (a write to a dead one fails at once)."""
 FLUSH_BYTES = 32 << 10
 """Write before the timer once this much is buffered: at a busy gateway's rate (~40
-records) the encodings waiting stay in cache and each of the sidecar's bursts of work is
-short (measured against 256 KiB: 1 to 2.5 points more throughput on the gateway; 8 KiB
+records) few encodings wait in memory and each of the sidecar's bursts of work is short
+(measured against 256 KiB: 1 to 2.5 points more throughput on the gateway; 8 KiB
 gained no more and cost the sidecar more per record)."""
 PIPE_BYTES = 1 << 20
 """Pipe capacity asked for (``F_SETPIPE_SZ``; Linux caps it at ``fs.pipe-max-size``)."""
