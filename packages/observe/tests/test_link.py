@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import lanewise.observe.link as link_module
 import pytest
 from lanewise.core.types import Principal, Usage, UsageEvent
 from lanewise.observe.link import GIVE_WAY_NICE, SidecarLink, autogroup_nice
@@ -109,12 +110,27 @@ needs_autogroup = pytest.mark.skipif(
 
 
 @needs_autogroup
-def test_the_child_gives_way_while_it_keeps_up_and_competes_while_it_is_behind():
+@pytest.mark.parametrize(
+    ("own_group", "gateway_nice"),
+    [
+        ("/autogroup-7 nice 3\n", 3),  # the gateway's session has a group: its nice
+        ("", os.getpriority(os.PRIO_PROCESS, 0)),  # the root group: the gateway's own nice
+    ],
+    ids=["gateway-in-its-session-group", "gateway-in-the-root-group"],
+)
+def test_the_child_gives_way_while_it_keeps_up_and_competes_while_it_is_behind(
+    own_group: str, gateway_nice: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """The child leads its own session (its own autogroup): its group's nice is what makes
-    it yield a shared core. 19 while the pipe takes everything; the gateway's own group
-    nice + ``nice`` once it falls behind; 19 again when it has caught up."""
+    it yield a shared core. 19 while the pipe takes everything; what the gateway competes
+    with + ``nice`` once it falls behind; 19 again when it has caught up. The gateway's
+    ``/proc/self/autogroup`` is a file written here, so that both cases run on any host
+    (a session made by setsid has a group; a container's init may leave the root's)."""
+    own = tmp_path / "autogroup"
+    own.write_text(own_group)
+    monkeypatch.setattr(link_module, "OWN_AUTOGROUP", own)
     link = SidecarLink(b"{}", capacity=8 << 20, on_drop=lambda n: None, command=["cat"], nice=5)
-    expected_behind = min(19, group_nice(os.getpid()) + 5)  # the gateway's group + nice
+    expected_behind = min(19, gateway_nice + 5)
 
     async def wait_for(pid: int, value: int) -> None:
         for _ in range(500):  # 10 s at most (the kernel's file: nothing to wait on)

@@ -52,6 +52,7 @@ PIPE_BYTES = 1 << 20
 F_SETPIPE_SZ = 1031
 GIVE_WAY_NICE = 19
 """The child's autogroup nice while it keeps up (an unprivileged owner may set 0 to 19)."""
+OWN_AUTOGROUP = Path("/proc/self/autogroup")
 RESTART_MIN_S = 0.5
 RESTART_MAX_S = 30.0
 STABLE_S = 30.0
@@ -186,12 +187,17 @@ class SidecarLink:
         # it waits for the core's next turn instead of cutting into an upstream's.
         with contextlib.suppress(OSError):
             os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
-        own = autogroup_nice(Path("/proc/self/autogroup"))
-        if own is None:  # no autogroup scheduling: the process's nice is what counts
+        group = Path(f"/proc/{pid}/autogroup")
+        if autogroup_nice(group) is None:  # no autogroup: the process's nice is what counts
             return
-        # Behind, it competes as the gateway's group would with ``nice`` added.
+        # Behind, it competes as the gateway would with ``nice`` added: as its session's
+        # group, or, where the gateway runs in the root group (an empty file: a session no
+        # setsid made, as under some container runtimes), as its own tasks, by their nice.
+        own = autogroup_nice(OWN_AUTOGROUP)
+        if own is None:
+            own = os.getpriority(os.PRIO_PROCESS, 0)
         self._behind_nice = min(19, own + self.nice)
-        self._group, self._behind = Path(f"/proc/{pid}/autogroup"), False
+        self._group, self._behind = group, False
         self._set_group_nice(GIVE_WAY_NICE)
 
     def _pace(self) -> None:
