@@ -125,7 +125,7 @@ def test_the_child_gives_way_while_it_keeps_up_and_competes_while_it_is_behind(
     it yield a shared core. 19 while the pipe takes everything; what the gateway competes
     with + ``nice`` once it falls behind; 19 again when it has caught up. The gateway's
     ``/proc/self/autogroup`` is a file written here, so that both cases run on any host
-    (a session made by setsid has a group; a container's init may leave the root's)."""
+    (a session started by setsid has a group; the root group's file is empty)."""
     own = tmp_path / "autogroup"
     own.write_text(own_group)
     monkeypatch.setattr(link_module, "OWN_AUTOGROUP", own)

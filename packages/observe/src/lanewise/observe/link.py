@@ -191,8 +191,8 @@ class SidecarLink:
         if autogroup_nice(group) is None:  # no autogroup: the process's nice is what counts
             return
         # Behind, it competes as the gateway would with ``nice`` added: as its session's
-        # group, or, where the gateway runs in the root group (an empty file: a session no
-        # setsid made, as under some container runtimes), as its own tasks, by their nice.
+        # group, or, where the gateway runs in the root group (an empty file: no setsid
+        # started its session, as on some CI hosts), as its own tasks, by their nice.
         own = autogroup_nice(OWN_AUTOGROUP)
         if own is None:
             own = os.getpriority(os.PRIO_PROCESS, 0)
