@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import time
@@ -109,26 +110,63 @@ needs_autogroup = pytest.mark.skipif(
 )
 
 
+class RateLimitedGroup:
+    """A child's real autogroup file, whose every other write fails as the kernel fails an
+    unprivileged writer's within 100 ms of any other (EAGAIN): these tests run as root,
+    which the kernel never refuses."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writes = 0
+
+    def read_text(self) -> str:
+        return self.path.read_text()
+
+    def write_text(self, text: str) -> None:
+        self.writes += 1
+        if self.writes % 2:
+            raise BlockingIOError(errno.EAGAIN, "write could not complete without blocking")
+        self.path.write_text(text)
+
+
 @needs_autogroup
 @pytest.mark.parametrize(
-    ("own_group", "gateway_nice"),
+    ("own_group", "gateway_nice", "rate_limited"),
     [
-        ("/autogroup-7 nice 3\n", 3),  # the gateway's session has a group: its nice
-        ("", os.getpriority(os.PRIO_PROCESS, 0)),  # the root group: the gateway's own nice
+        ("/autogroup-7 nice 3\n", 3, False),  # the gateway's session has a group: its nice
+        ("", os.getpriority(os.PRIO_PROCESS, 0), False),  # the root group: its own nice
+        ("/autogroup-7 nice 3\n", 3, True),
     ],
-    ids=["gateway-in-its-session-group", "gateway-in-the-root-group"],
+    ids=[
+        "gateway-in-its-session-group",
+        "gateway-in-the-root-group",
+        "kernel-refusing-every-other-write",
+    ],
 )
 def test_the_child_gives_way_while_it_keeps_up_and_competes_while_it_is_behind(
-    own_group: str, gateway_nice: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    own_group: str,
+    gateway_nice: int,
+    rate_limited: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     """The child leads its own session (its own autogroup): its group's nice is what makes
     it yield a shared core. 19 while the pipe takes everything; what the gateway competes
     with + ``nice`` once it falls behind; 19 again when it has caught up. The gateway's
     ``/proc/self/autogroup`` is a file written here, so that both cases run on any host
-    (a session started by setsid has a group; the root group's file is empty)."""
+    (a session started by setsid has a group; the root group's file is empty). A write
+    the kernel refuses for now is made again at a later tick, pacing goes on."""
     own = tmp_path / "autogroup"
     own.write_text(own_group)
     monkeypatch.setattr(link_module, "OWN_AUTOGROUP", own)
+    groups: list[RateLimitedGroup] = []
+    if rate_limited:
+
+        def rate_limited_file(pid: int) -> RateLimitedGroup:
+            groups.append(RateLimitedGroup(Path(f"/proc/{pid}/autogroup")))
+            return groups[-1]
+
+        monkeypatch.setattr(link_module, "autogroup_file", rate_limited_file)
     link = SidecarLink(b"{}", capacity=8 << 20, on_drop=lambda n: None, command=["cat"], nice=5)
     expected_behind = min(19, gateway_nice + 5)
 
@@ -163,7 +201,11 @@ def test_the_child_gives_way_while_it_keeps_up_and_competes_while_it_is_behind(
         seen = asyncio.run(run())
     finally:
         link.close(timeout=5.0)
-    assert seen == [GIVE_WAY_NICE, GIVE_WAY_NICE, expected_behind, GIVE_WAY_NICE]
+    # Refused at the start, the group keeps the nice it was born with until a later tick.
+    first = 0 if rate_limited else GIVE_WAY_NICE
+    assert seen == [first, GIVE_WAY_NICE, expected_behind, GIVE_WAY_NICE]
+    if rate_limited:  # three values, each refused once, then set
+        assert [group.writes for group in groups] == [6]
 
 
 @needs_autogroup

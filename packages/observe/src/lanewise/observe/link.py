@@ -98,7 +98,8 @@ class SidecarLink:
         self._group: Path | None = None
         """The child's ``/proc/PID/autogroup`` while its nice is paced there."""
         self._behind_nice = 0
-        self._behind = False
+        self._group_nice: int | None = None
+        """The group nice last set (None: not yet; the kernel refused the write)."""
 
     # -- on the event loop --------------------------------------------------------------
     def start(self) -> None:
@@ -187,7 +188,7 @@ class SidecarLink:
         # it waits for the core's next turn instead of cutting into an upstream's.
         with contextlib.suppress(OSError):
             os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
-        group = Path(f"/proc/{pid}/autogroup")
+        group = autogroup_file(pid)
         if autogroup_nice(group) is None:  # no autogroup: the process's nice is what counts
             return
         # Behind, it competes as the gateway would with ``nice`` added: as its session's
@@ -197,23 +198,30 @@ class SidecarLink:
         if own is None:
             own = os.getpriority(os.PRIO_PROCESS, 0)
         self._behind_nice = min(19, own + self.nice)
-        self._group, self._behind = group, False
+        self._group, self._group_nice = group, None
         self._set_group_nice(GIVE_WAY_NICE)
 
     def _pace(self) -> None:
         """Give way while the child keeps up; compete as ``nice`` while it is behind."""
         behind = self._out is not None or self.buffer.size > self.capacity >> 2
-        if behind != self._behind:
-            self._behind = behind
-            self._set_group_nice(self._behind_nice if behind else GIVE_WAY_NICE)
+        value = self._behind_nice if behind else GIVE_WAY_NICE
+        if value != self._group_nice:
+            self._set_group_nice(value)
 
     def _set_group_nice(self, value: int) -> None:
         if self._group is None:
             return
         try:
             self._group.write_text(f"{value}\n")
+        except BlockingIOError:
+            # EAGAIN: without CAP_SYS_ADMIN the kernel takes one autogroup nice per 100 ms,
+            # system-wide (another gateway worker may just have set its sidecar's): the
+            # next tick tries again.
+            return
         except OSError:  # no autogroup scheduling, or the child is gone
             self._group = None
+            return
+        self._group_nice = value
 
     def _check_child(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -327,6 +335,10 @@ class SidecarLink:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def autogroup_file(pid: int) -> Path:
+    return Path(f"/proc/{pid}/autogroup")
 
 
 def autogroup_nice(path: Path) -> int | None:
