@@ -338,6 +338,7 @@ class SidecarLink:
 
 
 def autogroup_file(pid: int) -> Path:
+    """``/proc/PID/autogroup`` (a function, so that a test can stand in a kernel that refuses)."""
     return Path(f"/proc/{pid}/autogroup")
 
 
