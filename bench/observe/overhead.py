@@ -85,8 +85,8 @@ DEFAULT_VARIANTS = VARIANTS[:4]
 """The others split ``on``: traces off; the sidecar sent nothing; the sidecar discards."""
 
 
-def paired_loss(rounds: list[dict[str, Any]], variant: str, key: str) -> float:
-    """The median over rounds of ``variant``'s loss against ``off`` in the same round.
+def round_losses(rounds: list[dict[str, Any]], variant: str, key: str) -> list[float]:
+    """``variant``'s loss against ``off`` in each round, from that round's own runs.
 
     ``key`` ``rps``: 1 - rps ratio; ``cpu_ms_per_request``: 1 - the inverse CPU ratio
     (a CPU-bound gateway's capacity is 1 / CPU per request).
@@ -95,7 +95,12 @@ def paired_loss(rounds: list[dict[str, Any]], variant: str, key: str) -> float:
     for entry in rounds:
         on, off = entry[variant]["throughput"][key], entry["off"]["throughput"][key]
         losses.append(1 - on / off if key == "rps" else 1 - off / on)
-    return statistics.median(losses)
+    return losses
+
+
+def paired_loss(rounds: list[dict[str, Any]], variant: str, key: str) -> float:
+    """The median over rounds of :func:`round_losses`."""
+    return statistics.median(round_losses(rounds, variant, key))
 
 
 def tree_env(tree: Path | None) -> dict[str, str]:
@@ -398,10 +403,7 @@ def run(
         rps_loss_measured_by_variant={
             v: paired_loss(results["rounds"], v, "rps") for v in variants if v != "off"
         },
-        rps_loss_measured_rounds=[
-            1 - r["on"]["throughput"]["rps"] / r["off"]["throughput"]["rps"]
-            for r in results["rounds"]
-        ],
+        rps_loss_measured_rounds=round_losses(results["rounds"], "on", "rps"),
         sidecar_core={"on": LOAD_CORE, "on-samecore": GATEWAY_CORE},
         log_lines_written=summary_lines,
         targets={"rps_loss_max": TARGET_RPS_LOSS, "p50_added_ms_max": TARGET_P50_ADDED_MS},

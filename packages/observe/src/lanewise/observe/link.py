@@ -16,8 +16,10 @@ Linux's default on many hosts) a group gets an equal share of a contended core
 whatever its members' nice values; there the link sets the group's nice instead:
 :data:`GIVE_WAY_NICE` while the child keeps up, so that every wake-up of a
 gateway, an upstream or a load generator on its core runs first, and the
-gateway's group nice + ``nice`` while it is behind (the pipe full, or a
-quarter of ``capacity`` waiting), so it catches up before anything is dropped.
+gateway's group nice (in the root group, its process nice) + ``nice`` while it is
+behind (the pipe full, or a quarter of ``capacity`` waiting), so it catches up
+before anything is dropped. A write the kernel refuses for now (``EAGAIN``) is made
+again at the next tick.
 """
 
 from __future__ import annotations
